@@ -1,0 +1,123 @@
+"""The one module that knows where things live on disk.
+
+    <runs_dir>/                          (gitignored; config `output.runs_dir`)
+      world/                             tiny preset: corpora, tokenizer, base_model, benchmarks
+      cache/entropy/<key>.safetensors    per-token signals of the frozen base model
+      cache/data/<key>.safetensors       tokenized, split corpora
+      train/<run>/seed<k>/               one training run
+        resolved_config.yaml, train_log.jsonl, val_curve.json, status.json
+        checkpoint-<step>/               HF folder + manifest.json + trainer_state.pt
+      store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json   one eval result each
+      store/.../checkpoint-<step>/work/  lm-eval request caches, evalplus samples
+    <results_dir>/                       (config `output.results_dir`)
+      selection.json, tables/, figures/, leaderboard_entries.json
+    results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TASKS_DIR = PROJECT_ROOT / "tasks"
+CONFIGS_DIR = PROJECT_ROOT / "configs"
+LEADERBOARD_DIR = PROJECT_ROOT / "results"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one experiment, from its `output` config section."""
+
+    runs_dir: Path
+    results_dir: Path
+
+    @classmethod
+    def from_config(cls, config) -> Layout:  # config: ExperimentConfig (untyped to avoid an import cycle)
+        return cls(_resolve(config.output.runs_dir), _resolve(config.output.results_dir))
+
+    # --- tiny world and caches ---
+    @property
+    def world_dir(self) -> Path:
+        return self.runs_dir / "world"
+
+    def entropy_cache(self, key: str) -> Path:
+        return self.runs_dir / "cache" / "entropy" / f"{key}.safetensors"
+
+    def data_cache(self, key: str) -> Path:
+        return self.runs_dir / "cache" / "data" / f"{key}.safetensors"
+
+    # --- training ---
+    def run_dir(self, run_name: str, seed: int) -> Path:
+        return self.runs_dir / "train" / run_name / f"seed{seed}"
+
+    def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
+        return self.run_dir(run_name, seed) / f"checkpoint-{step}"
+
+    def checkpoints(self, run_name: str, seed: int) -> list[tuple[int, Path]]:
+        """Complete checkpoints, oldest first. A folder counts only once its manifest.json exists."""
+        run = self.run_dir(run_name, seed)
+        if not run.is_dir():
+            return []
+        found = []
+        for child in run.iterdir():
+            m = CHECKPOINT_RE.match(child.name)
+            if m and (child / "manifest.json").is_file():
+                found.append((int(m.group(1)), child))
+        return sorted(found)
+
+    def train_runs(self) -> list[tuple[str, int]]:
+        """(run name, seed) of every training run folder on disk."""
+        base = self.runs_dir / "train"
+        if not base.is_dir():
+            return []
+        return sorted(
+            (r.name, int(s.name[4:]))
+            for r in base.iterdir()
+            if r.is_dir()
+            for s in r.iterdir()
+            if s.is_dir() and s.name.startswith("seed")
+        )
+
+    # --- evaluation store ---
+    def store_dir(self, run_name: str, seed: int, step: int) -> Path:
+        return self.runs_dir / "store" / run_name / f"seed{seed}" / f"checkpoint-{step}"
+
+    def result_file(self, run_name: str, seed: int, step: int, benchmark: str) -> Path:
+        return self.store_dir(run_name, seed, step) / f"{benchmark}.json"
+
+    def eval_work_dir(self, run_name: str, seed: int, step: int) -> Path:
+        return self.store_dir(run_name, seed, step) / "work"
+
+    def store_lock(self, run_name: str, seed: int, step: int) -> Path:
+        return self.store_dir(run_name, seed, step) / ".lock"
+
+    # --- selection, tables, figures, leaderboard ---
+    @property
+    def selection_file(self) -> Path:
+        return self.results_dir / "selection.json"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.results_dir / "tables"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.results_dir / "figures"
+
+    @property
+    def leaderboard_entries(self) -> Path:
+        return self.results_dir / "leaderboard_entries.json"
+
+
+LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
+LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
+LEADERBOARD_HTML = LEADERBOARD_DIR / "leaderboard.html"
+PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "paper_reference.json"
