@@ -86,6 +86,32 @@ class Layout:
             if s.is_dir() and s.name.startswith("seed")
         )
 
+    def val_curve_file(self, run_name: str, seed: int) -> Path:
+        return self.run_dir(run_name, seed) / "val_curve.json"
+
+    def status_file(self, run_name: str, seed: int) -> Path:
+        return self.run_dir(run_name, seed) / "status.json"
+
+    def train_log_file(self, run_name: str, seed: int) -> Path:
+        return self.run_dir(run_name, seed) / "train_log.jsonl"
+
+    def run_config_file(self, run_name: str, seed: int) -> Path:
+        return self.run_dir(run_name, seed) / "resolved_config.yaml"
+
+    @property
+    def experiment_config_file(self) -> Path:
+        """The fully resolved experiment config (YAML + overrides), saved by `prepare`."""
+        return self.runs_dir / "config.resolved.yaml"
+
+    @property
+    def prepared_file(self) -> Path:
+        """What `prepare` produced: model path, corpus cache keys, plan. Its presence marks prepare as done."""
+        return self.runs_dir / "prepared.json"
+
+    @property
+    def entropy_cache_dir(self) -> Path:
+        return self.runs_dir / "cache" / "entropy"
+
     # --- evaluation store ---
     def store_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.runs_dir / "store" / run_name / f"seed{seed}" / f"checkpoint-{step}"
@@ -111,6 +137,11 @@ class Layout:
     @property
     def figures_dir(self) -> Path:
         return self.results_dir / "figures"
+
+    @property
+    def sample_entropy_file(self) -> Path:
+        """One target sample's tokens with base-model entropy and EntroDrop's gate (Figure 2c)."""
+        return self.results_dir / "sample_entropy.json"
 
     @property
     def leaderboard_entries(self) -> Path:

@@ -1,0 +1,68 @@
+"""Load a corpus's documents as text: the embedded tiny world, a local file, or a hub dataset via `datasets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from entrodrop_bench.config import CorpusConfig
+from entrodrop_bench.errors import DataError
+
+TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")
+_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+
+
+def _field_text(value: Any) -> str:
+    """Flatten a field: chat-style lists of turns ({from/role, value/content}) become their texts joined."""
+    if isinstance(value, list):
+        return "\n".join(_field_text(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("value", value.get("content", "")))
+    return "" if value is None else str(value)
+
+
+def _load_dataset(corpus: CorpusConfig, key: str, world_file: Path | None):
+    import datasets
+
+    if world_file is not None:
+        return datasets.load_dataset("json", data_files=str(world_file), split="train")
+    if corpus.path is not None:
+        path = Path(corpus.path)
+        files = sorted(str(p) for p in path.rglob("*") if p.suffix in _FORMATS) if path.is_dir() else [str(path)]
+        if not files:
+            raise DataError(f"{key}.path: {path} holds no jsonl/json/parquet/csv/txt files")
+        fmt = _FORMATS.get(Path(files[0]).suffix)
+        if fmt is None:
+            raise DataError(f"{key}.path: {path} has an unsupported extension (expected one of {', '.join(_FORMATS)})")
+        return datasets.load_dataset(fmt, data_files=files, split="train")
+    try:
+        return datasets.load_dataset(corpus.source, corpus.name, split=corpus.split)
+    except Exception as exc:  # offline, missing, gated: datasets raises many types
+        raise DataError(
+            f"{key}.source: could not load hub dataset {corpus.source!r} (split {corpus.split!r}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}. Without hub access, download it elsewhere "
+            f"and set {key}.path to a local jsonl/parquet file or folder."
+        ) from None
+
+
+def load_texts(corpus: CorpusConfig, key: str, *, world=None, max_docs: int | None = None) -> list[str]:
+    """Documents of a corpus as strings: its `text_fields` joined by newlines. `key` is the config path, for errors."""
+    world_file = None
+    if corpus.source in TINY_SOURCES and corpus.path is None:
+        if world is None:
+            raise DataError(f"{key}.source: {corpus.source!r} is an embedded tiny corpus but the config has no `tiny:` section")
+        world_file = world.corpus_file(corpus.source)
+    ds = _load_dataset(corpus, key, world_file)
+    missing = [f for f in corpus.text_fields if f not in ds.column_names]
+    if missing:
+        raise DataError(f"{key}.text_fields: fields {missing} are not in the data (it has {ds.column_names})")
+    if max_docs is not None and len(ds) > max_docs:
+        ds = ds.select(range(max_docs))
+    texts = []
+    for record in ds.select_columns(corpus.text_fields):
+        text = "\n".join(t for t in (_field_text(record[f]) for f in corpus.text_fields) if t)
+        if text.strip():
+            texts.append(text)
+    if not texts:
+        raise DataError(f"{key}: corpus {corpus.path or corpus.source} is empty (no non-blank documents in {corpus.text_fields})")
+    return texts
