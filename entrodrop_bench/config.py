@@ -34,6 +34,8 @@ class ModelConfig(Section):
     """Parameter dtype; on GPU, training runs under bf16 autocast through accelerate."""
     trust_remote_code: bool = False
     """Allow model code from the hub. Off by default; turning it on logs a warning."""
+    pad_token: str | None = None
+    """Token to pad with when the tokenizer defines none (Llama 3.1: <|finetune_right_pad_id|>)."""
 
 
 class CorpusConfig(Section):

@@ -1,0 +1,143 @@
+"""Command line: `entrodrop-bench run CONFIG [key.path=value ...]` and one command per stage.
+
+Errors in the user's input print one paragraph and exit 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+STAGES = ("prepare", "train", "eval", "select", "tables", "figures")
+
+_HELP = {
+    "run": "run every stage (prepare, train, eval, select, tables, figures, leaderboard), skipping finished work",
+    "prepare": "build the tiny world (if used), tokenize and split corpora, cache base-model entropies",
+    "train": "train every method and seed (or those named with --run/--seed); resumes interrupted runs",
+    "eval": "evaluate every checkpoint on every benchmark through lm-eval and evalplus; fills the results store",
+    "select": "pick each method's representative checkpoint (config eval.selection)",
+    "tables": "write Tables 1-4 as Markdown, LaTeX and CSV",
+    "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF",
+    "leaderboard": "build this experiment's leaderboard entries, or `publish RUN_DIR` / `validate FILE`",
+    "plugins": "list registered regularizer plugins and their config fields",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="experiment YAML, e.g. configs/tiny.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides, e.g. train.lr=3e-4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="entrodrop-bench", description="EntroDrop and regularization baselines for multi-epoch CPT.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in ("run", *STAGES):
+        p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
+        _add_config_args(p)
+        p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        if name == "train":
+            p.add_argument("--run", action="append", help="train only this run (repeatable); default: all")
+            p.add_argument("--seed", type=int, action="append", help="train only this seed (repeatable)")
+    lb = sub.add_parser("leaderboard", help=_HELP["leaderboard"], description=_HELP["leaderboard"])
+    lb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    lb_sub = lb.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = lb_sub.add_parser("build", help="write this experiment's entries (results_dir/leaderboard_entries.json)")
+    _add_config_args(build)
+    publish = lb_sub.add_parser("publish", help="merge a run's selected results into results/leaderboard.json")
+    publish.add_argument("run_dir", help="an experiment's results directory (e.g. results/tiny)")
+    publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
+    validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
+    validate.add_argument("file")
+    plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
+    plugins.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _load(args):
+    from entrodrop_bench.config import load_config
+    from entrodrop_bench.paths import Layout
+
+    config = load_config(args.config, args.overrides)
+    return config, Layout.from_config(config)
+
+
+def _leaderboard(args) -> int:
+    from entrodrop_bench import leaderboard
+
+    if args.action == "build":
+        config, layout = _load(args)
+        from entrodrop_bench.pipeline import stage_leaderboard
+
+        stage_leaderboard(config, layout)
+        return 0
+    if args.action == "publish":
+        from entrodrop_bench.paths import LEADERBOARD_JSON
+
+        target = Path(args.into) if args.into else LEADERBOARD_JSON
+        leaderboard.publish(Path(args.run_dir), target)
+        print(f"published {args.run_dir} into {target}")
+        return 0
+    problems = leaderboard.validate_file(Path(args.file))
+    for problem in problems:
+        print(problem)
+    print(f"{args.file}: {'valid' if not problems else f'{len(problems)} violation(s)'}")
+    return 0 if not problems else 1
+
+
+def _plugins() -> int:
+    from entrodrop_bench.regularizer import REGULARIZERS
+
+    for name in REGULARIZERS.names():
+        cls = REGULARIZERS.get(name)
+        print(f"{name}  ({cls.__module__}, version {cls.version})")
+        for field, info in cls.Config.model_fields.items():
+            print(f"    {field} = {info.default!r}  {info.description or ''}")
+    return 0
+
+
+def dispatch(args) -> int:
+    from entrodrop_bench import pipeline
+
+    if args.command == "leaderboard":
+        return _leaderboard(args)
+    if args.command == "plugins":
+        return _plugins()
+    config, layout = _load(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.command == "run":
+        pipeline.run_all(config, layout, progress=progress)
+    elif args.command == "prepare":
+        pipeline.stage_prepare(config, layout)
+    elif args.command == "train":
+        states = pipeline.stage_train(config, layout, only=args.run, seeds=args.seed, progress=progress)
+        return 0 if all(s == "complete" for s in states.values()) else 1
+    elif args.command == "eval":
+        pipeline.stage_eval(config, layout, progress=progress)
+    else:
+        getattr(pipeline, f"stage_{args.command}")(config, layout)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from entrodrop_bench.errors import UserError
+
+    try:
+        return dispatch(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to continue where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

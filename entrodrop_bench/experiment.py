@@ -1,0 +1,200 @@
+"""The `prepare` stage: everything every run of an experiment shares, built once and cached.
+
+Model and tokenizer resolution, tokenized and split corpora, the token-budget plan, and the frozen
+base model's per-token entropies of the validation set (for the Figure 1c/4 loss groups).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from entrodrop_bench import RUN_FORMAT_VERSION
+from entrodrop_bench.atomic import write_json, write_text
+from entrodrop_bench.config import CorpusConfig, ExperimentConfig
+from entrodrop_bench.data import (
+    TokenizedCorpus,
+    TrainingPlan,
+    cap_unique_tokens,
+    load_corpus,
+    make_plan,
+    save_corpus,
+    split_validation,
+    tokenize_texts,
+)
+from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.paths import Layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Shared inputs of every training run of one experiment."""
+
+    config: ExperimentConfig
+    layout: Layout
+    model_path: str
+    tokenizer: object
+    target_train: TokenizedCorpus
+    target_val: TokenizedCorpus
+    general: TokenizedCorpus
+    plan: TrainingPlan
+    world: object | None = None
+
+    @property
+    def special_ids(self) -> set[int]:
+        return set(self.tokenizer.all_special_ids)
+
+    def load_base_model(self) -> torch.nn.Module:
+        return load_model(self.config, self.model_path)
+
+
+def build_world(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None] = print):
+    """The embedded tiny world, when the config uses it (built once, then reused)."""
+    if config.tiny is None:
+        return None
+    from entrodrop_bench.tiny import build_world as build_tiny_world
+
+    return build_tiny_world(config.tiny, layout.world_dir, log=echo)
+
+
+def resolve_model_path(config: ExperimentConfig, world) -> str:
+    if config.model.name_or_path == "tiny":
+        return str(world.base_model_dir)
+    return config.model.name_or_path
+
+
+def load_tokenizer(config: ExperimentConfig, model_path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code)
+    except Exception as exc:
+        raise UserError(
+            f"model.name_or_path: could not load a tokenizer from {model_path!r}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}. Without hub access, point model.name_or_path at a local HF folder."
+        ) from None
+    if config.model.pad_token is not None:
+        tok.pad_token = config.model.pad_token
+    if tok.pad_token_id is None:
+        raise UserError(
+            f"tokenizer of {model_path!r} has no pad token; set model.pad_token in the config to an existing "
+            f"token (e.g. a reserved or end-of-text token). Without one, lm-eval silently pads with eos."
+        )
+    return tok
+
+
+def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
+    """Load an HF causal LM from safetensors only; remote code only when the config allows it."""
+    from transformers import AutoModelForCausalLM
+
+    if config.model.trust_remote_code:
+        log.warning("model.trust_remote_code is on: code from %s will run", model_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            model_path,
+            revision=config.model.revision,
+            dtype=getattr(torch, config.model.dtype),
+            trust_remote_code=config.model.trust_remote_code,
+            use_safetensors=True,
+            attn_implementation="sdpa",
+        )
+    except Exception as exc:
+        raise UserError(
+            f"model: could not load {model_path!r} as a causal LM from safetensors: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
+
+
+def tokenizer_hash(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
+    ident = {"corpus": corpus.model_dump(), "tokenizer": tok_hash, "limit": limit}
+    if world_file is not None:
+        ident["world_file"] = hashlib.sha256(world_file.read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_docs: int | None = None) -> TokenizedCorpus:
+    """Tokenize a corpus once; later calls read the safetensors cache."""
+    from entrodrop_bench.corpora import TINY_SOURCES, load_texts
+
+    world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
+    cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_docs))
+    cached = load_corpus(cache)
+    if cached is not None:
+        return cached
+    texts = load_texts(corpus, key_path, world=world, max_docs=max_docs)
+    result = tokenize_texts(texts, tokenizer, source=key_path)
+    save_corpus(cache, result)
+    return result
+
+
+def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None] = print) -> Prepared:
+    """Build (or load from cache) everything the runs share. Idempotent and cheap when already done."""
+    world = build_world(config, layout, echo)
+    model_path = resolve_model_path(config, world)
+    tokenizer = load_tokenizer(config, model_path)
+    target = cap_unique_tokens(tokenized_corpus(config.data.target, "data.target", tokenizer, layout, world), config.data.target.max_unique_tokens)
+    train, val = split_validation(target, config.data.validation_fraction, config.data.max_validation_docs, seed=config.tiny.seed if config.tiny else 0)
+    general_tokens_needed = int(config.data.token_budget * config.data.mix_ratio[1])
+    general = tokenized_corpus(config.data.general, "data.general", tokenizer, layout, world)
+    if general.n_tokens < general_tokens_needed:
+        echo(
+            f"note: general corpus has {general.n_tokens:,} tokens for {general_tokens_needed:,} needed; "
+            f"it repeats {general_tokens_needed / general.n_tokens:.2f}x"
+        )
+    plan = make_plan(config.data.token_budget, config.data.seq_len, config.train.global_batch_tokens, config.data.mix_ratio[0], train.n_tokens)
+    prepared = Prepared(config, layout, model_path, tokenizer, train, val, general, plan, world)
+    _write_prepared_record(prepared)
+    return prepared
+
+
+def _write_prepared_record(p: Prepared) -> None:
+    layout = p.layout
+    write_text(layout.experiment_config_file, yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False))
+    record = {
+        "format_version": RUN_FORMAT_VERSION,
+        "config_hash": p.config.config_hash(),
+        "model_path": p.model_path,
+        "tokenizer_hash": tokenizer_hash(p.tokenizer),
+        "target_train": {"docs": len(p.target_train), "tokens": p.target_train.n_tokens, "hash": p.target_train.content_hash()},
+        "target_val": {"docs": len(p.target_val), "tokens": p.target_val.n_tokens, "hash": p.target_val.content_hash()},
+        "general": {"docs": len(p.general), "tokens": p.general.n_tokens, "hash": p.general.content_hash()},
+        "plan": p.plan.to_json(),
+    }
+    write_json(layout.prepared_file, record)
+
+
+def check_run_format(layout: Layout) -> None:
+    """Refuse a run directory written by an incompatible version of this project."""
+    if not layout.prepared_file.is_file():
+        return
+    try:
+        found = json.loads(layout.prepared_file.read_text()).get("format_version")
+    except (OSError, json.JSONDecodeError):
+        raise DataError(f"{layout.prepared_file} is unreadable; delete it to re-run prepare") from None
+    if found != RUN_FORMAT_VERSION:
+        raise DataError(
+            f"{layout.runs_dir} was written by run format {found}, this version reads format {RUN_FORMAT_VERSION}; "
+            f"use another output.runs_dir or delete the old runs"
+        )
+
+
+def percentile_groups(signals: np.ndarray) -> tuple[float, float]:
+    """Thresholds of the paper's loss groups: low = the 50% most confident tokens, high = the 25% least."""
+    finite = signals[np.isfinite(signals)]
+    return float(np.quantile(finite, 0.5)), float(np.quantile(finite, 0.75))

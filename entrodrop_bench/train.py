@@ -1,0 +1,335 @@
+"""One readable training loop for every method (nanoGPT style), through accelerate.
+
+Per optimizer step: the plan's rows for that step, split into micro-batches; each micro-batch's input
+embeddings go through the method's `transform_embeddings` (the only place methods touch data), the
+loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
+schedule advances. At each checkpoint step: held-out validation loss in three entropy groups, then an
+atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from entrodrop_bench import RUN_FORMAT_VERSION
+from entrodrop_bench.atomic import atomic_dir, write_json
+from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.errors import TrainingDiverged, UserError
+from entrodrop_bench.experiment import Prepared, percentile_groups
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
+
+TRAINER_STATE = "trainer_state.pt"
+
+
+def _seed_for(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token cross-entropy of a micro-batch and its per-token losses [B, T-1]."""
+    logits = model(inputs_embeds=embeds, position_ids=batch["position_ids"], use_cache=False).logits
+    labels = batch["labels"][:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    return per_token.sum(), per_token
+
+
+def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed: int, micro: int) -> TokenMeta:
+    generator = torch.Generator().manual_seed(_seed_for(seed, step, micro))
+    return TokenMeta(
+        domain=batch["domain"],
+        doc_id=batch["doc_id"],
+        position=batch["position"],
+        is_special=batch["is_special"],
+        is_pad=batch["is_pad"],
+        step=step,
+        total_steps=total_steps,
+        generator=generator,
+    )
+
+
+class ValidationSet:
+    """Held-out target rows plus each label token's base-model entropy, for the three loss groups."""
+
+    def __init__(self, prepared: Prepared, signals: np.ndarray, offsets: np.ndarray) -> None:
+        seq_len = prepared.plan.seq_len
+        self.rows = validation_rows(prepared.target_val, seq_len, prepared.special_ids, prepared.tokenizer.pad_token_id)
+        self.batch = collate(self.rows)
+        doc, pos = self.batch["doc_id"][:, 1:], self.batch["position"][:, 1:]
+        flat = torch.from_numpy(signals.astype(np.float32))
+        index = torch.from_numpy(offsets[:-1])[doc.clamp(min=0)] + pos
+        sig = torch.where(doc >= 0, flat[index.clamp(max=len(flat) - 1)], torch.nan)
+        low, high = percentile_groups(signals)
+        valid = self.batch["labels"][:, 1:] != IGNORE_INDEX
+        self.groups = {"overall": valid, "low_entropy": valid & (sig <= low), "high_entropy": valid & (sig >= high)}
+
+    @torch.inference_mode()
+    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int) -> dict[str, float]:
+        was_training = model.training
+        model.eval()
+        chunks = []
+        for start in range(0, len(self.rows), micro_batch):
+            b = {k: v[start : start + micro_batch].to(device) for k, v in self.batch.items()}
+            embeds = model.get_input_embeddings()(b["input_ids"])
+            chunks.append(step_loss(model, b, embeds)[1].cpu())
+        model.train(was_training)
+        per_token = torch.cat(chunks)
+        return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
+
+
+def plain_min_val_step(prepared: Prepared, seed: int) -> int | None:
+    """Step of the `plain` run's minimum validation loss (EntroDrop's j0 = auto), if that run is complete."""
+    layout = prepared.layout
+    for run, (_, plugin, _) in _runs(prepared).items():
+        if plugin != "plain":
+            continue
+        curve_file = layout.val_curve_file(run, seed)
+        if not curve_file.is_file():
+            curve_file = layout.val_curve_file(run, prepared.config.train.seeds[0])
+        if curve_file.is_file():
+            curve = [p for p in json.loads(curve_file.read_text()) if p["step"] > 0]
+            if curve:
+                return int(min(curve, key=lambda p: (p["overall"], p["step"]))["step"])
+    return None
+
+
+def _runs(prepared: Prepared) -> dict:
+    from entrodrop_bench.config import run_names
+
+    return run_names(prepared.config)
+
+
+class Trainer:
+    """Trains one (run, seed): resumes from the newest complete checkpoint, skips when already complete."""
+
+    def __init__(self, prepared: Prepared, run: str, seed: int, *, progress: bool = True, stop_after_step: int | None = None) -> None:
+        self.p = prepared
+        self.run = run
+        self.seed = seed
+        self.method, self.plugin, self.params = _runs(prepared)[run]
+        self.layout = prepared.layout
+        self.cfg = prepared.config
+        self.plan = prepared.plan
+        self.progress = progress
+        self.stop_after_step = stop_after_step  # tests: simulate an interruption
+        self.run_dir = self.layout.run_dir(run, seed)
+
+    # --- status and bookkeeping -------------------------------------------------------------
+    def status(self) -> dict:
+        f = self.layout.status_file(self.run, self.seed)
+        return json.loads(f.read_text()) if f.is_file() else {}
+
+    def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
+        write_json(
+            self.layout.status_file(self.run, self.seed),
+            {
+                "format_version": RUN_FORMAT_VERSION,
+                "state": state,
+                "reason": reason,
+                "total_steps": self.plan.total_steps,
+                "method": self.method,
+                "plugin": self.plugin,
+                "params": self.params,
+                "seed": self.seed,
+                "config_hash": self.cfg.config_hash(),
+                "stats": stats or {},
+                "updated": datetime.now(timezone.utc).isoformat(),
+            },
+        )
+
+    # --- setup ------------------------------------------------------------------------------
+    def _setup(self, accelerator):
+        torch.manual_seed(self.seed)
+        model = self.p.load_base_model()
+        reg = build_regularizer(self.plugin, self.params, key_path=f"methods.{self.method}")
+        reg.prepare(
+            PrepareContext(
+                model=model,
+                base_model_path=self.p.model_path,
+                tokenizer=self.p.tokenizer,
+                target_docs=self.p.target_train.docs(),
+                cache_dir=self.layout.entropy_cache_dir,
+                seq_len=self.plan.seq_len,
+                total_steps=self.plan.total_steps,
+                device=accelerator.device,
+                plain_min_val_step=plain_min_val_step(self.p, self.seed),
+            )
+        )
+        reg.adjust_model(model)
+        model.train()
+        t = self.cfg.train
+        optimizer = torch.optim.AdamW(reg.param_groups(model), lr=t.lr, betas=(0.9, 0.95), eps=1e-8)
+        scheduler = _lr_scheduler(optimizer, t.schedule, int(t.warmup_fraction * self.plan.total_steps), self.plan.total_steps)
+        return model, reg, optimizer, scheduler
+
+    def _resume(self, model, optimizer, scheduler) -> tuple[int, list[dict], list[dict]]:
+        ckpts = self.layout.checkpoints(self.run, self.seed)
+        if not ckpts:
+            return 0, [], []
+        step, path = ckpts[-1]
+        from safetensors.torch import load_file
+
+        try:
+            weights = load_file(str(path / "model.safetensors"))
+            state = torch.load(path / TRAINER_STATE, weights_only=True)
+        except Exception as exc:
+            raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}); delete it to resume from the one before") from None
+        model.load_state_dict(weights, strict=False)
+        if model.config.tie_word_embeddings:
+            model.tie_weights()
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        return step, list(state["log"]), list(state["val_curve"])
+
+    # --- the loop ---------------------------------------------------------------------------
+    def train(self) -> str:
+        """Train to completion (or to `stop_after_step`). Returns the final state."""
+        if self.status().get("state") == "complete":
+            return "complete"
+        from accelerate import Accelerator
+
+        if self.cfg.train.threads:
+            torch.set_num_threads(self.cfg.train.threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.layout.run_config_file(self.run, self.seed)).write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        t = self.cfg.train
+        rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
+        accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", log_with="tensorboard", project_dir=str(self.run_dir))
+        model, reg, optimizer, scheduler = self._setup(accelerator)
+        start, log, val_curve = self._resume(model, optimizer, scheduler)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        accelerator.init_trackers("tb")
+        self._write_status("running")
+
+        val = self._validation_set()
+        device = accelerator.device
+        if start == 0 and not val_curve:
+            val_curve.append({"step": 0, "target_epoch": 0.0, **val.losses(model, device, rows_per_micro)})
+        rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
+        ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
+        bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
+        for step in range(start, self.plan.total_steps):
+            tic = time.perf_counter()
+            loss = self._optimizer_step(model, reg, optimizer, scheduler, accelerator, rows.step_rows(step), step, rows_per_micro)
+            record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], **reg.log_values()}
+            record["tokens_per_s"] = self.plan.tokens_per_step / (time.perf_counter() - tic)
+            log.append(record)
+            accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("loss", "lr", "gamma_max", "gamma", "tokens_per_s")})
+            if step + 1 in ckpt_steps:
+                losses = val.losses(model, device, rows_per_micro)
+                val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
+                self._save(accelerator.unwrap_model(model), optimizer, scheduler, step + 1, log, val_curve, losses, reg)
+            if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
+                bar.close()
+                return "running"
+        bar.close()
+        accelerator.end_training()
+        self._write_status("complete", stats=reg.log_values())
+        return "complete"
+
+    def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
+        n_tokens = sum(int((r["labels"][1:] != IGNORE_INDEX).sum()) for r in step_rows)
+        total = 0.0
+        micro_batches = [collate(step_rows[i : i + rows_per_micro]) for i in range(0, len(step_rows), rows_per_micro)]
+        for micro, batch in enumerate(micro_batches):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            embeds = accelerator.unwrap_model(model).get_input_embeddings()(batch["input_ids"])
+            embeds = reg.transform_embeddings(embeds, token_meta(batch, step, self.plan.total_steps, self.seed, micro))
+            with accelerator.autocast():
+                loss_sum, _ = step_loss(model, batch, embeds)
+            loss = loss_sum / max(n_tokens, 1)
+            accelerator.backward(loss)
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            reason = f"non-finite loss ({total}) at step {step + 1} of method {self.method} (run {self.run}, seed {self.seed})"
+            self._write_status("diverged", reason)
+            raise TrainingDiverged(reason + "; no checkpoint was saved for this step")
+        accelerator.clip_grad_norm_(model.parameters(), self.cfg.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def _validation_set(self) -> ValidationSet:
+        from entrodrop_bench.signals import base_model_signals
+
+        values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
+        return ValidationSet(self.p, values, offsets)
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def _save(self, model, optimizer, scheduler, step: int, log, val_curve, losses: dict, reg: Regularizer) -> None:
+        path = self.layout.checkpoint_dir(self.run, self.seed, step)
+        with atomic_dir(path) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            self.p.tokenizer.save_pretrained(tmp)
+            torch.save(
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},
+                tmp / TRAINER_STATE,
+            )
+            write_json(tmp / "manifest.json", self._manifest(step, losses, tmp))
+        write_json(self.layout.val_curve_file(self.run, self.seed), val_curve)
+        _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
+        self._rotate()
+
+    def _manifest(self, step: int, losses: dict, folder: Path) -> dict:
+        return {
+            "format_version": RUN_FORMAT_VERSION,
+            "run": self.run,
+            "method": self.method,
+            "plugin": self.plugin,
+            "params": self.params,
+            "seed": self.seed,
+            "step": step,
+            "total_steps": self.plan.total_steps,
+            "target_epoch": self.plan.target_epoch(step),
+            "tokens_seen": self.plan.tokens_seen(step),
+            "config_hash": self.cfg.config_hash(),
+            "val_loss": losses,
+            "weights_sha256": _sha256(folder / "model.safetensors"),
+            "created": datetime.now(timezone.utc).isoformat(),
+        }
+
+    def _rotate(self) -> None:
+        """Drop old checkpoints beyond `keep_checkpoints`, only after the new save is complete."""
+        keep = self.cfg.train.keep_checkpoints
+        if keep is None:
+            return
+        for _, path in self.layout.checkpoints(self.run, self.seed)[:-keep]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    if kind == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    from entrodrop_bench.atomic import write_text
+
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records))
