@@ -215,9 +215,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate an experiment config; every check happens before any compute."""
-    path = Path(path)
+def _deep_merge(base: dict, child: dict) -> dict:
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a config YAML; a top-level `base: other.yaml` (relative to this file) is deep-merged under it."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (expected a YAML file, e.g. configs/tiny.yaml)")
     try:
@@ -226,7 +232,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of sections at the top level, got {type(data).__name__}")
-    data = apply_overrides(data, overrides or [])
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in _seen:
+        raise ConfigError(f"config file {path}: `base` chain loops back to {base_path}")
+    merged = _deep_merge(read_yaml(base_path, (*_seen, base_path)), data)
+    # `methods: {name: null}` in a child drops a method it inherits.
+    if isinstance(merged.get("methods"), dict):
+        merged["methods"] = {k: v for k, v in merged["methods"].items() if v is not None}
+    return merged
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate an experiment config; every check happens before any compute."""
+    data = apply_overrides(read_yaml(Path(path)), overrides or [])
     config = validate_model(ExperimentConfig, data)
     check_references(config)
     return config

@@ -9,6 +9,7 @@ atomic checkpoint save. Everything random is a pure function of (seed, step), so
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -233,7 +234,10 @@ class Trainer:
             if step + 1 in ckpt_steps:
                 losses = val.losses(model, device, rows_per_micro)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
-                self._save(accelerator.unwrap_model(model), optimizer, scheduler, step + 1, log, val_curve, losses, reg)
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    self._save(accelerator.unwrap_model(model), optimizer, scheduler, step + 1, log, val_curve, losses, reg)
+                accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
                 return "running"
@@ -243,18 +247,25 @@ class Trainer:
         return "complete"
 
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
+        # The loss is a mean over every label token of the step, whichever process or micro-batch holds it.
         n_tokens = sum(int((r["labels"][1:] != IGNORE_INDEX).sum()) for r in step_rows)
-        total = 0.0
-        micro_batches = [collate(step_rows[i : i + rows_per_micro]) for i in range(0, len(step_rows), rows_per_micro)]
-        for micro, batch in enumerate(micro_batches):
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        world, rank = accelerator.num_processes, accelerator.process_index
+        micro_ids = list(range(0, len(step_rows), rows_per_micro))
+        mine = list(enumerate(micro_ids))[rank::world]
+        total = torch.zeros((), device=accelerator.device)
+        for i, (micro, start) in enumerate(mine):
+            batch = {k: v.to(accelerator.device) for k, v in collate(step_rows[start : start + rows_per_micro]).items()}
             embeds = accelerator.unwrap_model(model).get_input_embeddings()(batch["input_ids"])
             embeds = reg.transform_embeddings(embeds, token_meta(batch, step, self.plan.total_steps, self.seed, micro))
-            with accelerator.autocast():
+            # Gradients sync across processes only on the last micro-batch.
+            sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
+            with sync, accelerator.autocast():
                 loss_sum, _ = step_loss(model, batch, embeds)
-            loss = loss_sum / max(n_tokens, 1)
-            accelerator.backward(loss)
-            total += float(loss.detach())
+                # DDP averages gradients over processes; scaling by `world` turns that into the global sum.
+                loss = loss_sum * world / max(n_tokens, 1)
+                accelerator.backward(loss)
+            total += loss.detach() / world
+        total = float(accelerator.reduce(total, reduction="sum")) if world > 1 else float(total)
         if not math.isfinite(total):
             reason = f"non-finite loss ({total}) at step {step + 1} of method {self.method} (run {self.run}, seed {self.seed})"
             self._write_status("diverged", reason)

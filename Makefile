@@ -1,0 +1,60 @@
+# entrodrop-bench. `make demo` and `make test` each set up their own environment on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRESET ?=
+CONFIG ?= configs/tiny.yaml
+# Keep every cache inside the project; nothing is fetched from the hub in tests or the demo.
+export HF_HOME := $(CURDIR)/.cache/hf
+export XDG_CACHE_HOME := $(CURDIR)/.cache
+export NLTK_DATA := $(CURDIR)/.cache/nltk
+export TOKENIZERS_PARALLELISM := false
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# Table presets: the real settings need GPUs and hub access; PRESET=tiny runs the embedded preset here.
+table1_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math.yaml configs/qwen3-1.7b-math.yaml configs/llama3.1-8b-math.yaml)
+table2_configs := $(if $(filter tiny,$(PRESET)),configs/tiny-code.yaml,configs/qwen3-0.6b-code.yaml)
+table3_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
+table4_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
+
+.PHONY: setup demo test test-slow bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: on CPU machines pip's find-links serves the local CPU wheel.
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(OFFLINE) $(VENV)/bin/entrodrop-bench run $(CONFIG)
+	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny
+	@echo "demo: tables in results/tiny/tables, figures in results/tiny/figures, leaderboard in results/leaderboard.json"
+
+test: setup
+	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile
+
+test-slow: setup
+	$(OFFLINE) $(PY) -m pytest -q -m slow
+
+bench: setup
+	$(OFFLINE) $(PY) benchmarks/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+reproduce-table%: setup
+	@for cfg in $(table$*_configs); do \
+	  echo "== $$cfg"; $(VENV)/bin/entrodrop-bench run $$cfg || exit $$?; \
+	  $(VENV)/bin/entrodrop-bench leaderboard publish $$($(PY) -c "import sys; from entrodrop_bench.config import load_config; print(load_config(sys.argv[1]).output.results_dir)" $$cfg) || exit $$?; \
+	done
+
+leaderboard: setup
+	$(VENV)/bin/entrodrop-bench leaderboard validate results/leaderboard.json
+
+clean:
+	rm -rf runs results/tiny results/tiny-code .cache .pytest_cache .ruff_cache
