@@ -1,0 +1,91 @@
+"""Every shipped config loads; each class of bad config fails before compute with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from entrodrop_bench.config import ExperimentConfig, load_config, run_names
+from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.paths import CONFIGS_DIR
+
+SHIPPED = sorted(CONFIGS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path):
+    config = load_config(path)
+    assert isinstance(config, ExperimentConfig)
+    assert "plain" in config.methods, "every experiment needs the plain baseline (relative gains, j0=auto)"
+    assert run_names(config)
+
+
+def test_tiny_preset_covers_every_table():
+    config = load_config(CONFIGS_DIR / "tiny.yaml")
+    tables = {m.table for m in config.methods.values()}
+    assert {None, "targeting", "gamma", "schedule"} <= tables
+    assert {"plain", "entrodrop", "token_dropout", "neftune", "weight_decay", "hidden_dropout"} <= {m.plugin for m in config.methods.values()}
+
+
+def test_inheritance_and_method_removal():
+    config = load_config(CONFIGS_DIR / "qwen3-1.7b-math.yaml")
+    assert config.model.name_or_path == "Qwen/Qwen3-1.7B-Base"
+    assert config.data.seq_len == 4096 and config.data.token_budget == 1_000_000_000
+    ablations = load_config(CONFIGS_DIR / "qwen3-0.6b-math-ablations.yaml")
+    assert "weight_decay" not in ablations.methods and "entrodrop_high" in ablations.methods
+
+
+def test_overrides_apply_with_yaml_types():
+    config = load_config(CONFIGS_DIR / "tiny.yaml", ["train.lr=3e-4", "train.seeds=[0, 1]", "eval.limit=5"])
+    assert config.train.lr == 3e-4 and config.train.seeds == [0, 1] and config.eval.limit == 5
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((CONFIGS_DIR / "tiny.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BAD = {
+    "unknown key": (lambda d: d["train"].update(learning_rate=1), r"train\.learning_rate: unknown key"),
+    "wrong type": (lambda d: d["data"].update(seq_len="long"), r"data\.seq_len: .*integer.*'long'"),
+    "out of range lr": (lambda d: d["train"].update(lr=-1), r"train\.lr: .*greater than 0"),
+    "zero budget": (lambda d: d["data"].update(token_budget=0), r"data\.token_budget"),
+    "negative budget": (lambda d: d["data"].update(token_budget=-5), r"data\.token_budget"),
+    "ratio does not sum": (lambda d: d["data"].update(mix_ratio=[0.6, 0.6]), r"mix_ratio .* summing to 1"),
+    "unregistered method": (lambda d: d["methods"].update(x={"plugin": "nope"}), r"methods\.x\.plugin: unknown regularizer 'nope'\. Registered: .*entrodrop"),
+    "gamma_max above 1": (lambda d: d["methods"]["entrodrop"]["params"].update(gamma_max=1.5), r"methods\.entrodrop\.params\.gamma_max"),
+    "percentile outside (0,1)": (lambda d: d["methods"]["entrodrop"]["params"].update(percentile=1.0), r"methods\.entrodrop\.params\.percentile"),
+    "unknown plugin param": (lambda d: d["methods"]["neftune"]["params"].update(beta=1), r"methods\.neftune\.params\.beta: unknown key"),
+    "missing data file": (lambda d: d["data"]["target"].update(path="/nonexistent/x.jsonl"), r"data\.target\.path: file /nonexistent/x\.jsonl does not exist"),
+    "missing section": (lambda d: d.pop("data"), r"data: required key is missing"),
+    "unknown domain benchmark": (lambda d: d["eval"]["domains"].update(math=["nope"]), r"eval\.domains: benchmarks \['nope'\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD), ids=str)
+def test_bad_config_names_key_and_value(case, tmp_path):
+    mutate, pattern = BAD[case]
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(_write(tmp_path, mutate))
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(CONFIGS_DIR / "tiny.yaml", ["train.lr"])

@@ -1,0 +1,98 @@
+"""The training loop on a tiny real model: budgets, checkpoints, exact resume, divergence handling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from entrodrop_bench.errors import TrainingDiverged
+from entrodrop_bench.experiment import prepare
+from entrodrop_bench.paths import Layout
+from entrodrop_bench.pipeline import stage_train
+from entrodrop_bench.regularizer import Regularizer, register_regularizer
+from entrodrop_bench.train import Trainer
+
+
+@register_regularizer("test_nan_at_step_3")
+class NanAtStep3(Regularizer):
+    """Injects a non-finite input at step 3, to test divergence handling."""
+
+    def transform_embeddings(self, embeds, meta):
+        return embeds * float("nan") if meta.step == 2 else embeds
+
+
+def _losses(layout: Layout, run: str) -> list[float]:
+    return [json.loads(line)["loss"] for line in layout.train_log_file(run, 0).read_text().splitlines()]
+
+
+def test_every_method_sees_the_same_tokens_and_parameters_change(mini_config):
+    methods = {
+        "plain": {"plugin": "plain"},
+        "neftune": {"plugin": "neftune"},
+        "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.3, "j0": "auto"}},
+        "hidden_dropout": {"plugin": "hidden_dropout", "params": {"p": 0.1}},
+    }
+    config = mini_config(methods=methods)
+    layout = Layout.from_config(config)
+    states = stage_train(config, layout, progress=False, echo=lambda s: None)
+    assert set(states.values()) == {"complete"}
+    budgets = {}
+    for run in methods:
+        manifests = [json.loads((p / "manifest.json").read_text()) for _, p in layout.checkpoints(run, 0)]
+        assert manifests, run
+        budgets[run] = [(m["step"], m["tokens_seen"]["target"], m["tokens_seen"]["general"]) for m in manifests]
+        assert manifests[-1]["step"] == manifests[-1]["total_steps"]
+        curve = json.loads(layout.val_curve_file(run, 0).read_text())
+        assert curve[0]["step"] == 0 and all(p["high_entropy"] > p["low_entropy"] for p in curve)
+    assert len({tuple(b) for b in budgets.values()}) == 1, budgets
+    base = load_file(str(config.model.name_or_path + "/model.safetensors"))
+    final = load_file(str(layout.checkpoints("entrodrop", 0)[-1][1] / "model.safetensors"))
+    assert any(not torch.equal(base[k], final[k]) for k in base)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [{"plugin": "entrodrop", "params": {"gamma_max": 0.4, "schedule": "static"}}, {"plugin": "hidden_dropout", "params": {"p": 0.2}}],
+    ids=["entrodrop", "hidden_dropout"],
+)
+def test_resume_is_bitwise_identical(mini_config, tmp_path, method):
+    whole = mini_config(methods={"m": method}, output={"runs_dir": str(tmp_path / "a"), "results_dir": str(tmp_path / "ra")})
+    split = mini_config(methods={"m": method}, output={"runs_dir": str(tmp_path / "b"), "results_dir": str(tmp_path / "rb")})
+    Trainer(prepare(whole, Layout.from_config(whole), echo=lambda s: None), "m", 0, progress=False).train()
+    prepared = prepare(split, Layout.from_config(split), echo=lambda s: None)
+    first_ckpt = prepared.plan.checkpoint_steps(split.train.checkpoint_every_epochs)[0]
+    assert Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt + 2).train() == "running"
+    assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
+    la, lb = Layout.from_config(whole), Layout.from_config(split)
+    assert _losses(la, "m") == _losses(lb, "m")
+    wa = load_file(str(la.checkpoints("m", 0)[-1][1] / "model.safetensors"))
+    wb = load_file(str(lb.checkpoints("m", 0)[-1][1] / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_non_finite_loss_stops_and_saves_nothing(mini_config):
+    config = mini_config(methods={"bad": {"plugin": "test_nan_at_step_3"}}, train={"checkpoint_every_epochs": 0.01})
+    layout = Layout.from_config(config)
+    prepared = prepare(config, layout, echo=lambda s: None)
+    with pytest.raises(TrainingDiverged, match="step 3 of method bad"):
+        Trainer(prepared, "bad", 0, progress=False).train()
+    status = json.loads(layout.status_file("bad", 0).read_text())
+    assert status["state"] == "diverged" and "step 3" in status["reason"]
+    assert [s for s, _ in layout.checkpoints("bad", 0)] == [1, 2]
+    for _, path in layout.checkpoints("bad", 0):
+        assert all(torch.isfinite(t).all() for t in load_file(str(path / "model.safetensors")).values())
+
+
+def test_completed_run_is_skipped(mini_config):
+    config = mini_config()
+    layout = Layout.from_config(config)
+    stage_train(config, layout, progress=False, echo=lambda s: None)
+    log_file = layout.train_log_file("plain", 0)
+    before = log_file.stat().st_mtime_ns
+    messages = []
+    stage_train(config, layout, progress=False, echo=messages.append)
+    assert log_file.stat().st_mtime_ns == before
+    assert any("already complete" in m for m in messages)
