@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from entrodrop_bench.faults import maybe_die
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -27,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
+        maybe_die(f"before-replace:{path.name}")
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -47,6 +50,20 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> None:
     write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
 
 
+def remove_partials(folder: str | os.PathLike) -> None:
+    """Delete temp files and folders left by a process killed mid-write (they never count as results)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if not (child.name.startswith(".") and child.name.endswith((".partial", ".tmp"))):
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temp name, then rename it into place.
@@ -58,6 +75,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp
+        maybe_die(f"before-replace:{path.name}")
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

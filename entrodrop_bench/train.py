@@ -24,7 +24,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench import RUN_FORMAT_VERSION
-from entrodrop_bench.atomic import atomic_dir, write_json
+from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.experiment import Prepared, percentile_groups
@@ -205,6 +205,7 @@ class Trainer:
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
         (self.layout.run_config_file(self.run, self.seed)).write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
@@ -226,7 +227,8 @@ class Trainer:
             tic = time.perf_counter()
             loss = self._optimizer_step(model, reg, optimizer, scheduler, accelerator, rows.step_rows(step), step, rows_per_micro)
             record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], **reg.log_values()}
-            record["tokens_per_s"] = self.plan.tokens_per_step / (time.perf_counter() - tic)
+            record["step_s"] = time.perf_counter() - tic
+            record["tokens_per_s"] = self.plan.tokens_per_step / record["step_s"]
             log.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
             bar.update(1)

@@ -1,0 +1,88 @@
+"""Crash tests: a real CLI subprocess is killed (SIGKILL) and the re-run recovers exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from entrodrop_bench.paths import Layout
+
+
+def _cli(config_file: Path, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "entrodrop_bench.cli", *args, str(config_file), "--no-progress"],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _yaml(config, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return path
+
+
+def _final(layout: Layout, run: str) -> tuple[list[float], dict]:
+    losses = [json.loads(line)["loss"] for line in layout.train_log_file(run, 0).read_text().splitlines()]
+    return losses, load_file(str(layout.checkpoints(run, 0)[-1][1] / "model.safetensors"))
+
+
+def _same(a: tuple[list[float], dict], b: tuple[list[float], dict]) -> bool:
+    return a[0] == b[0] and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+
+
+METHOD = {"m": {"plugin": "entrodrop", "params": {"gamma_max": 0.4, "schedule": "static"}}}
+
+
+def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tmp_path):
+    train = {"checkpoint_every_epochs": 2, "threads": 1}
+    ref = mini_config(methods=METHOD, train=train, output={"runs_dir": str(tmp_path / "ref"), "results_dir": str(tmp_path / "r1")})
+    assert _cli(_yaml(ref, tmp_path / "ref.yaml"), "train").wait() == 0
+    crash = mini_config(methods=METHOD, train=train, output={"runs_dir": str(tmp_path / "crash"), "results_dir": str(tmp_path / "r2")})
+    cfg_file, layout = _yaml(crash, tmp_path / "crash.yaml"), Layout.from_config(crash)
+    proc = _cli(cfg_file, "train")
+    deadline = time.time() + 120
+    while not layout.checkpoints("m", 0) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed; raise the budget"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert layout.status_file("m", 0).is_file() and json.loads(layout.status_file("m", 0).read_text())["state"] == "running"
+    assert _cli(cfg_file, "train").wait() == 0
+    assert _same(_final(Layout.from_config(ref), "m"), _final(layout, "m"))
+
+
+def test_kill_during_checkpoint_save_keeps_previous_checkpoint(mini_config, tmp_path):
+    config = mini_config(methods=METHOD, train={"checkpoint_every_epochs": 2})
+    cfg_file, layout = _yaml(config, tmp_path / "c.yaml"), Layout.from_config(config)
+    from entrodrop_bench.experiment import prepare
+
+    steps = prepare(config, layout, echo=lambda s: None).plan.checkpoint_steps(2)
+    assert len(steps) >= 3
+    env = {"ENTRODROP_BENCH_FAULT": f"before-replace:checkpoint-{steps[1]}"}
+    proc = _cli(cfg_file, "train", env=env)
+    assert proc.wait() == -signal.SIGKILL
+    run_dir = layout.run_dir("m", 0)
+    assert [s for s, _ in layout.checkpoints("m", 0)] == [steps[0]], "the partial save must not count as a checkpoint"
+    assert any(p.name.endswith(".partial") for p in run_dir.iterdir()), "the fault should have left a partial folder"
+    first = load_file(str(layout.checkpoint_dir("m", 0, steps[0]) / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in first.values())
+    assert _cli(cfg_file, "train").wait() == 0
+    assert [s for s, _ in layout.checkpoints("m", 0)] == steps
+    assert not any(p.name.endswith(".partial") for p in run_dir.iterdir())
+
+
+@pytest.mark.parametrize("name", ["val_curve.json", "status.json"])
+def test_kill_while_writing_a_json_keeps_the_old_file(tmp_path, name):
+    target = tmp_path / name
+    target.write_text('{"old": true}\n')
+    code = f"from entrodrop_bench.atomic import write_json; write_json({str(target)!r}, {{'new': True}})"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ENTRODROP_BENCH_FAULT": f"before-replace:{name}"})
+    assert proc.returncode == -signal.SIGKILL
+    assert json.loads(target.read_text()) == {"old": True}
