@@ -1,0 +1,303 @@
+"""Pick each method's representative checkpoint from the results store.
+
+Reads only files on disk (checkpoint manifests, val_curve.json, status.json, the eval store), so it does
+not depend on the training or evaluation code. Rules:
+
+- Every checkpoint gets per-domain averages of its benchmark scores (x100). A checkpoint with any missing
+  or non-finite score is never selected; every missing (checkpoint, benchmark) is listed in `missing`.
+- `target_avg` (the paper's rule): the checkpoint with the highest target-domain average.
+  `val_loss`: the checkpoint with the lowest held-out validation loss (no test-set selection).
+  Ties go to the earliest step.
+- Runs whose status is `diverged` are skipped, with their reason, in `skipped`.
+- Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean.
+- Sweeps: every grid point is aggregated; the method is represented by its best grid point
+  (highest mean target average, or lowest mean validation loss under `val_loss`); ties go to the
+  first grid point in config order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from entrodrop_bench.atomic import write_json
+from entrodrop_bench.config import ExperimentConfig, run_names
+from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.paths import CHECKPOINT_RE, Layout
+
+SELECTION_FORMAT = 1
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+
+# --------------------------------------------------------------------------- reading the store
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_store(layout: Layout) -> dict[tuple[str, int, int], dict[str, dict | None]]:
+    """(run, seed, step) -> benchmark -> stored result record (None when the file is unreadable)."""
+    store: dict[tuple[str, int, int], dict[str, dict | None]] = {}
+    root = layout.runs_dir / "store"
+    if not root.is_dir():
+        return store
+    for path in sorted(root.glob("*/seed*/checkpoint-*/*.json")):
+        ckpt, seed_dir, run_dir = path.parent, path.parent.parent, path.parent.parent.parent
+        m = CHECKPOINT_RE.match(ckpt.name)
+        if not m or not seed_dir.name[4:].isdigit():
+            continue
+        key = (run_dir.name, int(seed_dir.name[4:]), int(m.group(1)))
+        store.setdefault(key, {})[path.stem] = _read_json(path)
+    return store
+
+
+def _manifests(layout: Layout, run: str, seed: int) -> dict[int, dict]:
+    out = {}
+    for step, folder in layout.checkpoints(run, seed):
+        record = _read_json(folder / "manifest.json")
+        if isinstance(record, dict):
+            out[step] = record
+    return out
+
+
+def _val_curve(layout: Layout, run: str, seed: int) -> list[dict]:
+    curve = _read_json(layout.val_curve_file(run, seed))
+    return [p for p in curve if isinstance(p, dict) and "step" in p] if isinstance(curve, list) else []
+
+
+def val_minimum(curve: list[dict]) -> dict | None:
+    """Lowest overall validation loss on the curve: loss, step, target epoch, and whether it is the last point."""
+    points = [p for p in curve if _finite(p.get("overall"))]
+    if not points:
+        return None
+    best = min(points, key=lambda p: (p["overall"], p["step"]))
+    last_step = max(p["step"] for p in points)
+    return {
+        "loss": float(best["overall"]),
+        "step": int(best["step"]),
+        "target_epoch": best.get("target_epoch"),
+        "at_end": best["step"] == last_step and len(points) > 1,
+    }
+
+
+# --------------------------------------------------------------------------- one checkpoint
+def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[str, list[str]], manifest: dict | None,
+                    curve_point: dict | None) -> tuple[dict, list[tuple[str, str]]]:
+    """Scores (x100), domain averages, total average and val loss of one checkpoint; plus its missing benchmarks."""
+    scores: dict[str, float | None] = {}
+    metrics: dict[str, str | None] = {}
+    missing: list[tuple[str, str]] = []
+    epoch = None
+    for bench in sorted({b for bs in domains.values() for b in bs}):
+        record = results.get(bench)
+        if record is None:
+            missing.append((bench, "no result file" if bench not in results else "unreadable result file"))
+            scores[bench] = None
+            continue
+        epoch = record.get("target_epoch", epoch)
+        score = record.get("score")
+        metrics[bench] = record.get("primary_metric")
+        if not _finite(score):
+            missing.append((bench, "score is null" if score is None else f"score is not finite ({score!r})"))
+            scores[bench] = None
+        else:
+            scores[bench] = 100.0 * float(score)
+    domain_avg = {
+        d: (float(np.mean([scores[b] for b in bs])) if bs and all(scores[b] is not None for b in bs) else None)
+        for d, bs in domains.items()
+    }
+    complete = all(v is not None for v in domain_avg.values())
+    val_loss = None
+    if manifest and isinstance(manifest.get("val_loss"), dict):
+        val_loss = manifest["val_loss"].get("overall")
+    elif curve_point:
+        val_loss = curve_point.get("overall")
+    if epoch is None:
+        epoch = (manifest or {}).get("target_epoch", (curve_point or {}).get("target_epoch"))
+    row = {
+        "step": step,
+        "target_epoch": epoch,
+        "scores": scores,
+        "metrics": metrics,
+        "domain_avg": domain_avg,
+        "total_avg": float(np.mean(list(domain_avg.values()))) if complete and domain_avg else None,
+        "val_loss": float(val_loss) if _finite(val_loss) else None,
+        "complete": complete,
+    }
+    return row, missing
+
+
+def choose(rows: list[dict], rule: str, target_domain: str) -> dict | None:
+    """The representative checkpoint among complete rows; ties go to the earliest step."""
+    if rule == "target_avg":
+        eligible = [r for r in rows if r["complete"]]
+        return min(eligible, key=lambda r: (-r["domain_avg"][target_domain], r["step"]), default=None)
+    eligible = [r for r in rows if r["complete"] and r["val_loss"] is not None]
+    return min(eligible, key=lambda r: (r["val_loss"], r["step"]), default=None)
+
+
+# --------------------------------------------------------------------------- one run, one seed
+def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[str, list[str]], rule: str,
+                target_domain: str) -> tuple[dict | None, str | None, list[dict]]:
+    """(per-seed record, skip reason, missing list) of one training run."""
+    status = _read_json(layout.status_file(run, seed))
+    state = status.get("state") if isinstance(status, dict) else None
+    if state == "diverged":
+        return None, f"diverged: {status.get('reason') or 'no reason recorded'}", []
+    manifests = _manifests(layout, run, seed)
+    curve = _val_curve(layout, run, seed)
+    by_step = {int(p["step"]): p for p in curve}
+    steps = sorted({s for (r, k, s) in store if r == run and k == seed})
+    if not steps:
+        why = "no evaluated checkpoints in the results store"
+        return None, why if state else f"{why} and no status.json (not trained?)", []
+    rows, missing = [], []
+    for step in steps:
+        row, miss = _checkpoint_row(step, store[(run, seed, step)], domains, manifests.get(step), by_step.get(step))
+        rows.append(row)
+        missing += [{"run": run, "seed": seed, "step": step, "benchmark": b, "reason": why} for b, why in miss]
+    chosen = choose(rows, rule, target_domain)
+    record = {
+        "state": state or "unknown",
+        "selected": chosen,
+        "checkpoints": rows,
+        "val_min": val_minimum(curve),
+        "masked_fraction": ((status or {}).get("stats") or {}).get("masked_fraction"),
+    }
+    if chosen is None:
+        return record, f"no checkpoint with every benchmark scored{'' if rule == 'target_avg' else ' and a validation loss'}", missing
+    return record, None, missing
+
+
+# --------------------------------------------------------------------------- across seeds
+def bootstrap_ci(values: list[float], level: float = 0.95) -> list[float]:
+    """Percentile bootstrap CI of the mean (fixed RNG, so reruns give the same interval)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        return [float(arr[0]), float(arr[0])] if arr.size else [math.nan, math.nan]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = arr[rng.integers(0, arr.size, size=(BOOTSTRAP_RESAMPLES, arr.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def summarize(values: list[float]) -> dict:
+    """mean, sample std (0 for one seed), 95% bootstrap CI and n."""
+    arr = np.asarray(values, dtype=float)
+    return {
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "ci95": bootstrap_ci(values),
+        "n": int(arr.size),
+    }
+
+
+def aggregate(per_seed: dict[int, dict]) -> dict | None:
+    """Mean/std/CI across the seeds that have a selected checkpoint."""
+    chosen = {s: r["selected"] for s, r in sorted(per_seed.items()) if r and r.get("selected")}
+    if not chosen:
+        return None
+    sel = list(chosen.values())
+    out: dict[str, Any] = {
+        "seeds": list(chosen),
+        "scores": {b: summarize([r["scores"][b] for r in sel]) for b in sel[0]["scores"]},
+        "domain_avg": {d: summarize([r["domain_avg"][d] for r in sel]) for d in sel[0]["domain_avg"]},
+        "total_avg": summarize([r["total_avg"] for r in sel]),
+        "step": [r["step"] for r in sel],
+        "target_epoch": [r["target_epoch"] for r in sel],
+    }
+    losses = [r["val_loss"] for r in sel if r["val_loss"] is not None]
+    out["val_loss"] = summarize(losses) if len(losses) == len(sel) else None
+    mins = [per_seed[s]["val_min"] for s in chosen if per_seed[s].get("val_min")]
+    if mins:
+        out["val_min"] = {
+            "loss": summarize([m["loss"] for m in mins]),
+            "target_epoch": summarize([m["target_epoch"] for m in mins if _finite(m["target_epoch"])])
+            if all(_finite(m["target_epoch"]) for m in mins) else None,
+            "at_end": any(m["at_end"] for m in mins),
+        }
+    return out
+
+
+def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> str | None:
+    scored = [(name, r["aggregate"]) for name, r in runs.items() if r.get("aggregate")]
+    if rule == "val_loss":
+        scored = [(n, a) for n, a in scored if a.get("val_loss")]
+        key = [a["val_loss"]["mean"] for _, a in scored]
+    else:
+        key = [-a["domain_avg"][target_domain]["mean"] for _, a in scored]
+    if not scored:
+        return None
+    return scored[min(range(len(scored)), key=lambda i: (key[i], i))][0]
+
+
+# --------------------------------------------------------------------------- public API
+def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
+    """The selection record (see module docstring), without writing it."""
+    domains = config.eval.domains
+    if not domains:
+        raise ConfigError("eval.domains is empty: selection needs domain -> benchmarks (e.g. math: [gsm8k, svamp])")
+    rule, target = config.eval.selection, config.eval.target_domain
+    store = load_store(layout)
+    runs: dict[str, dict] = {}
+    skipped, missing = [], []
+    for run, (method, plugin, params) in run_names(config).items():
+        per_seed: dict[int, dict] = {}
+        for seed in config.train.seeds:
+            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target)
+            missing += miss
+            if reason:
+                skipped.append({"run": run, "seed": seed, "reason": reason})
+            if record is not None:
+                per_seed[seed] = record
+        runs[run] = {
+            "method": method,
+            "plugin": plugin,
+            "params": params,
+            "seeds": {str(s): r for s, r in per_seed.items()},
+            "aggregate": aggregate(per_seed),
+        }
+    methods = {}
+    for name, mc in config.methods.items():
+        grid = [r for r, v in runs.items() if v["method"] == name]
+        methods[name] = {
+            "plugin": mc.plugin,
+            "table": mc.table or "main",
+            "grid_keys": sorted(mc.grid),
+            "runs": grid,
+            "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
+        }
+    return {
+        "format_version": SELECTION_FORMAT,
+        "experiment": config.name,
+        "preset": config.preset,
+        "rule": rule,
+        "target_domain": target,
+        "domains": {d: list(bs) for d, bs in domains.items()},
+        "seeds": list(config.train.seeds),
+        "scale": "scores x100; domain average = mean of its benchmarks; total = mean of domain averages",
+        "methods": methods,
+        "runs": runs,
+        "skipped": skipped,
+        "missing": missing,
+    }
+
+
+def select(config: ExperimentConfig, layout: Layout) -> dict:
+    """Compute the selection, write it atomically to `layout.selection_file`, and return it."""
+    selection = compute_selection(config, layout)
+    write_json(layout.selection_file, selection)
+    return selection
+
+

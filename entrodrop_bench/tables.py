@@ -1,0 +1,409 @@
+"""Paper Tables 1-4 from the selection, as Markdown, LaTeX and CSV under `layout.tables_dir`.
+
+Conventions (checked against the paper's printed numbers):
+- scores x100; benchmarks to 1 decimal, averages to 2 decimals; Total Avg = mean of the domain averages.
+- an Avg cell carries the *relative* change vs the Baseline in percent, computed from the printed
+  2-decimal averages (paper Table 2: 30.67 vs 29.00 -> +5.76%; Table 1: 44.74 vs 44.52 -> +0.49%).
+- Table 3's deltas are absolute points vs random masking.
+- with several seeds a cell reads `mean ± std`; the CSV adds the 95% bootstrap CI.
+- paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from entrodrop_bench.atomic import write_text
+from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.paths import PAPER_REFERENCE, Layout
+from entrodrop_bench.selection import select
+
+DISPLAY = {
+    "plain": "Baseline",
+    "hidden_dropout": "+Hidden Dropout",
+    "weight_decay": "+Weight Decay",
+    "neftune": "+NEFTune",
+    "token_dropout": "+Token Dropout",
+    "entrodrop": "+EntroDrop",
+}
+# The paper's row order; methods with other plugins go before EntroDrop, in config order.
+ORDER = ["plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout"]
+DASH = "–"
+CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
+              "relative_pct", "delta_points", "paper", "diff_vs_paper"]
+
+
+@dataclass
+class Table:
+    """One rendered table: header, string cells, notes, and long-format CSV records."""
+
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    extra: list[Table] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- number formatting
+def r2(x: float) -> float:
+    """Round half away from zero at 2 decimals, as printed (avoids binary-float surprises like 48.565)."""
+    return math.floor(abs(x) * 100 + 0.5 + 1e-9) / 100 * (1 if x >= 0 else -1)
+
+
+def relative_pct(value: float, base: float) -> float | None:
+    """Relative change in percent between the printed 2-decimal averages (the paper's convention)."""
+    b = r2(base)
+    return None if b == 0 else (r2(value) / b - 1) * 100
+
+
+def fmt_num(x: float | None, decimals: int) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return DASH
+    if decimals == 2:
+        x = r2(x)
+    return f"{x:.{decimals}f}"
+
+
+def fmt_cell(summary: dict | None, decimals: int) -> str:
+    """`mean` for one seed, `mean ± std` for several."""
+    if not summary:
+        return DASH
+    text = fmt_num(summary["mean"], decimals)
+    return f"{text} ± {summary['std']:.{decimals}f}" if summary.get("n", 1) > 1 else text
+
+
+def fmt_rel(pct: float | None) -> str:
+    return "" if pct is None else f" ({pct:+.2f}%)"
+
+
+def label(method: str, plugin: str) -> str:
+    if method in DISPLAY:
+        return DISPLAY[method]
+    return f"{DISPLAY.get(plugin, plugin)} ({method})"
+
+
+def setting(params: dict, grid_keys: list[str]) -> str:
+    return ", ".join(f"{k}={params[k]}" for k in grid_keys) if grid_keys else ""
+
+
+# --------------------------------------------------------------------------- paper reference
+def paper_reference() -> dict:
+    return json.loads(PAPER_REFERENCE.read_text())
+
+
+def _paper_block(config: ExperimentConfig, table: int) -> dict | None:
+    """The paper's numbers for this preset and table, when the config reproduces a paper setting."""
+    if config.preset == "tiny" or config.paper_table is None:
+        return None
+    wanted = {1: {1}, 2: {2}, 3: {3, 4}, 4: {3, 4}}.get(config.paper_table, set())
+    if table not in wanted:
+        return None
+    return paper_reference().get(f"table{table}", {}).get(config.preset)
+
+
+# --------------------------------------------------------------------------- helpers on the selection
+def _record(table: str, method: str, lab: str, run: str | None, column: str, summary: dict | None, **extra) -> dict:
+    rec = {k: "" for k in CSV_FIELDS}
+    rec.update(table=table, method=method, label=lab, run=run or "", column=column)
+    if summary:
+        rec.update(mean=f"{summary['mean']:.6f}", std=f"{summary['std']:.6f}", n_seeds=summary.get("n", 1))
+        if summary.get("ci95"):
+            rec.update(ci95_low=f"{summary['ci95'][0]:.6f}", ci95_high=f"{summary['ci95'][1]:.6f}")
+    rec.update({k: ("" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)) for k, v in extra.items()})
+    return rec
+
+
+def _main_methods(selection: dict) -> list[str]:
+    methods = {n: m for n, m in selection["methods"].items() if m["table"] in ("main", None)}
+    known = [n for p in ORDER for n, m in methods.items() if (n if n in ORDER else m["plugin"]) == p]
+    rest = [n for n in methods if n not in known and n != "entrodrop" and methods[n]["plugin"] != "entrodrop"]
+    last = [n for n in methods if n not in known and n not in rest]
+    return known + rest + last
+
+
+def _notes(selection: dict, runs: set[str]) -> list[str]:
+    notes = []
+    for s in selection["skipped"]:
+        if s["run"] in runs:
+            notes.append(f"skipped {s['run']} seed {s['seed']}: {s['reason']}")
+    missing = [m for m in selection["missing"] if m["run"] in runs]
+    if missing:
+        shown = "; ".join(f"{m['run']}/seed{m['seed']}/checkpoint-{m['step']}/{m['benchmark']} ({m['reason']})" for m in missing[:20])
+        more = f" and {len(missing) - 20} more (see selection.json)" if len(missing) > 20 else ""
+        notes.append(f"missing metrics, such checkpoints never selected: {shown}{more}")
+    return notes
+
+
+# --------------------------------------------------------------------------- Table 1 / 2
+def main_table(config: ExperimentConfig, selection: dict) -> Table:
+    """Rows = methods at their best grid point; columns = benchmarks and averages per domain, Total Avg."""
+    target = selection["target_domain"]
+    number = 2 if target == "code" else 1
+    domains = [target] + [d for d in selection["domains"] if d != target]
+    headers = ["Method"]
+    for d in domains:
+        headers += [*selection["domains"][d], f"{d} Avg"]
+    headers += ["Total Avg", "Setting", "Checkpoint"]
+    rule = "highest " + target + " average" if selection["rule"] == "target_avg" else "lowest validation loss"
+    t = Table(f"table{number}", f"Table {number}: {' and '.join(domains)} benchmarks ({selection['experiment']})", headers)
+    t.notes.append(
+        f"Each method at its best grid point; checkpoint with the {rule} (rule `{selection['rule']}`). "
+        f"Scores x100. Avg cells: relative change vs Baseline in percent. Total Avg = mean of domain averages."
+    )
+    names = _main_methods(selection)
+    base_agg = _best_aggregate(selection, "plain")
+    paper = _paper_block(config, number)
+    comparison = []
+    for name in names:
+        meth = selection["methods"][name]
+        run = meth["best_run"]
+        agg = selection["runs"][run]["aggregate"] if run else None
+        lab = label(name, meth["plugin"])
+        row = [lab]
+        for d in domains:
+            for b in selection["domains"][d]:
+                s = agg["scores"].get(b) if agg else None
+                row.append(fmt_cell(s, 1))
+                t.records.append(_record(t.name, name, lab, run, b, s))
+            row.append(_avg_cell(t, name, lab, run, f"{d} Avg", agg and agg["domain_avg"].get(d),
+                                 base_agg and base_agg["domain_avg"].get(d), name == "plain"))
+        row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == "plain"))
+        params = selection["runs"][run]["params"] if run else {}
+        row.append(setting(params, meth["grid_keys"]) or DASH)
+        row.append(_checkpoint_text(agg))
+        t.rows.append(row)
+        if paper:
+            comparison.append(_paper_row(name, meth["plugin"], lab, agg, domains, paper))
+    if paper:
+        t.extra.append(_comparison_table(t.name, paper, domains, comparison))
+        t.records += [rec for _, recs in comparison for rec in recs]
+    elif config.preset == "tiny":
+        t.notes.append("Preset `tiny`: no paper reference columns (the paper has no tiny setting).")
+    t.notes += _notes(selection, {selection["methods"][n]["best_run"] for n in names} - {None})
+    return t
+
+
+def _best_aggregate(selection: dict, method: str) -> dict | None:
+    m = selection["methods"].get(method)
+    return selection["runs"][m["best_run"]]["aggregate"] if m and m["best_run"] else None
+
+
+def _avg_cell(t: Table, method: str, lab: str, run: str | None, column: str, s: dict | None, base: dict | None, is_base: bool) -> str:
+    rel = None if (is_base or not s or not base) else relative_pct(s["mean"], base["mean"])
+    t.records.append(_record(t.name, method, lab, run, column, s, relative_pct=rel))
+    return fmt_cell(s, 2) + ("" if not s else fmt_rel(rel))
+
+
+def _checkpoint_text(agg: dict | None) -> str:
+    if not agg:
+        return DASH
+    epochs = [e for e in agg["target_epoch"] if e is not None]
+    ep = "/".join(f"{e:g}" for e in epochs)
+    return "step " + "/".join(str(s) for s in agg["step"]) + (f" (epoch {ep})" if ep else "")
+
+
+def _paper_row(name: str, plugin: str, lab: str, agg: dict | None, domains: list[str], paper: dict) -> tuple[list[str], list[dict]]:
+    ref = paper["rows"].get(name) or paper["rows"].get(plugin)
+    cells, recs = [lab], []
+    for col in [*domains, "total"]:
+        ours = (agg["total_avg"] if col == "total" else agg["domain_avg"].get(col)) if agg else None
+        theirs = (ref or {}).get("avg", {}).get(col)
+        diff = None if ours is None or theirs is None else r2(ours["mean"]) - theirs
+        cells += [fmt_cell(ours, 2), fmt_num(theirs, 2), DASH if diff is None else f"{diff:+.2f}"]
+        recs.append(_record("paper-comparison", name, lab, None, f"{col} Avg", ours, paper=theirs, diff_vs_paper=diff))
+    return cells, recs
+
+
+def _comparison_table(name: str, paper: dict, domains: list[str], rows: list) -> Table:
+    headers = ["Method"]
+    for col in [*domains, "total"]:
+        headers += [f"{col} Avg (ours)", f"{col} Avg (paper)", "Δ"]
+    t = Table(f"{name}-vs-paper", f"Reproduced vs paper ({paper['backbone']})", headers)
+    t.rows = [cells for cells, _ in rows]
+    t.notes.append("Δ = reproduced minus paper, in points. Paper values are the numbers printed in arXiv 2512.23422.")
+    return t
+
+
+# --------------------------------------------------------------------------- Table 3: targeting ablation
+def _role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
+    """(method, run) for random / high-entropy / low-entropy masking."""
+    found: dict[str, tuple[str, str] | None] = {"random": None, "high_entropy": None, "low_entropy": None}
+    for name, m in selection["methods"].items():
+        run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
+        if run is None:
+            continue
+        params = selection["runs"][run]["params"]
+        if m["plugin"] == "token_dropout":
+            role = "random"
+        elif m["plugin"] == "entrodrop" and params.get("target") == "high":
+            role = "high_entropy"
+        elif m["plugin"] == "entrodrop" and m["table"] == "main" and params.get("target", "low") == "low":
+            role = "low_entropy"
+        else:
+            continue
+        found[role] = found[role] or (name, run)
+    return found
+
+
+TABLE3_ROWS = [
+    ("random", "Random masking", "all tokens"),
+    ("high_entropy", "High-entropy", "top 50% entropy"),
+    ("low_entropy", "Low-entropy (EntroDrop)", "bottom 50% entropy"),
+]
+
+
+def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
+    roles = _role_runs(selection)
+    if roles["random"] is None and roles["high_entropy"] is None:
+        return None
+    target = selection["target_domain"]
+    paper = _paper_block(config, 3)
+    headers = ["Targeting", "Masked tokens", f"Avg {target}", "Δ vs random"] + (["Paper", "Paper Δ", "Ours − paper"] if paper else [])
+    t = Table("table3", f"Table 3: which tokens to mask ({selection['experiment']})", headers)
+    t.notes.append(f"Avg {target}: {target}-domain average (x100) at the selected checkpoint; Δ in points vs random masking.")
+    rand = roles["random"] and selection["runs"][roles["random"][1]]["aggregate"]
+    for role, title, scope in TABLE3_ROWS:
+        method, run = roles[role] or (role, None)
+        agg = selection["runs"][run]["aggregate"] if run else None
+        s = agg["domain_avg"].get(target) if agg else None
+        base = rand["domain_avg"].get(target) if rand else None
+        delta = None if role == "random" or not s or not base else r2(s["mean"]) - r2(base["mean"])
+        row = [title, scope, fmt_cell(s, 2), DASH if delta is None else f"{delta:+.2f}"]
+        ref = paper["rows"].get(role) if paper else None
+        diff = None
+        if paper:
+            diff = None if not s or not ref else r2(s["mean"]) - ref["avg"]
+            row += [fmt_num(ref and ref["avg"], 2), DASH if not ref or ref["delta"] is None else f"{ref['delta']:+.2f}",
+                    DASH if diff is None else f"{diff:+.2f}"]
+        t.rows.append(row)
+        t.records.append(_record(t.name, method, title, run, f"{target} Avg", s, delta_points=delta,
+                                 paper=ref and ref["avg"], diff_vs_paper=diff))
+    if roles["low_entropy"] is None:
+        t.notes.append("low-entropy row: no main `entrodrop` method in this config.")
+    t.notes += _notes(selection, {r for _, r in filter(None, roles.values())})
+    return t
+
+
+# --------------------------------------------------------------------------- Table 4: gamma_max sensitivity
+def _gamma_runs(selection: dict) -> list[tuple[float, str, str]]:
+    """(gamma_max, method, run): plain as 0, the gamma sweep, and the main EntroDrop run."""
+    rows = []
+    for name, m in selection["methods"].items():
+        for run in m["runs"]:
+            params = selection["runs"][run]["params"]
+            if m["plugin"] == "plain":
+                rows.append((0.0, name, run))
+            elif (m["plugin"] == "entrodrop" and m["table"] in ("gamma", "main") and params.get("target", "low") == "low"
+                  and params.get("schedule", "sigmoid") != "static" and "gamma_max" in params):
+                rows.append((float(params["gamma_max"]), name, run))
+    rows.sort(key=lambda r: (r[0], r[1] != "entrodrop", r[2]))
+    seen, out = set(), []
+    for g, name, run in rows:
+        if g not in seen:
+            seen.add(g)
+            out.append((g, name, run))
+    return out
+
+
+def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
+    if not any(m["table"] == "gamma" for m in selection["methods"].values()):
+        return None
+    target = selection["target_domain"]
+    paper = _paper_block(config, 4)
+    headers = ["γ_max", f"Avg {target}", "Best epoch", "Min val loss"] + (["Paper avg", "Paper best epoch", "Paper min val loss"] if paper else [])
+    t = Table("table4", f"Table 4: sensitivity to γ_max ({selection['experiment']})", headers)
+    t.notes.append("Best epoch: target-domain epoch at the minimum held-out validation loss ('>E': still falling at the last "
+                   "evaluation, epoch E). γ_max = 0 is the Baseline.")
+    ref_rows = {r["gamma_max"]: r for r in (paper or {}).get("rows", [])}
+    runs = set()
+    for g, method, run in _gamma_runs(selection):
+        runs.add(run)
+        agg = selection["runs"][run]["aggregate"]
+        s = agg["domain_avg"].get(target) if agg else None
+        vm = (agg or {}).get("val_min")
+        epoch = vm and vm["target_epoch"]
+        ep_text = DASH if not epoch else (">" if vm["at_end"] else "") + f"{epoch['mean']:g}" + (f" ± {epoch['std']:.1f}" if epoch["n"] > 1 else "")
+        loss = vm and vm["loss"]
+        name = "Baseline (γ = 0)" if g == 0 else f"γ_max = {g:g}"
+        loss_text = DASH if not loss else f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
+        row = [name, fmt_cell(s, 2), ep_text, loss_text]
+        ref = ref_rows.get(g)
+        if paper:
+            row += [fmt_num(ref and ref["avg"], 2), (ref or {}).get("best_epoch", DASH), DASH if not ref else f"{ref['min_val_loss']:.3f}"]
+        t.rows.append(row)
+        t.records.append(_record(t.name, method, name, run, f"{target} Avg", s, paper=ref and ref["avg"]))
+        t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"]))
+        t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"]))
+    t.notes += _notes(selection, runs)
+    return t
+
+
+# --------------------------------------------------------------------------- rendering
+def to_markdown(t: Table) -> str:
+    lines = [f"## {t.title}", "", "| " + " | ".join(t.headers) + " |", "|" + "|".join(["---"] * len(t.headers)) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
+    if t.notes:
+        lines += [""] + [f"- {n}" for n in t.notes]
+    text = "\n".join(lines) + "\n"
+    for sub in t.extra:
+        text += "\n" + to_markdown(sub)
+    return text
+
+
+_LATEX = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"),
+          ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("γ", r"$\gamma$"), (">", r"$>$"),
+          ("–", "--"), ("−", "-")]
+
+
+def latex_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        out.append(next((rep for src, rep in _LATEX if src == ch), ch))
+    return "".join(out)
+
+
+def to_latex(t: Table) -> str:
+    cols = "l" + "r" * (len(t.headers) - 1)
+    lines = [f"% {latex_escape(t.title)}", r"\begin{tabular}{" + cols + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in t.headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [f"% {latex_escape(n)}" for n in t.notes]
+    text = "\n".join(lines) + "\n"
+    for sub in t.extra:
+        text += "\n" + to_latex(sub)
+    return text
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(t.records)
+    return buf.getvalue()
+
+
+def build_tables(config: ExperimentConfig, selection: dict) -> list[Table]:
+    """Every table this config has methods for (Table 1 or 2, then 3 and 4 when configured)."""
+    tables = [main_table(config, selection)]
+    tables += [t for t in (targeting_table(config, selection), gamma_table(config, selection)) if t is not None]
+    return tables
+
+
+def write_tables(config: ExperimentConfig, layout: Layout) -> list[Path]:
+    """Select (fresh from the store), then write `<table>.md`, `.tex` and `.csv` for each table."""
+    selection = select(config, layout)
+    paths = []
+    for t in build_tables(config, selection):
+        for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
+            path = layout.tables_dir / f"{t.name}{suffix}"
+            write_text(path, render(t))
+            paths.append(path)
+    return paths

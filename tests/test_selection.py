@@ -1,0 +1,178 @@
+"""Selection from a synthetic results store: rules, ties, missing metrics, divergence, seeds.
+
+The helpers here (`make_config`, `write_run`) also build the stores of test_tables, test_figures and
+test_leaderboard: they write exactly the on-disk formats the trainer and the evaluator write.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.paths import Layout
+from entrodrop_bench.selection import bootstrap_ci, select
+
+DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
+
+
+def make_config(tmp_path: Path, methods: dict | None = None, seeds=(0,), selection="target_avg", domains=None,
+                target="math", preset="tiny", paper_table=1, name="synthetic") -> ExperimentConfig:
+    """A config over a synthetic store; no compute happens, so plugins need not be registered."""
+    domains = domains or DOMAINS
+    benches = sorted({b for bs in domains.values() for b in bs})
+    return ExperimentConfig.model_validate({
+        "name": name,
+        "preset": preset,
+        "paper_table": paper_table,
+        "model": {"name_or_path": "Qwen/Qwen3-0.6B-Base", "revision": "abc123"},
+        "data": {"target": {"source": "tiny_math"}, "general": {"source": "tiny_general"}, "token_budget": 10000},
+        "train": {"seeds": list(seeds)},
+        "methods": methods or {
+            "plain": {"plugin": "plain"},
+            "weight_decay": {"plugin": "weight_decay", "grid": {"weight_decay": [0.1, 0.5]}},
+            "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+        },
+        "eval": {"lm_eval_tasks": benches, "domains": domains, "target_domain": target, "selection": selection},
+        "output": {"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")},
+    })
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def write_run(layout: Layout, run: str, seed: int, checkpoints: list[tuple[int, float, dict, float | None]], *,
+              method: str | None = None, plugin: str | None = None, params: dict | None = None,
+              state: str = "complete", reason: str | None = None, curve: list[dict] | None = None) -> None:
+    """One run: status.json, val_curve.json, checkpoint manifests and store results.
+
+    checkpoints: (step, target_epoch, {benchmark: score in [0,1] or None}, val loss).
+    """
+    method = method or run.split("@")[0]
+    plugin = plugin or method
+    params = params or {}
+    total = max((c[0] for c in checkpoints), default=0)
+    _write(layout.status_file(run, seed), {"state": state, "reason": reason, "total_steps": total, "method": method,
+                                           "plugin": plugin, "params": params, "stats": {"masked_fraction": 0.05}})
+    points = curve or [{"step": 0, "target_epoch": 0.0, "overall": 2.0, "low_entropy": 0.5, "high_entropy": 4.0}] + [
+        {"step": s, "target_epoch": e, "overall": v, "low_entropy": v / 4, "high_entropy": v * 2}
+        for s, e, _, v in checkpoints if v is not None]
+    _write(layout.val_curve_file(run, seed), points)
+    for step, epoch, scores, val in checkpoints:
+        _write(layout.checkpoint_dir(run, seed, step) / "manifest.json", {
+            "format_version": 1, "run": run, "method": method, "plugin": plugin, "params": params, "seed": seed,
+            "step": step, "total_steps": total, "target_epoch": epoch, "tokens_seen": {"target": step * 60, "general": step * 40},
+            "config_hash": "cafe", "val_loss": {"overall": val, "low_entropy": 0.1, "high_entropy": 2.0},
+            "weights_sha256": "00", "created": "2026-01-01T00:00:00+00:00"})
+        for bench, score in scores.items():
+            metric = "acc,none" if bench in ("hellaswag", "piqa") else "exact_match,strict-match"
+            _write(layout.result_file(run, seed, step, bench), {
+                "format_version": 1, "run": run, "method": method, "seed": seed, "step": step, "target_epoch": epoch,
+                "benchmark": bench, "harness": "lm-eval", "metrics": {metric: score}, "primary_metric": metric,
+                "score": score, "provenance": {"checkpoint": str(layout.checkpoint_dir(run, seed, step)),
+                                                "versions": {"lm_eval": "0.4.13", "transformers": "5.23.0", "torch": "2.13.0"},
+                                                "num_fewshot": 0, "limit": None, "date": "2026-01-01T00:00:00+00:00"}})
+
+
+def scores(g: float, s: float, h: float = 0.5, p: float = 0.7) -> dict:
+    return {"gsm8k": g, "svamp": s, "hellaswag": h, "piqa": p}
+
+
+def test_highest_target_average_wins_and_ties_go_to_earliest_step(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    # steps 20 and 30 tie on the math average (0.5); 20 must win. Step 40 is better on general only.
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.3, 0.5), 1.0), (20, 2.0, scores(0.4, 0.6), 0.9),
+                                   (30, 3.0, scores(0.6, 0.4), 0.8), (40, 4.0, scores(0.3, 0.3, 0.9, 0.9), 0.7)])
+    sel = select(config, layout)
+    chosen = sel["runs"]["plain"]["seeds"]["0"]["selected"]
+    assert chosen["step"] == 20
+    assert chosen["domain_avg"]["math"] == pytest.approx(50.0)
+    assert chosen["total_avg"] == pytest.approx((50.0 + 60.0) / 2)
+    assert json.loads(layout.selection_file.read_text())["methods"]["plain"]["best_run"] == "plain"
+    # order of files on disk must not matter: same answer on a second call
+    assert select(config, layout)["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 20
+
+
+def test_val_loss_rule_picks_minimum_validation_loss(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, selection="val_loss")
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.9, 0.9), 1.0), (20, 2.0, scores(0.1, 0.1), 0.5),
+                                   (30, 3.0, scores(0.2, 0.2), 0.5)])
+    assert select(config, layout)["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 20
+
+
+def test_nan_and_missing_metrics_are_never_selected_and_reported(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    best_but_nan = scores(0.99, float("nan"))
+    best_but_missing = {"gsm8k": 0.98, "svamp": 0.98, "hellaswag": 0.5}  # piqa never evaluated
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0), (20, 2.0, best_but_nan, 0.9),
+                                   (30, 3.0, best_but_missing, 0.8), (40, 4.0, scores(0.3, None), 0.7)])
+    sel = select(config, layout)
+    assert sel["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 10
+    missing = {(m["step"], m["benchmark"]) for m in sel["missing"]}
+    assert missing == {(20, "svamp"), (30, "piqa"), (40, "svamp")}
+    rows = {r["step"]: r for r in sel["runs"]["plain"]["seeds"]["0"]["checkpoints"]}
+    assert rows[20]["domain_avg"]["math"] is None and rows[20]["complete"] is False
+    assert rows[30]["domain_avg"]["math"] == pytest.approx(98.0) and rows[30]["domain_avg"]["general"] is None
+
+
+def test_diverged_runs_are_skipped_with_reason(tmp_path):
+    config = make_config(tmp_path)
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0)])
+    write_run(layout, "entrodrop", 0, [(10, 1.0, scores(0.9, 0.9), 1.0)], state="diverged", reason="loss nan at step 11")
+    sel = select(config, layout)
+    skipped = {s["run"]: s["reason"] for s in sel["skipped"]}
+    assert "loss nan at step 11" in skipped["entrodrop"]
+    assert sel["methods"]["entrodrop"]["best_run"] is None
+    assert "not trained" in skipped["weight_decay@weight_decay=0.1"]
+
+
+def test_sweep_keeps_every_grid_point_and_picks_the_best(tmp_path):
+    config = make_config(tmp_path)
+    layout = Layout.from_config(config)
+    write_run(layout, "weight_decay@weight_decay=0.1", 0, [(10, 1.0, scores(0.3, 0.3), 1.0)], params={"weight_decay": 0.1})
+    write_run(layout, "weight_decay@weight_decay=0.5", 0, [(10, 1.0, scores(0.4, 0.4), 1.0)], params={"weight_decay": 0.5})
+    m = select(config, layout)["methods"]["weight_decay"]
+    assert m["runs"] == ["weight_decay@weight_decay=0.1", "weight_decay@weight_decay=0.5"]
+    assert m["best_run"] == "weight_decay@weight_decay=0.5"
+
+
+def test_grid_ties_go_to_first_grid_point(tmp_path):
+    config = make_config(tmp_path)
+    layout = Layout.from_config(config)
+    for wd in (0.5, 0.1):
+        write_run(layout, f"weight_decay@weight_decay={wd}", 0, [(10, 1.0, scores(0.4, 0.4), 1.0)], params={"weight_decay": wd})
+    assert select(config, layout)["methods"]["weight_decay"]["best_run"] == "weight_decay@weight_decay=0.1"
+
+
+def test_seeds_mean_std_and_bootstrap_ci(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, seeds=(0, 1, 2))
+    layout = Layout.from_config(config)
+    for seed, g in enumerate((0.40, 0.44, 0.48)):
+        write_run(layout, "plain", seed, [(10, 1.0, scores(g, g), 1.0), (20, 2.0, scores(g - 0.1, g - 0.1), 0.9)])
+    agg = select(config, layout)["runs"]["plain"]["aggregate"]
+    math_avg = agg["domain_avg"]["math"]
+    assert math_avg["mean"] == pytest.approx(44.0)
+    assert math_avg["std"] == pytest.approx(4.0)
+    assert math_avg["n"] == 3 and agg["step"] == [10, 10, 10]
+    lo, hi = math_avg["ci95"]
+    assert 40.0 <= lo < 44.0 < hi <= 48.0
+    assert bootstrap_ci([40.0, 44.0, 48.0]) == [lo, hi]  # fixed RNG: reproducible
+
+
+def test_bootstrap_single_value_and_empty_domains(tmp_path):
+    assert bootstrap_ci([3.0]) == [3.0, 3.0]
+    assert all(math.isnan(x) for x in bootstrap_ci([]))
+    config = make_config(tmp_path)
+    config.eval.domains = {}
+    with pytest.raises(ConfigError, match="eval.domains"):
+        select(config, Layout.from_config(config))
