@@ -175,8 +175,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
             row.append(_avg_cell(t, name, lab, run, f"{d} Avg", agg and agg["domain_avg"].get(d),
                                  base_agg and base_agg["domain_avg"].get(d), name == "plain"))
         row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == "plain"))
-        params = selection["runs"][run]["params"] if run else {}
-        row.append(setting(params, meth["grid_keys"]) or DASH)
+        row.append(setting(selection["runs"][run]["params"], meth["grid_keys"]) if run and meth["grid_keys"] else DASH)
         row.append(_checkpoint_text(agg))
         t.rows.append(row)
         if paper:
@@ -186,7 +185,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         t.records += [rec for _, recs in comparison for rec in recs]
     elif config.preset == "tiny":
         t.notes.append("Preset `tiny`: no paper reference columns (the paper has no tiny setting).")
-    t.notes += _notes(selection, {selection["methods"][n]["best_run"] for n in names} - {None})
+    t.notes += _notes(selection, {r for n in names for r in selection["methods"][n]["runs"]})
     return t
 
 
@@ -215,7 +214,7 @@ def _paper_row(name: str, plugin: str, lab: str, agg: dict | None, domains: list
     for col in [*domains, "total"]:
         ours = (agg["total_avg"] if col == "total" else agg["domain_avg"].get(col)) if agg else None
         theirs = (ref or {}).get("avg", {}).get(col)
-        diff = None if ours is None or theirs is None else r2(ours["mean"]) - theirs
+        diff = None if ours is None or theirs is None else round(r2(ours["mean"]) - theirs, 2) + 0.0
         cells += [fmt_cell(ours, 2), fmt_num(theirs, 2), DASH if diff is None else f"{diff:+.2f}"]
         recs.append(_record("paper-comparison", name, lab, None, f"{col} Avg", ours, paper=theirs, diff_vs_paper=diff))
     return cells, recs
@@ -223,7 +222,7 @@ def _paper_row(name: str, plugin: str, lab: str, agg: dict | None, domains: list
 
 def _comparison_table(name: str, paper: dict, domains: list[str], rows: list) -> Table:
     headers = ["Method"]
-    for col in [*domains, "total"]:
+    for col in [*domains, "Total"]:
         headers += [f"{col} Avg (ours)", f"{col} Avg (paper)", "Δ"]
     t = Table(f"{name}-vs-paper", f"Reproduced vs paper ({paper['backbone']})", headers)
     t.rows = [cells for cells, _ in rows]
@@ -274,12 +273,12 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
         agg = selection["runs"][run]["aggregate"] if run else None
         s = agg["domain_avg"].get(target) if agg else None
         base = rand["domain_avg"].get(target) if rand else None
-        delta = None if role == "random" or not s or not base else r2(s["mean"]) - r2(base["mean"])
+        delta = None if role == "random" or not s or not base else round(r2(s["mean"]) - r2(base["mean"]), 2) + 0.0
         row = [title, scope, fmt_cell(s, 2), DASH if delta is None else f"{delta:+.2f}"]
         ref = paper["rows"].get(role) if paper else None
         diff = None
         if paper:
-            diff = None if not s or not ref else r2(s["mean"]) - ref["avg"]
+            diff = None if not s or not ref else round(r2(s["mean"]) - ref["avg"], 2) + 0.0
             row += [fmt_num(ref and ref["avg"], 2), DASH if not ref or ref["delta"] is None else f"{ref['delta']:+.2f}",
                     DASH if diff is None else f"{diff:+.2f}"]
         t.rows.append(row)
