@@ -1,0 +1,256 @@
+"""Leaderboard entries from a selection, and the published, schema-validated `results/leaderboard.json`.
+
+- `build_entries(config, layout)`: one entry per method (its best grid point), written to
+  `layout.leaderboard_entries`.
+- `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
+  replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
+  document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.
+- `validate_file(path)`: every violation, each prefixed with its JSON path (e.g. `$.entries[0].seeds`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from entrodrop_bench import __version__
+from entrodrop_bench.atomic import write_json, write_text
+from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.leaderboard_html import render
+from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, PROJECT_ROOT, Layout
+from entrodrop_bench.selection import load_store, select
+from entrodrop_bench.tables import label, relative_pct
+
+SCHEMA_VERSION = 1
+VERSION_KEYS = {"lm_eval": "lm_eval", "evalplus": "evalplus", "transformers": "transformers", "torch": "torch"}
+
+
+# --------------------------------------------------------------------------- provenance
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """HEAD of the project, with `-dirty` when tracked files differ; None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _versions(store_records: list[dict]) -> dict[str, str | None]:
+    """Versions recorded by the evaluator for the selected checkpoints; installed versions fill gaps."""
+    found: dict[str, str | None] = {}
+    for rec in store_records:
+        for k, v in ((rec.get("provenance") or {}).get("versions") or {}).items():
+            found.setdefault(k, v)
+    out = {k: found.get(k) or _installed(dist) for k, dist in VERSION_KEYS.items()}
+    out["entrodrop_bench"] = found.get("entrodrop_bench") or __version__
+    return out
+
+
+def _data_hashes(layout: Layout) -> dict[str, str | None]:
+    try:
+        prepared = json.loads(layout.prepared_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    out = {k: (prepared.get(k) or {}).get("hash") for k in ("target_train", "target_val", "general") if k in prepared}
+    if "tokenizer_hash" in prepared:
+        out["tokenizer"] = prepared["tokenizer_hash"]
+    return out
+
+
+def _plugin_version(plugin: str) -> str | None:
+    try:
+        from entrodrop_bench.regularizer import REGULARIZERS
+
+        return str(REGULARIZERS.get(plugin).version)
+    except Exception:  # an unregistered or broken plugin must not block publishing its results
+        return None
+
+
+# --------------------------------------------------------------------------- entries
+def entry_key(config: ExperimentConfig, method: str) -> str:
+    """preset/backbone@revision/method/hash; the hash covers everything that defines the setting."""
+    mc = config.methods[method]
+    ident = {
+        "preset": config.preset,
+        "backbone": config.model.name_or_path,
+        "revision": config.model.revision,
+        "token_budget": config.data.token_budget,
+        "benchmarks": sorted({b for bs in config.eval.domains.values() for b in bs}),
+        "method": method,
+        "config": mc.model_dump(mode="json"),
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    backbone = config.model.name_or_path.replace("/", "--") + f"@{config.model.revision or 'default'}"
+    return f"{config.preset}/{backbone}/{method}/{digest}"
+
+
+def _summary(s: dict) -> dict:
+    return {"mean": s["mean"], "std": s["std"], "n": s["n"], **({"ci95": s["ci95"]} if s.get("ci95") else {})}
+
+
+def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: str, store: dict, common: dict) -> dict | None:
+    meth = selection["methods"][method]
+    run = meth["best_run"]
+    if run is None:
+        return None
+    info = selection["runs"][run]
+    agg = info["aggregate"]
+    seeds = agg["seeds"]
+    picked = [info["seeds"][str(s)]["selected"] for s in seeds]
+    records = [rec for s, p in zip(seeds, picked) for rec in store.get((run, s, p["step"]), {}).values() if rec]
+    first = {b: next((r for r in records if r.get("benchmark") == b), {}) for b in agg["scores"]}
+    domain_of = {b: d for d, bs in selection["domains"].items() for b in bs}
+    plain = selection["methods"].get("plain", {}).get("best_run")
+    base = selection["runs"][plain]["aggregate"] if plain else None
+    rel: dict[str, float | None] = {}
+    for d, s in {**agg["domain_avg"], "total": agg["total_avg"]}.items():
+        b = base and (base["total_avg"] if d == "total" else base["domain_avg"].get(d))
+        rel[d] = None if method == "plain" or not b else round(relative_pct(s["mean"], b["mean"]), 4)
+    return {
+        "key": entry_key(config, method),
+        "experiment": config.name,
+        "preset": config.preset,
+        "paper_table": config.paper_table,
+        "method": {
+            "name": method,
+            "label": label(method, meth["plugin"]),
+            "plugin": meth["plugin"],
+            "plugin_version": _plugin_version(meth["plugin"]),
+            "table": meth["table"],
+            "params": info["params"],
+            "config": config.methods[method].model_dump(mode="json"),
+        },
+        "backbone": {"id": config.model.name_or_path, "revision": config.model.revision},
+        "budget": {"token_budget": config.data.token_budget, "mix_ratio": list(config.data.mix_ratio), "seq_len": config.data.seq_len},
+        "seeds": seeds,
+        "selection": {
+            "rule": selection["rule"],
+            "target_domain": selection["target_domain"],
+            "checkpoints": [{"seed": s, "step": p["step"], "target_epoch": p["target_epoch"], "val_loss": p["val_loss"]}
+                            for s, p in zip(seeds, picked)],
+        },
+        "scores": {
+            b: {"metric": first[b].get("primary_metric"), "harness": first[b].get("harness"), "domain": domain_of[b], **_summary(s)}
+            for b, s in agg["scores"].items()
+        },
+        "domain_averages": {d: _summary(s) for d, s in agg["domain_avg"].items()},
+        "total_average": _summary(agg["total_avg"]),
+        "relative_to_plain_pct": rel,
+        "provenance": {**common, "versions": _versions(records)},
+    }
+
+
+def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
+    """One entry per method with a selected checkpoint; written to `layout.leaderboard_entries`."""
+    selection = select(config, layout)
+    store = load_store(layout)
+    common = {
+        "git_commit": git_commit(),
+        "data_hashes": _data_hashes(layout),
+        "config_hash": config.config_hash(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    entries = [e for m in config.methods if (e := _entry(config, layout, selection, m, store, common)) is not None]
+    problems = _violations({"schema_version": SCHEMA_VERSION, "updated": common["date"], "entries": entries})
+    if problems:
+        raise DataError(f"leaderboard entries built from {layout.results_dir} break the schema:\n  " + "\n  ".join(problems))
+    write_json(layout.leaderboard_entries, entries)
+    return entries
+
+
+# --------------------------------------------------------------------------- validation
+def load_schema() -> dict:
+    return json.loads(LEADERBOARD_SCHEMA.read_text())
+
+
+def _violations(document: Any) -> list[str]:
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    validator = Draft202012Validator(load_schema(), format_checker=FormatChecker())
+    errors = sorted(validator.iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    problems = [f"{e.json_path}: {e.message}" for e in errors]
+    if isinstance(document, dict) and isinstance(document.get("entries"), list):
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(document["entries"]):
+            key = entry.get("key") if isinstance(entry, dict) else None
+            if isinstance(key, str):
+                if key in seen:
+                    problems.append(f"$.entries[{i}].key: duplicate key {key!r} (also $.entries[{seen[key]}])")
+                seen.setdefault(key, i)
+    return problems
+
+
+def validate_file(path: Path) -> list[str]:
+    """Every schema violation of a leaderboard file, each as `<JSON path>: <message>` (empty: valid)."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        return [f"$: cannot read {path}: {exc}"]
+    except json.JSONDecodeError as exc:
+        return [f"$: {path} is not valid JSON: {exc}"]
+    return _violations(document)
+
+
+# --------------------------------------------------------------------------- publishing
+def _entries_file(results_dir_or_run: Path) -> Path:
+    p = Path(results_dir_or_run)
+    if p.is_file():
+        return p
+    candidate = p / "leaderboard_entries.json"
+    if not candidate.is_file():
+        raise UserError(
+            f"{candidate} does not exist: publish expects an experiment's results directory (e.g. results/tiny) "
+            f"after `entrodrop-bench leaderboard build CONFIG` (or `run`) has written its leaderboard entries"
+        )
+    return candidate
+
+
+def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> None:
+    """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page."""
+    source = _entries_file(Path(results_dir_or_run))
+    try:
+        new = json.loads(source.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source} is not valid JSON ({exc}); rebuild it with `entrodrop-bench leaderboard build`") from None
+    if not isinstance(new, list):
+        raise DataError(f"{source}: expected a JSON list of leaderboard entries, got {type(new).__name__}")
+    leaderboard = Path(leaderboard)
+    current = {"schema_version": SCHEMA_VERSION, "updated": "", "entries": []}
+    if leaderboard.is_file():
+        problems = validate_file(leaderboard)
+        if problems:
+            raise DataError(f"{leaderboard} is not a valid leaderboard; fix or remove it first:\n  " + "\n  ".join(problems))
+        current = json.loads(leaderboard.read_text())
+    merged = {e["key"]: e for e in current["entries"]}
+    merged.update({e.get("key"): e for e in new if isinstance(e, dict)})
+    entries = [merged[k] for k in sorted(merged, key=str)]
+    changed = entries != current["entries"]
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds") if changed else current["updated"],
+        "entries": entries,
+    }
+    problems = _violations(document)
+    if problems:
+        raise DataError(f"publishing {source} would make an invalid leaderboard; nothing was written:\n  " + "\n  ".join(problems))
+    if changed or not leaderboard.is_file():
+        write_json(leaderboard, document)
+    write_text(leaderboard.with_suffix(".html"), render(document))

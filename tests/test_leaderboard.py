@@ -1,0 +1,155 @@
+"""Leaderboard: entries from a synthetic store, schema validation with JSON paths, keyed idempotent
+publishing, and the static HTML page sorted in a real headless chromium."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_selection import make_config, scores, write_run
+
+from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.leaderboard import build_entries, entry_key, publish, validate_file
+from entrodrop_bench.paths import LEADERBOARD_SCHEMA, Layout
+
+
+def _experiment(tmp_path: Path, entro_math: float = 0.50):
+    config = make_config(tmp_path)
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 2.0, scores(0.40, 0.40), 1.0), (20, 4.0, scores(0.44, 0.44), 0.9)])
+    write_run(layout, "weight_decay@weight_decay=0.1", 0, [(10, 2.0, scores(0.42, 0.42), 1.0)], params={"weight_decay": 0.1})
+    write_run(layout, "weight_decay@weight_decay=0.5", 0, [(10, 2.0, scores(0.41, 0.41), 1.0)], params={"weight_decay": 0.5})
+    write_run(layout, "entrodrop", 0, [(10, 2.0, scores(entro_math, entro_math), 1.0)], params={"gamma_max": 0.1})
+    return config, layout
+
+
+def test_entries_carry_everything_a_reader_needs(tmp_path):
+    config, layout = _experiment(tmp_path)
+    entries = build_entries(config, layout)
+    assert json.loads(layout.leaderboard_entries.read_text()) == entries
+    by = {e["method"]["name"]: e for e in entries}
+    assert set(by) == {"plain", "weight_decay", "entrodrop"}
+    wd = by["weight_decay"]
+    assert wd["method"]["params"] == {"weight_decay": 0.1} and wd["method"]["config"]["grid"] == {"weight_decay": [0.1, 0.5]}
+    assert wd["selection"]["checkpoints"] == [{"seed": 0, "step": 10, "target_epoch": 2.0, "val_loss": 1.0}]
+    assert wd["scores"]["gsm8k"]["metric"] == "exact_match,strict-match" and wd["scores"]["piqa"]["metric"] == "acc,none"
+    assert by["plain"]["selection"]["checkpoints"][0]["step"] == 20
+    # relative gain of EntroDrop's math average vs plain: 50/44 - 1
+    assert by["entrodrop"]["relative_to_plain_pct"]["math"] == pytest.approx((50 / 44 - 1) * 100, abs=1e-3)
+    assert by["plain"]["relative_to_plain_pct"]["math"] is None
+    prov = by["entrodrop"]["provenance"]
+    assert prov["versions"]["lm_eval"] == "0.4.13" and prov["versions"]["evalplus"]  # recorded, then installed
+    assert by["entrodrop"]["backbone"] == {"id": "Qwen/Qwen3-0.6B-Base", "revision": "abc123"}
+    assert by["entrodrop"]["key"] == entry_key(config, "entrodrop")
+
+
+def test_schema_is_documented():
+    schema = json.loads(LEADERBOARD_SCHEMA.read_text())
+    entry = schema["$defs"]["entry"]["properties"]
+    undocumented = [k for k, v in entry.items() if "description" not in v and "$ref" not in v]
+    assert not undocumented
+
+
+def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
+    config, layout = _experiment(tmp_path)
+    build_entries(config, layout)
+    board = tmp_path / "board" / "leaderboard.json"
+    publish(layout.results_dir, board)
+    first_json, first_html = board.read_bytes(), board.with_suffix(".html").read_bytes()
+    publish(layout.results_dir, board)
+    assert board.read_bytes() == first_json and board.with_suffix(".html").read_bytes() == first_html
+    assert validate_file(board) == []
+    # new results for the same experiment: same keys, so entries are replaced, not duplicated
+    write_run(layout, "entrodrop", 0, [(10, 2.0, scores(0.60, 0.60), 1.0)], params={"gamma_max": 0.1})
+    build_entries(config, layout)
+    publish(layout.results_dir, board)
+    doc = json.loads(board.read_text())
+    assert len(doc["entries"]) == 3
+    entro = next(e for e in doc["entries"] if e["method"]["name"] == "entrodrop")
+    assert entro["domain_averages"]["math"]["mean"] == pytest.approx(60.0)
+    # another experiment adds its own entries beside these
+    other = make_config(tmp_path / "other", name="other", preset="tiny-other")
+    olayout = Layout.from_config(other)
+    write_run(olayout, "plain", 0, [(10, 2.0, scores(0.3, 0.3), 1.0)])
+    build_entries(other, olayout)
+    publish(olayout.results_dir, board)
+    keys = [e["key"] for e in json.loads(board.read_text())["entries"]]
+    assert len(keys) == 4 and keys == sorted(keys)
+
+
+def test_validation_reports_every_violation_with_its_path(tmp_path):
+    config, layout = _experiment(tmp_path)
+    build_entries(config, layout)
+    board = tmp_path / "leaderboard.json"
+    publish(layout.results_dir, board)
+    good = json.loads(board.read_text())
+    bad = copy.deepcopy(good)
+    bad["entries"][0]["seeds"] = "zero"
+    bad["entries"][1]["selection"]["rule"] = "best_test_score"
+    del bad["entries"][2]["provenance"]["git_commit"]
+    bad["entries"][2]["scores"]["gsm8k"]["mean"] = "high"
+    bad["entries"].append(copy.deepcopy(good["entries"][0]))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(bad))
+    problems = validate_file(broken)
+    paths = {p.split(":")[0] for p in problems}
+    assert {"$.entries[0].seeds", "$.entries[1].selection.rule", "$.entries[2].provenance",
+            "$.entries[2].scores.gsm8k.mean", "$.entries[3].key"} <= paths
+    assert any("git_commit" in p for p in problems) and any("duplicate key" in p for p in problems)
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{")
+    assert validate_file(not_json)[0].startswith("$: ")
+    # publishing into an invalid leaderboard refuses and leaves it untouched
+    with pytest.raises(DataError, match=r"\$\.entries\[0\]\.seeds"):
+        publish(layout.results_dir, broken)
+    assert json.loads(broken.read_text()) == bad
+    with pytest.raises(UserError, match="leaderboard_entries.json"):
+        publish(tmp_path / "nowhere", board)
+
+
+def _chromium() -> str | None:
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.browser
+def test_html_page_loads_and_sorts_in_headless_chromium(tmp_path):
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    config, layout = _experiment(tmp_path)
+    build_entries(config, layout)
+    board = tmp_path / "leaderboard.json"
+    publish(layout.results_dir, board)
+    page_file = board.with_suffix(".html")
+    requests, errors = [], []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(page_file.as_uri())
+            headers = page.locator("#leaderboard thead th").all_text_contents()
+            method_col, total_col = headers.index("Method"), headers.index("Total avg")
+
+            def column(i: int) -> list[str]:
+                return page.locator(f"#leaderboard tbody tr td:nth-child({i + 1})").all_text_contents()
+
+            assert sorted(column(method_col)) == ["+EntroDrop", "+Weight Decay", "Baseline"]
+            page.locator("#leaderboard thead th").nth(total_col).click()
+            ascending = [float(x) for x in column(total_col)]
+            assert ascending == sorted(ascending) and column(method_col)[0] == "+Weight Decay"
+            page.locator("#leaderboard thead th").nth(total_col).click()
+            assert [float(x) for x in column(total_col)] == sorted(ascending, reverse=True)
+            assert column(method_col)[0] == "+EntroDrop"
+            assert page.locator("#leaderboard thead th").nth(total_col).get_attribute("aria-sort") == "descending"
+            page.locator("#leaderboard thead th").nth(method_col).click()
+            assert column(method_col) == sorted(column(method_col), key=str.lower)
+        finally:
+            browser.close()
+    assert errors == []
+    assert all(u.startswith("file://") for u in requests)  # no CDN, no server
