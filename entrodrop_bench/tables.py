@@ -120,7 +120,7 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
     return rec
 
 
-def _main_methods(selection: dict) -> list[str]:
+def main_methods(selection: dict) -> list[str]:
     methods = {n: m for n, m in selection["methods"].items() if m["table"] in ("main", None)}
     known = [n for p in ORDER for n, m in methods.items() if (n if n in ORDER else m["plugin"]) == p]
     rest = [n for n in methods if n not in known and n != "entrodrop" and methods[n]["plugin"] != "entrodrop"]
@@ -157,7 +157,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         f"Each method at its best grid point; checkpoint with the {rule} (rule `{selection['rule']}`). "
         f"Scores x100. Avg cells: relative change vs Baseline in percent. Total Avg = mean of domain averages."
     )
-    names = _main_methods(selection)
+    names = main_methods(selection)
     base_agg = _best_aggregate(selection, "plain")
     paper = _paper_block(config, number)
     comparison = []

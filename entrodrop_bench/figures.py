@@ -1,0 +1,369 @@
+"""Paper figures from the selection and the training curves, as PNG + PDF (+ HTML for 2c).
+
+- fig1c: validation loss of the Baseline by token-entropy group (overall / low / high) vs target epoch
+- fig2a: target-domain score vs training step, one line per method (best grid point)
+- fig2b: static vs curriculum drop-rate schedule (Baseline, EntroDrop, EntroDrop static)
+- fig2c: one target-domain sample, tokens coloured by base-model entropy, EntroDrop's masked tokens marked
+- fig3:  hyper-parameter tuning of the baselines: target-domain score of every grid point
+- fig4:  validation loss by entropy group, Baseline vs EntroDrop
+
+Missing runs never crash a figure: the series is left out, the figure says so, and `NOTES.md` in the
+figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no pyplot state, no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_hex
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from entrodrop_bench.atomic import atomic_path, write_text
+from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.errors import DataError
+from entrodrop_bench.paths import Layout
+from entrodrop_bench.selection import select
+from entrodrop_bench.tables import label, main_methods
+
+GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
+TokenSignals = list[tuple[str, float, bool]]
+
+
+# --------------------------------------------------------------------------- saving
+def _new_figure(width: float = 7.0, height: float = 4.2) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    """PNG and PDF, each written atomically; the PDF without a creation date so reruns are identical."""
+    paths = []
+    for fmt, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
+        path = out_dir / f"{name}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
+        paths.append(path)
+    return paths
+
+
+def _note_on(ax, notes: list[str]) -> None:
+    if notes:
+        ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=7, color="0.35", va="bottom", ha="left")
+
+
+# --------------------------------------------------------------------------- curves from the selection
+def score_curve(selection: dict, run: str, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, mean, std) of a domain average across seeds at the steps every seed evaluated."""
+    info = selection["runs"].get(run)
+    if not info or not info["seeds"]:
+        return None
+    per_seed = []
+    for rec in info["seeds"].values():
+        per_seed.append({r["step"]: r["domain_avg"].get(domain) for r in rec["checkpoints"] if r["domain_avg"].get(domain) is not None})
+    steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
+    if not steps:
+        return None
+    values = np.array([[p[s] for s in steps] for p in per_seed])
+    return np.array(steps), values.mean(axis=0), values.std(axis=0)
+
+
+def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], domain: str) -> list[str]:
+    notes = []
+    for lab, run in runs:
+        curve = score_curve(selection, run, domain) if run else None
+        if curve is None:
+            notes.append(f"{lab}: no evaluated checkpoints")
+            continue
+        steps, mean, std = curve
+        (line,) = ax.plot(steps, mean, marker="o", markersize=3, label=lab)
+        if np.any(std > 0):
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{domain} average score (x100)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    _note_on(ax, notes)
+    return notes
+
+
+def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Target-domain score vs step for each main-table method at its best grid point."""
+    domain = selection["target_domain"]
+    runs = [(label(m, selection["methods"][m]["plugin"]), selection["methods"][m]["best_run"]) for m in main_methods(selection)]
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    notes = _plot_score_lines(ax, selection, runs, domain)
+    ax.set_title(f"Fig. 2a: {domain} score during training, per method")
+    if not ax.lines:
+        return [], [f"fig2a skipped: no method has evaluated checkpoints ({'; '.join(notes)})"]
+    return save(fig, out_dir, "fig2a_score_vs_step"), [f"fig2a: {n}" for n in notes]
+
+
+def _schedule_runs(selection: dict) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    methods = selection["methods"]
+    if "plain" in methods:
+        out.append(("Baseline", methods["plain"]["best_run"]))
+    for name, m in methods.items():
+        if m["plugin"] != "entrodrop":
+            continue
+        if m["table"] == "main":
+            out.append(("EntroDrop, curriculum (sigmoid) schedule", m["best_run"]))
+        elif m["table"] == "schedule":
+            out.append((f"EntroDrop, static schedule ({name})", m["best_run"]))
+    return out
+
+
+def figure_2b(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Curriculum vs static drop-rate schedule, with the Baseline for reference."""
+    static = [m["best_run"] for m in selection["methods"].values() if m["table"] == "schedule"]
+    if not static:
+        return [], ["fig2b skipped: no method with table: schedule in this config"]
+    if not any(run and score_curve(selection, run, selection["target_domain"]) for run in static):
+        return [], ["fig2b skipped: the static-schedule run has no evaluated checkpoints"]
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    notes = _plot_score_lines(ax, selection, _schedule_runs(selection), selection["target_domain"])
+    ax.set_title("Fig. 2b: static vs curriculum drop-rate schedule")
+    if not ax.lines:
+        return [], ["fig2b skipped: no evaluated checkpoints for the schedule runs"]
+    return save(fig, out_dir, "fig2b_schedule"), [f"fig2b: {n}" for n in notes]
+
+
+def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Selected target-domain score of every grid point of each swept method (mean ± std over seeds)."""
+    domain = selection["target_domain"]
+    swept = [n for n, m in selection["methods"].items() if len(m["runs"]) > 1 and m["table"] == "main"]
+    if not swept:
+        return [], ["fig3 skipped: no swept (grid) method in the main table"]
+    if not any(selection["runs"][r]["aggregate"] for n in swept for r in selection["methods"][n]["runs"]):
+        return [], ["fig3 skipped: no grid point of a swept method has a selected checkpoint"]
+    fig = _new_figure(width=max(6.5, 3.2 * len(swept) + 1), height=4.0)
+    axes = fig.subplots(1, len(swept), squeeze=False)[0]
+    notes = []
+    plain = selection["methods"].get("plain", {}).get("best_run")
+    base = (selection["runs"][plain]["aggregate"] or {}).get("domain_avg", {}).get(domain) if plain else None
+    for ax, name in zip(axes, swept):
+        m = selection["methods"][name]
+        labels, means, stds = [], [], []
+        for run in m["runs"]:
+            agg = selection["runs"][run]["aggregate"]
+            params = selection["runs"][run]["params"]
+            labels.append(", ".join(f"{k}={params[k]}" for k in m["grid_keys"]))
+            s = agg and agg["domain_avg"].get(domain)
+            if not s:
+                notes.append(f"{run}: no selected checkpoint")
+            means.append(s["mean"] if s else math.nan)
+            stds.append(s["std"] if s else 0.0)
+        colors = ["tab:orange" if r == m["best_run"] else "tab:blue" for r in m["runs"]]
+        ax.bar(range(len(labels)), means, yerr=stds, color=colors, capsize=3)
+        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        if base:
+            ax.axhline(base["mean"], color="0.3", linestyle="--", linewidth=1, label="Baseline")
+            ax.legend(fontsize=8)
+        finite = [x for x in means if math.isfinite(x)] + ([base["mean"]] if base else [])
+        if finite:
+            ax.set_ylim(min(finite) - 2, max(finite) + 2)
+        ax.set_title(label(name, m["plugin"]), fontsize=10)
+        ax.set_ylabel(f"{domain} average (x100)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Fig. 3: hyper-parameter tuning of the baselines\n(selected checkpoint of each grid point; orange: chosen setting)")
+    return save(fig, out_dir, "fig3_tuning"), [f"fig3: {n}" for n in notes]
+
+
+# --------------------------------------------------------------------------- validation-loss curves
+def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | None:
+    """Mean across seeds of val_curve.json points (by step); None when no seed has a curve."""
+    by_step: dict[int, list[dict]] = {}
+    for seed in seeds:
+        try:
+            curve = json.loads(layout.val_curve_file(run, seed).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for p in curve if isinstance(curve, list) else []:
+            if isinstance(p, dict) and "step" in p:
+                by_step.setdefault(int(p["step"]), []).append(p)
+    if not by_step:
+        return None
+    out = []
+    for step in sorted(by_step):
+        pts = by_step[step]
+        row = {"step": step, "target_epoch": float(np.mean([p.get("target_epoch") or 0.0 for p in pts]))}
+        for key, _ in GROUPS:
+            vals = [p.get(key) for p in pts if isinstance(p.get(key), (int, float)) and math.isfinite(p.get(key))]
+            row[key] = float(np.mean(vals)) if vals else math.nan
+        out.append(row)
+    return out
+
+
+def figure_1c(curve: list[dict] | None, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Baseline validation loss on all / low-entropy / high-entropy tokens vs target epoch."""
+    if not curve:
+        return [], ["fig1c skipped: no val_curve.json for the Baseline (plain)"]
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    epochs = [p["target_epoch"] for p in curve]
+    for key, name in GROUPS:
+        ax.plot(epochs, [p[key] for p in curve], marker="o", markersize=3, label=name)
+    ax.set_xlabel("target-domain epoch")
+    ax.set_ylabel("held-out validation loss (nats/token)")
+    ax.set_title("Fig. 1c: Baseline validation loss by token-entropy group")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out_dir, "fig1c_val_loss_by_entropy"), []
+
+
+def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Validation loss by entropy group, one panel per group, one line per method (Baseline vs EntroDrop)."""
+    present = {k: v for k, v in curves.items() if v}
+    notes = [f"fig4: {k}: no val_curve.json" for k, v in curves.items() if not v]
+    if not present:
+        return [], ["fig4 skipped: no validation curves for Baseline or EntroDrop"]
+    fig = _new_figure(width=11, height=3.8)
+    axes = fig.subplots(1, len(GROUPS))
+    for ax, (key, name) in zip(axes, GROUPS):
+        for lab, curve in present.items():
+            ax.plot([p["target_epoch"] for p in curve], [p[key] for p in curve], marker="o", markersize=3, label=lab)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("target-domain epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out validation loss (nats/token)")
+    axes[0].legend(fontsize=8)
+    _note_on(axes[0], [n.split(": ", 1)[1] for n in notes])
+    fig.suptitle("Fig. 4: validation loss by token entropy, Baseline vs EntroDrop")
+    return save(fig, out_dir, "fig4_loss_dynamics"), notes
+
+
+# --------------------------------------------------------------------------- Figure 2c
+def load_token_signals(path: Path) -> TokenSignals:
+    """(token, entropy, gated) triples from sample_entropy.json; a null entropy (special token) becomes NaN."""
+    try:
+        data = json.loads(Path(path).read_text())
+        tokens, entropy, gated = data["tokens"], data["entropy"], data["gated"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, gated ({exc})") from None
+    if not (len(tokens) == len(entropy) == len(gated)):
+        raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and gated ({len(gated)}) differ in length")
+    return [(str(t), math.nan if e is None else float(e), bool(g)) for t, e, g in zip(tokens, entropy, gated)]
+
+
+def _visible(token: str) -> str:
+    return token.replace("\t", "→").replace("\n", "⏎")
+
+
+def _layout_tokens(signals: TokenSignals, width: int) -> list[tuple[int, int, str]]:
+    """(line, column, text) of every token on a fixed-width grid; a token with a newline ends its line."""
+    placed, line, col = [], 0, 0
+    for token, _, _ in signals:
+        text = _visible(token) or "∅"
+        if col and col + len(text) > width:
+            line, col = line + 1, 0
+        placed.append((line, col, text))
+        col += len(text)
+        if "\n" in token:
+            line, col = line + 1, 0
+    return placed
+
+
+def figure_2c(signals: TokenSignals, out_dir: Path, max_tokens: int = 400, width: int = 72) -> tuple[list[Path], list[str]]:
+    """PNG/PDF and an HTML page of one sample: background = base-model entropy, red box = token EntroDrop masks."""
+    if not signals:
+        return [], ["fig2c skipped: the sample has no tokens"]
+    notes = [f"fig2c: showing the first {max_tokens} of {len(signals)} tokens"] if len(signals) > max_tokens else []
+    signals = signals[:max_tokens]
+    finite = [e for _, e, _ in signals if math.isfinite(e)]
+    norm = Normalize(vmin=0.0, vmax=max(finite) if finite and max(finite) > 0 else 1.0)
+    cmap = colormaps["YlOrRd"]
+    placed = _layout_tokens(signals, width)
+    n_lines = placed[-1][0] + 1
+    fig = _new_figure(width=10, height=1.6 + 0.28 * n_lines)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, width)
+    ax.set_ylim(n_lines, -0.2)
+    ax.axis("off")
+    for (line, col, text), (_, ent, gated) in zip(placed, signals):
+        face = cmap(norm(ent)) if math.isfinite(ent) else (0.85, 0.85, 0.85, 1.0)
+        ax.add_patch(Rectangle((col, line + 0.05), len(text), 0.85, facecolor=face,
+                               edgecolor="red" if gated else "none", linewidth=1.2 if gated else 0))
+        ax.text(col + len(text) / 2, line + 0.5, text, ha="center", va="center", family="monospace", fontsize=7)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal", fraction=0.05, pad=0.02,
+                 label="base-model entropy (nats); red box: token EntroDrop may mask (low entropy); grey: not scored")
+    n_gated = sum(g for _, _, g in signals)
+    ax.set_title(f"Fig. 2c: one target-domain sample by token entropy ({n_gated} of {len(signals)} tokens gated)")
+    paths = save(fig, out_dir, "fig2c_token_entropy")
+    html_path = out_dir / "fig2c_token_entropy.html"
+    write_text(html_path, _token_html(signals, norm, cmap, notes))
+    return [*paths, html_path], notes
+
+
+def _token_html(signals: TokenSignals, norm: Normalize, cmap, notes: list[str]) -> str:
+    spans = []
+    for token, ent, gated in signals:
+        color = to_hex(cmap(norm(ent))) if math.isfinite(ent) else "#d9d9d9"
+        tip = f"entropy {ent:.3f} nats" if math.isfinite(ent) else "not scored (special token)"
+        tip += "; masked by EntroDrop" if gated else ""
+        cls = ' class="gated"' if gated else ""
+        spans.append(f'<span{cls} style="background:{color}" title="{escape(tip)}">{escape(token)}</span>')
+    legend_stops = ", ".join(to_hex(cmap(x)) for x in np.linspace(0, 1, 6))
+    note = "".join(f"<p class=note>{escape(n)}</p>" for n in notes)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Fig. 2c: token entropy</title>\n"
+        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}"
+        ".sample{font-family:monospace;white-space:pre-wrap;line-height:1.9;border:1px solid #ccc;padding:1rem}"
+        ".gated{outline:2px solid #d00;outline-offset:-1px}"
+        f".bar{{height:12px;width:20rem;background:linear-gradient(to right,{legend_stops})}}"
+        ".note{color:#666;font-size:.9rem}</style>\n</head>\n<body>\n"
+        "<h1>Fig. 2c: one target-domain sample by base-model token entropy</h1>\n"
+        f"<p>Background: entropy of the frozen base model's next-token distribution, from 0 to {norm.vmax:.2f} nats "
+        "(light = predictable, dark = uncertain). Red outline: low-entropy tokens EntroDrop may mask. "
+        "Hover a token for its value.</p>\n<div class=bar></div>\n"
+        f"{note}<div class=sample>{''.join(spans)}</div>\n</body>\n</html>\n"
+    )
+
+
+# --------------------------------------------------------------------------- all figures
+def _entrodrop_run(selection: dict) -> str | None:
+    return next((m["best_run"] for m in selection["methods"].values() if m["plugin"] == "entrodrop" and m["table"] == "main"), None)
+
+
+def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
+    """Every figure this experiment has data for; skipped ones are listed in figures/NOTES.md."""
+    selection = select(config, layout)
+    out = layout.figures_dir
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(config.train.seeds)
+    plain = selection["methods"].get("plain", {}).get("best_run")
+    entro = _entrodrop_run(selection)
+    plain_curve = read_val_curves(layout, plain, seeds) if plain else None
+    jobs = [
+        lambda: figure_1c(plain_curve, out),
+        lambda: figure_2a(selection, out),
+        lambda: figure_2b(selection, out),
+        lambda: figure_3(selection, out),
+        lambda: figure_4({"Baseline": plain_curve, "EntroDrop": read_val_curves(layout, entro, seeds) if entro else None}, out),
+    ]
+    paths: list[Path] = []
+    notes: list[str] = []
+    for job in jobs:
+        made, why = job()
+        paths += made
+        notes += why
+    if layout.sample_entropy_file.is_file():
+        made, why = figure_2c(load_token_signals(layout.sample_entropy_file), out)
+        paths += made
+        notes += why
+    else:
+        notes.append(f"fig2c skipped: {layout.sample_entropy_file} not found (written by `prepare`)")
+    text = "# Figure notes\n\n" + ("".join(f"- {n}\n" for n in notes) if notes else "Every figure was drawn from complete data.\n")
+    write_text(out / "NOTES.md", text)
+    return paths + [out / "NOTES.md"]
