@@ -242,7 +242,7 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     merged = {e["key"]: e for e in current["entries"]}
     merged.update({e.get("key"): e for e in new if isinstance(e, dict)})
     entries = [merged[k] for k in sorted(merged, key=str)]
-    changed = entries != current["entries"]
+    changed = entries != current["entries"] or not leaderboard.is_file()
     document = {
         "schema_version": SCHEMA_VERSION,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds") if changed else current["updated"],
@@ -251,6 +251,6 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     problems = _violations(document)
     if problems:
         raise DataError(f"publishing {source} would make an invalid leaderboard; nothing was written:\n  " + "\n  ".join(problems))
-    if changed or not leaderboard.is_file():
+    if changed:
         write_json(leaderboard, document)
     write_text(leaderboard.with_suffix(".html"), render(document))

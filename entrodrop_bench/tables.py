@@ -133,6 +133,10 @@ def _notes(selection: dict, runs: set[str]) -> list[str]:
     for s in selection["skipped"]:
         if s["run"] in runs:
             notes.append(f"skipped {s['run']} seed {s['seed']}: {s['reason']}")
+    for run in sorted(runs):
+        for seed, rec in selection["runs"].get(run, {}).get("seeds", {}).items():
+            if rec.get("state") not in ("complete", None):
+                notes.append(f"{run} seed {seed} is not finished (state {rec['state']}); its numbers may still change")
     missing = [m for m in selection["missing"] if m["run"] in runs]
     if missing:
         shown = "; ".join(f"{m['run']}/seed{m['seed']}/checkpoint-{m['step']}/{m['benchmark']} ({m['reason']})" for m in missing[:20])

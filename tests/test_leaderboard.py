@@ -46,6 +46,15 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     assert by["entrodrop"]["key"] == entry_key(config, "entrodrop")
 
 
+def test_publishing_no_entries_makes_a_valid_empty_board(tmp_path):
+    entries = tmp_path / "leaderboard_entries.json"
+    entries.write_text("[]")
+    board = tmp_path / "lb.json"
+    publish(tmp_path, board)
+    assert validate_file(board) == [] and json.loads(board.read_text())["entries"] == []
+    assert "0 entries" in board.with_suffix(".html").read_text()
+
+
 def test_schema_is_documented():
     schema = json.loads(LEADERBOARD_SCHEMA.read_text())
     entry = schema["$defs"]["entry"]["properties"]
@@ -99,10 +108,15 @@ def test_validation_reports_every_violation_with_its_path(tmp_path):
     assert {"$.entries[0].seeds", "$.entries[1].selection.rule", "$.entries[2].provenance",
             "$.entries[2].scores.gsm8k.mean", "$.entries[3].key"} <= paths
     assert any("git_commit" in p for p in problems) and any("duplicate key" in p for p in problems)
+    bad_date = copy.deepcopy(good)
+    bad_date["updated"] = "yesterday"
+    broken.write_text(json.dumps(bad_date))
+    assert [p.split(":")[0] for p in validate_file(broken)] == ["$.updated"]
     not_json = tmp_path / "not.json"
     not_json.write_text("{")
     assert validate_file(not_json)[0].startswith("$: ")
     # publishing into an invalid leaderboard refuses and leaves it untouched
+    broken.write_text(json.dumps(bad))
     with pytest.raises(DataError, match=r"\$\.entries\[0\]\.seeds"):
         publish(layout.results_dir, broken)
     assert json.loads(broken.read_text()) == bad

@@ -153,7 +153,7 @@ def test_several_seeds_show_mean_and_std(tmp_path):
 def test_missing_runs_and_metrics_are_noted_not_averaged(tmp_path):
     config = make_config(tmp_path)
     layout = Layout.from_config(config)
-    write_run(layout, "plain", 0, [(10, 1.0, {"gsm8k": 0.4, "svamp": 0.4, "hellaswag": 0.5}, 1.0)])
+    write_run(layout, "plain", 0, [(10, 1.0, {"gsm8k": 0.4, "svamp": 0.4, "hellaswag": 0.5}, 1.0)], state="running")
     write_run(layout, "entrodrop", 0, [(10, 1.0, scores(0.5, 0.5), 1.0)], state="diverged", reason="loss inf at step 9")
     write_tables(config, layout)
     text = (layout.tables_dir / "table1.md").read_text()
@@ -161,6 +161,7 @@ def test_missing_runs_and_metrics_are_noted_not_averaged(tmp_path):
     assert rows["Baseline"][1] == "–" and rows["+EntroDrop"][3] == "–"
     assert "plain/seed0/checkpoint-10/piqa (no result file)" in text
     assert "skipped entrodrop seed 0: diverged: loss inf at step 9" in text
+    assert "plain seed 0 is not finished (state running)" in text
 
 
 def test_number_conventions():
