@@ -28,8 +28,11 @@ def _experiment(tmp_path: Path, entro_math: float = 0.50):
 
 def test_entries_carry_everything_a_reader_needs(tmp_path):
     config, layout = _experiment(tmp_path)
+    layout.prepared_file.write_text(json.dumps({"format_version": 1, "tokenizer_hash": "tok1", "target_train": {"hash": "tt1"},
+                                                "target_val": {"hash": "tv1"}, "general": {"hash": "g1"}}))
     entries = build_entries(config, layout)
     assert json.loads(layout.leaderboard_entries.read_text()) == entries
+    assert entries[0]["provenance"]["data_hashes"] == {"target_train": "tt1", "target_val": "tv1", "general": "g1", "tokenizer": "tok1"}
     by = {e["method"]["name"]: e for e in entries}
     assert set(by) == {"plain", "weight_decay", "entrodrop"}
     wd = by["weight_decay"]
