@@ -114,8 +114,9 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
     agg = info["aggregate"]
     seeds = agg["seeds"]
     picked = [info["seeds"][str(s)]["selected"] for s in seeds]
-    records = [rec for s, p in zip(seeds, picked) for rec in store.get((run, s, p["step"]), {}).values() if rec]
-    first = {b: next((r for r in records if r.get("benchmark") == b), {}) for b in agg["scores"]}
+    results = [store.get((run, s, p["step"]), {}) for s, p in zip(seeds, picked)]
+    records = [rec for res in results for rec in res.values() if rec]
+    first = {b: next((res[b] for res in results if res.get(b)), {}) for b in agg["scores"]}
     domain_of = {b: d for d, bs in selection["domains"].items() for b in bs}
     plain = selection["methods"].get("plain", {}).get("best_run")
     base = selection["runs"][plain]["aggregate"] if plain else None

@@ -170,12 +170,15 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         run = meth["best_run"]
         agg = selection["runs"][run]["aggregate"] if run else None
         lab = label(name, meth["plugin"])
+        ref_scores = ((paper or {}).get("rows", {}).get(name) or (paper or {}).get("rows", {}).get(meth["plugin"]) or {}).get("scores", {})
         row = [lab]
         for d in domains:
             for b in selection["domains"][d]:
                 s = agg["scores"].get(b) if agg else None
                 row.append(fmt_cell(s, 1))
-                t.records.append(_record(t.name, name, lab, run, b, s))
+                theirs = ref_scores.get(b)
+                diff = None if s is None or theirs is None else round(s["mean"] - theirs, 2) + 0.0
+                t.records.append(_record(t.name, name, lab, run, b, s, paper=theirs, diff_vs_paper=diff))
             row.append(_avg_cell(t, name, lab, run, f"{d} Avg", agg and agg["domain_avg"].get(d),
                                  base_agg and base_agg["domain_avg"].get(d), name == "plain"))
         row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == "plain"))

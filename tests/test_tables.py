@@ -102,6 +102,9 @@ def test_paper_rows_fed_as_store_reproduce_printed_averages_and_relative_change(
     comparison = text.split("## Reproduced vs paper", 1)[1]
     deltas = re.findall(r"\| ([+-]\d+\.\d\d) ", comparison)
     assert deltas and set(deltas) == {"+0.00"}
+    records = list(csv.DictReader((layout.tables_dir / f"{table}.csv").open()))
+    bench_diffs = [float(r["diff_vs_paper"]) for r in records if r["table"] == table and r["column"] in ref["rows"]["plain"]["scores"]]
+    assert len(bench_diffs) == len(ref["rows"]) * len(ref["rows"]["plain"]["scores"]) and set(bench_diffs) == {0.0}
 
 
 def test_ablation_tables_3_and_4_with_paper_columns(tmp_path):
