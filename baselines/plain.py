@@ -1,0 +1,17 @@
+"""The plain continual pre-training baseline: no regularization (no weight decay, no dropout)."""
+
+from __future__ import annotations
+
+from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, register_regularizer
+
+
+class PlainConfig(RegularizerConfig):
+    """No parameters."""
+
+
+@register_regularizer("plain")
+class Plain(Regularizer):
+    """Every hook is the base class's no-op: AdamW without weight decay, inputs untouched."""
+
+    Config = PlainConfig
+    version = "1"
