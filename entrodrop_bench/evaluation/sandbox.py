@@ -10,8 +10,8 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
 2. **A private working directory** (a fresh temp dir, removed afterwards unless the caller passes one).
 3. **Isolation**, best available, recorded in `SandboxResult.isolation` and logged once when weaker:
    - `bwrap` (bubblewrap; Debian package `bubblewrap`): new user/pid/net/ipc/uts namespaces, the whole
-     file system bound read-only, only the working dir (and any `writable` paths) writable, a private
-     /tmp, `--die-with-parent`. Network: none (only a loopback-less namespace).
+     file system bound read-only, only the working dir (and any `writable` paths) writable (TMPDIR points
+     into it), `--die-with-parent`; when the harness runs as root the program runs as `nobody`. Network: none (only a loopback-less namespace).
    - `unshare` (util-linux, `unshare -r -n -p -f --kill-child`): no network and its own pid namespace,
      but **no file-system protection** beyond the user's own permissions.
    - `none`: resource limits and the private dir only; a warning is logged.
@@ -114,7 +114,9 @@ def _hidden_prefixes() -> list[str]:
 
 
 def _bwrap_base(workdir: Path, writable: Sequence[Path] = ()) -> list[str]:
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
+    # No private tmpfs on /tmp: bwrap would create the parents of a work dir under it as root-only 0700
+    # folders that `nobody` cannot cross. /tmp stays read-only; TMPDIR points into the work dir.
+    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
     if os.geteuid() == 0:
         # The program runs as `nobody`: re-expose the interpreter when it lives in a private home.
         for top, prefix in _hidden_prefixes():
@@ -222,7 +224,7 @@ def run_sandboxed(
     workdir.mkdir(parents=True, exist_ok=True)
     io_dir = Path(tempfile.mkdtemp(prefix="sandbox-io-"))  # outside the sandbox: not writable from inside
     run_env = env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    run_env = {**run_env, "HOME": str(workdir), "TMPDIR": "/tmp" if level == "bwrap" else str(workdir)}
+    run_env = {**run_env, "HOME": str(workdir), "TMPDIR": str(workdir)}
     data = stdin.encode() if isinstance(stdin, str) else stdin
     writable = [Path(p).resolve() for p in writable]
     dropped = level == "bwrap" and bool(_drop_root())

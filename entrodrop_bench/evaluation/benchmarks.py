@@ -1,0 +1,154 @@
+"""What each benchmark is: its harness, its primary metric, its data, and a hash of its task config.
+
+PRIMARY_METRIC (the store's `score`, always in [0, 1]):
+
+| benchmark | primary metric | why |
+|---|---|---|
+| gsm8k, tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
+| svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
+| minerva_math, hendrycks_math (+500 variants) | exact_match,none | lm-eval's own answer check |
+| hellaswag, arc_challenge, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
+| mmlu, tiny_general | acc,none | |
+| ifeval | prompt_level_strict_acc,none | |
+| humaneval, mbpp, tiny_code (evalplus) | pass@1 | base + plus tests, greedy |
+| livecodebench | pass@1 | all public + private tests, greedy |
+
+Any other lm-eval task: the first of acc_norm,none / acc,none / exact_match,strict-match /
+exact_match,none / exact_match,flexible-extract that it reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from entrodrop_bench.errors import ConfigError, DataError
+from entrodrop_bench.paths import TASKS_DIR
+
+EVALPLUS_DATASETS = {"humaneval", "mbpp", "tiny_code"}
+LIVECODEBENCH = {"livecodebench"}
+
+PRIMARY_METRIC: dict[str, str] = {
+    "gsm8k": "exact_match,strict-match",
+    "tiny_math": "exact_match,strict-match",
+    "svamp": "exact_match,none",
+    "college_math": "exact_match,none",
+    "olympiadbench": "exact_match,none",
+    "minerva_math": "exact_match,none",
+    "minerva_math500": "exact_match,none",
+    "hendrycks_math": "exact_match,none",
+    "hendrycks_math500": "exact_match,none",
+    "hellaswag": "acc_norm,none",
+    "arc_challenge": "acc_norm,none",
+    "arc_easy": "acc_norm,none",
+    "piqa": "acc_norm,none",
+    "mmlu": "acc,none",
+    "tiny_general": "acc,none",
+    "ifeval": "prompt_level_strict_acc,none",
+    "humaneval": "pass@1",
+    "mbpp": "pass@1",
+    "tiny_code": "pass@1",
+    "livecodebench": "pass@1",
+}
+DEFAULT_METRIC_ORDER = ("acc_norm,none", "acc,none", "exact_match,strict-match", "exact_match,none",
+                        "exact_match,flexible-extract")
+
+
+def primary_metric(benchmark: str, metrics: dict) -> str | None:
+    """The metric key that becomes the benchmark's score (see the table in this module's docstring)."""
+    if benchmark in PRIMARY_METRIC:
+        return PRIMARY_METRIC[benchmark]
+    return next((k for k in DEFAULT_METRIC_ORDER if k in metrics), None)
+
+
+def harness_of(benchmark: str) -> str:
+    if benchmark in EVALPLUS_DATASETS:
+        return "evalplus"
+    if benchmark in LIVECODEBENCH:
+        return "livecodebench"
+    return "lm-eval"
+
+
+def local_task_yaml(benchmark: str) -> Path | None:
+    """The project's own task YAML (tasks/<name>.yaml), if the benchmark is one of ours."""
+    path = TASKS_DIR / f"{benchmark}.yaml"
+    return path if path.is_file() else None
+
+
+def builtin_task_yaml(benchmark: str) -> Path | None:
+    """lm-eval's YAML defining `task: <benchmark>` (single tasks only; groups return None)."""
+    import lm_eval
+
+    root = Path(lm_eval.__file__).parent / "tasks"
+    guess = [root / benchmark / f"{benchmark}.yaml", root / benchmark.split("_")[0] / f"{benchmark}.yaml",
+             root / "arc" / f"{benchmark}.yaml"]
+    for path in guess:
+        if path.is_file() and f"task: {benchmark}\n" in path.read_text():
+            return path
+    for path in root.rglob(f"{benchmark}.yaml"):
+        if f"task: {benchmark}\n" in path.read_text():
+            return path
+    return None
+
+
+def data_file(benchmark: str, overrides: dict[str, str], world: dict[str, Path] | None) -> Path | None:
+    """The local data file for a benchmark: config override first, then the tiny world's file."""
+    if benchmark in overrides:
+        path = Path(overrides[benchmark])
+        if not path.is_file():
+            raise ConfigError(f"eval.data_overrides.{benchmark}: file {path} does not exist")
+        return path
+    if world and benchmark in world:
+        path = Path(world[benchmark])
+        if not path.is_file():
+            raise DataError(f"tiny-world benchmark file {path} for {benchmark} does not exist (rebuild the world)")
+        return path
+    if benchmark.startswith("tiny_"):
+        raise DataError(f"benchmark {benchmark} needs its tiny-world file; none was given (run prepare first)")
+    return None
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, num_fewshot: int | None,
+                     max_gen_toks: int) -> tuple[str, str]:
+    """(hash, version) of everything that defines a benchmark's task: definition files, data, settings.
+
+    Batch size is left out on purpose: it must not change results, so changing it re-evaluates nothing.
+    """
+    import lm_eval
+
+    parts: dict = {"benchmark": benchmark, "harness": harness_of(benchmark), "limit": limit,
+                   "num_fewshot": num_fewshot, "max_gen_toks": max_gen_toks}
+    version = "1"
+    local = local_task_yaml(benchmark)
+    if local is not None:
+        parts["yaml"] = _sha(local.read_bytes())
+        parts["utils"] = _sha((TASKS_DIR / "utils.py").read_bytes())
+        version = _yaml_version(local.read_text())
+    elif parts["harness"] == "lm-eval":
+        builtin = builtin_task_yaml(benchmark)
+        parts["lm_eval"] = lm_eval.__version__
+        if builtin is not None:
+            parts["yaml"] = _sha(builtin.read_bytes())
+            version = _yaml_version(builtin.read_text())
+    else:
+        import evalplus
+
+        parts["evalplus"] = getattr(evalplus, "__version__", "unknown")
+        parts["generation"] = "greedy-v1"
+    if data is not None:
+        from entrodrop_bench.evaluation.store import file_sha256
+
+        parts["data"] = file_sha256(data)
+    return _sha(json.dumps(parts, sort_keys=True).encode())[:16], version
+
+
+def _yaml_version(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip().startswith("version:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"

@@ -1,0 +1,118 @@
+"""lm-eval through its Python API, one benchmark at a time, on an already loaded checkpoint.
+
+- Tasks: lm-eval built-ins by name (gsm8k, minerva_math*, hendrycks_math*, hellaswag, arc_challenge, piqa,
+  mmlu, ifeval, ...) and the project's YAMLs in tasks/ (svamp, college_math, olympiadbench, tiny_math,
+  tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
+  built-ins (~6 s) only when a built-in is requested.
+- Local data: a benchmark with a data file (config `eval.data_overrides`, or the tiny world's file) runs
+  from a generated YAML in the checkpoint's work dir that `include:`s the original task and swaps in
+  `dataset_path: json` + `data_files`, so prompts, filters and metrics stay the original task's. The file
+  feeds the evaluated split (test, else validation). Other splits the task names (e.g. gsm8k's few-shot
+  `train`) use a sibling file whose name has `test` replaced by the split name (gsm8k_test.jsonl ->
+  gsm8k_train.jsonl) when it exists, else the same file. Groups (mmlu, minerva_math) cannot take one
+  override file: override a subtask instead.
+- Request cache: one sqlite cache per checkpoint *content* (`work/lm_cache/<checkpoint hash>`): lm-eval's
+  cache keys ignore model identity, so a shared cache would return another model's answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.evaluation.benchmarks import builtin_task_yaml, local_task_yaml
+from entrodrop_bench.paths import TASKS_DIR
+
+log = logging.getLogger(__name__)
+GROUP_TASKS = {"mmlu", "minerva_math", "hendrycks_math"}
+_SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+
+
+def _splits(yaml_path: Path, depth: int = 0) -> dict[str, str]:
+    """Split keys of a task YAML, following `include:` (read as text: the YAMLs hold !function tags)."""
+    text = yaml_path.read_text()
+    found: dict[str, str] = {}
+    inc = re.search(r"^include:\s*(\S+)", text, re.M)
+    if inc and depth < 4:
+        found.update(_splits((yaml_path.parent / inc.group(1)).resolve(), depth + 1))
+    for key in _SPLIT_KEYS:
+        m = re.search(rf"^{key}:\s*(\S+)", text, re.M)
+        if m:
+            found[key] = m.group(1).strip("\"'")
+    return {k: v for k, v in found.items() if v not in {"null", "None"}}
+
+
+def _data_files(splits: dict[str, str], data: Path) -> dict[str, str]:
+    """split name -> file: the evaluated split gets `data`; others a `test`->split sibling, or `data` itself."""
+    evaluated = splits.get("test_split") or splits.get("validation_split") or "test"
+    files = {evaluated: str(data)}
+    for key, split in splits.items():
+        if split in files:
+            continue
+        sibling = data.with_name(data.name.replace("test", split)) if "test" in data.name else None
+        if sibling is not None and sibling.is_file():
+            files[split] = str(sibling)
+        else:
+            if key == "fewshot_split" or key == "training_split":
+                log.info("lm-eval: no %s file beside %s; the %s split reuses it", split, data, split)
+            files[split] = str(data)
+    return files
+
+
+def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bool]:
+    """(task name to request, whether built-in tasks must be indexed). Writes the override YAML if needed."""
+    local = local_task_yaml(benchmark)
+    if data is None:
+        return benchmark, local is None
+    if benchmark in GROUP_TASKS:
+        raise ConfigError(f"eval.data_overrides.{benchmark}: {benchmark} is a group of tasks and cannot read one "
+                          "local file; override one of its subtasks instead (e.g. minerva_math_algebra)")
+    source = local or builtin_task_yaml(benchmark)
+    if source is None:
+        raise ConfigError(f"eval.data_overrides.{benchmark}: no lm-eval task YAML named {benchmark} was found "
+                          f"(built-in or in {TASKS_DIR}), so its data cannot be overridden")
+    config = {
+        "include": str(source),
+        "task": benchmark,
+        "tag": [],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": _data_files(_splits(source), data.resolve())},
+    }
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    (gen_dir / f"{benchmark}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return benchmark, False
+
+
+def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str, batch_size: int,
+                limit: int | None, num_fewshot: int | None, max_gen_toks: int) -> dict:
+    """Evaluate one benchmark; returns {"metrics", "n_samples", "n_shot", "version", "raw_config"}."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    gen_dir = work_dir / "tasks" / benchmark
+    name, need_defaults = task_spec(benchmark, data, gen_dir)
+    include = [str(TASKS_DIR)] + ([str(gen_dir)] if gen_dir.is_dir() else [])
+    manager = TaskManager(include_path=include, include_defaults=need_defaults)
+    cache = work_dir / "lm_cache" / cache_key
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    out = simple_evaluate(
+        model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
+        use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
+        log_samples=False, bootstrap_iters=1000, verbosity="WARNING",
+    )
+    if out is None or name not in out.get("results", {}):
+        raise RuntimeError(f"lm-eval returned no results for {name}")
+    metrics = {k: v for k, v in out["results"][name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {
+        "metrics": metrics,
+        "n_samples": (out.get("n-samples") or {}).get(name),
+        "n_shot": (out.get("n-shot") or {}).get(name),
+        "version": (out.get("versions") or {}).get(name),
+        "task_hash": (out.get("task_hashes") or {}).get(name),
+    }
