@@ -1,0 +1,217 @@
+"""Evaluation stage: every complete checkpoint x every benchmark, cached in the results store.
+
+- lm-eval benchmarks (`eval.lm_eval_tasks`) run through `lm_eval_runner`, code benchmarks
+  (`eval.evalplus_datasets`: humaneval, mbpp, tiny_code; and `livecodebench`) through `evalplus_runner`
+  / `livecodebench`, whose generated programs run in `sandbox`.
+- Idempotent: a (checkpoint, benchmark) pair is evaluated only when it has no valid result (see `store`);
+  a per-checkpoint file lock keeps two eval processes from doing the same work; results are written one
+  benchmark at a time, atomically, so an interrupted eval resumes where it stopped.
+- The model is loaded once per checkpoint, and only when something is left to evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from entrodrop_bench.atomic import write_text
+from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.evaluation.benchmarks import data_file, harness_of, primary_metric, task_config_hash
+from entrodrop_bench.evaluation.store import (
+    checkpoint_sha256,
+    clean_score,
+    is_valid,
+    load_results,
+    read_result,
+    write_result,
+)
+from entrodrop_bench.paths import Layout
+
+__all__ = ["evaluate_experiment", "evaluate_checkpoint", "load_results", "pending_pairs"]
+log = logging.getLogger(__name__)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name, dist in (("lm_eval", "lm_eval"), ("evalplus", "evalplus"), ("transformers", "transformers"),
+                       ("torch", "torch"), ("entrodrop_bench", "entrodrop-bench")):
+        try:
+            out[name] = version(dist)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+class _Loaded:
+    """Lazily loaded checkpoint: HF model, tokenizer and (for lm-eval) the HFLM wrapper."""
+
+    def __init__(self, checkpoint_dir: Path, config: ExperimentConfig):
+        self.dir, self.config = checkpoint_dir, config
+        self._model = self._tok = self._lm = None
+
+    def model_and_tokenizer(self) -> tuple[Any, Any]:
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            if self.config.train.threads:
+                torch.set_num_threads(self.config.train.threads)
+            tok = AutoTokenizer.from_pretrained(self.dir)
+            if tok.pad_token is None:
+                tok.pad_token = self.config.model.pad_token or tok.eos_token
+            model = AutoModelForCausalLM.from_pretrained(self.dir, dtype=getattr(torch, self.config.model.dtype))
+            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            self._model, self._tok = model, tok
+        return self._model, self._tok
+
+    def lm(self) -> Any:
+        if self._lm is None:
+            from lm_eval.models.huggingface import HFLM
+
+            model, tok = self.model_and_tokenizer()
+            self._lm = HFLM(pretrained=model, tokenizer=tok, batch_size=self.config.eval.batch_size)
+        return self._lm
+
+
+def _manifest(checkpoint_dir: Path) -> dict:
+    try:
+        return json.loads((checkpoint_dir / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckpt_hash: str,
+             config: ExperimentConfig, cache_dir: Path) -> tuple[dict, dict]:
+    """(metrics, extra provenance) of one benchmark on one loaded checkpoint."""
+    ev = config.eval
+    harness = harness_of(benchmark)
+    if harness == "lm-eval":
+        from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
+
+        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16],
+                          batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
+                          max_gen_toks=ev.max_gen_toks)
+        return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
+                                "lm_eval_task_hash": out["task_hash"]}
+    model, tok = loaded.model_and_tokenizer()
+    if harness == "evalplus":
+        from entrodrop_bench.evaluation.evalplus_runner import run_evalplus
+
+        out = run_evalplus(model, tok, benchmark, data, work_dir=work / "evalplus" / benchmark,
+                           batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=ev.max_gen_toks, cache_dir=cache_dir)
+    else:
+        from entrodrop_bench.evaluation.livecodebench import run_livecodebench
+
+        out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
+                                limit=ev.limit, max_gen_toks=ev.max_gen_toks)
+    metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
+    return metrics, {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation")}
+
+
+def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,
+                        checkpoint_dir: Path, benchmarks: list[str], *, world_benchmarks: dict[str, Path] | None = None,
+                        on_pair: Any = None) -> dict[str, int]:
+    """Evaluate the benchmarks of one checkpoint that have no valid stored result.
+
+    Holds the checkpoint's store lock throughout, re-checking validity after acquiring it, so a second
+    eval process waits and then skips what the first one wrote. `on_pair(benchmark, status)` is called
+    once per benchmark (for progress bars). Returns counts: evaluated, skipped, failed.
+    """
+    ev = config.eval
+    counts = {"evaluated": 0, "skipped": 0, "failed": 0}
+    datas = {b: data_file(b, ev.data_overrides, world_benchmarks) for b in benchmarks}  # bad paths fail first
+    hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.num_fewshot,
+                                  max_gen_toks=ev.max_gen_toks) for b in benchmarks}
+    lock = layout.store_lock(run, seed, step)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        ckpt_hash = checkpoint_sha256(checkpoint_dir)
+        manifest = _manifest(checkpoint_dir)
+        work = layout.eval_work_dir(run, seed, step)
+        loaded = _Loaded(checkpoint_dir, config)
+        for bench in benchmarks:
+            thash, tversion = hashes[bench]
+            if is_valid(read_result(layout.result_file(run, seed, step, bench)), checkpoint_hash=ckpt_hash,
+                        task_config_hash=thash):
+                counts["skipped"] += 1
+                on_pair and on_pair(bench, "skipped")
+                continue
+            tic = time.perf_counter()
+            try:
+                metrics, extra = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
+                                          layout.runs_dir / "cache" / "evalplus")
+            except Exception as exc:  # noqa: BLE001 - one failing benchmark must not stop the others
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                counts["failed"] += 1
+                log.error("eval %s/seed%d/checkpoint-%d %s failed: %s", run, seed, step, bench, exc)
+                write_text(work / "failures" / f"{bench}.txt", traceback.format_exc())
+                on_pair and on_pair(bench, "failed")
+                continue
+            metric = primary_metric(bench, metrics)
+            write_result(layout, run, seed, step, bench, {
+                "run": run, "method": manifest.get("method", run.split("@")[0]), "seed": seed, "step": step,
+                "target_epoch": manifest.get("target_epoch"), "benchmark": bench,
+                "harness": "lm-eval" if harness_of(bench) == "lm-eval" else "evalplus",
+                "metrics": metrics, "primary_metric": metric, "score": clean_score(metrics.get(metric)),
+                "provenance": {
+                    "checkpoint": str(checkpoint_dir), "checkpoint_sha256": ckpt_hash, "task_version": tversion,
+                    "task_config_hash": thash, "num_fewshot": extra.pop("num_fewshot", ev.num_fewshot),
+                    "seed": seed, "batch_size": ev.batch_size, "limit": ev.limit, "max_gen_toks": ev.max_gen_toks,
+                    "data_file": str(datas[bench]) if datas[bench] else None, "versions": _versions(),
+                    "wall_time_s": round(time.perf_counter() - tic, 3),
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
+                },
+            })
+            (work / "failures" / f"{bench}.txt").unlink(missing_ok=True)
+            counts["evaluated"] += 1
+            on_pair and on_pair(bench, "evaluated")
+    return counts
+
+
+def _benchmarks(config: ExperimentConfig) -> list[str]:
+    return list(dict.fromkeys(config.eval.lm_eval_tasks + config.eval.evalplus_datasets))
+
+
+def pending_pairs(config: ExperimentConfig, layout: Layout) -> list[tuple[str, int, int, Path]]:
+    """Every complete checkpoint on disk: (run, seed, step, folder)."""
+    return [(run, seed, step, folder) for run, seed in layout.train_runs()
+            for step, folder in layout.checkpoints(run, seed)]
+
+
+def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_benchmarks: dict[str, Path] | None = None,
+                        progress: bool = True) -> dict:
+    """Evaluate every complete checkpoint on every configured benchmark; only missing pairs do work.
+
+    Returns {"checkpoints", "evaluated", "skipped", "failed", "wall_s"}.
+    """
+    from tqdm.auto import tqdm
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    benchmarks = _benchmarks(config)
+    ckpts = pending_pairs(config, layout)
+    summary = {"checkpoints": len(ckpts), "evaluated": 0, "skipped": 0, "failed": 0}
+    tic = time.perf_counter()
+    if not benchmarks or not ckpts:
+        return {**summary, "wall_s": 0.0}
+    with tqdm(total=len(ckpts) * len(benchmarks), desc="eval", unit="pair", disable=not progress) as bar:
+        for run, seed, step, folder in ckpts:
+            def tick(bench: str, status: str, _run=run, _seed=seed, _step=step) -> None:
+                bar.set_postfix_str(f"{_run}/seed{_seed}/ckpt-{_step} {bench} {status}", refresh=False)
+                bar.update(1)
+
+            counts = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
+                                         world_benchmarks=world_benchmarks, on_pair=tick)
+            for key, n in counts.items():
+                summary[key] += n
+    return {**summary, "wall_s": round(time.perf_counter() - tic, 1)}

@@ -28,6 +28,7 @@ from entrodrop_bench.paths import TASKS_DIR
 
 EVALPLUS_DATASETS = {"humaneval", "mbpp", "tiny_code"}
 LIVECODEBENCH = {"livecodebench"}
+GROUP_TASKS = {"mmlu", "minerva_math", "hendrycks_math"}
 
 PRIMARY_METRIC: dict[str, str] = {
     "gsm8k": "exact_match,strict-match",
@@ -94,6 +95,9 @@ def builtin_task_yaml(benchmark: str) -> Path | None:
 
 def data_file(benchmark: str, overrides: dict[str, str], world: dict[str, Path] | None) -> Path | None:
     """The local data file for a benchmark: config override first, then the tiny world's file."""
+    if benchmark in overrides and benchmark in GROUP_TASKS:
+        raise ConfigError(f"eval.data_overrides.{benchmark}: {benchmark} is a group of tasks and cannot read one "
+                          "local file; override one of its subtasks instead (e.g. minerva_math_algebra)")
     if benchmark in overrides:
         path = Path(overrides[benchmark])
         if not path.is_file():
@@ -106,6 +110,9 @@ def data_file(benchmark: str, overrides: dict[str, str], world: dict[str, Path] 
         return path
     if benchmark.startswith("tiny_"):
         raise DataError(f"benchmark {benchmark} needs its tiny-world file; none was given (run prepare first)")
+    if harness_of(benchmark) != "lm-eval":
+        raise ConfigError(f"eval.data_overrides.{benchmark}: code benchmarks run offline from a local file here; "
+                          f"set it to an {'evalplus-schema .jsonl(.gz)' if benchmark in EVALPLUS_DATASETS else 'LiveCodeBench release_v1 .jsonl'}")
     return None
 
 

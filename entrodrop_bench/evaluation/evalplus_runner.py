@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -122,10 +123,9 @@ def make_samples(problems: list[dict], completions: list[str]) -> list[dict]:
     samples = []
     for p, c in zip(problems, completions):
         code = p["prompt"] + c
-        try:
+        # Unparsable code is still submitted as is, and simply fails.
+        with contextlib.suppress(Exception):
             code = sanitize(code, entrypoint=p["entry_point"])
-        except Exception:  # noqa: BLE001 - unparsable code is still submitted and simply fails
-            pass
         samples.append({"task_id": p["task_id"], "solution": code})
     return samples
 

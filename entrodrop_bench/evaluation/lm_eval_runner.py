@@ -25,11 +25,10 @@ from typing import Any
 import yaml
 
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.evaluation.benchmarks import builtin_task_yaml, local_task_yaml
+from entrodrop_bench.evaluation.benchmarks import GROUP_TASKS, builtin_task_yaml, local_task_yaml
 from entrodrop_bench.paths import TASKS_DIR
 
 log = logging.getLogger(__name__)
-GROUP_TASKS = {"mmlu", "minerva_math", "hendrycks_math"}
 _SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 
 
