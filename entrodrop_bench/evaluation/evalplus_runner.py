@@ -147,15 +147,15 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     parallel = parallel or os.cpu_count() or 1
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONPATH": str(PROJECT_ROOT),
-        "XDG_CACHE_HOME": str(cache_dir), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+        "XDG_CACHE_HOME": "{w0}", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
         "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30), "TOKENIZERS_PARALLELISM": "false",
-        "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": str(data_copy),
+        "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{work}/" + data_copy.name,
     }
     wall = 120 + 4.0 * len(problems)
     limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
                     file_bytes=256 << 20, open_files=1024)
-    cmd = [sys.executable, "-m", "entrodrop_bench.evaluation._evalplus_child", dataset, str(samples_file),
-           str(work_dir / "summary.json"), str(parallel), str(min_time_limit)]
+    cmd = [sys.executable, "-m", "entrodrop_bench.evaluation._evalplus_child", dataset, "{work}/" + samples_file.name,
+           "{work}/summary.json", str(parallel), str(min_time_limit)]
     result = run_sandboxed(cmd, limits=limits, workdir=work_dir, env=env, writable=[cache_dir])
     summary_file = work_dir / "summary.json"
     if not result.ok or not summary_file.is_file():

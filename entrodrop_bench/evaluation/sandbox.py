@@ -10,8 +10,9 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
 2. **A private working directory** (a fresh temp dir, removed afterwards unless the caller passes one).
 3. **Isolation**, best available, recorded in `SandboxResult.isolation` and logged once when weaker:
    - `bwrap` (bubblewrap; Debian package `bubblewrap`): new user/pid/net/ipc/uts namespaces, the whole
-     file system bound read-only, only the working dir (and any `writable` paths) writable (TMPDIR points
-     into it), `--die-with-parent`; when the harness runs as root the program runs as `nobody`. Network: none (only a loopback-less namespace).
+     file system bound read-only, only the working dir (seen as /tmp/work) and any `writable` paths
+     (/tmp/w0, ...) writable, private /tmp and /dev/shm, `--die-with-parent`; when the harness runs as
+     root the program runs as `nobody`. Network: none (only a loopback-less namespace).
    - `unshare` (util-linux, `unshare -r -n -p -f --kill-child`): no network and its own pid namespace,
      but **no file-system protection** beyond the user's own permissions.
    - `none`: resource limits and the private dir only; a warning is logged.
@@ -113,18 +114,35 @@ def _hidden_prefixes() -> list[str]:
     return out
 
 
+INSIDE_WORK = "/tmp/work"  # where bwrap shows the work dir; writable paths appear as /tmp/w0, /tmp/w1, ...
+
+
 def _bwrap_base(workdir: Path, writable: Sequence[Path] = ()) -> list[str]:
-    # No private tmpfs on /tmp: bwrap would create the parents of a work dir under it as root-only 0700
-    # folders that `nobody` cannot cross. /tmp stays read-only; TMPDIR points into the work dir.
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    # A private tmpfs /tmp holds the binds: the host paths may sit under folders `nobody` cannot cross
+    # (pytest's 0700 /tmp/pytest-of-root), so programs see fixed paths instead; see `inside_paths`.
+    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc",
+            "--perms", "1777", "--tmpfs", "/tmp"]
     if os.geteuid() == 0:
         # The program runs as `nobody`: re-expose the interpreter when it lives in a private home.
         for top, prefix in _hidden_prefixes():
             args += ["--perms", "0755", "--tmpfs", top, "--ro-bind", prefix, prefix]
-    for path in (*writable, workdir):
-        if str(path) != "/":
-            args += ["--bind", str(path), str(path)]
-    return [*args, *_unshare_flags(), "--die-with-parent", "--new-session", "--chdir", str(workdir)]
+    for i, path in enumerate(writable):
+        args += ["--bind", str(path), f"/tmp/w{i}"]
+    args += ["--bind", str(workdir), INSIDE_WORK]
+    return [*args, *_unshare_flags(), "--die-with-parent", "--new-session", "--chdir", INSIDE_WORK]
+
+
+def inside_paths(level: str, workdir: Path, writable: Sequence[Path]) -> dict[str, str]:
+    """Placeholders {work}, {w0}, {w1}... -> the paths the sandboxed program sees for them."""
+    if level == "bwrap":
+        return {"{work}": INSIDE_WORK, **{f"{{w{i}}}": f"/tmp/w{i}" for i in range(len(writable))}}
+    return {"{work}": str(workdir), **{f"{{w{i}}}": str(p) for i, p in enumerate(writable)}}
+
+
+def _fill(text: str, mapping: dict[str, str]) -> str:
+    for key, value in mapping.items():
+        text = text.replace(key, value)
+    return text
 
 
 def _unshare_flags() -> list[str]:
@@ -213,8 +231,10 @@ def run_sandboxed(
 ) -> SandboxResult:
     """Run `cmd` in the sandbox; never raises for anything the program does.
 
-    `workdir` (created if missing) is the program's cwd and its only writable place besides `writable`
-    and a private /tmp; without it a temp dir is made and removed afterwards. `env` replaces the
+    `workdir` (created if missing) is the program's cwd and its only writable place besides `writable`;
+    without it a temp dir is made and removed afterwards. Under bwrap the program sees them at other
+    paths: write `{work}`, `{w0}`, `{w1}`... in `cmd` and `env` values and they are filled in (relative
+    paths from the cwd work everywhere). `env` replaces the
     environment (a minimal PATH/HOME/LANG one by default), so no secrets leak in.
     """
     limits = limits or Limits()
@@ -224,9 +244,11 @@ def run_sandboxed(
     workdir.mkdir(parents=True, exist_ok=True)
     io_dir = Path(tempfile.mkdtemp(prefix="sandbox-io-"))  # outside the sandbox: not writable from inside
     run_env = env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-    run_env = {**run_env, "HOME": str(workdir), "TMPDIR": str(workdir)}
     data = stdin.encode() if isinstance(stdin, str) else stdin
     writable = [Path(p).resolve() for p in writable]
+    mapping = inside_paths(level, workdir.resolve(), writable)
+    run_env = {k: _fill(v, mapping) for k, v in {**run_env, "HOME": "{work}", "TMPDIR": "{work}"}.items()}
+    cmd = [_fill(c, mapping) for c in cmd]
     dropped = level == "bwrap" and bool(_drop_root())
     if dropped:
         _give_to_sandbox([workdir, *writable])

@@ -1,0 +1,125 @@
+"""Gold answers through the real tasks' prompts, filters and metrics score 100%; wrong ones score ~0.
+
+A tiny lm-eval LM returns each document's gold answer (or a shuffled one) as its generation, so the
+task YAMLs, answer extraction and metrics are exercised exactly as in a real evaluation. Real-data tests
+use ../shared/benchmarks and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lm_eval.api.model import LM
+
+from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = next((p for p in (REPO.parent / "shared" / "benchmarks", Path("/work/shared/benchmarks")) if p.is_dir()), None)
+needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/benchmarks is absent")
+
+
+class GoldLM(LM):
+    """Generates `answer(doc)` for each request; for multiple choice, prefers choice `doc['label']`."""
+
+    def __init__(self, answer: Callable[[dict], str]):
+        super().__init__()
+        self.answer = answer
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return [self.answer(r.doc) for r in requests]
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return [(0.0 if r.idx == r.doc["label"] else -5.0, False) for r in requests]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return [0.0 for _ in requests]
+
+
+def score(tmp_path: Path, benchmark: str, data: Path, answer: Callable[[dict], str], **kw) -> dict:
+    out = run_lm_eval(GoldLM(answer), benchmark, data, work_dir=tmp_path / benchmark, cache_key="gold", batch_size=8,
+                      limit=kw.get("limit"), num_fewshot=kw.get("num_fewshot"), max_gen_toks=64)
+    return out["metrics"]
+
+
+def shuffled(records: list[dict], key: str, seed: int = 0) -> dict[str, str]:
+    """question -> another record's `key` (a derangement-ish permutation)."""
+    values = [r[key] for r in records]
+    random.Random(seed).shuffle(values)
+    return {r["question"]: v for r, v in zip(records, values)}
+
+
+# --------------------------------------------------------------------------- fixtures in our schemas
+def test_tiny_tasks_gold_and_wrong(tmp_path):
+    from test_eval_lm_eval import tiny_benchmark_files
+
+    files = tiny_benchmark_files(tmp_path / "bench")
+    assert score(tmp_path, "tiny_math", files["tiny_math"], lambda d: d["answer"])["exact_match,strict-match"] == 1.0
+    assert score(tmp_path / "w", "tiny_math", files["tiny_math"], lambda d: "1 + 1 = 2\n#### 999")["exact_match,strict-match"] == 0.0
+    m = score(tmp_path, "tiny_general", files["tiny_general"], lambda d: "")
+    assert m["acc,none"] == 1.0 and m["acc_norm,none"] == 1.0
+
+
+def test_open_ended_math_extraction_and_equivalence(tmp_path):
+    from test_eval_lm_eval import tiny_benchmark_files
+
+    files = tiny_benchmark_files(tmp_path / "bench")
+    # Same values written differently: \dfrac, a trailing sentence, a symbolic form, "answer is" fallback.
+    college = {"1": "Integrating gives $x^2$ from 0 to 1, so the answer is 1.",
+               "\\frac{5}{6}": "The sum is $\\boxed{\\dfrac{5}{6}}$.",
+               "4x": "Expanding, we get \\boxed{2x + 2x}"}
+    m = score(tmp_path, "college_math", files["college_math"], lambda d: college[d["answer"]])
+    assert m["exact_match,none"] == 1.0
+    m = score(tmp_path / "w", "college_math", files["college_math"], lambda d: "\\boxed{7}")
+    assert m["exact_match,none"] == 0.0
+    olymp = {"$-2,2$": "So $x=\\pm 2$, i.e. \\boxed{-2, 2}", "$4$": "We get $\\sqrt{16}=\\boxed{4}$"}
+    assert score(tmp_path, "olympiadbench", files["olympiadbench"], lambda d: olymp[d["final_answer"][0]])["exact_match,none"] == 1.0
+    assert score(tmp_path / "w", "olympiadbench", files["olympiadbench"], lambda d: "\\boxed{2}")["exact_match,none"] == 0.0
+
+
+# --------------------------------------------------------------------------- real data
+@needs_shared
+def test_gsm8k_gold_solutions_score_100_shuffled_near_0(tmp_path):
+    data = SHARED / "gsm8k_test.jsonl"
+    records = [json.loads(line) for line in data.read_text().splitlines()]
+    m = score(tmp_path, "gsm8k", data, lambda d: " " + d["answer"], num_fewshot=0)
+    assert m["exact_match,strict-match"] == 1.0
+    wrong = shuffled(records, "answer")
+    m = score(tmp_path / "w", "gsm8k", data, lambda d: " " + wrong[d["question"]], num_fewshot=0)
+    assert m["exact_match,strict-match"] < 0.05
+
+
+@needs_shared
+def test_svamp_gold_answers_score_100(tmp_path):
+    data = SHARED / "SVAMP.json"
+    records = json.loads(data.read_text())
+    assert len(records) == 1000
+    m = score(tmp_path, "svamp", data, lambda d: f" {d['Body']} So the answer is {d['Answer']}.")
+    assert m["exact_match,none"] == 1.0
+    values = [r["Answer"] for r in records]
+    random.Random(0).shuffle(values)
+    wrong = {r["ID"]: v for r, v in zip(records, values)}
+    m = score(tmp_path / "w", "svamp", data, lambda d: f" The answer is {wrong[d['ID']]}")
+    assert m["exact_match,none"] < 0.1
+
+
+@needs_shared
+def test_humaneval_canonical_pass_and_empty_fail_through_evalplus(tmp_path):
+    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples, humaneval_to_evalplus
+
+    with gzip.open(SHARED / "HumanEval.jsonl.gz", "rt") as fh:
+        raw = [json.loads(line) for line in fh]
+    problems = humaneval_to_evalplus(raw)
+    assert len(problems) >= 150  # tasks whose tests call the candidate with literal arguments
+    data = tmp_path / "humaneval.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    good = evaluate_samples(data, [{"task_id": p["task_id"], "solution": p["prompt"] + p["canonical_solution"]}
+                                   for p in problems], tmp_path / "good", cache_dir=tmp_path / "cache")
+    assert good["n_tasks"] == len(problems) and good["pass@1"] == 1.0 and good["base_pass@1"] == 1.0
+    empty = evaluate_samples(data, [{"task_id": p["task_id"], "solution": p["prompt"]} for p in problems],
+                             tmp_path / "empty", cache_dir=tmp_path / "cache")
+    assert empty["pass@1"] == 0.0
