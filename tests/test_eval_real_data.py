@@ -123,3 +123,19 @@ def test_humaneval_canonical_pass_and_empty_fail_through_evalplus(tmp_path):
     empty = evaluate_samples(data, [{"task_id": p["task_id"], "solution": p["prompt"]} for p in problems],
                              tmp_path / "empty", cache_dir=tmp_path / "cache")
     assert empty["pass@1"] == 0.0
+
+
+def test_builtin_multiple_choice_task_on_local_file(tmp_path):
+    """A built-in task (arc_challenge, which `include:`s arc_easy.yaml) runs offline from a local file."""
+    rows = [{"id": f"q{i}", "question": f"Which number is {i}?", "answerKey": "ABCD"[i % 4],
+             "choices": {"text": ["zero", "one", "two", "three"], "label": ["A", "B", "C", "D"]}} for i in range(4)]
+    data = tmp_path / "arc_test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    class ArcGold(GoldLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            return [(0.0 if "ABCD"[r.idx] == r.doc["answerKey"] else -5.0, False) for r in requests]
+
+    out = run_lm_eval(ArcGold(lambda d: ""), "arc_challenge", data, work_dir=tmp_path / "w", cache_key="gold",
+                      batch_size=4, limit=None, num_fewshot=0, max_gen_toks=8)
+    assert out["metrics"]["acc,none"] == 1.0 and out["metrics"]["acc_norm,none"] == 1.0

@@ -115,7 +115,8 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
                                 limit=ev.limit, max_gen_toks=ev.max_gen_toks)
     metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
-    return metrics, {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation")}
+    return metrics, {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"),
+                     "adapter": harness}
 
 
 def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,

@@ -77,17 +77,19 @@ def humaneval_to_evalplus(records: list[dict]) -> list[dict]:
     return out
 
 
-def _truncate(completion: str) -> str:
+def _truncate(completion: str, stops: tuple[str, ...] = STOP_LINES) -> str:
     cut = len(completion)
-    for stop in STOP_LINES:
+    for stop in stops:
         idx = completion.find(stop)
         if idx >= 0:
             cut = min(cut, idx)
     return completion[:cut]
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int, max_new_tokens: int) -> list[str]:
-    """Greedy completions, batched and left-padded, longest prompts first; cut at the function's end."""
+def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int, max_new_tokens: int,
+             stop: tuple[str, ...] = STOP_LINES) -> list[str]:
+    """Greedy completions, batched and left-padded, longest prompts first; cut at the first `stop`
+    (by default the function's end: a new top-level line)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -97,7 +99,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int,
 
         def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
             texts = tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in STOP_LINES) for t in texts], device=input_ids.device)
+            return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
 
     tokenizer.padding_side = "left"
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -112,7 +114,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int,
                                  stopping_criteria=StoppingCriteriaList([FunctionEnd(enc["input_ids"].shape[1])]))
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
         for i, text in zip(idx, texts):
-            out[i] = _truncate(text)
+            out[i] = _truncate(text, stop)
     return out
 
 

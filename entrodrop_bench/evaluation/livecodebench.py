@@ -1,0 +1,166 @@
+"""LiveCodeBench v1 (code generation) adapter: greedy generation, tests run in the sandbox, pass@1.
+
+Dataset: hub `livecodebench/code_generation_lite`, version tag `release_v1` (400 problems, May-Oct 2023).
+In that repository `test.jsonl` is exactly release_v1 (later releases add test2.jsonl, ...). To run it
+offline, download that file once and point the config at it:
+
+    eval:
+      evalplus_datasets: [livecodebench]            # code benchmarks share this list
+      data_overrides: {livecodebench: /data/lcb/test.jsonl}
+
+Schema, one problem per line: question_title, question_content, platform, question_id, contest_id,
+contest_date, starter_code, difficulty, public_test_cases (JSON string: [{"input", "output",
+"testtype": "stdin"|"functional"}]), private_test_cases (the same as JSON, or base64(zlib(pickle(JSON
+string))) as published), metadata (JSON string; functional problems name their method in "func_name").
+
+Tests: `stdin` problems run the program once per test with the input on stdin and compare whitespace-split
+tokens (numbers within 1e-6); `functional` (LeetCode) problems call `Solution().<func_name>(*args)` with one
+JSON value per input line and compare to the JSON output. A problem passes when all public and private
+tests pass; every program runs through `sandbox.run_sandboxed`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pickle
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from entrodrop_bench.errors import DataError
+from entrodrop_bench.evaluation.sandbox import Limits, run_python
+
+DATASET_ID = "livecodebench/code_generation_lite"
+RELEASE = "release_v1"
+TEST_TIMEOUT_S = 6.0
+PREAMBLE = ("from typing import *\nimport math, collections, heapq, itertools, bisect, functools, re, string, sys\n"
+            "from collections import *\nfrom functools import *\nfrom itertools import *\nfrom heapq import *\n")
+REQUIRED = ("question_id", "question_content", "starter_code", "public_test_cases", "private_test_cases", "metadata")
+
+
+class _StringsOnly(pickle.Unpickler):
+    """The published private tests are a pickled str: refuse anything that would import code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a test-case blob")
+
+
+def decode_tests(blob: str) -> list[dict]:
+    if not blob:
+        return []
+    try:
+        return json.loads(blob)
+    except json.JSONDecodeError:
+        raw = zlib.decompress(base64.b64decode(blob.encode()))
+        return json.loads(_StringsOnly(io.BytesIO(raw)).load())
+
+
+def read_problems(path: Path) -> list[dict]:
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"LiveCodeBench file {path}: cannot read it as JSON lines ({exc})") from None
+    problems = []
+    for i, row in enumerate(rows):
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise DataError(f"LiveCodeBench file {path}, line {i + 1}: missing fields {missing} (expected the "
+                            f"{DATASET_ID} {RELEASE} schema, see entrodrop_bench/evaluation/livecodebench.py)")
+        meta = row["metadata"] if isinstance(row["metadata"], dict) else json.loads(row["metadata"] or "{}")
+        tests = decode_tests(row["public_test_cases"]) + decode_tests(row["private_test_cases"])
+        problems.append({**row, "metadata": meta, "tests": tests})
+    if not problems:
+        raise DataError(f"LiveCodeBench file {path} is empty")
+    return problems
+
+
+def prompt(problem: dict) -> str:
+    head = f"### Question:\n{problem['question_content'].strip()}\n\n"
+    if problem["starter_code"]:
+        return head + "### Answer: complete the class.\n```python\n" + problem["starter_code"]
+    return head + "### Answer: a Python program that reads stdin and writes stdout.\n```python\n"
+
+
+def extract_code(problem: dict, completion: str) -> str:
+    body = completion.split("```")[0]
+    return (problem["starter_code"] + body) if problem["starter_code"] else body
+
+
+def _tokens_equal(got: str, want: str) -> bool:
+    a, b = got.split(), want.split()
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x == y:
+            continue
+        try:
+            if abs(float(x) - float(y)) > 1e-6:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def _functional_driver(code: str, func: str, tests: list[dict]) -> str:
+    cases = [{"args": [json.loads(line) for line in t["input"].split("\n") if line.strip()],
+              "want": json.loads(t["output"])} for t in tests]
+    return (PREAMBLE + code + "\n\nimport json as _json\n"
+            f"_cases = _json.loads({json.dumps(json.dumps(cases))})\n"
+            "for _c in _cases:\n"
+            f"    _got = Solution().{func}(*_c['args'])\n"
+            "    if isinstance(_got, tuple):\n        _got = list(_got)\n"
+            "    if _got != _c['want']:\n        print('MISMATCH')\n        raise SystemExit(1)\n"
+            "print('ALL_PASSED')\n")
+
+
+def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S) -> dict:
+    """Run every test of one problem in the sandbox; {"passed": bool, "reason": str}."""
+    tests = problem["tests"]
+    if not tests:
+        return {"passed": False, "reason": "no tests"}
+    if tests[0].get("testtype") == "functional":
+        func = problem["metadata"].get("func_name")
+        if not func:
+            return {"passed": False, "reason": "functional problem without metadata.func_name"}
+        wall = timeout_s * max(1, len(tests) // 4)
+        r = run_python(_functional_driver(code, func, tests), limits=Limits(wall_s=wall, cpu_s=int(wall) + 1))
+        ok = r.ok and "ALL_PASSED" in r.stdout
+        return {"passed": ok, "reason": "ok" if ok else ("timeout" if r.timed_out else r.stderr[-300:] or "wrong")}
+    for i, test in enumerate(tests):
+        r = run_python(PREAMBLE + code, stdin=test["input"], limits=Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1))
+        if r.timed_out:
+            return {"passed": False, "reason": f"test {i}: timeout"}
+        if not r.ok or not _tokens_equal(r.stdout, test["output"]):
+            return {"passed": False, "reason": f"test {i}: {'error' if not r.ok else 'wrong answer'}"}
+    return {"passed": True, "reason": "ok"}
+
+
+def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | None = None) -> dict:
+    """pass@1 (greedy: one solution per problem) with per-problem verdicts."""
+    with ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as pool:
+        verdicts = list(pool.map(lambda pc: check_problem(*pc), zip(problems, codes)))
+    per_task = {p["question_id"]: v for p, v in zip(problems, verdicts)}
+    n = len(problems)
+    return {"pass@1": sum(v["passed"] for v in verdicts) / n, "n_tasks": n, "per_task": per_task}
+
+
+def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir: Path, batch_size: int,
+                      limit: int | None, max_gen_toks: int) -> dict:
+    """Generate greedily for each problem, extract the code, run the tests in the sandbox."""
+    from entrodrop_bench.evaluation.evalplus_runner import generate
+    from entrodrop_bench.evaluation.sandbox import isolation_level
+
+    if data is None:
+        raise DataError(f"livecodebench needs a local {DATASET_ID} ({RELEASE}) file: set eval.data_overrides.livecodebench")
+    problems = read_problems(data)[: limit or None]
+    completions = generate(model, tokenizer, [prompt(p) for p in problems], batch_size=batch_size,
+                           max_new_tokens=max_gen_toks, stop=("```",))
+    codes = [extract_code(p, c) for p, c in zip(problems, completions)]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "samples.jsonl").write_text("".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
+                                                    for p, c in zip(problems, codes)))
+    return {**score_solutions(problems, codes), "isolation": isolation_level()}

@@ -1,0 +1,98 @@
+"""LiveCodeBench v1 adapter on a tiny local fixture in the published schema (incl. compressed private tests)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import zlib
+from pathlib import Path
+
+import pytest
+
+from entrodrop_bench.config import EvalConfig
+from entrodrop_bench.evaluation import livecodebench as lcb
+from entrodrop_bench.paths import Layout
+
+
+def _compress(tests: list[dict]) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(tests)))).decode()
+
+
+def lcb_rows() -> list[dict]:
+    base = {"platform": "atcoder", "contest_id": "abc300", "contest_date": "2023-05-01T00:00:00", "difficulty": "easy"}
+    return [
+        {**base, "question_id": "abc300_a", "question_title": "Sum", "starter_code": "", "metadata": "{}",
+         "question_content": "Read two integers A and B and print A+B.",
+         "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+         "private_test_cases": _compress([{"input": "10 -4\n", "output": "6\n", "testtype": "stdin"}])},
+        {**base, "question_id": "abc300_b", "question_title": "Halve", "starter_code": "", "metadata": "{}",
+         "question_content": "Read N and print N/2 as a decimal.",
+         "public_test_cases": json.dumps([{"input": "3\n", "output": "1.5\n", "testtype": "stdin"}]),
+         "private_test_cases": json.dumps([{"input": "5\n", "output": "2.500000\n", "testtype": "stdin"}])},
+        {**base, "platform": "leetcode", "question_id": "2999", "question_title": "Max pair sum",
+         "starter_code": "class Solution:\n    def maxSum(self, nums: List[int], k: int) -> int:\n        ",
+         "metadata": json.dumps({"func_name": "maxSum"}),
+         "question_content": "Return the sum of the k largest numbers.",
+         "public_test_cases": json.dumps([{"input": "[1, 5, 3]\n2", "output": "8", "testtype": "functional"}]),
+         "private_test_cases": _compress([{"input": "[7]\n1", "output": "7", "testtype": "functional"}])},
+    ]
+
+
+@pytest.fixture
+def lcb_file(tmp_path) -> Path:
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lcb_rows()))
+    return path
+
+
+GOOD = {"abc300_a": "a, b = map(int, input().split())\nprint(a + b)\n",
+        "abc300_b": "print(int(input()) / 2)\n",
+        "2999": "return sum(sorted(nums)[-k:])\n"}
+
+
+def test_schema_and_compressed_private_tests(lcb_file):
+    problems = lcb.read_problems(lcb_file)
+    assert [len(p["tests"]) for p in problems] == [2, 2, 2]
+    assert problems[2]["metadata"]["func_name"] == "maxSum"
+    assert lcb.prompt(problems[2]).endswith(problems[2]["starter_code"])
+
+
+def test_correct_pass_wrong_and_hostile_fail(lcb_file, tmp_path):
+    problems = lcb.read_problems(lcb_file)
+    good = [lcb.extract_code(p, GOOD[p["question_id"]] + "```\ntrailing prose") for p in problems]
+    out = lcb.score_solutions(problems, good)
+    assert out["pass@1"] == 1.0, out["per_task"]
+    victim = tmp_path / "keep.txt"
+    victim.write_text("keep")
+    bad = ["print(4)\n",  # wrong answer on the private test only
+           f"import os\nos.remove({str(victim)!r})\n",
+           lcb.extract_code(problems[2], "while True:\n            pass\n")]
+    out = lcb.score_solutions(problems, bad)
+    assert out["pass@1"] == 0.0 and victim.read_text() == "keep"
+
+
+def test_refuses_pickled_code_in_test_blob():
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    blob = base64.b64encode(zlib.compress(pickle.dumps(Evil()))).decode()
+    with pytest.raises(pickle.UnpicklingError):
+        lcb.decode_tests(blob)
+
+
+def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_file):
+    from test_eval_lm_eval import make_checkpoint
+
+    from entrodrop_bench.evaluation import evaluate_experiment, load_results
+
+    ev = EvalConfig(evalplus_datasets=["livecodebench"], data_overrides={"livecodebench": str(lcb_file)},
+                    batch_size=4, max_gen_toks=8)
+    config = mini_config().model_copy(update={"eval": ev})
+    layout = Layout.from_config(config)
+    make_checkpoint(mini_assets["model"], layout)
+    assert evaluate_experiment(config, layout, progress=False)["evaluated"] == 1
+    (result,) = load_results(layout)
+    assert result["benchmark"] == "livecodebench" and result["primary_metric"] == "pass@1"
+    assert result["score"] == 0.0 and result["provenance"]["n_samples"] == 3
