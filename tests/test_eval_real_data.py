@@ -139,3 +139,39 @@ def test_builtin_multiple_choice_task_on_local_file(tmp_path):
     out = run_lm_eval(ArcGold(lambda d: ""), "arc_challenge", data, work_dir=tmp_path / "w", cache_key="gold",
                       batch_size=4, limit=None, num_fewshot=0, max_gen_toks=8)
     assert out["metrics"]["acc,none"] == 1.0 and out["metrics"]["acc_norm,none"] == 1.0
+
+
+def test_fewshot_split_from_sibling_file_or_evaluated_split(tmp_path):
+    from entrodrop_bench.evaluation.lm_eval_runner import _local_splits
+
+    splits = {"training_split": "train", "fewshot_split": "train", "test_split": "test"}
+    test = tmp_path / "gsm8k_test.jsonl"
+    test.write_text("{}\n")
+    alone = _local_splits(splits, test)
+    assert alone["dataset_kwargs"]["data_files"] == {"test": str(test)} and alone["fewshot_split"] == "test"
+    (tmp_path / "gsm8k_train.jsonl").write_text("{}\n")
+    both = _local_splits(splits, test)
+    assert both["dataset_kwargs"]["data_files"]["train"] == str(tmp_path / "gsm8k_train.jsonl")
+    assert "fewshot_split" not in both
+
+
+@needs_shared
+def test_gsm8k_five_shot_prompts_come_from_the_train_file(tmp_path):
+    """With the sibling gsm8k_train.jsonl, the built-in 5-shot gsm8k runs offline; gold still scores 100%."""
+    data = SHARED / "gsm8k_test.jsonl"
+    seen: list[str] = []
+
+    def answer(doc: dict) -> str:
+        return " " + doc["answer"]
+
+    class Recording(GoldLM):
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            seen.extend(r.args[0] for r in requests)
+            return super().generate_until(requests)
+
+    out = run_lm_eval(Recording(answer), "gsm8k", data, work_dir=tmp_path, cache_key="g", batch_size=8, limit=20,
+                      num_fewshot=None, max_gen_toks=64)
+    assert out["metrics"]["exact_match,strict-match"] == 1.0 and out["n_shot"] == 5
+    train_questions = {json.loads(line)["question"] for line in (SHARED / "gsm8k_train.jsonl").read_text().splitlines()}
+    first_shot = seen[0].split("Question: ")[1].split("\nAnswer:")[0]
+    assert first_shot in train_questions and seen[0].count("Question: ") == 6

@@ -7,10 +7,8 @@
 - Local data: a benchmark with a data file (config `eval.data_overrides`, or the tiny world's file) runs
   from a generated YAML in the checkpoint's work dir that `include:`s the original task and swaps in
   `dataset_path: json` + `data_files`, so prompts, filters and metrics stay the original task's. The file
-  feeds the evaluated split (test, else validation). Other splits the task names (e.g. gsm8k's few-shot
-  `train`) use a sibling file whose name has `test` replaced by the split name (gsm8k_test.jsonl ->
-  gsm8k_train.jsonl) when it exists, else the same file. Groups (mmlu, minerva_math) cannot take one
-  override file: override a subtask instead.
+  feeds the evaluated split (test, else validation); see `_local_splits` for few-shot splits. Groups
+  (mmlu, minerva_math) cannot take one override file: override a subtask instead.
 - Request cache: one sqlite cache per checkpoint *content* (`work/lm_cache/<checkpoint hash>`): lm-eval's
   cache keys ignore model identity, so a shared cache would return another model's answers.
 """
@@ -46,21 +44,30 @@ def _splits(yaml_path: Path, depth: int = 0) -> dict[str, str]:
     return {k: v for k, v in found.items() if v not in {"null", "None"}}
 
 
-def _data_files(splits: dict[str, str], data: Path) -> dict[str, str]:
-    """split name -> file: the evaluated split gets `data`; others a `test`->split sibling, or `data` itself."""
+def _local_splits(splits: dict[str, str], data: Path) -> dict:
+    """YAML keys for local data: `data_files` (split -> file) plus split renames.
+
+    The evaluated split (test, else validation) reads `data`. Another split the task names (gsm8k's
+    few-shot `train`) reads a sibling file with `test` replaced by the split name when one exists
+    (gsm8k_test.jsonl -> gsm8k_train.jsonl); otherwise few-shot examples come from the evaluated split
+    itself, declared as such (`fewshot_split` = that split), so lm-eval leaves each question out of its
+    own prompt.
+    """
     evaluated = splits.get("test_split") or splits.get("validation_split") or "test"
     files = {evaluated: str(data)}
+    keys: dict = {}
     for key, split in splits.items():
-        if split in files:
+        if split == evaluated or split in files:
             continue
         sibling = data.with_name(data.name.replace("test", split)) if "test" in data.name else None
         if sibling is not None and sibling.is_file():
             files[split] = str(sibling)
         else:
-            if key == "fewshot_split" or key == "training_split":
-                log.info("lm-eval: no %s file beside %s; the %s split reuses it", split, data, split)
-            files[split] = str(data)
-    return files
+            log.info("lm-eval: no %s file beside %s; %s reads the evaluated split", split, data, key)
+            keys[key] = evaluated if key == "fewshot_split" else None
+    if "training_split" in keys and splits.get("fewshot_split") in (None, splits.get("training_split")):
+        keys["fewshot_split"] = evaluated
+    return {**keys, "dataset_kwargs": {"data_files": files}}
 
 
 def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bool]:
@@ -81,7 +88,7 @@ def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bo
         "tag": [],
         "dataset_path": "json",
         "dataset_name": None,
-        "dataset_kwargs": {"data_files": _data_files(_splits(source), data.resolve())},
+        **_local_splits(_splits(source), data.resolve()),
     }
     gen_dir.mkdir(parents=True, exist_ok=True)
     (gen_dir / f"{benchmark}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
