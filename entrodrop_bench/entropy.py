@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import weakref
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -183,7 +184,10 @@ def _run_pass(model, docs, windows, offsets, values, kind, batch_size, vocab_chu
     chunk = token_chunk or max(1, CHUNK_ELEMENTS // per_row)
     # Longest first: similar lengths share a batch, and an out-of-memory error shows up at once.
     order = sorted(range(len(windows)), key=lambda i: windows[i][2] - windows[i][1], reverse=True)
-    for b0 in range(0, len(order), batch_size):
+    n_batches = math.ceil(len(order) / batch_size)
+    for b, b0 in enumerate(range(0, len(order), batch_size)):
+        if n_batches >= 20 and b % (n_batches // 10) == 0:
+            log.info("%s pass: batch %d of %d", kind, b, n_batches)
         batch = [windows[i] for i in order[b0 : b0 + batch_size]]
         width = max(stop - start for _, start, stop in batch)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
