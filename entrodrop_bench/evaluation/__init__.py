@@ -136,9 +136,9 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     lock = layout.store_lock(run, seed, step)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
-        ckpt_hash = checkpoint_sha256(checkpoint_dir)
-        manifest = _manifest(checkpoint_dir)
         work = layout.eval_work_dir(run, seed, step)
+        ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=work / "checkpoint_hash.json")
+        manifest = _manifest(checkpoint_dir)
         loaded = _Loaded(checkpoint_dir, config)
         for bench in benchmarks:
             thash, tversion = hashes[bench]

@@ -102,12 +102,16 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int,
             return torch.tensor([any(s in t for s in stop) for t in texts], device=input_ids.device)
 
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"  # an over-long prompt keeps its end, where the function starts
+    max_pos = getattr(model.config, "max_position_embeddings", None) or 1 << 30
+    max_prompt = max(8, max_pos - max_new_tokens)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
     for b in range(0, len(order), batch_size):
         idx = order[b:b + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_prompt).to(device)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,

@@ -31,15 +31,31 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_sha256(checkpoint_dir: Path) -> str:
-    """Content hash of a checkpoint: weights and tokenizer files (not the trainer state or manifest dates)."""
-    h = hashlib.sha256()
-    names = sorted(p.name for p in checkpoint_dir.iterdir() if p.is_file() and (
+def _model_files(checkpoint_dir: Path) -> list[Path]:
+    return sorted(p for p in checkpoint_dir.iterdir() if p.is_file() and (
         p.suffix in {".safetensors", ".bin"} or p.name.startswith(("tokenizer", "special_tokens", "vocab", "merges"))
         or p.name in {"config.json", "generation_config.json"}))
-    for name in names:
-        h.update(name.encode() + b"\0" + file_sha256(checkpoint_dir / name).encode() + b"\n")
-    return h.hexdigest()
+
+
+def checkpoint_sha256(checkpoint_dir: Path, memo: Path | None = None) -> str:
+    """Content hash of a checkpoint: weights, config and tokenizer files (not trainer state or manifest).
+
+    Hashing GBs of weights on every run is slow, so `memo` (a JSON in the checkpoint's work dir) keeps the
+    hash with each file's size and mtime; it is recomputed when any of them changes.
+    """
+    files = _model_files(checkpoint_dir)
+    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    if memo is not None:
+        cached = read_result(memo)
+        if cached and cached.get("files") == stamp and isinstance(cached.get("sha256"), str):
+            return cached["sha256"]
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
+    digest = h.hexdigest()
+    if memo is not None:
+        write_json(memo, {"files": stamp, "sha256": digest})
+    return digest
 
 
 def read_result(path: Path) -> dict | None:
