@@ -22,7 +22,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from entrodrop_bench.atomic import write_text
+from entrodrop_bench.atomic import remove_partials, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.evaluation.benchmarks import data_file, harness_of, primary_metric, task_config_hash
 from entrodrop_bench.evaluation.store import (
@@ -136,6 +136,7 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     lock = layout.store_lock(run, seed, step)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
+        remove_partials(layout.store_dir(run, seed, step))  # left by a process killed mid-write; we hold the lock
         work = layout.eval_work_dir(run, seed, step)
         ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=work / "checkpoint_hash.json")
         manifest = _manifest(checkpoint_dir)
@@ -152,8 +153,6 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
                 metrics, extra = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
                                           layout.runs_dir / "cache" / "evalplus")
             except Exception as exc:  # noqa: BLE001 - one failing benchmark must not stop the others
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
                 counts["failed"] += 1
                 log.error("eval %s/seed%d/checkpoint-%d %s failed: %s", run, seed, step, bench, exc)
                 write_text(work / "failures" / f"{bench}.txt", traceback.format_exc())
