@@ -38,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=_HELP[name], description=_HELP[name])
         _add_config_args(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if name == "train":
             p.add_argument("--run", action="append", help="train only this run (repeatable); default: all")
             p.add_argument("--seed", type=int, action="append", help="train only this seed (repeatable)")
     lb = sub.add_parser("leaderboard", help=_HELP["leaderboard"], description=_HELP["leaderboard"])
-    lb.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    lb.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     lb_sub = lb.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = lb_sub.add_parser("build", help="write this experiment's entries (results_dir/leaderboard_entries.json)")
     _add_config_args(build)
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
-    plugins.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 

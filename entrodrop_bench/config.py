@@ -239,9 +239,11 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if base_path in _seen:
         raise ConfigError(f"config file {path}: `base` chain loops back to {base_path}")
     merged = _deep_merge(read_yaml(base_path, (*_seen, base_path)), data)
-    # `methods: {name: null}` in a child drops a method it inherits.
-    if isinstance(merged.get("methods"), dict):
-        merged["methods"] = {k: v for k, v in merged["methods"].items() if v is not None}
+    # In a child, `name: null` drops an inherited method or domain.
+    for section in (merged, merged.get("eval")):
+        key = "methods" if section is merged else "domains"
+        if isinstance(section, dict) and isinstance(section.get(key), dict):
+            section[key] = {k: v for k, v in section[key].items() if v is not None}
     return merged
 
 

@@ -166,6 +166,7 @@ class Trainer:
                 total_steps=self.plan.total_steps,
                 device=accelerator.device,
                 plain_min_val_step=plain_min_val_step(self.p, self.seed),
+                extra={"seed": self.seed},
             )
         )
         reg.adjust_model(model)

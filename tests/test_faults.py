@@ -41,10 +41,11 @@ METHOD = {"m": {"plugin": "entrodrop", "params": {"gamma_max": 0.4, "schedule": 
 
 
 def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tmp_path):
-    train = {"checkpoint_every_epochs": 2, "threads": 1}
-    ref = mini_config(methods=METHOD, train=train, output={"runs_dir": str(tmp_path / "ref"), "results_dir": str(tmp_path / "r1")})
+    train = {"checkpoint_every_epochs": 1, "threads": 1}
+    data = {"token_budget": 65536}
+    ref = mini_config(methods=METHOD, train=train, data=data, output={"runs_dir": str(tmp_path / "ref"), "results_dir": str(tmp_path / "r1")})
     assert _cli(_yaml(ref, tmp_path / "ref.yaml"), "train").wait() == 0
-    crash = mini_config(methods=METHOD, train=train, output={"runs_dir": str(tmp_path / "crash"), "results_dir": str(tmp_path / "r2")})
+    crash = mini_config(methods=METHOD, train=train, data=data, output={"runs_dir": str(tmp_path / "crash"), "results_dir": str(tmp_path / "r2")})
     cfg_file, layout = _yaml(crash, tmp_path / "crash.yaml"), Layout.from_config(crash)
     proc = _cli(cfg_file, "train")
     deadline = time.time() + 120
@@ -59,11 +60,11 @@ def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tm
 
 
 def test_kill_during_checkpoint_save_keeps_previous_checkpoint(mini_config, tmp_path):
-    config = mini_config(methods=METHOD, train={"checkpoint_every_epochs": 2})
+    config = mini_config(methods=METHOD, train={"checkpoint_every_epochs": 0.5})
     cfg_file, layout = _yaml(config, tmp_path / "c.yaml"), Layout.from_config(config)
     from entrodrop_bench.experiment import prepare
 
-    steps = prepare(config, layout, echo=lambda s: None).plan.checkpoint_steps(2)
+    steps = prepare(config, layout, echo=lambda s: None).plan.checkpoint_steps(0.5)
     assert len(steps) >= 3
     env = {"ENTRODROP_BENCH_FAULT": f"before-replace:checkpoint-{steps[1]}"}
     proc = _cli(cfg_file, "train", env=env)

@@ -59,11 +59,13 @@ def test_every_method_sees_the_same_tokens_and_parameters_change(mini_config):
     ids=["entrodrop", "hidden_dropout"],
 )
 def test_resume_is_bitwise_identical(mini_config, tmp_path, method):
-    whole = mini_config(methods={"m": method}, output={"runs_dir": str(tmp_path / "a"), "results_dir": str(tmp_path / "ra")})
-    split = mini_config(methods={"m": method}, output={"runs_dir": str(tmp_path / "b"), "results_dir": str(tmp_path / "rb")})
+    train = {"checkpoint_every_epochs": 1}
+    whole = mini_config(methods={"m": method}, train=train, output={"runs_dir": str(tmp_path / "a"), "results_dir": str(tmp_path / "ra")})
+    split = mini_config(methods={"m": method}, train=train, output={"runs_dir": str(tmp_path / "b"), "results_dir": str(tmp_path / "rb")})
     Trainer(prepare(whole, Layout.from_config(whole), echo=lambda s: None), "m", 0, progress=False).train()
     prepared = prepare(split, Layout.from_config(split), echo=lambda s: None)
     first_ckpt = prepared.plan.checkpoint_steps(split.train.checkpoint_every_epochs)[0]
+    assert first_ckpt + 2 < prepared.plan.total_steps
     assert Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt + 2).train() == "running"
     assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
     la, lb = Layout.from_config(whole), Layout.from_config(split)
