@@ -73,6 +73,7 @@ def _local_splits(splits: dict[str, str], data: Path) -> dict:
 def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bool]:
     """(task name to request, whether built-in tasks must be indexed). Writes the override YAML if needed."""
     local = local_task_yaml(benchmark)
+    (gen_dir / f"{benchmark}.yaml").unlink(missing_ok=True)  # from an earlier run with another data file
     if data is None:
         return benchmark, local is None
     if benchmark in GROUP_TASKS:
@@ -103,7 +104,9 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
 
     gen_dir = work_dir / "tasks" / benchmark
     name, need_defaults = task_spec(benchmark, data, gen_dir)
-    include = [str(TASKS_DIR)] + ([str(gen_dir)] if gen_dir.is_dir() else [])
+    # A generated YAML `include:`s its source by absolute path, so tasks/ is indexed only when not overridden
+    # (indexing both would register the task twice).
+    include = [str(gen_dir)] if (gen_dir / f"{benchmark}.yaml").is_file() else [str(TASKS_DIR)]
     manager = TaskManager(include_path=include, include_defaults=need_defaults)
     cache = work_dir / "lm_cache" / cache_key
     cache.parent.mkdir(parents=True, exist_ok=True)
