@@ -7,8 +7,11 @@ equivalence, imported lazily.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import signal
+import threading
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -135,12 +138,34 @@ def math_equal(pred: str, gold: str) -> bool:
         return math.isclose(pn, gn, rel_tol=1e-4, abs_tol=1e-8)
     if "," in g and p.count(",") == g.count(","):
         return all(math_equal(a, b) for a, b in zip(p.strip("()[]").split(","), g.strip("()[]").split(",")))
-    try:
-        import sympy
-
-        return bool(sympy.simplify(_to_sympy(p) - _to_sympy(g)) == 0)
-    except Exception:  # noqa: BLE001 - any unparsable answer is simply not equal
+    if max(len(p), len(g)) > 80 or p.count("^") > 2:  # power towers and essays would stall sympy
         return False
+    try:
+        with _time_limit(2.0):
+            import sympy
+
+            return bool(sympy.simplify(_to_sympy(p) - _to_sympy(g)) == 0)
+    except Exception:  # noqa: BLE001 - any unparsable (or too slow) answer is simply not equal
+        return False
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Abort a symbolic check that takes too long (main thread only; elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(signum, frame):
+        raise TimeoutError("symbolic equivalence check took too long")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _gold_answers(doc: dict) -> list[str]:
