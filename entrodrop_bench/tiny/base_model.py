@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 PRETRAIN_SEQ_LEN = 128
-PRETRAIN_BATCH = 16
-PRETRAIN_LR = 3e-3
+# Small batches: the copy-and-compute skill of the math format appears only after ~2k optimizer steps.
+PRETRAIN_BATCH = 4
+PRETRAIN_LR = 2e-3
 PRETRAIN_WARMUP = 0.03
 MAX_POSITIONS = 1024
 
@@ -61,9 +62,10 @@ def cosine_lr(step: int, total: int, peak: float, warmup_fraction: float) -> flo
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def pretrain(model, rows: torch.Tensor, *, seed: int, lr: float = PRETRAIN_LR, batch: int = PRETRAIN_BATCH,
+def pretrain(model, rows: torch.Tensor, *, seed: int, lr: float | None = None, batch: int | None = None,
              log: Callable[[str], None] = print) -> list[float]:
     """One pass over shuffled packed rows with AdamW + cosine; returns the per-step training losses."""
+    lr, batch = lr or PRETRAIN_LR, batch or PRETRAIN_BATCH
     gen = torch.Generator().manual_seed(seed)
     order = rows[torch.randperm(len(rows), generator=gen)]
     total = max(1, len(order) // batch)

@@ -35,7 +35,8 @@ from entrodrop_bench.tiny.corpora import (
 GENERATOR_VERSION = 1
 SOURCES = ("tiny_math", "tiny_code", "tiny_general")
 MARKER = "world.json"
-PRETRAIN_MATH_STEPS = 1  # the base model sees the format on 1-step problems only; CPT adds multi-step
+# The base model sees the format mostly on 1-step problems; the target corpus is mostly multi-step.
+PRETRAIN_MATH_STEP_WEIGHTS = {1: 0.6, 2: 0.4}
 TOKENIZER_GENERAL_DOCS = 5000
 
 
@@ -198,7 +199,7 @@ def _pretrain_texts(cfg: TinyWorldConfig, tokenizer, entities, towns, math_exclu
     def domain_doc() -> str:
         while True:
             if cfg.target_domain == "math":
-                p = math_problem(r_dom, PRETRAIN_MATH_STEPS)
+                p = math_problem(r_dom, PRETRAIN_MATH_STEP_WEIGHTS)
                 if p.question not in math_excluded:
                     return p.text
             else:
