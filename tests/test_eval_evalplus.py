@@ -45,6 +45,7 @@ def test_sanitize_and_truncate_generation():
 def test_hostile_solutions_fail_and_canonical_still_pass(code_file, tmp_path):
     """Hostile code inside evalplus's own test processes: contained by the sandbox around evalplus."""
     from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluation.sandbox import isolation_level
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
@@ -60,7 +61,8 @@ def test_hostile_solutions_fail_and_canonical_still_pass(code_file, tmp_path):
     assert out["per_task"]["tiny/0"] == {"base": "pass", "plus": "pass"}
     assert out["per_task"]["tiny/1"]["base"] == "fail" and out["per_task"]["tiny/2"]["base"] != "pass"
     assert out["pass@1"] == pytest.approx(1 / 3)
-    assert victim.read_text() == "keep me" and not Path(f"{victim}.x").exists()
+    if isolation_level() == "bwrap":  # the documented fallbacks do not protect the file system
+        assert victim.read_text() == "keep me" and not Path(f"{victim}.x").exists()
     # A second run in the same folder re-evaluates (no stale `_eval_results.json` reuse, no Y/N prompt).
     samples[2] = {"task_id": probs[2]["task_id"], "solution": probs[2]["prompt"] + probs[2]["canonical_solution"]}
     assert evaluate_samples(code_file, samples, tmp_path / "work", cache_dir=tmp_path / "cache")["pass@1"] == pytest.approx(2 / 3)

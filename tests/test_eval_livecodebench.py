@@ -69,7 +69,11 @@ def test_correct_pass_wrong_and_hostile_fail(lcb_file, tmp_path):
            f"import os\nos.remove({str(victim)!r})\n",
            lcb.extract_code(problems[2], "while True:\n            pass\n")]
     out = lcb.score_solutions(problems, bad)
-    assert out["pass@1"] == 0.0 and victim.read_text() == "keep"
+    assert out["pass@1"] == 0.0
+    from entrodrop_bench.evaluation.sandbox import isolation_level
+
+    if isolation_level() == "bwrap":  # the documented fallbacks do not protect the file system
+        assert victim.read_text() == "keep"
 
 
 def test_refuses_pickled_code_in_test_blob():
