@@ -88,6 +88,7 @@ def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_
         prov = r["provenance"]
         assert len(prov["checkpoint_sha256"]) == 64 and prov["task_config_hash"] and prov["limit"] == 4
         assert prov["versions"]["lm_eval"] == "0.4.13" and prov["wall_time_s"] > 0
+        assert prov["num_fewshot"] == 0 and prov["lm_eval_seeds"]["fewshot_seed"] == 1234
     by = {(r["step"], r["benchmark"]): r for r in results}
     assert by[(4, "tiny_general")]["primary_metric"] == "acc,none" and "acc_norm,none" in by[(4, "tiny_general")]["metrics"]
     assert by[(4, "tiny_math")]["primary_metric"] == "exact_match,strict-match"

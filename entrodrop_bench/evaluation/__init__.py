@@ -102,7 +102,7 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=ev.max_gen_toks)
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
-                                "lm_eval_task_hash": out["task_hash"]}
+                                "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}
     model, tok = loaded.model_and_tokenizer()
     if harness == "evalplus":
         from entrodrop_bench.evaluation.evalplus_runner import run_evalplus

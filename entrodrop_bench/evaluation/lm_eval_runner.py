@@ -124,4 +124,5 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
         "n_shot": (out.get("n-shot") or {}).get(name),
         "version": (out.get("versions") or {}).get(name),
         "task_hash": (out.get("task_hashes") or {}).get(name),
+        "seeds": {k: (out.get("config") or {}).get(k) for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")},
     }
