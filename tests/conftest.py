@@ -94,7 +94,7 @@ def mini_config(mini_assets, tmp_path):
             "output": {"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")},
         }
         for key, value in sections.items():
-            data[key] = {**data[key], **value} if isinstance(value, dict) and key != "methods" else value
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) and key != "methods" else value
         config = ExperimentConfig.model_validate(data)
         check_references(config)
         return config
