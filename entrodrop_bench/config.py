@@ -138,7 +138,7 @@ class TinyWorldConfig(Section):
     seed: int = 1234
     """Seed of the whole generated world: corpora, tokenizer, base model, benchmarks."""
     target_domain: Literal["math", "code"] = "math"
-    n_target_docs: int = Field(300, gt=0)
+    n_target_docs: int = Field(250, gt=0)
     n_general_docs: int = Field(20000, gt=0)
     n_benchmark: int = Field(200, gt=0)
     """Held-out examples per tiny benchmark."""
@@ -146,9 +146,10 @@ class TinyWorldConfig(Section):
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(3, gt=0)
     num_heads: int = Field(4, gt=0)
-    pretrain_tokens: int = Field(1_000_000, gt=0)
-    """General (+ a little domain) tokens the tiny base model is pre-trained on."""
-    pretrain_domain_fraction: float = Field(0.05, ge=0, le=1)
+    pretrain_tokens: int = Field(900_000, gt=0)
+    """General plus domain-format tokens the tiny base model is pre-trained on."""
+    pretrain_domain_fraction: float = Field(0.6, ge=0, le=1)
+    """Share of base pre-training spent on fresh domain-format text (never the target docs or benchmarks)."""
 
 
 class ExperimentConfig(Section):
