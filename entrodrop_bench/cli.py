@@ -124,6 +124,10 @@ def dispatch(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Libraries' own bars (dataset splits, weight loading, shard writing) bury the harness's progress
+    # and error messages; the harness shows its own bars over runs, steps and checkpoints.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     from entrodrop_bench.errors import UserError
 

@@ -157,6 +157,9 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
             f"note: general corpus has {general.n_tokens:,} tokens for {general_tokens_needed:,} needed; "
             f"it repeats {general_tokens_needed / general.n_tokens:.2f}x"
         )
+    for key, corpus in (("data.target", train), ("data.general", general)):
+        if corpus.n_tokens < config.data.seq_len:
+            raise DataError(f"{key}: corpus has {corpus.n_tokens} tokens, fewer than one sequence (data.seq_len = {config.data.seq_len})")
     plan = make_plan(config.data.token_budget, config.data.seq_len, config.train.global_batch_tokens, config.data.mix_ratio[0], train.n_tokens)
     prepared = Prepared(config, layout, model_path, tokenizer, train, val, general, plan, world)
     _write_prepared_record(prepared)

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from entrodrop_bench.config import ExperimentConfig, run_names
 from entrodrop_bench.errors import UserError
@@ -104,10 +105,24 @@ def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[s
         return dict(pool.map(launch, jobs))
 
 
+def check_eval_config(config: ExperimentConfig) -> None:
+    """Benchmark names and the local code-benchmark files they read, checked before any compute."""
+    from entrodrop_bench.evaluation import evalplus_runner, livecodebench
+    from entrodrop_bench.evaluation.benchmarks import LIVECODEBENCH, check_benchmarks
+
+    check_benchmarks(config.eval.lm_eval_tasks, config.eval.evalplus_datasets)
+    for name in config.eval.evalplus_datasets:
+        path = config.eval.data_overrides.get(name)
+        if path is not None:
+            reader = livecodebench.read_problems if name in LIVECODEBENCH else evalplus_runner.read_problems
+            reader(Path(path))
+
+
 def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> dict:
     from entrodrop_bench.evaluation import evaluate_experiment
     from entrodrop_bench.experiment import build_world
 
+    check_eval_config(config)
     world = build_world(config, layout, echo)
     benchmarks = None
     if world is not None:
@@ -152,6 +167,7 @@ def stage_leaderboard(config: ExperimentConfig, layout: Layout, echo: Echo = pri
 
 def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> None:
     tic = time.perf_counter()
+    check_eval_config(config)  # an unknown benchmark fails now, not after hours of training
     stage_train(config, layout, progress=progress, echo=echo)
     stage_eval(config, layout, progress=progress, echo=echo)
     stage_select(config, layout, echo)

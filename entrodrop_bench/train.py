@@ -288,6 +288,20 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------
     def _save(self, model, optimizer, scheduler, step: int, log, val_curve, losses: dict, reg: Regularizer) -> None:
         path = self.layout.checkpoint_dir(self.run, self.seed, step)
+        try:
+            self._write_checkpoint(path, model, optimizer, scheduler, step, log, val_curve, losses)
+        except OSError as exc:  # e.g. ENOSPC: the partial folder is already gone, earlier checkpoints untouched
+            done = self.layout.checkpoints(self.run, self.seed)
+            resume_from = done[-1][0] if done else 0
+            raise UserError(
+                f"could not save checkpoint {path}: {exc.strerror or exc}. Nothing partial was kept and earlier "
+                f"checkpoints are intact; free space and re-run to resume from step {resume_from}"
+            ) from None
+        write_json(self.layout.val_curve_file(self.run, self.seed), val_curve)
+        _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
+        self._rotate()
+
+    def _write_checkpoint(self, path: Path, model, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
         with atomic_dir(path) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             self.p.tokenizer.save_pretrained(tmp)
@@ -296,9 +310,6 @@ class Trainer:
                 tmp / TRAINER_STATE,
             )
             write_json(tmp / "manifest.json", self._manifest(step, losses, tmp))
-        write_json(self.layout.val_curve_file(self.run, self.seed), val_curve)
-        _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
-        self._rotate()
 
     def _manifest(self, step: int, losses: dict, folder: Path) -> dict:
         return {

@@ -159,3 +159,19 @@ def _yaml_version(text: str) -> str:
         if line.strip().startswith("version:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def check_benchmarks(lm_eval_tasks: list[str], evalplus_datasets: list[str]) -> None:
+    """Fail before any compute when a configured benchmark is unknown to every harness."""
+    for name in lm_eval_tasks:
+        if name in GROUP_TASKS or local_task_yaml(name) or builtin_task_yaml(name):
+            continue
+        ours = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+        raise ConfigError(
+            f"eval.lm_eval_tasks: unknown lm-eval task {name!r}: it is neither a YAML under tasks/ "
+            f"({', '.join(ours)}) nor a built-in lm-eval task (see `lm-eval ls tasks`)"
+        )
+    for name in evalplus_datasets:
+        if name not in EVALPLUS_DATASETS and name not in LIVECODEBENCH:
+            known = sorted({*EVALPLUS_DATASETS, *LIVECODEBENCH})
+            raise ConfigError(f"eval.evalplus_datasets: unknown code benchmark {name!r} (known: {', '.join(known)})")
