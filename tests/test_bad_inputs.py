@@ -196,7 +196,7 @@ def test_corrupt_or_foreign_entropy_cache_is_recomputed(tmp_path, mini_config, c
         from safetensors.numpy import save_file
 
         with safe_open(str(cache), "np") as f:
-            meta, arrays = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+            meta, arrays = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
         meta = {k: ("0" * 16 if "weights" in k else v) for k, v in meta.items()}
         save_file({k: v * 0 for k, v in arrays.items()}, str(cache), metadata=meta)
     caplog.set_level("WARNING")
