@@ -8,6 +8,7 @@ Built-in and third-party plugins are found the same way: packages declare a modu
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -17,9 +18,11 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str) -> None:
+    def __init__(self, kind: str, entry_point_group: str, builtin_modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.entry_point_group = entry_point_group
+        # Imported even when the project is not pip-installed (no entry points), e.g. from a source tree.
+        self.builtin_modules = builtin_modules
         self._items: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self._discovered = False
@@ -43,6 +46,8 @@ class Registry(Generic[T]):
         if self._discovered:
             return
         self._discovered = True
+        for module in self.builtin_modules:
+            import_module(module)
         for ep in entry_points(group=self.entry_point_group):
             ep.load()
 

@@ -112,7 +112,7 @@ class Regularizer:
         return {}
 
 
-REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers")
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin_modules=("baselines",))
 
 
 def register_regularizer(name: str):
