@@ -145,18 +145,26 @@ def ratio_entropy_vs_epoch(repeats: int) -> dict:
 _MEMORY_CHILD = """
 import resource, sys, torch
 sys.path.insert(0, {repo!r})
+from transformers import Qwen3Config, Qwen3ForCausalLM
 torch.manual_seed(0)
-vocab, seq, hidden = 151936, 4096, {hidden}
-h = torch.randn(1, seq, hidden)
-w = torch.randn(vocab, hidden) * 0.02
+vocab, seq = 151936, 4096
+# A one-layer model whose LM head has Qwen3's 151,936-token vocabulary: the logits dominate memory.
+cfg = Qwen3Config(vocab_size=vocab, hidden_size={hidden}, intermediate_size={hidden} * 2, num_hidden_layers=1,
+                  num_attention_heads=4, num_key_value_heads=4, head_dim={hidden} // 4, max_position_embeddings=seq)
+model = Qwen3ForCausalLM(cfg).eval()
+doc = torch.randint(0, vocab, (seq,)).tolist()
+with torch.inference_mode():
+    model.model(torch.tensor([doc[:8]]))  # allocator warm-up outside the measurement
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-if {mode!r} == "naive":
-    logits = (h @ w.T).float()
-    logp = torch.log_softmax(logits, -1)
-    ent = -(logp.exp() * logp).sum(-1)
-else:
-    from entrodrop_bench.entropy import entropy_from_hidden
-    ent = entropy_from_hidden(h, w)
+with torch.inference_mode():
+    if {mode!r} == "naive":
+        logits = model(torch.tensor([doc])).logits.float()
+        logp = torch.log_softmax(logits, -1)
+        ent = -(logp.exp() * logp).sum(-1)[0, :-1]
+    else:
+        from entrodrop_bench.entropy import token_signals
+        values, _ = token_signals(model, [doc], kind="entropy", seq_len=seq, batch_size=1)
+        ent = torch.from_numpy(values[1:])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((peak - base) * 1024, float(ent.float().mean()))
 """
