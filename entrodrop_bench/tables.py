@@ -211,7 +211,7 @@ def _checkpoint_text(agg: dict | None) -> str:
     if not agg:
         return DASH
     epochs = [e for e in agg["target_epoch"] if e is not None]
-    ep = "/".join(f"{e:g}" for e in epochs)
+    ep = "/".join(f"{e:.1f}" for e in epochs)
     return "step " + "/".join(str(s) for s in agg["step"]) + (f" (epoch {ep})" if ep else "")
 
 
@@ -335,7 +335,7 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         s = agg["domain_avg"].get(target) if agg else None
         vm = (agg or {}).get("val_min")
         epoch = vm and vm["target_epoch"]
-        ep_text = DASH if not epoch else (">" if vm["at_end"] else "") + f"{epoch['mean']:g}" + (f" ± {epoch['std']:.1f}" if epoch["n"] > 1 else "")
+        ep_text = DASH if not epoch else (">" if vm["at_end"] else "") + f"{epoch['mean']:.1f}" + (f" ± {epoch['std']:.1f}" if epoch["n"] > 1 else "")
         loss = vm and vm["loss"]
         name = "Baseline (γ = 0)" if g == 0 else f"γ_max = {g:g}"
         loss_text = DASH if not loss else f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")

@@ -56,7 +56,7 @@ def test_table1_matches_golden_and_hand_computed_relative_change(tmp_path):
     # weight decay's best grid point is 0.5: math (44+51)/2 = 47.5 -> 47.5/46 - 1 = +3.26%; total 53.25/52.5 -> +1.43%
     assert rows["+Weight Decay"][3] == "47.50 (+3.26%)" and rows["+Weight Decay"][8] == "weight_decay=0.5"
     assert rows["+Weight Decay"][7] == "53.25 (+1.43%)"
-    assert rows["Baseline"][9] == "step 20 (epoch 4)"
+    assert rows["Baseline"][9] == "step 20 (epoch 4.0)"
     records = list(csv.DictReader((layout.tables_dir / "table1.csv").open()))
     entro = next(r for r in records if r["method"] == "entrodrop" and r["column"] == "math Avg")
     assert float(entro["relative_pct"]) == pytest.approx((50 / 46 - 1) * 100, abs=1e-4)
@@ -133,8 +133,8 @@ def test_ablation_tables_3_and_4_with_paper_columns(tmp_path):
     assert t3["Low-entropy (EntroDrop)"][3] == "+2.00" and t3["Low-entropy (EntroDrop)"][4] == "45.32"
     t4 = _md_rows((layout.tables_dir / "table4.md").read_text())
     assert list(t4) == ["Baseline (γ = 0)", "γ_max = 0.05", "γ_max = 0.1", "γ_max = 0.4"]
-    assert t4["Baseline (γ = 0)"][1:4] == ["40.00", "10", "0.700"]
-    assert t4["γ_max = 0.4"][2] == ">15" and t4["γ_max = 0.4"][3] == "0.600"
+    assert t4["Baseline (γ = 0)"][1:4] == ["40.00", "10.0", "0.700"]
+    assert t4["γ_max = 0.4"][2] == ">15.0" and t4["γ_max = 0.4"][3] == "0.600"
     assert t4["γ_max = 0.1"][4:] == ["44.94", "50", "0.689"]  # paper columns
 
 
