@@ -123,7 +123,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
     rel: dict[str, float | None] = {}
     for d, s in {**agg["domain_avg"], "total": agg["total_avg"]}.items():
         b = base and (base["total_avg"] if d == "total" else base["domain_avg"].get(d))
-        rel[d] = None if method == "plain" or not b else round(relative_pct(s["mean"], b["mean"]), 4)
+        pct = None if method == "plain" or not b else relative_pct(s["mean"], b["mean"])
+        rel[d] = None if pct is None else round(pct, 4)  # undefined against a zero baseline
     return {
         "key": entry_key(config, method),
         "experiment": config.name,

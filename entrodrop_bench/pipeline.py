@@ -6,6 +6,7 @@ that is already done, so `entrodrop-bench run` after an interruption continues w
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -58,6 +59,11 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
         first = [j for j in first if j[1] in seeds]
         rest = [j for j in rest if j[1] in seeds]
     states: dict[str, str] = {}
+    for run, seed in first + rest:
+        if _is_complete(layout, run, seed):
+            echo(f"train: {run}/seed{seed} already complete")
+            states[f"{run}/seed{seed}"] = "complete"
+    first, rest = ([j for j in batch if f"{j[0]}/seed{j[1]}" not in states] for batch in (first, rest))
     for batch in (first, rest):
         if config.train.parallel_runs > 1 and len(batch) > 1:
             states.update(_train_parallel(config, layout, batch, echo))
@@ -67,14 +73,16 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
     return states
 
 
+def _is_complete(layout: Layout, run: str, seed: int) -> bool:
+    status = layout.status_file(run, seed)
+    return status.is_file() and json.loads(status.read_text()).get("state") == "complete"
+
+
 def _train_one(prepared: Prepared, run: str, seed: int, progress: bool, echo: Echo) -> str:
     from entrodrop_bench.errors import TrainingDiverged
     from entrodrop_bench.train import Trainer
 
     trainer = Trainer(prepared, run, seed, progress=progress)
-    if trainer.status().get("state") == "complete":
-        echo(f"train: {run}/seed{seed} already complete")
-        return "complete"
     tic = time.perf_counter()
     try:
         state = trainer.train()
