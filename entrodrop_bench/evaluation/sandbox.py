@@ -114,6 +114,17 @@ def _hidden_prefixes() -> list[str]:
     return out
 
 
+def _tmp_resident_paths() -> list[str]:
+    """Interpreter and project folders that live under /tmp (a clone or venv there): the private /tmp
+    would hide them, so they are bound back read-only."""
+    import sys
+
+    from entrodrop_bench.paths import PROJECT_ROOT
+
+    candidates = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), PROJECT_ROOT.resolve()}
+    return sorted(str(p) for p in candidates if p.is_relative_to("/tmp"))
+
+
 INSIDE_WORK = "/tmp/work"  # where bwrap shows the work dir; writable paths appear as /tmp/w0, /tmp/w1, ...
 
 
@@ -126,6 +137,8 @@ def _bwrap_base(workdir: Path, writable: Sequence[Path] = ()) -> list[str]:
         # The program runs as `nobody`: re-expose the interpreter when it lives in a private home.
         for top, prefix in _hidden_prefixes():
             args += ["--perms", "0755", "--tmpfs", top, "--ro-bind", prefix, prefix]
+    for path in _tmp_resident_paths():
+        args += ["--ro-bind", path, path]
     for i, path in enumerate(writable):
         args += ["--bind", str(path), f"/tmp/w{i}"]
     args += ["--bind", str(workdir), INSIDE_WORK]
