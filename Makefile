@@ -32,8 +32,8 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(OFFLINE) $(VENV)/bin/entrodrop-bench run $(CONFIG)
-	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny
-	@echo "demo: tables in results/tiny/tables, figures in results/tiny/figures, leaderboard in results/leaderboard.json"
+	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny --into results/tiny/leaderboard.json
+	@echo "demo: tables in results/tiny/tables, figures in results/tiny/figures, leaderboard in results/tiny/leaderboard.json"
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile
@@ -53,7 +53,10 @@ reproduce-table%: setup
 	  $(VENV)/bin/entrodrop-bench leaderboard publish $$($(PY) -c "import sys; from entrodrop_bench.config import load_config; print(load_config(sys.argv[1]).output.results_dir)" $$cfg) || exit $$?; \
 	done
 
+# Publish one run's selected results into the shared leaderboard, then validate the whole file.
+RUN ?= results/tiny
 leaderboard: setup
+	$(VENV)/bin/entrodrop-bench leaderboard publish $(RUN)
 	$(VENV)/bin/entrodrop-bench leaderboard validate results/leaderboard.json
 
 clean:

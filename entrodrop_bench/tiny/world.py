@@ -27,12 +27,13 @@ from entrodrop_bench.tiny.corpora import (
     code_function,
     general_doc,
     math_problem,
+    split_entities,
     town_products,
     world_entities,
 )
 
 # Bump whenever a generator changes what it writes: worlds built by an older version are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SOURCES = ("tiny_math", "tiny_code", "tiny_general")
 MARKER = "world.json"
 # The base model sees the format mostly on 1-step problems; the target corpus is mostly multi-step.
@@ -145,14 +146,15 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
     r = _rng(cfg, "corpus:code")
     code_docs = _unique(lambda: code_function(r), lambda f: f.prompt, cfg.n_target_docs, bench_prompts)
     r = _rng(cfg, "corpus:general")
-    general_docs = [general_doc(r, entities, towns) for _ in range(cfg.n_general_docs)]
+    replayed, held_back = split_entities(entities)
+    general_docs = [general_doc(r, replayed, towns) for _ in range(cfg.n_general_docs)]
 
     tokenizer = _tokenizer(world, cfg, math_docs, code_docs, general_docs)
     pretrain_texts = _pretrain_texts(cfg, tokenizer, entities, towns, bench_questions | {p.question for p in math_docs},
                                      bench_prompts | {f.prompt for f in code_docs})
 
     general_text = "\n".join(general_docs) + "\n" + "\n".join(pretrain_texts["general"])
-    general_bench = bench.general_benchmark(_rng(cfg, "bench:general"), cfg.n_benchmark, entities, general_text)
+    general_bench = bench.general_benchmark(_rng(cfg, "bench:general"), cfg.n_benchmark, held_back, general_text)
     for item in code_bench:
         bench.run_code_item(item)  # a canonical solution that fails its own tests is a generator bug
 
