@@ -1,7 +1,8 @@
 """One readable training loop for every method (nanoGPT style), through accelerate.
 
 Per optimizer step: the plan's rows for that step, split into micro-batches; each micro-batch's input
-embeddings go through the method's `transform_embeddings` (the only place methods touch data), the
+embeddings go through the method's `transform_embeddings` (the only place methods touch data, applied by
+a forward hook on the embedding module so that any accelerate wrapper works), the
 loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
 schedule advances. At each checkpoint step: held-out validation loss in three entropy groups, then an
 atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
@@ -15,6 +16,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,14 +39,29 @@ def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy of a micro-batch and its per-token losses [B, T-1]."""
-    logits = model(inputs_embeds=embeds, position_ids=batch["position_ids"], use_cache=False).logits
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
     labels = batch["labels"][:, 1:]
     per_token = torch.nn.functional.cross_entropy(
         logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
     )
     return per_token.sum(), per_token
+
+
+@contextlib.contextmanager
+def transformed_embeddings(model: torch.nn.Module, transform: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Route the input-embedding module's output through `transform` for the forwards inside this block.
+
+    A forward hook, not a lookup of our own followed by `inputs_embeds=`: under FSDP the embedding weight is
+    only gathered inside the wrapped forward, and DDP, FSDP and compiled models all see a plain `input_ids` call.
+    `model` is the unwrapped module; the hook fires wherever the wrapper calls into it.
+    """
+    handle = model.get_input_embeddings().register_forward_hook(lambda _module, _args, output: transform(output))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed: int, micro: int) -> TokenMeta:
@@ -83,8 +100,7 @@ class ValidationSet:
         chunks = []
         for start in range(0, len(self.rows), micro_batch):
             b = {k: v[start : start + micro_batch].to(device) for k, v in self.batch.items()}
-            embeds = model.get_input_embeddings()(b["input_ids"])
-            chunks.append(step_loss(model, b, embeds)[1].cpu())
+            chunks.append(step_loss(model, b)[1].cpu())
         model.train(was_training)
         per_token = torch.cat(chunks)
         return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
@@ -238,8 +254,9 @@ class Trainer:
                 losses = val.losses(model, device, rows_per_micro)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
                 accelerator.wait_for_everyone()
+                weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
                 if accelerator.is_main_process:
-                    self._save(accelerator.unwrap_model(model), optimizer, scheduler, step + 1, log, val_curve, losses, reg)
+                    self._save(accelerator.unwrap_model(model), weights, optimizer, scheduler, step + 1, log, val_curve, losses)
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
@@ -258,12 +275,12 @@ class Trainer:
         total = torch.zeros((), device=accelerator.device)
         for i, (micro, start) in enumerate(mine):
             batch = {k: v.to(accelerator.device) for k, v in collate(step_rows[start : start + rows_per_micro]).items()}
-            embeds = accelerator.unwrap_model(model).get_input_embeddings()(batch["input_ids"])
-            embeds = reg.transform_embeddings(embeds, token_meta(batch, step, self.plan.total_steps, self.seed, micro))
+            meta = token_meta(batch, step, self.plan.total_steps, self.seed, micro)
+            method = transformed_embeddings(accelerator.unwrap_model(model), lambda embeds, meta=meta: reg.transform_embeddings(embeds, meta))
             # Gradients sync across processes only on the last micro-batch.
             sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
-            with sync, accelerator.autocast():
-                loss_sum, _ = step_loss(model, batch, embeds)
+            with sync, method, accelerator.autocast():
+                loss_sum, _ = step_loss(model, batch)
                 # DDP averages gradients over processes; scaling by `world` turns that into the global sum.
                 loss = loss_sum * world / max(n_tokens, 1)
                 accelerator.backward(loss)
@@ -286,10 +303,10 @@ class Trainer:
         return ValidationSet(self.p, values, offsets)
 
     # --- checkpoints ------------------------------------------------------------------------
-    def _save(self, model, optimizer, scheduler, step: int, log, val_curve, losses: dict, reg: Regularizer) -> None:
+    def _save(self, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
         path = self.layout.checkpoint_dir(self.run, self.seed, step)
         try:
-            self._write_checkpoint(path, model, optimizer, scheduler, step, log, val_curve, losses)
+            self._write_checkpoint(path, model, weights, optimizer, scheduler, step, log, val_curve, losses)
         except OSError as exc:  # e.g. ENOSPC: the partial folder is already gone, earlier checkpoints untouched
             done = self.layout.checkpoints(self.run, self.seed)
             resume_from = done[-1][0] if done else 0
@@ -301,9 +318,9 @@ class Trainer:
         _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
         self._rotate()
 
-    def _write_checkpoint(self, path: Path, model, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
+    def _write_checkpoint(self, path: Path, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
         with atomic_dir(path) as tmp:
-            model.save_pretrained(tmp, safe_serialization=True)
+            model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             self.p.tokenizer.save_pretrained(tmp)
             torch.save(
                 {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},

@@ -13,7 +13,7 @@ from entrodrop_bench.experiment import prepare
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
 from entrodrop_bench.regularizer import Regularizer, register_regularizer
-from entrodrop_bench.train import Trainer
+from entrodrop_bench.train import Trainer, step_loss, transformed_embeddings
 
 
 @register_regularizer("test_nan_at_step_3")
@@ -98,3 +98,35 @@ def test_completed_run_is_skipped(mini_config):
     stage_train(config, layout, progress=False, echo=messages.append)
     assert log_file.stat().st_mtime_ns == before
     assert any("already complete" in m for m in messages)
+
+
+class _Wrapper(torch.nn.Module):
+    """Stands in for DDP/FSDP/compile: a module whose forward calls the real model's forward."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = model
+
+    def forward(self, **kwargs):
+        return self.module(**kwargs)
+
+
+def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_assets):
+    """The method's transform is applied inside the wrapped forward, exactly as `inputs_embeds=` would be,
+    gradients reach the embedding through it, and the hook is gone after the block."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(mini_assets["model"])
+    ids = torch.randint(3, model.config.vocab_size, (2, 16))
+    batch = {"input_ids": ids, "position_ids": torch.arange(16).expand(2, 16), "labels": ids}
+    shift = torch.linspace(-1, 1, model.config.hidden_size)
+    expected = model(inputs_embeds=model.get_input_embeddings()(ids) * 0.5 + shift, position_ids=batch["position_ids"]).logits
+    with transformed_embeddings(model, lambda e: e * 0.5 + shift):
+        logits = _Wrapper(model)(input_ids=ids, position_ids=batch["position_ids"]).logits
+        loss, _ = step_loss(_Wrapper(model), batch)
+    torch.testing.assert_close(logits, expected)
+    loss.backward()
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+    assert not model.get_input_embeddings()._forward_hooks
+    torch.testing.assert_close(model(input_ids=ids, position_ids=batch["position_ids"]).logits,
+                               model(inputs_embeds=model.get_input_embeddings()(ids), position_ids=batch["position_ids"]).logits)

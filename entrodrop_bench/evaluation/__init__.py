@@ -79,7 +79,15 @@ class _Loaded:
             from lm_eval.models.huggingface import HFLM
 
             model, tok = self.model_and_tokenizer()
-            self._lm = HFLM(pretrained=model, tokenizer=tok, batch_size=self.config.eval.batch_size)
+            # Passing an in-memory model is deliberate (one load serves every benchmark); lm-eval warns about
+            # it twice per checkpoint, so its wrapper's logger is held to errors while it is built.
+            hf_logger = logging.getLogger("lm_eval.models.huggingface")
+            level = hf_logger.level
+            hf_logger.setLevel(logging.ERROR)
+            try:
+                self._lm = HFLM(pretrained=model, tokenizer=tok, batch_size=self.config.eval.batch_size)
+            finally:
+                hf_logger.setLevel(level)
         return self._lm
 
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -110,11 +111,14 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
     manager = TaskManager(include_path=include, include_defaults=need_defaults)
     cache = work_dir / "lm_cache" / cache_key
     cache.parent.mkdir(parents=True, exist_ok=True)
-    out = simple_evaluate(
-        model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
-        use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
-        log_samples=False, bootstrap_iters=1000, verbosity="WARNING",
-    )
+    # lm-eval's per-request progress bars would bury the harness's one bar over (checkpoint, benchmark)
+    # pairs; they and its warnings go to a log beside the checkpoint's cache instead.
+    with open(work_dir / "lm_eval.log", "a") as log, contextlib.redirect_stderr(log):
+        out = simple_evaluate(
+            model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
+            use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
+            log_samples=False, bootstrap_iters=1000, verbosity="WARNING",
+        )
     if out is None or name not in out.get("results", {}):
         raise RuntimeError(f"lm-eval returned no results for {name}")
     metrics = {k: v for k, v in out["results"][name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
