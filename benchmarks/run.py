@@ -215,8 +215,8 @@ def ratio_mfu(repeats: int) -> dict:
 def demo_timings() -> dict:
     """5-7. Cold and warm wall time of the whole tiny pipeline, and evaluation vs training time per checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(REPO / ".venv/bin/entrodrop-bench"), "run", str(REPO / "configs/tiny.yaml"), "--no-progress",
-               f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results"]
+        cmd = [str(REPO / ".venv/bin/entrodrop-bench"), "run", str(REPO / "configs/tiny.yaml"),
+               f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results", "--no-progress"]
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
