@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?=
-CONFIG ?= configs/tiny.yaml
 # Keep every cache inside the project; nothing is fetched from the hub in tests or the demo.
 export HF_HOME := $(CURDIR)/.cache/hf
 export XDG_CACHE_HOME := $(CURDIR)/.cache
@@ -30,10 +29,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-demo: setup
-	$(OFFLINE) $(VENV)/bin/entrodrop-bench run $(CONFIG)
-	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny --into results/tiny/leaderboard.json
-	@echo "demo: tables in results/tiny/tables, figures in results/tiny/figures, leaderboard in results/tiny/leaderboard.json"
+# The demo is exactly the Table 1 command path on the embedded preset.
+demo:
+	@$(MAKE) --no-print-directory reproduce-table1 PRESET=tiny
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile
@@ -47,10 +45,14 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-reproduce-table%: setup
+# Each config: every stage, then its entries published into its own results_dir/leaderboard.json.
+# The embedded preset runs with the hub switched off; the real presets need it.
+reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4: reproduce-table%: setup
 	@for cfg in $(table$*_configs); do \
-	  echo "== $$cfg"; $(VENV)/bin/entrodrop-bench run $$cfg || exit $$?; \
-	  $(VENV)/bin/entrodrop-bench leaderboard publish $$($(PY) -c "import sys; from entrodrop_bench.config import load_config; print(load_config(sys.argv[1]).output.results_dir)" $$cfg) || exit $$?; \
+	  echo "== $$cfg"; $(if $(filter tiny,$(PRESET)),$(OFFLINE)) $(VENV)/bin/entrodrop-bench run $$cfg || exit $$?; \
+	  out=$$($(PY) -c "import sys; from entrodrop_bench.config import load_config; print(load_config(sys.argv[1]).output.results_dir)" $$cfg) || exit $$?; \
+	  $(VENV)/bin/entrodrop-bench leaderboard publish $$out --into $$out/leaderboard.json || exit $$?; \
+	  echo "$$cfg: tables in $$out/tables, figures in $$out/figures, leaderboard in $$out/leaderboard.json"; \
 	done
 
 # Publish one run's selected results into the shared leaderboard, then validate the whole file.

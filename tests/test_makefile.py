@@ -1,0 +1,40 @@
+"""The documented make targets expand to the commands the README promises (`make -n`, nothing runs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from entrodrop_bench.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+
+
+def _dry_run(*args: str) -> str:
+    # `-W` marks the install stamp as fresh so that the dry run never plans a reinstall.
+    proc = subprocess.run(["make", "-n", "-W", ".venv/.installed", *args], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_demo_is_table1_on_the_tiny_preset():
+    out = _dry_run("demo")
+    assert "reproduce-table1 PRESET=tiny" in out
+
+
+@pytest.mark.parametrize(
+    ("table", "configs"),
+    [("1", ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math"]), ("2", ["qwen3-0.6b-code"]),
+     ("3", ["qwen3-0.6b-math-ablations"]), ("4", ["qwen3-0.6b-math-ablations"])],
+)
+def test_reproduce_targets_run_and_publish_every_config(table, configs):
+    real = _dry_run(f"reproduce-table{table}")
+    for name in configs:
+        assert f"configs/{name}.yaml" in real
+    assert "HF_HUB_OFFLINE" not in real, "real presets need the hub"
+    tiny = _dry_run(f"reproduce-table{table}", "PRESET=tiny")
+    assert "configs/tiny" in tiny and "HF_HUB_OFFLINE=1" in tiny
+    for out in (real, tiny):
+        assert "entrodrop-bench run $cfg" in out and "leaderboard publish $out --into $out/leaderboard.json" in out
