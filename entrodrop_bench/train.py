@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -33,6 +34,7 @@ from entrodrop_bench.experiment import Prepared, percentile_groups
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
 
 TRAINER_STATE = "trainer_state.pt"
+logger = logging.getLogger(__name__)
 
 
 def _seed_for(*parts: int) -> int:
@@ -142,6 +144,7 @@ class Trainer:
         self.progress = progress
         self.stop_after_step = stop_after_step  # tests: simulate an interruption
         self.run_dir = self.layout.run_dir(run, seed)
+        self.save_optimizer = True  # turned off under FSDP (see `train`)
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
@@ -207,7 +210,11 @@ class Trainer:
         model.load_state_dict(weights, strict=False)
         if model.config.tie_word_embeddings:
             model.tie_weights()
-        optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            logger.warning("%s holds no optimizer state (saved under FSDP, whose optimizer is sharded): weights, schedule, "
+                        "data position and RNG resume exactly, AdamW moments restart from zero", path)
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         return step, list(state["log"]), list(state["val_curve"])
@@ -217,7 +224,7 @@ class Trainer:
         """Train to completion (or to `stop_after_step`). Returns the final state."""
         if self.status().get("state") == "complete":
             return "complete"
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedType
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
@@ -227,6 +234,8 @@ class Trainer:
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
         accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", log_with="tensorboard", project_dir=str(self.run_dir))
+        # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
+        self.save_optimizer = self.save_optimizer and accelerator.distributed_type != DistributedType.FSDP
         model, reg, optimizer, scheduler = self._setup(accelerator)
         start, log, val_curve = self._resume(model, optimizer, scheduler)
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -323,7 +332,7 @@ class Trainer:
             model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             self.p.tokenizer.save_pretrained(tmp)
             torch.save(
-                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},
+                {"optimizer": optimizer.state_dict() if self.save_optimizer else None, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},
                 tmp / TRAINER_STATE,
             )
             write_json(tmp / "manifest.json", self._manifest(step, losses, tmp))

@@ -130,3 +130,21 @@ def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_asse
     assert not model.get_input_embeddings()._forward_hooks
     torch.testing.assert_close(model(input_ids=ids, position_ids=batch["position_ids"]).logits,
                                model(inputs_embeds=model.get_input_embeddings()(ids), position_ids=batch["position_ids"]).logits)
+
+
+def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
+    """An FSDP checkpoint holds no (sharded) optimizer state: resuming restores the rest, warns, and completes."""
+    from entrodrop_bench.train import TRAINER_STATE
+
+    config = mini_config(methods={"m": {"plugin": "plain"}}, train={"checkpoint_every_epochs": 1})
+    prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+    first_ckpt = prepared.plan.checkpoint_steps(1)[0]
+    trainer = Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt)
+    trainer.save_optimizer = False
+    assert trainer.train() == "running"
+    state_file = prepared.layout.checkpoints("m", 0)[-1][1] / TRAINER_STATE
+    assert torch.load(state_file, weights_only=True)["optimizer"] is None
+    with caplog.at_level("WARNING", logger="entrodrop_bench.train"):
+        assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
+    assert "AdamW moments restart" in caplog.text
+    assert len(_losses(prepared.layout, "m")) == prepared.plan.total_steps
