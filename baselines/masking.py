@@ -187,11 +187,14 @@ class TokenDropoutBase(TrainingOnly):
         self._counts["masked"] = self._counts["masked"] + mask.sum()
 
     def log_values(self) -> dict[str, float]:
+        """This step's values; the counters restart for the next step."""
         n = float(self._counts["eligible"])
         gamma = self._last["gamma"]
-        return {
+        values = {
             "gamma_max": float(self._last["gamma_max"]),
             "gamma": float(gamma.mean()) if isinstance(gamma, torch.Tensor) else float(gamma),
             "gated_fraction": float(self._counts["gated"]) / n if n else 0.0,
             "masked_fraction": float(self._counts["masked"]) / n if n else 0.0,
         }
+        self._counts = {"eligible": 0, "gated": 0, "masked": 0}
+        return values

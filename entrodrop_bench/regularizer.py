@@ -108,7 +108,10 @@ class Regularizer:
         return embeds
 
     def log_values(self) -> dict[str, float]:
-        """Scalars for the progress bar and TensorBoard (gamma, masked fraction...)."""
+        """Scalars for the progress bar, TensorBoard and the step log (gamma, masked fraction...).
+
+        Called once per optimizer step; report that step's values (reset any counters here). The trainer
+        averages each over every logged step for the run's summary, so the summary survives a resume."""
         return {}
 
 

@@ -80,6 +80,15 @@ def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed
     )
 
 
+TRAINER_LOG_KEYS = ("step", "loss", "lr", "step_s", "tokens_per_s")
+
+
+def _mean_plugin_values(log: list[dict]) -> dict[str, float]:
+    """Each value the method logged, averaged over every step of the run (steps before a resume included)."""
+    keys = dict.fromkeys(k for record in log for k in record if k not in TRAINER_LOG_KEYS)
+    return {k: float(np.mean([r[k] for r in log if k in r])) for k in keys}
+
+
 class ValidationSet:
     """Held-out target rows plus each label token's base-model entropy, for the three loss groups."""
 
@@ -272,7 +281,7 @@ class Trainer:
                 return "running"
         bar.close()
         accelerator.end_training()
-        self._write_status("complete", stats=reg.log_values())
+        self._write_status("complete", stats=_mean_plugin_values(log))
         return "complete"
 
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:

@@ -148,3 +148,21 @@ def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
         assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
     assert "AdamW moments restart" in caplog.text
     assert len(_losses(prepared.layout, "m")) == prepared.plan.total_steps
+
+
+def test_run_summary_averages_every_logged_step_across_a_resume(mini_config):
+    """The completed run's stats average the method's per-step values over the whole log, resumed part included."""
+    import numpy as np
+
+    config = mini_config(methods={"m": {"plugin": "entrodrop", "params": {"gamma_max": 0.4, "schedule": "static"}}},
+                         train={"checkpoint_every_epochs": 1})
+    prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+    first_ckpt = prepared.plan.checkpoint_steps(1)[0]
+    assert Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt).train() == "running"
+    trainer = Trainer(prepared, "m", 0, progress=False)
+    assert trainer.train() == "complete"
+    log = [json.loads(line) for line in prepared.layout.train_log_file("m", 0).read_text().splitlines()]
+    assert len(log) == prepared.plan.total_steps
+    stats = trainer.status()["stats"]
+    assert stats["masked_fraction"] == pytest.approx(np.mean([r["masked_fraction"] for r in log]))
+    assert 0 < stats["masked_fraction"] < 0.4 * stats["gated_fraction"] + 0.05
