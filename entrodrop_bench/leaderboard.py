@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +22,8 @@ from entrodrop_bench.atomic import write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.leaderboard_html import render
-from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, PROJECT_ROOT, Layout
+from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
+from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.selection import load_store, select
 from entrodrop_bench.tables import label, relative_pct
 
@@ -32,19 +32,6 @@ VERSION_KEYS = {"lm_eval": "lm_eval", "evalplus": "evalplus", "transformers": "t
 
 
 # --------------------------------------------------------------------------- provenance
-def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """HEAD of the project, with `-dirty` when tracked files differ; None outside a git checkout."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                               text=True, timeout=10)
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _installed(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -101,6 +88,15 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
     return f"{config.preset}/{backbone}/{method}/{digest}"
 
 
+def _trained_at(layout: Layout, run: str, seed: int, step: int) -> str | None:
+    """The project commit that trained a checkpoint, from its manifest (None for checkpoints saved before it was kept)."""
+    manifest = layout.checkpoint_dir(run, seed, step) / "manifest.json"
+    try:
+        return json.loads(manifest.read_text()).get("git_commit")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def _summary(s: dict) -> dict:
     return {"mean": s["mean"], "std": s["std"], "n": s["n"], **({"ci95": s["ci95"]} if s.get("ci95") else {})}
 
@@ -145,7 +141,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
         "selection": {
             "rule": selection["rule"],
             "target_domain": selection["target_domain"],
-            "checkpoints": [{"seed": s, "step": p["step"], "target_epoch": p["target_epoch"], "val_loss": p["val_loss"]}
+            "checkpoints": [{"seed": s, "step": p["step"], "target_epoch": p["target_epoch"], "val_loss": p["val_loss"],
+                             "trained_at_commit": _trained_at(layout, run, s, p["step"])}
                             for s, p in zip(seeds, picked)],
         },
         "scores": {

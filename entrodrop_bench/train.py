@@ -31,6 +31,7 @@ from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.experiment import Prepared, percentile_groups
+from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
 
 TRAINER_STATE = "trainer_state.pt"
@@ -154,6 +155,7 @@ class Trainer:
         self.stop_after_step = stop_after_step  # tests: simulate an interruption
         self.run_dir = self.layout.run_dir(run, seed)
         self.save_optimizer = True  # turned off under FSDP (see `train`)
+        self.code_commit = git_commit()  # recorded in every checkpoint's manifest
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
@@ -359,6 +361,7 @@ class Trainer:
             "target_epoch": self.plan.target_epoch(step),
             "tokens_seen": self.plan.tokens_seen(step),
             "config_hash": self.cfg.config_hash(),
+            "git_commit": self.code_commit,
             "val_loss": losses,
             "weights_sha256": _sha256(folder / "model.safetensors"),
             "created": datetime.now(timezone.utc).isoformat(),

@@ -42,6 +42,10 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
     assert (results / "figures" / "fig1c_val_loss_by_entropy.png").stat().st_size > 0
     entries = json.loads((results / "leaderboard_entries.json").read_text())
     assert {e["method"]["name"] for e in entries} >= {"plain", "entrodrop", "weight_decay"}
+    from entrodrop_bench.provenance import git_commit
+
+    trained_at = {c["trained_at_commit"] for e in entries for c in e["selection"]["checkpoints"]}
+    assert trained_at == {git_commit()}, "each selected checkpoint names the commit that trained it"
 
     before = _store_mtimes(tmp_path / "runs")
     out = _run(tmp_path)

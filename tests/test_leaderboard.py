@@ -37,7 +37,7 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     assert set(by) == {"plain", "weight_decay", "entrodrop"}
     wd = by["weight_decay"]
     assert wd["method"]["params"] == {"weight_decay": 0.1} and wd["method"]["config"]["grid"] == {"weight_decay": [0.1, 0.5]}
-    assert wd["selection"]["checkpoints"] == [{"seed": 0, "step": 10, "target_epoch": 2.0, "val_loss": 1.0}]
+    assert wd["selection"]["checkpoints"] == [{"seed": 0, "step": 10, "target_epoch": 2.0, "val_loss": 1.0, "trained_at_commit": None}]
     assert wd["scores"]["gsm8k"]["metric"] == "exact_match,strict-match" and wd["scores"]["piqa"]["metric"] == "acc,none"
     assert by["plain"]["selection"]["checkpoints"][0]["step"] == 20
     # relative gain of EntroDrop's math average vs plain: 50/44 - 1
