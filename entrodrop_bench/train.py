@@ -44,6 +44,8 @@ def _seed_for(*parts: int) -> int:
 
 def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy of a micro-batch and its per-token losses [B, T-1]."""
+    # No attention mask and no cache: transformers then reads the per-document position ids as packed
+    # sequences and builds a block-diagonal causal mask, so documents in a row never attend to each other.
     logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
     labels = batch["labels"][:, 1:]
     per_token = torch.nn.functional.cross_entropy(

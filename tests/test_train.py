@@ -166,3 +166,28 @@ def test_run_summary_averages_every_logged_step_across_a_resume(mini_config):
     stats = trainer.status()["stats"]
     assert stats["masked_fraction"] == pytest.approx(np.mean([r["masked_fraction"] for r in log]))
     assert 0 < stats["masked_fraction"] < 0.4 * stats["gated_fraction"] + 0.05
+
+
+def test_packed_documents_do_not_attend_across_boundaries(mini_assets):
+    """Per-document position ids, no 2D mask and no cache (as `step_loss` calls the model): transformers builds a
+    block-diagonal causal mask, so each document in a packed row gets the same per-token losses as alone.
+    Passing an all-ones attention mask, or leaving the cache on, would silently let documents attend across."""
+    from transformers import AutoModelForCausalLM
+
+    from entrodrop_bench.data import IGNORE_INDEX
+
+    model = AutoModelForCausalLM.from_pretrained(mini_assets["model"], attn_implementation="sdpa").eval()
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randint(3, model.config.vocab_size, (12,), generator=gen), torch.randint(3, model.config.vocab_size, (20,), generator=gen)
+
+    def batch(*docs):
+        ids = torch.cat(docs)
+        labels = ids.clone()
+        positions = torch.cat([torch.arange(len(d)) for d in docs])
+        labels[positions == 0] = IGNORE_INDEX
+        return {"input_ids": ids[None], "position_ids": positions[None], "labels": labels[None]}
+
+    with torch.no_grad():
+        packed = step_loss(model, batch(a, b))[1][0]
+        alone_b = step_loss(model, batch(b))[1][0]
+    torch.testing.assert_close(packed[len(a):], alone_b, rtol=1e-4, atol=1e-5)
