@@ -475,3 +475,26 @@ def test_document_gates_vectorized_matches_loop():
                 continue
             expect = e & (v <= np.quantile(v[e], k)) if target == "low" else e & (v > np.quantile(v[e], 1 - k))
             assert np.array_equal(gates[sl], expect), (target, k, d)
+
+
+def test_readme_plugin_example_registers_and_acts_only_on_eligible_target_tokens():
+    """The plugin shown in README.md, executed as written: it registers, validates its config, and its
+    noise touches only eligible target-domain tokens of a packed batch."""
+    import re
+
+    from entrodrop_bench.paths import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Adding a regularization method"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    name = re.search(r'@register_regularizer\("([^"]+)"\)', code).group(1)
+    with pytest.raises(ConfigError):
+        build_regularizer(name, {"sigma": -1})
+    reg = build_regularizer(name, {"sigma": 0.5})
+    batch = packed_batch(target_docs())
+    embeds = torch.zeros(*batch["input_ids"].shape, 8)
+    meta = meta_from(batch)
+    changed = (reg.transform_embeddings(embeds, meta) != embeds).any(-1)
+    assert changed.any() and torch.equal(changed, meta.eligible & changed)
+    assert not changed[batch["domain"] == GENERAL].any()
