@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -90,6 +91,19 @@ def _mean_plugin_values(log: list[dict]) -> dict[str, float]:
     """Each value the method logged, averaged over every step of the run (steps before a resume included)."""
     keys = dict.fromkeys(k for record in log for k in record if k not in TRAINER_LOG_KEYS)
     return {k: float(np.mean([r[k] for r in log if k in r])) for k in keys}
+
+
+def _check_launch(accelerator) -> None:
+    """Several launched processes that accelerate did not join into one job would each train and save the same
+    run, racing on its checkpoints (seen with `accelerate launch --use_fsdp` on a machine without GPUs)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        raise UserError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but accelerate set up no distributed job "
+            f"(distributed type {accelerator.distributed_type.value}, device {accelerator.device}), so every process "
+            "would train and save the same run. Multi-process training needs GPUs and an accelerate config such as "
+            "configs/accelerate/ddp.yaml or fsdp.yaml; on CPU, train with one process (`entrodrop-bench train`)."
+        )
 
 
 class ValidationSet:
@@ -241,12 +255,13 @@ class Trainer:
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
+        accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", log_with="tensorboard", project_dir=str(self.run_dir))
+        _check_launch(accelerator)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
         (self.layout.run_config_file(self.run, self.seed)).write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
-        accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", log_with="tensorboard", project_dir=str(self.run_dir))
         # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
         self.save_optimizer = self.save_optimizer and accelerator.distributed_type != DistributedType.FSDP
         model, reg, optimizer, scheduler = self._setup(accelerator)

@@ -191,3 +191,15 @@ def test_packed_documents_do_not_attend_across_boundaries(mini_assets):
         packed = step_loss(model, batch(a, b))[1][0]
         alone_b = step_loss(model, batch(b))[1][0]
     torch.testing.assert_close(packed[len(a):], alone_b, rtol=1e-4, atol=1e-5)
+
+
+def test_processes_that_accelerate_did_not_join_are_refused_before_writing(mini_config, monkeypatch):
+    """`accelerate launch --use_fsdp` without GPUs starts N independent processes: refuse, write nothing."""
+    from entrodrop_bench.errors import UserError
+
+    config = mini_config(methods={"m": {"plugin": "plain"}})
+    prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="WORLD_SIZE=2"):
+        Trainer(prepared, "m", 0, progress=False).train()
+    assert not prepared.layout.run_dir("m", 0).exists()
