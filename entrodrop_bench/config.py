@@ -49,7 +49,8 @@ class CorpusConfig(Section):
     text_fields: list[str] = Field(default_factory=lambda: ["text"])
     """Fields concatenated (newline-separated) into one document; e.g. [question, answer]."""
     max_unique_tokens: int | None = Field(None, gt=0)
-    """Cap on unique tokens kept (the paper's 0.02B target corpus); documents beyond it are dropped."""
+    """Cap on unique tokens kept: whole documents in dataset order, reading stops there (the paper's 0.02B
+    target corpus; for a large general corpus, the general share of the token budget)."""
 
 
 class DataConfig(Section):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,12 @@ def _load_dataset(corpus: CorpusConfig, key: str, world_file: Path | None):
         ) from None
 
 
-def load_texts(corpus: CorpusConfig, key: str, *, world=None, max_docs: int | None = None) -> list[str]:
-    """Documents of a corpus as strings: its `text_fields` joined by newlines. `key` is the config path, for errors."""
+def iter_texts(corpus: CorpusConfig, key: str, *, world=None) -> Iterator[str]:
+    """Documents of a corpus as strings (its `text_fields` joined by newlines), read lazily in dataset order.
+
+    `key` is the config path, for errors. Missing fields and an empty corpus are reported before any
+    document is handed out, so the caller's compute never starts on bad data.
+    """
     world_file = None
     if corpus.source in TINY_SOURCES and corpus.path is None:
         if world is None:
@@ -56,13 +62,12 @@ def load_texts(corpus: CorpusConfig, key: str, *, world=None, max_docs: int | No
     missing = [f for f in corpus.text_fields if f not in ds.column_names]
     if missing:
         raise DataError(f"{key}.text_fields: fields {missing} are not in the data (it has {ds.column_names})")
-    if max_docs is not None and len(ds) > max_docs:
-        ds = ds.select(range(max_docs))
-    texts = []
-    for record in ds.select_columns(corpus.text_fields):
-        text = "\n".join(t for t in (_field_text(record[f]) for f in corpus.text_fields) if t)
-        if text.strip():
-            texts.append(text)
-    if not texts:
+    documents = (
+        text
+        for record in ds.select_columns(corpus.text_fields)
+        if (text := "\n".join(t for t in (_field_text(record[f]) for f in corpus.text_fields) if t)).strip()
+    )
+    first = next(documents, None)
+    if first is None:
         raise DataError(f"{key}: corpus {corpus.path or corpus.source} is empty (no non-blank documents in {corpus.text_fields})")
-    return texts
+    return itertools.chain([first], documents)

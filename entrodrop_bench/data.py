@@ -15,8 +15,10 @@ see exactly the same tokens, and a resumed run needs no data-loader state beyond
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,17 +70,32 @@ class TokenizedCorpus:
         return cls(flat, offsets)
 
 
-def tokenize_texts(texts: list[str], tokenizer, *, source: str) -> TokenizedCorpus:
-    """Tokenize documents (no special tokens), each followed by eos so the model learns where documents end."""
+def tokenize_texts(texts: Iterable[str], tokenizer, *, source: str, max_tokens: int | None = None) -> TokenizedCorpus:
+    """Tokenize documents (no special tokens), each followed by eos so the model learns where documents end.
+
+    Streams: documents are read in batches and kept as int32 arrays, and reading stops at the first whole
+    document that reaches `max_tokens`, so a hub corpus far larger than the run needs is never held in memory.
+    """
     if tokenizer.eos_token_id is None:
         raise DataError(f"tokenizer has no eos token; needed to separate packed documents of {source}")
-    docs = []
-    for start in range(0, len(texts), 1000):
-        batch = tokenizer(texts[start : start + 1000], add_special_tokens=False)["input_ids"]
-        docs.extend(ids + [tokenizer.eos_token_id] for ids in batch if ids)
-    if not docs:
+    chunks, lengths, n_tokens = [], [], 0
+    texts = iter(texts)
+    while max_tokens is None or n_tokens < max_tokens:
+        batch = list(itertools.islice(texts, 1000))
+        if not batch:
+            break
+        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            if not ids:
+                continue
+            chunks.append(np.asarray(ids + [tokenizer.eos_token_id], dtype=np.int32))
+            lengths.append(len(ids) + 1)
+            n_tokens += len(ids) + 1
+            if max_tokens is not None and n_tokens >= max_tokens:
+                break
+    if not chunks:
         raise DataError(f"corpus {source} is empty after tokenization (expected at least one non-empty document)")
-    return TokenizedCorpus.from_docs(docs)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return TokenizedCorpus(np.concatenate(chunks), offsets)
 
 
 def split_validation(corpus: TokenizedCorpus, fraction: float, max_docs: int, seed: int) -> tuple[TokenizedCorpus, TokenizedCorpus]:

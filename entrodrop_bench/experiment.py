@@ -128,19 +128,24 @@ def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, li
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_docs: int | None = None) -> TokenizedCorpus:
-    """Tokenize a corpus once; later calls read the safetensors cache."""
-    from entrodrop_bench.corpora import TINY_SOURCES, load_texts
+def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_tokens: int | None = None) -> TokenizedCorpus:
+    """Tokenize a corpus once (its first documents up to `max_tokens`, when given); later calls read the cache."""
+    from entrodrop_bench.corpora import TINY_SOURCES, iter_texts
 
     world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
-    cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_docs))
+    cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_tokens))
     cached = load_corpus(cache)
     if cached is not None:
         return cached
-    texts = load_texts(corpus, key_path, world=world, max_docs=max_docs)
-    result = tokenize_texts(texts, tokenizer, source=key_path)
+    result = tokenize_texts(iter_texts(corpus, key_path, world=world), tokenizer, source=key_path, max_tokens=max_tokens)
     save_corpus(cache, result)
     return result
+
+
+def _capped_corpus(corpus: CorpusConfig, key: str, tokenizer, layout: Layout, world) -> TokenizedCorpus:
+    # Reading stops at the cap, so a hub corpus far larger than the run uses is never tokenized whole.
+    cap = corpus.max_unique_tokens
+    return cap_unique_tokens(tokenized_corpus(corpus, key, tokenizer, layout, world, max_tokens=cap), cap)
 
 
 def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None] = print) -> Prepared:
@@ -148,10 +153,9 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
     world = build_world(config, layout, echo)
     model_path = resolve_model_path(config, world)
     tokenizer = load_tokenizer(config, model_path)
-    target = cap_unique_tokens(tokenized_corpus(config.data.target, "data.target", tokenizer, layout, world), config.data.target.max_unique_tokens)
+    target, general = (_capped_corpus(c, key, tokenizer, layout, world) for c, key in ((config.data.target, "data.target"), (config.data.general, "data.general")))
     train, val = split_validation(target, config.data.validation_fraction, config.data.max_validation_docs, seed=config.tiny.seed if config.tiny else 0)
     general_tokens_needed = int(config.data.token_budget * config.data.mix_ratio[1])
-    general = tokenized_corpus(config.data.general, "data.general", tokenizer, layout, world)
     if general.n_tokens < general_tokens_needed:
         echo(
             f"note: general corpus has {general.n_tokens:,} tokens for {general_tokens_needed:,} needed; "

@@ -82,3 +82,41 @@ def test_corpus_smaller_than_a_sequence_is_rejected():
 def test_budget_below_one_step_is_rejected():
     with pytest.raises(DataError, match="token_budget"):
         make_plan(100, 64, 640, 0.6, 1000)
+
+
+def test_tokenization_streams_and_stops_reading_at_the_token_cap(mini_assets):
+    """A corpus far larger than the cap is read only as far as the cap: whole documents, the same prefix as
+    an uncapped read, and the documents after it are never pulled from the source."""
+    from transformers import AutoTokenizer
+
+    from entrodrop_bench.data import cap_unique_tokens, tokenize_texts
+
+    tok = AutoTokenizer.from_pretrained(mini_assets["model"])
+    texts = [f"document {i} says {i * 7} plus {i + 3}" for i in range(5000)]
+    pulled = []
+
+    def source():
+        for t in texts:
+            pulled.append(t)
+            yield t
+
+    full = tokenize_texts(texts, tok, source="test")
+    capped = tokenize_texts(source(), tok, source="test", max_tokens=2000)
+    assert len(pulled) < 1100, "reading must stop near the cap, not run through the corpus"
+    assert capped.n_tokens >= 2000 and capped.offsets[-2] < 2000  # stops at the first whole document past the cap
+    np.testing.assert_array_equal(capped.tokens, full.tokens[: capped.n_tokens])
+    trimmed = cap_unique_tokens(capped, 2000)
+    assert trimmed.n_tokens <= 2000 and np.array_equal(trimmed.tokens, cap_unique_tokens(full, 2000).tokens)
+
+
+def test_corpus_cap_applies_to_general_data_too(mini_config):
+    from entrodrop_bench.experiment import prepare
+    from entrodrop_bench.paths import Layout
+
+    base = mini_config()
+    general = {**base.data.general.model_dump(), "max_unique_tokens": 3000}
+    config = mini_config(data={"general": general})
+    uncapped = prepare(base, Layout.from_config(base), echo=lambda s: None).general
+    prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+    assert uncapped.n_tokens > 3000 >= prepared.general.n_tokens > 0
+    np.testing.assert_array_equal(prepared.general.tokens, uncapped.tokens[: prepared.general.n_tokens])
