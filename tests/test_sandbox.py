@@ -132,3 +132,9 @@ def test_sandboxed_program_dies_with_the_harness(tmp_path):
     while _procs_matching(marker) and time.time() < deadline:
         time.sleep(0.1)
     assert _procs_matching(marker) == []
+
+
+def test_cpu_limit_counts_as_a_timeout():
+    """A spinning program stopped by RLIMIT_CPU (SIGXCPU) long before the wall clock is reported timed out."""
+    r = run_python("while True:\n    pass\n", limits=Limits(wall_s=30, cpu_s=1))
+    assert r.timed_out and not r.ok and r.wall_s < 10, r

@@ -291,6 +291,9 @@ def run_sandboxed(
                 _kill_group(proc)
                 proc.wait()
         rc = proc.returncode
+        # RLIMIT_CPU ends a spinning program with SIGXCPU, often a moment before the wall clock would: that is a
+        # timeout too (bwrap reports a child's death by signal N as exit status 128 + N).
+        timed_out = timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
         return SandboxResult(
             returncode=None if timed_out else rc,
             stdout=_read_head(io_dir / "out"),
