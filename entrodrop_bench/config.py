@@ -49,8 +49,11 @@ class CorpusConfig(Section):
     text_fields: list[str] = Field(default_factory=lambda: ["text"])
     """Fields concatenated (newline-separated) into one document; e.g. [question, answer]."""
     max_unique_tokens: int | None = Field(None, gt=0)
-    """Cap on unique tokens kept: whole documents in dataset order, reading stops there (the paper's 0.02B
+    """Cap on unique tokens kept: whole documents in reading order, reading stops there (the paper's 0.02B
     target corpus; for a large general corpus, the general share of the token budget)."""
+    shuffle_seed: int | None = None
+    """Shuffle documents with this seed before reading, so that a cap keeps a random subset rather than the
+    first documents of a corpus stored in source order. None reads in dataset order."""
 
 
 class DataConfig(Section):

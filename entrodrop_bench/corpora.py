@@ -48,7 +48,8 @@ def _load_dataset(corpus: CorpusConfig, key: str, world_file: Path | None):
 
 
 def iter_texts(corpus: CorpusConfig, key: str, *, world=None) -> Iterator[str]:
-    """Documents of a corpus as strings (its `text_fields` joined by newlines), read lazily in dataset order.
+    """Documents of a corpus as strings (its `text_fields` joined by newlines), read lazily in dataset order
+    (or in `shuffle_seed` order).
 
     `key` is the config path, for errors. Missing fields and an empty corpus are reported before any
     document is handed out, so the caller's compute never starts on bad data.
@@ -62,6 +63,8 @@ def iter_texts(corpus: CorpusConfig, key: str, *, world=None) -> Iterator[str]:
     missing = [f for f in corpus.text_fields if f not in ds.column_names]
     if missing:
         raise DataError(f"{key}.text_fields: fields {missing} are not in the data (it has {ds.column_names})")
+    if corpus.shuffle_seed is not None:
+        ds = ds.shuffle(seed=corpus.shuffle_seed)  # an index mapping: nothing is copied
     documents = (
         text
         for record in ds.select_columns(corpus.text_fields)

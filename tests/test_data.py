@@ -120,3 +120,20 @@ def test_corpus_cap_applies_to_general_data_too(mini_config):
     prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
     assert uncapped.n_tokens > 3000 >= prepared.general.n_tokens > 0
     np.testing.assert_array_equal(prepared.general.tokens, uncapped.tokens[: prepared.general.n_tokens])
+
+
+def test_shuffle_seed_makes_a_cap_keep_a_random_subset(mini_config):
+    """With `shuffle_seed`, the capped corpus is a seeded random subset, not the first documents."""
+    from entrodrop_bench.experiment import prepare
+    from entrodrop_bench.paths import Layout
+
+    base = mini_config()
+
+    def general(**extra):
+        config = mini_config(data={"general": {**base.data.general.model_dump(), "max_unique_tokens": 3000, **extra}})
+        return prepare(config, Layout.from_config(config), echo=lambda s: None).general
+
+    first, shuffled, again, other = general(), general(shuffle_seed=0), general(shuffle_seed=0), general(shuffle_seed=1)
+    assert not np.array_equal(first.tokens[:200], shuffled.tokens[:200])
+    np.testing.assert_array_equal(shuffled.tokens, again.tokens)
+    assert not np.array_equal(shuffled.tokens[:200], other.tokens[:200])
