@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +63,10 @@ class TokenizedCorpus:
         return h.hexdigest()[:16]
 
     @classmethod
-    def from_docs(cls, docs: list[list[int]]) -> TokenizedCorpus:
+    def from_docs(cls, docs: Sequence[Sequence[int] | np.ndarray]) -> TokenizedCorpus:
         lengths = np.array([len(d) for d in docs], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        flat = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(offsets[-1]))
+        flat = np.concatenate([np.asarray(d, dtype=np.int32) for d in docs]) if docs else np.zeros(0, np.int32)
         return cls(flat, offsets)
 
 
@@ -78,7 +78,7 @@ def tokenize_texts(texts: Iterable[str], tokenizer, *, source: str, max_tokens: 
     """
     if tokenizer.eos_token_id is None:
         raise DataError(f"tokenizer has no eos token; needed to separate packed documents of {source}")
-    chunks, lengths, n_tokens = [], [], 0
+    docs, n_tokens = [], 0
     texts = iter(texts)
     while max_tokens is None or n_tokens < max_tokens:
         batch = list(itertools.islice(texts, 1000))
@@ -87,15 +87,13 @@ def tokenize_texts(texts: Iterable[str], tokenizer, *, source: str, max_tokens: 
         for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
             if not ids:
                 continue
-            chunks.append(np.asarray(ids + [tokenizer.eos_token_id], dtype=np.int32))
-            lengths.append(len(ids) + 1)
-            n_tokens += len(ids) + 1
+            docs.append(np.asarray(ids + [tokenizer.eos_token_id], dtype=np.int32))
+            n_tokens += len(docs[-1])
             if max_tokens is not None and n_tokens >= max_tokens:
                 break
-    if not chunks:
+    if not docs:
         raise DataError(f"corpus {source} is empty after tokenization (expected at least one non-empty document)")
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return TokenizedCorpus(np.concatenate(chunks), offsets)
+    return TokenizedCorpus.from_docs(docs)
 
 
 def split_validation(corpus: TokenizedCorpus, fraction: float, max_docs: int, seed: int) -> tuple[TokenizedCorpus, TokenizedCorpus]:
