@@ -88,15 +88,6 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
     return f"{config.preset}/{backbone}/{method}/{digest}"
 
 
-def _trained_at(layout: Layout, run: str, seed: int, step: int) -> str | None:
-    """The project commit that trained a checkpoint, from its manifest (None for checkpoints saved before it was kept)."""
-    manifest = layout.checkpoint_dir(run, seed, step) / "manifest.json"
-    try:
-        return json.loads(manifest.read_text()).get("git_commit")
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _summary(s: dict) -> dict:
     return {"mean": s["mean"], "std": s["std"], "n": s["n"], **({"ci95": s["ci95"]} if s.get("ci95") else {})}
 
@@ -142,7 +133,7 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
             "rule": selection["rule"],
             "target_domain": selection["target_domain"],
             "checkpoints": [{"seed": s, "step": p["step"], "target_epoch": p["target_epoch"], "val_loss": p["val_loss"],
-                             "trained_at_commit": _trained_at(layout, run, s, p["step"])}
+                             "trained_at_commit": p.get("trained_at_commit")}
                             for s, p in zip(seeds, picked)],
         },
         "scores": {

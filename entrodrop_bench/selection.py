@@ -133,6 +133,7 @@ def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[st
         "domain_avg": domain_avg,
         "total_avg": float(np.mean(list(domain_avg.values()))) if complete and domain_avg else None,
         "val_loss": float(val_loss) if _finite(val_loss) else None,
+        "trained_at_commit": (manifest or {}).get("git_commit"),
         "complete": complete,
     }
     return row, missing
