@@ -137,8 +137,8 @@ def declared_max_gen_toks(benchmark: str) -> int | None:
 
 
 def effective_max_gen_toks(benchmark: str, default: int) -> int:
-    """A task that declares its generation length keeps it (ifeval: 1280, as its authors and OpenCompass
-    set it); every other benchmark generates up to `eval.max_gen_toks`."""
+    """A task that declares its generation length keeps it (lm-eval's ifeval: 1280, as its authors set it);
+    every other benchmark generates up to `eval.max_gen_toks`."""
     return declared_max_gen_toks(benchmark) or default
 
 
