@@ -100,10 +100,11 @@ def in_hf_cache(hub_id: str) -> bool:
 
 def describe(config, layout) -> list[dict]:
     """One row per configured benchmark: name, harness, source, items, metric, max_gen_toks, offline."""
-    from entrodrop_bench.evaluation.benchmarks import PRIMARY_METRIC, primary_metric
+    from entrodrop_bench.evaluation.benchmarks import PRIMARY_METRIC, check_benchmarks, primary_metric
 
-    rows = []
     ev = config.eval
+    check_benchmarks(ev.lm_eval_tasks, ev.evalplus_datasets)  # an unknown name: a clear error, not a row
+    rows = []
     for bench in dict.fromkeys(ev.lm_eval_tasks + ev.evalplus_datasets):
         yaml_path = local_task_yaml(bench) or (builtin_task_yaml(bench) if harness_of(bench) == "lm-eval" else None)
         generates = harness_of(bench) != "lm-eval" or _yaml_field(yaml_path, "output_type") == "generate_until" \
