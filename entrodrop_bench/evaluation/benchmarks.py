@@ -52,6 +52,9 @@ PRIMARY_METRIC: dict[str, str] = {
     "tiny_code": "pass@1",
     "livecodebench": "pass@1",
 }
+# Bumped when a code benchmark's prompt or stop strings change (their results are then re-evaluated).
+GENERATION_VERSION = {"humaneval": "greedy-evalplus-stops", "mbpp": "greedy-evalplus-stops",
+                      "livecodebench": "greedy-lcb-base-prompt"}
 DEFAULT_METRIC_ORDER = ("acc_norm,none", "acc,none", "exact_match,strict-match", "exact_match,none",
                         "exact_match,flexible-extract")
 
@@ -116,6 +119,29 @@ def data_file(benchmark: str, overrides: dict[str, str], world: dict[str, Path] 
     return None
 
 
+def declared_max_gen_toks(benchmark: str) -> int | None:
+    """The generation length a task's own YAML declares (following `include:`), e.g. ifeval's 1280."""
+    import re
+
+    path = local_task_yaml(benchmark) or (builtin_task_yaml(benchmark) if harness_of(benchmark) == "lm-eval" else None)
+    for _ in range(5):
+        if path is None or not path.is_file():
+            return None
+        text = path.read_text()
+        m = re.search(r"^\s+max_gen_toks:\s*(\d+)", text, re.M)
+        if m:
+            return int(m.group(1))
+        inc = re.search(r"^include:\s*(\S+)", text, re.M)
+        path = (path.parent / inc.group(1)).resolve() if inc else None
+    return None
+
+
+def effective_max_gen_toks(benchmark: str, default: int) -> int:
+    """A task that declares its generation length keeps it (lm-eval's ifeval: 1280, as its authors set it);
+    every other benchmark generates up to `eval.max_gen_toks`."""
+    return declared_max_gen_toks(benchmark) or default
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -146,7 +172,11 @@ def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, nu
         import evalplus
 
         parts["evalplus"] = getattr(evalplus, "__version__", "unknown")
-        parts["generation"] = "greedy-v1"
+        parts["generation"] = GENERATION_VERSION.get(benchmark, "greedy-v1")
+        if benchmark in LIVECODEBENCH and data is not None:
+            from entrodrop_bench.evaluation.livecodebench import load_exemplars
+
+            parts["exemplars"] = _sha(json.dumps(load_exemplars(data)[0], sort_keys=True).encode())
     if data is not None:
         from entrodrop_bench.evaluation.store import file_sha256
 

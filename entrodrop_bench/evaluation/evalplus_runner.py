@@ -4,7 +4,8 @@
    evalplus HumanEval schema). With `limit`, the first N problems are written to a subset file, because
    evalplus insists that samples cover every task of its dataset.
 2. Generation here, not evalplus's codegen: batched, left-padded greedy decoding of the checkpoint,
-   stopped at the end of the function (a new top-level line), then `evalplus.sanitize`.
+   stopped at evalplus's own stop strings for the dataset (`stop_sequences`; tiny_code: the end of the
+   function), then `evalplus.sanitize`.
 3. Evaluation by evalplus in a fresh sandboxed subprocess (`sandbox.run_sandboxed`), because evalplus reads
    HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH at import. Its pitfalls are avoided: the stale
    `<samples>_eval_results.json` is deleted first (so it is neither reused nor triggers the Y/N prompt),
@@ -27,8 +28,22 @@ from entrodrop_bench.evaluation.sandbox import Limits, run_sandboxed
 from entrodrop_bench.paths import PROJECT_ROOT
 
 STOP_LINES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\nassert ", "\n#", "\n```")
+# evalplus 0.3.1's own stop strings for base-model (direct completion) generation (`provider/utility.py`):
+# common ones plus one list per dataset. MBPP stops only at the end of its prompt-style docstring or at
+# a test line, so a solution may start with imports or helpers before its `def`.
+EVALPLUS_COMMON_STOPS = ("<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(")
+EVALPLUS_STOPS = {
+    "humaneval": (*EVALPLUS_COMMON_STOPS, "\ndef ", "\nclass ", "\nimport ", "\nfrom ", "\nassert "),
+    "mbpp": (*EVALPLUS_COMMON_STOPS, '\n"""', "\nassert"),
+}
+
 REQUIRED = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol", "contract")
 MIN_TIME_LIMIT_S = 2.0  # evalplus's per-test floor (its default is 1 s): no false timeouts on a loaded CPU
+
+
+def stop_sequences(benchmark: str) -> tuple[str, ...]:
+    """evalplus's stop list for humaneval and mbpp; the tiny world's tiny_code keeps the function-end list."""
+    return EVALPLUS_STOPS.get(benchmark, STOP_LINES)
 
 
 def read_problems(path: Path) -> list[dict]:
@@ -184,7 +199,7 @@ def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, 
     work_dir.mkdir(parents=True, exist_ok=True)
     subset.write_text("".join(json.dumps(p) + "\n" for p in problems))
     completions = generate(model, tokenizer, [p["prompt"] for p in problems], batch_size=batch_size,
-                           max_new_tokens=max_gen_toks)
+                           max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
     samples = make_samples(problems, completions)
     dataset = "mbpp" if benchmark == "mbpp" else "humaneval"
     summary = evaluate_samples(subset, samples, work_dir / "eval", dataset=dataset, cache_dir=cache_dir)

@@ -1,8 +1,10 @@
-"""LiveCodeBench v1 (code generation) adapter: greedy generation, tests run in the sandbox, pass@1.
+"""LiveCodeBench v1 (code generation) adapter: LiveCodeBench's base-model prompt, greedy generation, tests in
+the sandbox, pass@1.
 
-Dataset: hub `livecodebench/code_generation_lite`, version tag `release_v1` (400 problems, May-Oct 2023).
-In that repository `test.jsonl` is exactly release_v1 (later releases add test2.jsonl, ...). To run it
-offline, download that file once and point the config at it:
+Dataset: hub `livecodebench/code_generation_lite`, version tag `release_v1`: 400 problems released between
+May 2023 and March 2024 (LeetCode, AtCoder, Codeforces). In that repository `test.jsonl` is exactly
+release_v1 (later releases add test2.jsonl, ...). To run it offline, download that file once and point the
+config at it:
 
     eval:
       evalplus_datasets: [livecodebench]            # code benchmarks share this list
@@ -12,6 +14,15 @@ Schema, one problem per line: question_title, question_content, platform, questi
 contest_date, starter_code, difficulty, public_test_cases (JSON string: [{"input", "output",
 "testtype": "stdin"|"functional"}]), private_test_cases (the same as JSON, or base64(zlib(pickle(JSON
 string))) as published), metadata (JSON string; functional problems name their method in "func_name").
+
+Prompt: LiveCodeBench's own template for base models (`lcb_runner/prompts/code_generation.py`, the
+GenericBase style): one solved example, then the problem, as "### Question\n<text>\n\n" + (problems with
+starter code: "### Starter Code\n<code>\n\n") + "### Answer\n\n" + <solution>; the example is the first
+entry of LiveCodeBench's `few_shot_examples/generation/func.json` (starter-code problems) or `stdin.json`
+(the others). Put those two files beside the data file (or in `few_shot_examples/generation/` beside it)
+to get LiveCodeBench's exact prompt; without them a project-written example of the same shape is used
+and the result's provenance says so (`lcb_exemplar`). Generation stops at "###" (LiveCodeBench's stop for
+base models) and the program is the stripped completion, as LiveCodeBench extracts base-model code.
 
 Tests: `stdin` problems run the program once per test with the input on stdin and compare whitespace-split
 tokens (numbers within 1e-6); `functional` (LeetCode) problems call `Solution().<func_name>(*args)` with one
@@ -78,16 +89,63 @@ def read_problems(path: Path) -> list[dict]:
     return problems
 
 
-def prompt(problem: dict) -> str:
-    head = f"### Question:\n{problem['question_content'].strip()}\n\n"
-    if problem["starter_code"]:
-        return head + "### Answer: complete the class.\n```python\n" + problem["starter_code"]
-    return head + "### Answer: a Python program that reads stdin and writes stdout.\n```python\n"
+STOP = ("###",)
+EXEMPLAR_FILES = {"functional": "func.json", "stdin": "stdin.json"}
+# Project-written examples in LiveCodeBench's few-shot schema, used only when its own files are absent.
+PROJECT_EXEMPLARS = {
+    "functional": {
+        "question": "Given an integer array nums, return the number of indices i with nums[i] equal to i.\n\n"
+                    "Example 1:\n\nInput: nums = [0,2,2,5]\nOutput: 2\n\nConstraints:\n\n"
+                    "1 <= nums.length <= 100\n0 <= nums[i] <= 100\n",
+        "sample_code": "class Solution:\n    def fixedPoints(self, nums: List[int]) -> int:\n        ",
+        "answer": "class Solution:\n    def fixedPoints(self, nums: List[int]) -> int:\n"
+                  "        return sum(1 for i, x in enumerate(nums) if x == i)",
+    },
+    "stdin": {
+        "question": "You are given N integers. Print the difference between the largest and the smallest.\n\n"
+                    "-----Input-----\n\nThe first line contains N (1 <= N <= 100). The second line contains "
+                    "N integers between -1000 and 1000.\n\n-----Output-----\n\nPrint one integer.\n\n"
+                    "-----Example-----\nInput\n3\n4 -1 7\n\nOutput\n8\n",
+        "answer": "n = int(input())\nvalues = list(map(int, input().split()))\nprint(max(values) - min(values))",
+    },
+}
+
+
+def load_exemplars(data: Path | None) -> tuple[dict[str, dict], str]:
+    """(the one-shot example per problem kind, where it came from): LiveCodeBench's own few-shot files
+    when they sit beside the data file (or in few_shot_examples/generation/ there), else the project's."""
+    if data is not None:
+        for folder in (data.parent, data.parent / "few_shot_examples" / "generation"):
+            files = {kind: folder / name for kind, name in EXEMPLAR_FILES.items()}
+            if all(f.is_file() for f in files.values()):
+                try:
+                    return {kind: json.loads(f.read_text())[0] for kind, f in files.items()}, "livecodebench"
+                except (OSError, json.JSONDecodeError, IndexError, KeyError) as exc:
+                    raise DataError(f"LiveCodeBench few-shot files in {folder}: cannot read them ({exc})") from None
+    return PROJECT_EXEMPLARS, "project"
+
+
+def prompt(problem: dict, exemplars: dict[str, dict] | None = None) -> str:
+    """LiveCodeBench's base-model prompt: one solved example of the same kind, then the problem."""
+    exemplars = exemplars or PROJECT_EXEMPLARS
+    has_starter = bool(problem["starter_code"])
+    example = exemplars["functional" if has_starter else "stdin"]
+
+    def block(question: str, starter: str, answer: str) -> str:
+        text = f"### Question\n{question}\n\n"
+        if has_starter:  # the section follows the evaluated problem's kind, for the example too
+            text += f"### Starter Code\n{starter}\n\n"
+        return text + "### Answer\n\n" + answer + ("\n\n" if answer else "")
+
+    return (block(example["question"], example.get("sample_code", ""), example["answer"])
+            + block(problem["question_content"], problem["starter_code"], ""))
 
 
 def extract_code(problem: dict, completion: str) -> str:
-    body = completion.split("```")[0]
-    return (problem["starter_code"] + body) if problem["starter_code"] else body
+    """The program: the completion up to LiveCodeBench's stop ("###"), stripped (its base-model extraction)."""
+    for stop in STOP:
+        completion = completion.split(stop)[0]
+    return completion.strip()
 
 
 def _tokens_equal(got: str, want: str) -> bool:
@@ -157,10 +215,11 @@ def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir
     if data is None:
         raise DataError(f"livecodebench needs a local {DATASET_ID} ({RELEASE}) file: set eval.data_overrides.livecodebench")
     problems = read_problems(data)[: limit or None]
-    completions = generate(model, tokenizer, [prompt(p) for p in problems], batch_size=batch_size,
-                           max_new_tokens=max_gen_toks, stop=("```",))
+    exemplars, source = load_exemplars(data)
+    completions = generate(model, tokenizer, [prompt(p, exemplars) for p in problems], batch_size=batch_size,
+                           max_new_tokens=max_gen_toks, stop=STOP)
     codes = [extract_code(p, c) for p, c in zip(problems, completions)]
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "samples.jsonl").write_text("".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
                                                     for p, c in zip(problems, codes)))
-    return {**score_solutions(problems, codes), "isolation": isolation_level()}
+    return {**score_solutions(problems, codes), "isolation": isolation_level(), "lcb_exemplar": source}

@@ -11,6 +11,9 @@
   (mmlu, minerva_math) cannot take one override file: override a subtask instead.
 - Request cache: one sqlite cache per checkpoint *content* (`work/lm_cache/<checkpoint hash>`): lm-eval's
   cache keys ignore model identity, so a shared cache would return another model's answers.
+- Task hash: samples are logged so that the result carries lm-eval's own task hash (the one its
+  `EvaluationTracker` writes as `task_hashes`: sha256 over each sample's doc, prompt and target hashes);
+  a group's hash is taken over its subtasks' hashes in name order.
 """
 
 from __future__ import annotations
@@ -97,12 +100,30 @@ def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bo
     return benchmark, False
 
 
+def task_hash(samples: dict[str, list[dict]], name: str) -> str | None:
+    """lm-eval's task hash (as `EvaluationTracker` computes `task_hashes`) of `name`, or of its subtasks."""
+    from lm_eval.utils import hash_string
+
+    def one(task_samples: list[dict]) -> str:
+        return hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in task_samples))
+
+    if name in samples:
+        return one(samples[name])
+    if not samples:
+        return None
+    return hash_string("".join(one(samples[k]) for k in sorted(samples)))
+
+
 def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str, batch_size: int,
                 limit: int | None, num_fewshot: int | None, max_gen_toks: int) -> dict:
     """Evaluate one benchmark; returns {"metrics", "n_samples", "n_shot", "version", "raw_config"}."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    if benchmark.startswith("ifeval"):  # its import would try nltk.download('punkt_tab') (offline: fails)
+        from entrodrop_bench.evaluation.nltk_data import ensure_punkt_tab
+
+        ensure_punkt_tab()
     gen_dir = work_dir / "tasks" / benchmark
     name, need_defaults = task_spec(benchmark, data, gen_dir)
     # A generated YAML `include:`s its source by absolute path, so tasks/ is indexed only when not overridden
@@ -117,7 +138,7 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
         out = simple_evaluate(
             model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
             use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
-            log_samples=False, bootstrap_iters=1000, verbosity="WARNING",
+            log_samples=True, bootstrap_iters=1000, verbosity="WARNING",
         )
     if out is None or name not in out.get("results", {}):
         raise RuntimeError(f"lm-eval returned no results for {name}")
@@ -127,6 +148,6 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
         "n_samples": (out.get("n-samples") or {}).get(name),
         "n_shot": (out.get("n-shot") or {}).get(name),
         "version": (out.get("versions") or {}).get(name),
-        "task_hash": (out.get("task_hashes") or {}).get(name),
+        "task_hash": task_hash(out.get("samples") or {}, name),
         "seeds": {k: (out.get("config") or {}).get(k) for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")},
     }
