@@ -108,6 +108,8 @@ def dispatch(args) -> int:
         return _plugins()
     config, layout = _load(args)
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.command in ("run", "prepare", "train", "eval"):
+        pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
     if args.command == "run":
         pipeline.run_all(config, layout, progress=progress)
     elif args.command == "prepare":
