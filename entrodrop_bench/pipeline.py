@@ -23,12 +23,22 @@ Echo = Callable[[str], None]
 
 
 def stage_prepare(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> Prepared:
+    """Prepare once: in a launched job the main process downloads, tokenizes and computes the entropy caches
+    while the others wait; then they read what it wrote (and fail, saying why, if they cannot see it)."""
+    from entrodrop_bench.distributed import check_joined, process_state
     from entrodrop_bench.signals import warm_caches
 
+    state = process_state()
+    check_joined(state)
     check_run_format(layout)
     tic = time.perf_counter()
-    prepared = prepare(config, layout, echo)
-    warm_caches(prepared)
+    with state.main_process_first():
+        prepared = prepare(config, layout, echo if state.is_main_process else _quiet, writer=state.is_main_process)
+        if state.is_main_process:
+            warm_caches(prepared)
+    if not state.is_main_process:
+        echo(f"prepare: process {state.process_index} of {state.num_processes} read the caches the main process wrote")
+        return prepared
     plan = prepared.plan
     echo(
         f"prepare: {len(prepared.target_train)} target docs ({prepared.target_train.n_tokens:,} tokens), "
@@ -36,6 +46,10 @@ def stage_prepare(config: ExperimentConfig, layout: Layout, echo: Echo = print) 
         f"= {plan.target_epoch(plan.total_steps):.1f} target epochs [{time.perf_counter() - tic:.1f}s]"
     )
     return prepared
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
