@@ -22,6 +22,7 @@ _HELP = {
     "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF",
     "leaderboard": "build this experiment's leaderboard entries, or `publish RUN_DIR` / `validate FILE`",
     "plugins": "list registered regularizer plugins and their config fields",
+    "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
 }
 
 
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
+    plan = sub.add_parser("plan", help=_HELP["plan"], description=_HELP["plan"])
+    _add_config_args(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--header", action="store_true", help="print the plan as the comment block a preset's YAML carries")
+    plan.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
     plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -107,6 +113,17 @@ def dispatch(args) -> int:
     if args.command == "plugins":
         return _plugins()
     config, layout = _load(args)
+    if args.command == "plan":
+        import json
+
+        from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
+
+        plan = experiment_plan(config, layout)
+        if args.header:
+            print(plan_header(plan, args.config), end="")
+        else:
+            print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
+        return 0
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
         pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
