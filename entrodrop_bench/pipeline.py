@@ -73,7 +73,10 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
         first = [j for j in first if j[1] in seeds]
         rest = [j for j in rest if j[1] in seeds]
     states: dict[str, str] = {}
-    share_runs(config, layout, first + rest, echo)
+    from entrodrop_bench.distributed import process_state
+
+    with process_state().main_process_first():  # the main process links; the others then see its links
+        share_runs(config, layout, first + rest, echo)
     for run, seed in first + rest:
         if _is_complete(layout, run, seed):
             echo(f"train: {run}/seed{seed} already complete")
