@@ -335,12 +335,12 @@ def format_plan(p: dict) -> str:
     lines.append(f"  evaluation: {_n(p['eval_gpu_s_per_checkpoint'] and p['eval_gpu_s_per_checkpoint'] / 60, '.1f')} GPU-minutes per "
                  f"checkpoint [estimate: HF backend, see entrodrop_bench/plan.py]")
     lines.append(f"  checkpoint size: {_n(p['checkpoint_bytes'] and p['checkpoint_bytes'] / 1e9, '.2f')} GB [{p['checkpoint_bytes_source']}]")
-    header = ["run", "seed", "steps", "epochs", "ckpts", "evals", "eval items", "disk GB", "train GPU-h*", "eval GPU-h*"]
-    rows = [[r["run"], str(r["seed"]), _n(r["steps"]), _n(r["target_epochs"], ".1f"), _n(r["checkpoints"]), _n(r["evaluations"]),
+    header = ["run", "seed", "tokens", "steps", "epochs", "ckpts", "evals", "eval items", "disk GB", "train GPU-h*", "eval GPU-h*"]
+    rows = [[r["run"], str(r["seed"]), _n(r["token_budget"]), _n(r["steps"]), _n(r["target_epochs"], ".1f"), _n(r["checkpoints"]), _n(r["evaluations"]),
              _n(r["eval_items"]), _n(r["disk_bytes"] and r["disk_bytes"] / 1e9, ".1f"), _n(r["train_gpu_h"], ".1f"),
              _n(r["eval_gpu_h"], ".1f")] for r in p["runs"]]
     t = p["totals"]
-    rows.append(["total", "", _n(t["steps"]), "", _n(t["checkpoints"]), _n(t["evaluations"]), _n(t["eval_items"]),
+    rows.append(["total", "", _n(t["token_budget"]), _n(t["steps"]), "", _n(t["checkpoints"]), _n(t["evaluations"]), _n(t["eval_items"]),
                  _n(t["disk_bytes"] and t["disk_bytes"] / 1e9, ".1f"), _n(t["train_gpu_h"], ".1f"), _n(t["eval_gpu_h"], ".1f")])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines.append("")
