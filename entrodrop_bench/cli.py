@@ -160,6 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to continue where it stopped", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """A launched job's process group lives for the whole command (several runs train in it); close it at the end."""
+    if "torch" not in sys.modules:  # nothing was launched into a job (and torch is not worth importing for this)
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -307,7 +307,9 @@ class Trainer:
                 bar.close()
                 return "running"
         bar.close()
-        accelerator.end_training()
+        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+        for tracker in accelerator.trackers:
+            tracker.finish()
         self._write_status("complete", stats=_mean_plugin_values(log))
         return "complete"
 

@@ -44,11 +44,12 @@ def _writer_ranks(runs: Path) -> dict[str, str]:
     return ranks
 
 
-def test_two_joined_processes_prepare_once(mini_config, tmp_path):
+def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
     config = mini_config(methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}}})
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    proc = _launch(["prepare", str(cfg), "--no-progress"], join=True, cwd=tmp_path)
+    # `train` prepares first; then both processes train each run, the second reading the entropy caches.
+    proc = _launch(["train", str(cfg), "--no-progress"], join=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "process 1 of 2 read the caches the main process wrote" in proc.stdout
     runs = Path(config.output.runs_dir)
@@ -59,6 +60,8 @@ def test_two_joined_processes_prepare_once(mini_config, tmp_path):
     assert set(ranks.values()) == {"0"}, f"only the main process writes: {ranks}"
     assert json.loads((runs / "prepared.json").read_text())["writer_rank"] == 0
     assert not list(runs.rglob("*.tmp*")), "no leftovers"
+    for run in ("plain", "entrodrop"):
+        assert json.loads((runs / "train" / run / "seed0" / "status.json").read_text())["state"] == "complete"
 
 
 def test_processes_that_accelerate_did_not_join_are_refused_before_any_work(mini_config, tmp_path):
