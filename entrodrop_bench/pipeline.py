@@ -67,14 +67,14 @@ def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[
 def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | None = None, seeds: list[int] | None = None,
                 progress: bool = True, echo: Echo = print) -> dict[str, str]:
     """Train every run (or those named), resuming interrupted ones; returns run/seed -> final state."""
+    from entrodrop_bench.distributed import process_state
+
     prepared = stage_prepare(config, layout, echo)
     first, rest = _jobs(config, only)
     if seeds is not None:
         first = [j for j in first if j[1] in seeds]
         rest = [j for j in rest if j[1] in seeds]
     states: dict[str, str] = {}
-    from entrodrop_bench.distributed import process_state
-
     with process_state().main_process_first():  # the main process links; the others then see its links
         share_runs(config, layout, first + rest, echo)
     for run, seed in first + rest:
