@@ -4,12 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?=
-# Keep every cache inside the project; nothing is fetched from the hub in tests or the demo.
-export HF_HOME := $(CURDIR)/.cache/hf
-export XDG_CACHE_HOME := $(CURDIR)/.cache
-export NLTK_DATA := $(CURDIR)/.cache/nltk
 export TOKENIZERS_PARALLELISM := false
-OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The tests, the bench and the tiny preset keep every cache inside the project and never touch the hub.
+# The real presets set none of these: they use the user's own hub cache and token (HF_HOME, ~/.cache).
+LOCAL_CACHES := HF_HOME=$(CURDIR)/.cache/hf XDG_CACHE_HOME=$(CURDIR)/.cache NLTK_DATA=$(CURDIR)/.cache/nltk
+OFFLINE := $(LOCAL_CACHES) HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Table presets: the real settings need GPUs and hub access; PRESET=tiny runs the embedded preset here.
 table1_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math.yaml configs/qwen3-1.7b-math.yaml configs/llama3.1-8b-math.yaml)
@@ -51,7 +50,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 # Each config: every stage, then its entries published into its own results_dir/leaderboard.json.
-# The embedded preset runs with the hub switched off; the real presets need it.
+# The embedded preset runs with the hub switched off and project-local caches; the real presets need the hub
+# and run with the user's own environment (hub cache, token).
 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4: reproduce-table%: setup
 	@for cfg in $(table$*_configs); do \
 	  echo "== $$cfg"; $(if $(filter tiny,$(PRESET)),$(OFFLINE)) $(VENV)/bin/entrodrop-bench run $$cfg || exit $$?; \

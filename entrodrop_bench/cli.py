@@ -23,6 +23,7 @@ _HELP = {
     "leaderboard": "build this experiment's leaderboard entries, or `publish RUN_DIR` / `validate FILE`",
     "plugins": "list registered regularizer plugins and their config fields",
     "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
+    "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
 }
 
 
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
+    plan = sub.add_parser("plan", help=_HELP["plan"], description=_HELP["plan"])
+    _add_config_args(plan)
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--header", action="store_true", help="print the plan as the comment block a preset's YAML carries")
+    plan.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
     plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     benchmarks = sub.add_parser("benchmarks", help=_HELP["benchmarks"], description=_HELP["benchmarks"])
@@ -125,7 +131,20 @@ def dispatch(args) -> int:
     if args.command == "benchmarks":
         return _benchmarks(args)
     config, layout = _load(args)
+    if args.command == "plan":
+        import json
+
+        from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
+
+        plan = experiment_plan(config, layout)
+        if args.header:
+            print(plan_header(plan, args.config), end="")
+        else:
+            print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
+        return 0
     progress = not args.no_progress and sys.stderr.isatty()
+    if args.command in ("run", "prepare", "train", "eval"):
+        pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
     if args.command == "run":
         pipeline.run_all(config, layout, progress=progress)
     elif args.command == "prepare":
@@ -159,6 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to continue where it stopped", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """A launched job's process group lives for the whole command (several runs train in it); close it at the end."""
+    if "torch" not in sys.modules:  # nothing was launched into a job (and torch is not worth importing for this)
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ class OutputConfig(Section):
     """Checkpoints, results store and caches (gitignored)."""
     results_dir: str = "results/tiny"
     """Tables, figures and the run's leaderboard entries."""
+    shared_runs_from: list[str] = Field(default_factory=list)
+    """`runs_dir`s of other experiments (e.g. Table 1's) whose finished training runs this one reuses instead of
+    retraining: a run is shared only when its run key (`run_key`: every training-relevant setting) is identical."""
 
 
 class TinyWorldConfig(Section):
@@ -284,6 +287,33 @@ def check_references(config: ExperimentConfig) -> None:
         )
     if config.model.name_or_path == "tiny" and config.tiny is None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
+
+
+RUN_KEY_IGNORED_TRAIN_FIELDS = ("seeds", "threads", "parallel_runs")
+"""Train fields that do not change what a run learns: the seed enters the key on its own, threads and
+parallel_runs only change how fast it runs."""
+
+
+def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
+    """Hash of every setting that determines what one (run, seed) trains: model, tiny world, data, training
+    settings, the method's plugin and params, the seed and the run format. The experiment's name, its
+    evaluation and output settings and the method's `table` role are left out, so presets that train the same
+    thing share one key (`output.shared_runs_from`) and re-filing a method in another table retrains nothing."""
+    from entrodrop_bench import RUN_FORMAT_VERSION
+
+    _, plugin, params = run_names(config)[run]
+    train = config.train.model_dump(mode="json", exclude=set(RUN_KEY_IGNORED_TRAIN_FIELDS))
+    ident = {
+        "format": RUN_FORMAT_VERSION,
+        "model": config.model.model_dump(mode="json"),
+        "tiny": config.tiny.model_dump(mode="json") if config.tiny else None,
+        "data": config.data.model_dump(mode="json"),
+        "train": train,
+        "plugin": plugin,
+        "params": params,
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def expand_grid(method: MethodConfig) -> list[dict[str, Any]]:

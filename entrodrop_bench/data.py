@@ -78,19 +78,26 @@ def tokenize_texts(texts: Iterable[str], tokenizer, *, source: str, max_tokens: 
     """
     if tokenizer.eos_token_id is None:
         raise DataError(f"tokenizer has no eos token; needed to separate packed documents of {source}")
-    docs, n_tokens = [], 0
     texts = iter(texts)
-    while max_tokens is None or n_tokens < max_tokens:
-        batch = list(itertools.islice(texts, 1000))
-        if not batch:
+
+    def encoded() -> Iterable[list[int]]:
+        while batch := list(itertools.islice(texts, 1000)):
+            yield from tokenizer(batch, add_special_tokens=False)["input_ids"]
+
+    return pack_documents(encoded(), tokenizer.eos_token_id, source=source, max_tokens=max_tokens)
+
+
+def pack_documents(token_ids: Iterable[Sequence[int]], eos_id: int, *, source: str, max_tokens: int | None = None) -> TokenizedCorpus:
+    """Documents' token ids, each followed by eos; empty documents skipped; reading stops at the first whole
+    document that reaches `max_tokens` (so the consumer of a lazy iterable reads no further)."""
+    docs, n_tokens = [], 0
+    for ids in token_ids:
+        if len(ids) == 0:
+            continue
+        docs.append(np.append(np.asarray(ids, dtype=np.int32), np.int32(eos_id)))
+        n_tokens += len(docs[-1])
+        if max_tokens is not None and n_tokens >= max_tokens:
             break
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
-            if not ids:
-                continue
-            docs.append(np.asarray(ids + [tokenizer.eos_token_id], dtype=np.int32))
-            n_tokens += len(docs[-1])
-            if max_tokens is not None and n_tokens >= max_tokens:
-                break
     if not docs:
         raise DataError(f"corpus {source} is empty after tokenization (expected at least one non-empty document)")
     return TokenizedCorpus.from_docs(docs)
@@ -118,9 +125,11 @@ def save_corpus(path: Path, corpus: TokenizedCorpus) -> None:
     from safetensors.numpy import save_file
 
     from entrodrop_bench.atomic import atomic_path
+    from entrodrop_bench.distributed import process_rank
 
     with atomic_path(path) as tmp:
-        save_file({"tokens": corpus.tokens, "offsets": corpus.offsets}, str(tmp), metadata={"format": "entrodrop-corpus-1"})
+        save_file({"tokens": corpus.tokens, "offsets": corpus.offsets}, str(tmp),
+                  metadata={"format": "entrodrop-corpus-1", "writer_rank": str(process_rank())})
 
 
 def load_corpus(path: Path) -> TokenizedCorpus | None:

@@ -318,8 +318,9 @@ def save_signals(cache_file: Path, values: np.ndarray, offsets: np.ndarray, meta
     from safetensors.numpy import save_file
 
     from entrodrop_bench.atomic import atomic_path
+    from entrodrop_bench.distributed import process_rank
 
-    meta = {**metadata, "key": cache_file.stem, "n_docs": str(len(offsets) - 1), "n_tokens": str(len(values)),
+    meta = {**metadata, "key": cache_file.stem, "writer_rank": str(process_rank()), "n_docs": str(len(offsets) - 1), "n_tokens": str(len(values)),
             "created": datetime.now(timezone.utc).isoformat()}
     with atomic_path(cache_file) as tmp:
         save_file({"values": np.ascontiguousarray(values, dtype=np.float32), "offsets": np.ascontiguousarray(offsets, dtype=np.int64)},
@@ -335,6 +336,7 @@ def cached_token_signals(
     seq_len: int,
     key_parts: dict[str, str] | None = None,
     tokenizer: Any = None,
+    compute: bool = True,
     **pass_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`token_signals`, reused from `cache_file` when it matches, else computed and saved there.
@@ -342,6 +344,7 @@ def cached_token_signals(
     The file is checked against the weights, corpus, seq_len, kind and code version computed now (plus
     `key_parts`, e.g. the tokenizer fingerprint, when given, or the tokenizer's when `tokenizer` is given).
     A file lock serializes processes that share the cache, so each signal set is computed once.
+    `compute` False (a process that only reads what the main process prepared): a missing cache is an error.
     """
     from filelock import FileLock
 
@@ -364,6 +367,9 @@ def cached_token_signals(
         if hit is not None:
             log.info("signal cache hit: %s", cache_file)
             return hit
+        if not compute:
+            raise UserError(f"signal cache {cache_file} is missing or stale in a process that only reads what the main "
+                            "process prepared; every process must see the same output.runs_dir (a shared filesystem)")
         log.info("computing %s signals of %d documents (%d tokens) -> %s", kind, len(docs), int(offsets[-1]), cache_file)
         values, offsets = token_signals(model, docs, kind=kind, seq_len=seq_len, **pass_kwargs)
         save_signals(cache_file, values, offsets, expected)

@@ -26,10 +26,12 @@ from entrodrop_bench.data import (
     cap_unique_tokens,
     load_corpus,
     make_plan,
+    pack_documents,
     save_corpus,
     split_validation,
     tokenize_texts,
 )
+from entrodrop_bench.distributed import process_rank
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import Layout
 
@@ -49,6 +51,8 @@ class Prepared:
     general: TokenizedCorpus
     plan: TrainingPlan
     world: object | None = None
+    writer: bool = True
+    """Whether this process writes shared caches (the main process of a launched job; True when alone)."""
 
     @property
     def special_ids(self) -> set[int]:
@@ -128,32 +132,46 @@ def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, li
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_tokens: int | None = None) -> TokenizedCorpus:
-    """Tokenize a corpus once (its first documents up to `max_tokens`, when given); later calls read the cache."""
-    from entrodrop_bench.corpora import TINY_SOURCES, iter_texts
+def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_tokens: int | None = None,
+                     writer: bool = True) -> TokenizedCorpus:
+    """Tokenize a corpus once (its first documents up to `max_tokens`, when given); later calls read the cache.
+
+    A hub corpus is tokenized by several processes (`datasets.map`, `corpora.tokenize_workers()`), with the
+    same documents and cap as the single-process path, so the cached corpus is the same either way.
+    Only the writer (the main process) tokenizes; other processes read its cache or fail saying why."""
+    from entrodrop_bench.corpora import TINY_SOURCES, iter_texts, tokenize_workers, tokenized_documents
 
     world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
     cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_tokens))
     cached = load_corpus(cache)
     if cached is not None:
         return cached
-    result = tokenize_texts(iter_texts(corpus, key_path, world=world), tokenizer, source=key_path, max_tokens=max_tokens)
+    if not writer:
+        raise DataError(f"{key_path}: process {process_rank()} found no tokenized corpus at {cache} after the main process "
+                        "prepared; every process must see the same output.runs_dir (a shared filesystem)")
+    if corpus.path is None and corpus.source not in TINY_SOURCES:
+        ids = tokenized_documents(corpus, key_path, tokenizer, world=world, num_proc=tokenize_workers())
+        result = pack_documents(ids, tokenizer.eos_token_id, source=key_path, max_tokens=max_tokens)
+    else:
+        result = tokenize_texts(iter_texts(corpus, key_path, world=world), tokenizer, source=key_path, max_tokens=max_tokens)
     save_corpus(cache, result)
     return result
 
 
-def _capped_corpus(corpus: CorpusConfig, key: str, tokenizer, layout: Layout, world) -> TokenizedCorpus:
+def _capped_corpus(corpus: CorpusConfig, key: str, tokenizer, layout: Layout, world, writer: bool) -> TokenizedCorpus:
     # Reading stops at the cap, so a hub corpus far larger than the run uses is never tokenized whole.
     cap = corpus.max_unique_tokens
-    return cap_unique_tokens(tokenized_corpus(corpus, key, tokenizer, layout, world, max_tokens=cap), cap)
+    return cap_unique_tokens(tokenized_corpus(corpus, key, tokenizer, layout, world, max_tokens=cap, writer=writer), cap)
 
 
-def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None] = print) -> Prepared:
-    """Build (or load from cache) everything the runs share. Idempotent and cheap when already done."""
+def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None] = print, *, writer: bool = True) -> Prepared:
+    """Build (or load from cache) everything the runs share. Idempotent and cheap when already done.
+
+    `writer` False (a non-main process of a launched job, after the main one prepared): read the caches only."""
     world = build_world(config, layout, echo)
     model_path = resolve_model_path(config, world)
     tokenizer = load_tokenizer(config, model_path)
-    target, general = (_capped_corpus(c, key, tokenizer, layout, world) for c, key in ((config.data.target, "data.target"), (config.data.general, "data.general")))
+    target, general = (_capped_corpus(c, key, tokenizer, layout, world, writer) for c, key in ((config.data.target, "data.target"), (config.data.general, "data.general")))
     train, val = split_validation(target, config.data.validation_fraction, config.data.max_validation_docs, seed=config.tiny.seed if config.tiny else 0)
     general_tokens_needed = int(config.data.token_budget * config.data.mix_ratio[1])
     if general.n_tokens < general_tokens_needed:
@@ -165,8 +183,9 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
         if corpus.n_tokens < config.data.seq_len:
             raise DataError(f"{key}: corpus has {corpus.n_tokens} tokens, fewer than one sequence (data.seq_len = {config.data.seq_len})")
     plan = make_plan(config.data.token_budget, config.data.seq_len, config.train.global_batch_tokens, config.data.mix_ratio[0], train.n_tokens)
-    prepared = Prepared(config, layout, model_path, tokenizer, train, val, general, plan, world)
-    _write_prepared_record(prepared)
+    prepared = Prepared(config, layout, model_path, tokenizer, train, val, general, plan, world, writer)
+    if writer:
+        _write_prepared_record(prepared)
     return prepared
 
 
@@ -182,6 +201,7 @@ def _write_prepared_record(p: Prepared) -> None:
         "target_val": {"docs": len(p.target_val), "tokens": p.target_val.n_tokens, "hash": p.target_val.content_hash()},
         "general": {"docs": len(p.general), "tokens": p.general.n_tokens, "hash": p.general.content_hash()},
         "plan": p.plan.to_json(),
+        "writer_rank": process_rank(),
     }
     write_json(layout.prepared_file, record)
 

@@ -4,7 +4,8 @@
       world/                             tiny preset: corpora, tokenizer, base_model, benchmarks
       cache/entropy/<key>.safetensors    per-token signals of the frozen base model
       cache/data/<key>.safetensors       tokenized, split corpora
-      train/<run>/seed<k>/               one training run
+      train/<run>/seed<k>/               one training run (or a symlink to another experiment's identical
+                                         run, `output.shared_runs_from`)
         resolved_config.yaml, train_log.jsonl, val_curve.json, status.json
         checkpoint-<step>/               HF folder + manifest.json + trainer_state.pt
       store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json   one eval result each
@@ -43,6 +44,11 @@ class Layout:
     def from_config(cls, config) -> Layout:  # config: ExperimentConfig (untyped to avoid an import cycle)
         return cls(_resolve(config.output.runs_dir), _resolve(config.output.results_dir))
 
+    @classmethod
+    def of_runs_dir(cls, runs_dir: str) -> Layout:
+        """Another experiment's runs, read through `output.shared_runs_from` (its results are never read)."""
+        return cls(_resolve(runs_dir), _resolve(runs_dir))
+
     # --- tiny world and caches ---
     @property
     def world_dir(self) -> Path:
@@ -57,6 +63,13 @@ class Layout:
     # --- training ---
     def run_dir(self, run_name: str, seed: int) -> Path:
         return self.runs_dir / "train" / run_name / f"seed{seed}"
+
+    def link_shared_run(self, run_name: str, seed: int, source: Path) -> Path:
+        """Make this experiment's run folder a symlink to another experiment's finished run (absolute target)."""
+        path = self.run_dir(run_name, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(source.resolve(), target_is_directory=True)
+        return path
 
     def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.run_dir(run_name, seed) / f"checkpoint-{step}"

@@ -23,12 +23,22 @@ Echo = Callable[[str], None]
 
 
 def stage_prepare(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> Prepared:
+    """Prepare once: in a launched job the main process downloads, tokenizes and computes the entropy caches
+    while the others wait; then they read what it wrote (and fail, saying why, if they cannot see it)."""
+    from entrodrop_bench.distributed import check_joined, process_state
     from entrodrop_bench.signals import warm_caches
 
+    state = process_state()
+    check_joined(state)
     check_run_format(layout)
     tic = time.perf_counter()
-    prepared = prepare(config, layout, echo)
-    warm_caches(prepared)
+    with state.main_process_first():
+        prepared = prepare(config, layout, echo if state.is_main_process else _quiet, writer=state.is_main_process)
+        if state.is_main_process:
+            warm_caches(prepared)
+    if not state.is_main_process:
+        echo(f"prepare: process {state.process_index} of {state.num_processes} read the caches the main process wrote")
+        return prepared
     plan = prepared.plan
     echo(
         f"prepare: {len(prepared.target_train)} target docs ({prepared.target_train.n_tokens:,} tokens), "
@@ -36,6 +46,10 @@ def stage_prepare(config: ExperimentConfig, layout: Layout, echo: Echo = print) 
         f"= {plan.target_epoch(plan.total_steps):.1f} target epochs [{time.perf_counter() - tic:.1f}s]"
     )
     return prepared
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -53,12 +67,16 @@ def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[
 def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | None = None, seeds: list[int] | None = None,
                 progress: bool = True, echo: Echo = print) -> dict[str, str]:
     """Train every run (or those named), resuming interrupted ones; returns run/seed -> final state."""
+    from entrodrop_bench.distributed import process_state
+
     prepared = stage_prepare(config, layout, echo)
     first, rest = _jobs(config, only)
     if seeds is not None:
         first = [j for j in first if j[1] in seeds]
         rest = [j for j in rest if j[1] in seeds]
     states: dict[str, str] = {}
+    with process_state().main_process_first():  # the main process links; the others then see its links
+        share_runs(config, layout, first + rest, echo)
     for run, seed in first + rest:
         if _is_complete(layout, run, seed):
             echo(f"train: {run}/seed{seed} already complete")
@@ -71,6 +89,37 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
             for run, seed in batch:
                 states[f"{run}/seed{seed}"] = _train_one(prepared, run, seed, progress, echo)
     return states
+
+
+def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, int]], echo: Echo = print) -> list[tuple[str, int]]:
+    """Reuse finished runs of the experiments in `output.shared_runs_from` whose run key equals ours.
+
+    A run folder that exists here already (even partial) is kept: nothing written is replaced. A source run
+    that is not complete yet is not linked (train that experiment first, or this one trains its own)."""
+    from entrodrop_bench.config import run_key
+
+    shared = []
+    for source_dir in config.output.shared_runs_from:
+        source = Layout.of_runs_dir(source_dir)
+        for run, seed in jobs:
+            mine = layout.run_dir(run, seed)
+            if mine.exists() or mine.is_symlink() or (run, seed) in shared:
+                continue
+            status_file = source.status_file(run, seed)
+            status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+            key = run_key(config, run, seed)
+            if status.get("run_key") != key:
+                if status:
+                    echo(f"train: {run}/seed{seed} in {source.runs_dir} has other settings (run key "
+                         f"{status.get('run_key')} != {key}); training it here")
+                continue
+            if status.get("state") != "complete":
+                echo(f"train: {run}/seed{seed} in {source.runs_dir} is not finished (state {status.get('state')}); training it here")
+                continue
+            layout.link_shared_run(run, seed, source.run_dir(run, seed))
+            echo(f"train: {run}/seed{seed} shared from {source.run_dir(run, seed)} (identical settings, run key {key})")
+            shared.append((run, seed))
+    return shared
 
 
 def _is_complete(layout: Layout, run: str, seed: int) -> bool:
@@ -124,6 +173,15 @@ def check_eval_config(config: ExperimentConfig) -> None:
         if path is not None:
             reader = livecodebench.read_problems if name in LIVECODEBENCH else evalplus_runner.read_problems
             reader(Path(path))
+
+
+def preflight(config: ExperimentConfig) -> None:
+    """Everything checkable before the first step: benchmark names and files, and a reachable source for every
+    input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`, `train` and `eval` call it."""
+    from entrodrop_bench.sources import check_sources
+
+    check_eval_config(config)
+    check_sources(config)
 
 
 def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> dict:

@@ -156,6 +156,12 @@ def _runs(prepared: Prepared) -> dict:
     return run_names(prepared.config)
 
 
+def run_key(config, run: str, seed: int) -> str:
+    from entrodrop_bench.config import run_key as key
+
+    return key(config, run, seed)
+
+
 class Trainer:
     """Trains one (run, seed): resumes from the newest complete checkpoint, skips when already complete."""
 
@@ -172,6 +178,7 @@ class Trainer:
         self.run_dir = self.layout.run_dir(run, seed)
         self.save_optimizer = True  # turned off under FSDP (see `train`)
         self.code_commit = git_commit()  # recorded in every checkpoint's manifest
+        self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
@@ -191,6 +198,7 @@ class Trainer:
                 "params": self.params,
                 "seed": self.seed,
                 "config_hash": self.cfg.config_hash(),
+                "run_key": self.run_key,
                 "stats": stats or {},
                 "updated": datetime.now(timezone.utc).isoformat(),
             },
@@ -299,7 +307,9 @@ class Trainer:
                 bar.close()
                 return "running"
         bar.close()
-        accelerator.end_training()
+        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+        for tracker in accelerator.trackers:
+            tracker.finish()
         self._write_status("complete", stats=_mean_plugin_values(log))
         return "complete"
 
@@ -378,6 +388,7 @@ class Trainer:
             "target_epoch": self.plan.target_epoch(step),
             "tokens_seen": self.plan.tokens_seen(step),
             "config_hash": self.cfg.config_hash(),
+            "run_key": self.run_key,
             "git_commit": self.code_commit,
             "val_loss": losses,
             "weights_sha256": _sha256(folder / "model.safetensors"),

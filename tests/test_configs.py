@@ -89,3 +89,33 @@ def test_missing_config_file(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="expected key.path=value"):
         load_config(CONFIGS_DIR / "tiny.yaml", ["train.lr"])
+
+
+MAIN_TABLE_PRESETS = [p for p in SHIPPED if load_config(p).paper_table in (1, 2)]
+
+
+@pytest.mark.parametrize("path", MAIN_TABLE_PRESETS, ids=lambda p: p.name)
+def test_every_table1_and_table2_preset_trains_vanilla_token_dropout_as_a_main_row(path: Path):
+    """The paper's Tables 1 and 2 have a "+Token Dropout" row for every backbone."""
+    config = load_config(path)
+    assert any(m.plugin == "token_dropout" and m.table in (None, "main") for m in config.methods.values()), path.name
+
+
+def test_main_table_presets_are_the_papers():
+    assert {p.name for p in MAIN_TABLE_PRESETS} == {"qwen3-0.6b-math.yaml", "qwen3-1.7b-math.yaml", "llama3.1-8b-math.yaml",
+                                                    "qwen3-0.6b-code.yaml", "tiny.yaml", "tiny-code.yaml"}
+
+
+def test_tiny_token_dropout_run_keeps_its_name_and_key_when_filed_in_table1():
+    """It used to be a Table 3 (`targeting`) method; now a main-table one that Table 3 also reads. Its run key
+    ignores the `table` role, so the run trained before is reused, nothing retrains."""
+    from entrodrop_bench.config import run_key
+
+    config = load_config(CONFIGS_DIR / "tiny.yaml")
+    assert "token_dropout" in run_names(config)
+    as_before = load_config(CONFIGS_DIR / "tiny.yaml", ["methods.token_dropout.table=targeting"])
+    assert run_key(config, "token_dropout", 0) == run_key(as_before, "token_dropout", 0)
+    # what it does depend on
+    assert run_key(config, "token_dropout", 0) != run_key(config, "token_dropout", 1)
+    assert run_key(config, "token_dropout", 0) != run_key(load_config(CONFIGS_DIR / "tiny.yaml", ["train.lr=3e-4"]), "token_dropout", 0)
+    assert run_key(config, "token_dropout", 0) == run_key(load_config(CONFIGS_DIR / "tiny.yaml", ["train.threads=2", "name=x", "eval.limit=5"]), "token_dropout", 0)

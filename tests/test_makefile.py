@@ -34,7 +34,23 @@ def test_reproduce_targets_run_and_publish_every_config(table, configs):
     for name in configs:
         assert f"configs/{name}.yaml" in real
     assert "HF_HUB_OFFLINE" not in real, "real presets need the hub"
+    for var in ("HF_HOME=", "XDG_CACHE_HOME=", "NLTK_DATA="):
+        assert var not in real, f"real presets must use the user's own {var[:-1]} (hub cache, token)"
     tiny = _dry_run(f"reproduce-table{table}", "PRESET=tiny")
     assert "configs/tiny" in tiny and "HF_HUB_OFFLINE=1" in tiny
+    assert f"HF_HOME={PROJECT_ROOT}/.cache/hf" in tiny and f"XDG_CACHE_HOME={PROJECT_ROOT}/.cache" in tiny
     for out in (real, tiny):
         assert "entrodrop-bench run $cfg" in out and "leaderboard publish $out --into $out/leaderboard.json" in out
+
+
+@pytest.mark.parametrize("target", ["test", "test-slow", "bench"])
+def test_tests_and_bench_keep_caches_in_the_project(target):
+    out = _dry_run(target)
+    assert f"HF_HOME={PROJECT_ROOT}/.cache/hf" in out and "HF_HUB_OFFLINE=1" in out
+
+
+def test_makefile_exports_no_cache_location_to_every_recipe():
+    """A global `export HF_HOME` would hide a user's own hub cache and token from the real presets."""
+    text = (PROJECT_ROOT / "Makefile").read_text()
+    for var in ("HF_HOME", "XDG_CACHE_HOME", "NLTK_DATA"):
+        assert f"export {var}" not in text

@@ -138,6 +138,28 @@ def test_ablation_tables_3_and_4_with_paper_columns(tmp_path):
     assert t4["γ_max = 0.1"][4:] == ["44.94", "50", "0.689"]  # paper columns
 
 
+def test_main_table_token_dropout_is_also_table3s_random_row(tmp_path):
+    """One vanilla token-dropout run fills the Table 1 "+Token Dropout" row and Table 3's "random" row."""
+    methods = {
+        "plain": {"plugin": "plain"},
+        "token_dropout": {"plugin": "token_dropout", "params": {"gamma_max": 0.1}},
+        "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+        "entrodrop_high": {"plugin": "entrodrop", "params": {"gamma_max": 0.1, "target": "high"}, "table": "targeting"},
+    }
+    config = make_config(tmp_path, methods=methods, domains={"math": ["gsm8k", "svamp"]}, preset="qwen3-0.6b-math", paper_table=1)
+    layout = Layout.from_config(config)
+    for run, s in {"plain": 0.40, "token_dropout": 0.44, "entrodrop": 0.46, "entrodrop_high": 0.45}.items():
+        write_run(layout, run, 0, [(10, 5.0, {"gsm8k": s, "svamp": s}, 0.7)], params=dict(methods[run].get("params", {})))
+    write_tables(config, layout)
+    t1 = _md_rows((layout.tables_dir / "table1.md").read_text())
+    assert list(t1) == ["Baseline", "+Token Dropout", "+EntroDrop"]
+    assert t1["+Token Dropout"][3] == "44.00 (+10.00%)" and "+EntroDrop" in t1 and "High-entropy" not in t1
+    t3 = _md_rows((layout.tables_dir / "table3.md").read_text())
+    assert t3["Random masking"][2] == "44.00" and t3["Low-entropy (EntroDrop)"][3] == "+2.00"
+    records = list(csv.DictReader((layout.tables_dir / "table3.csv").open()))
+    assert next(r for r in records if r["label"] == "Random masking")["run"] == "token_dropout"
+
+
 def test_several_seeds_show_mean_and_std(tmp_path):
     config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop"}}, seeds=(0, 1))
     layout = Layout.from_config(config)

@@ -1,0 +1,87 @@
+"""`entrodrop-bench plan`: offline, from the trainer's own step and checkpoint arithmetic; flags budgets that
+cannot reach what the paper reports; the real presets' header comments carry its numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from entrodrop_bench.config import load_config, run_names
+from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
+from entrodrop_bench.plan import experiment_plan, plan_header
+
+REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
+SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
+         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}"]
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _fresh(tmp_path: Path) -> Layout:
+    return Layout(tmp_path / "runs", tmp_path / "results")
+
+
+def test_plan_of_the_qwen3_preset_prints_offline(tmp_path):
+    proc = _cli("plan", "configs/qwen3-0.6b-math.yaml", env_extra={"HF_HOME": str(tmp_path / "empty-hf")})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Qwen3-0.6B-Base, 0.596B params (0.44B non-embedding), vocab 151,936" in out
+    assert "1,430 steps x 2,097,152 tokens" in out and "90.9 target epochs" in out
+    for run in run_names(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml")):
+        assert f"\n  {run} " in out
+    assert "estimate" in out and "GPU-h" in out and "WARNING" not in out
+    as_json = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml"), _fresh(tmp_path))
+    assert as_json["steps"] == 1430 and len(as_json["runs"]) == 9
+    assert all(r["checkpoints"] == 19 and r["evaluations"] == 19 * 10 for r in as_json["runs"])
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_preset_headers_carry_the_plan(name, tmp_path):
+    path = f"configs/{name}.yaml"
+    header = plan_header(experiment_plan(load_config(PROJECT_ROOT / path), _fresh(tmp_path)), path)
+    assert header in (PROJECT_ROOT / path).read_text(), f"regenerate with: entrodrop-bench plan --header {path}"
+
+
+def test_budgets_short_of_the_papers_epochs_are_flagged(tmp_path):
+    ablation = load_config(CONFIGS_DIR / "qwen3-0.6b-math-ablations.yaml")
+    plan = experiment_plan(ablation, _fresh(tmp_path))
+    assert plan["target_epochs"] >= 130 and plan["paper_reach"] == []
+    at_3b = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math-ablations.yaml", ["data.token_budget=3000000000"]), _fresh(tmp_path))
+    assert 90 < at_3b["target_epochs"] < 91
+    flags = at_3b["paper_reach"]
+    assert len(flags) == 2 and flags[0].startswith("gamma_max 0.2") and "best epoch 100" in flags[0]
+    assert flags[1].startswith("gamma_max 0.4") and "best epoch >125" in flags[1] and "130 needed" in flags[1]
+    # Table 1's preset trains gamma_max 0.1 (best epoch 50) and plain (25): 91 epochs see both
+    assert experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml"), _fresh(tmp_path))["paper_reach"] == []
+
+
+def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
+    from entrodrop_bench.pipeline import stage_train
+
+    outputs = [f"output.runs_dir={tmp_path / 'runs'}", f"output.results_dir={tmp_path / 'results'}"]
+    config = load_config(CONFIGS_DIR / "tiny.yaml", SMALL + outputs)
+    layout = Layout.from_config(config)
+    before = experiment_plan(config, layout)
+    assert before["target_epochs"] is None and "unknown until" in before["target_train_tokens_source"]
+    assert stage_train(config, layout, progress=False, echo=lambda _: None) == {"plain/seed0": "complete"}
+    after = experiment_plan(config, layout)
+    assert after["target_train_tokens_source"].startswith("measured by prepare")
+    status = json.loads(layout.status_file("plain", 0).read_text())
+    (run,) = after["runs"]
+    assert run["steps"] == status["total_steps"] == before["steps"]
+    trained = layout.checkpoints("plain", 0)
+    assert len(trained) >= 3, "several checkpoint intervals plus the final step"
+    assert run["checkpoint_steps"] == [step for step, _ in trained] and run["checkpoints"] == len(trained)
+    last = json.loads((trained[-1][1] / "manifest.json").read_text())
+    assert run["target_epochs"] == pytest.approx(last["target_epoch"])
+    assert run["evaluations"] == len(trained) * 2 and run["eval_items"] == len(trained) * (20 + 20)
+    assert "measured" in after["train_tokens_per_s_source"]

@@ -1,0 +1,95 @@
+"""Prepare once: in a job of several processes joined by accelerate, only the main process tokenizes and
+computes the entropy caches; the others wait, then read them. Run for real: two CPU processes over gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors import safe_open
+
+from entrodrop_bench.config import CorpusConfig
+from entrodrop_bench.corpora import iter_texts, tokenized_documents
+from entrodrop_bench.data import pack_documents, tokenize_texts
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(argv: list[str], *, join: bool, cwd: Path) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2` (what `accelerate launch` runs), with the environment accelerate reads."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("ACCELERATE_USE_CPU", None)
+    if join:
+        env["ACCELERATE_USE_CPU"] = "true"  # joins CPU processes into one MULTI_CPU job (gloo)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "entrodrop_bench.cli", *argv]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _writer_ranks(runs: Path) -> dict[str, str]:
+    ranks = {}
+    for path in sorted((runs / "cache").rglob("*.safetensors")):
+        with safe_open(str(path), framework="np") as f:
+            ranks[str(path.relative_to(runs))] = (f.metadata() or {}).get("writer_rank")
+    return ranks
+
+
+def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
+    config = mini_config(methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}}})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    # `train` prepares first; then both processes train each run, the second reading the entropy caches.
+    proc = _launch(["train", str(cfg), "--no-progress"], join=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "process 1 of 2 read the caches the main process wrote" in proc.stdout
+    runs = Path(config.output.runs_dir)
+    ranks = _writer_ranks(runs)
+    corpora = [k for k in ranks if k.startswith("cache/data/")]
+    signals = [k for k in ranks if k.startswith("cache/entropy/")]
+    assert len(corpora) == 2 and len(signals) == 2, ranks  # target + general; target-train + validation entropies
+    assert set(ranks.values()) == {"0"}, f"only the main process writes: {ranks}"
+    assert json.loads((runs / "prepared.json").read_text())["writer_rank"] == 0
+    assert not list(runs.rglob("*.tmp*")), "no leftovers"
+    for run in ("plain", "entrodrop"):
+        assert json.loads((runs / "train" / run / "seed0" / "status.json").read_text())["state"] == "complete"
+
+
+def test_processes_that_accelerate_did_not_join_are_refused_before_any_work(mini_config, tmp_path):
+    config = mini_config()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    proc = _launch(["prepare", str(cfg), "--no-progress"], join=False, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "joined them into no job" in proc.stderr and "ACCELERATE_USE_CPU" in proc.stderr
+    assert not Path(config.output.runs_dir, "cache").exists()
+
+
+@pytest.mark.parametrize("cap", [None, 700])
+def test_parallel_tokenization_gives_the_streaming_corpus(tmp_path, mini_assets, monkeypatch, cap):
+    """The hub path (`datasets.map` over windows, several processes) keeps the same documents, order and cap."""
+    from transformers import AutoTokenizer
+
+    import entrodrop_bench.corpora as corpora
+
+    monkeypatch.setattr(corpora, "WINDOW_DOCS_PER_PROC", 50)  # several windows over 400 documents
+    lines = mini_assets["general"].read_text().splitlines()
+    lines[3] = json.dumps({"text": "   "})  # blank documents are skipped on both paths
+    data = tmp_path / "general.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    corpus = CorpusConfig(source="json", path=str(data), shuffle_seed=3)
+    tok = AutoTokenizer.from_pretrained(mini_assets["model"])
+    streaming = tokenize_texts(iter_texts(corpus, "data.general"), tok, source="data.general", max_tokens=cap)
+    parallel = pack_documents(tokenized_documents(corpus, "data.general", tok, num_proc=2), tok.eos_token_id,
+                              source="data.general", max_tokens=cap)
+    assert parallel.content_hash() == streaming.content_hash()
+    assert len(parallel) == (399 if cap is None else len(streaming)) and (cap is None or len(parallel) < 399)
