@@ -3,8 +3,9 @@
 The naive loss applies the LM head to every position at once: for Qwen3 (151,936-token vocabulary) a
 4 x 4096 micro-batch makes 2.5G logits, 10 GB in fp32 before the log-softmax and its gradient. Here the
 LM head is applied to chunks of at most `chunk_elements` logits; each chunk's logits are freed after its
-per-token losses are taken and recomputed in the backward (torch.utils.checkpoint per chunk), so peak
-memory is a few chunks whatever the batch, at the price of one extra LM-head matmul.
+per-token losses are taken and recomputed in the backward (a custom autograd Function that writes each
+chunk's gradients into a single buffer), so besides the gradients peak memory is a few chunks whatever
+the batch, at the price of one extra LM-head matmul.
 
 The chunked loss runs *inside* the model's own forward: the LM head's forward is swapped, for that call
 only, for one that returns per-token losses instead of logits. The model is still called through
@@ -22,7 +23,6 @@ import logging
 from collections.abc import Iterator
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from entrodrop_bench.data import IGNORE_INDEX
 
@@ -62,9 +62,60 @@ def naive_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     )
 
 
-def _chunk_losses(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
-    logits = torch.nn.functional.linear(h, weight, bias)
-    return torch.nn.functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Per-token next-token losses of hidden rows h [N, H] under the head (weight [V, H], bias), chunk by chunk.
+
+    The forward keeps only its inputs; the backward rebuilds each chunk's logits and writes that chunk's
+    gradients straight into one grad_h and one grad_weight buffer, so besides the gradients themselves only a
+    chunk's logits (and their softmax) exist at any time. Matmuls run in `compute_dtype` (bf16 under
+    autocast), softmax and loss in fp32, gradients accumulate in the parameters' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, targets, rows_per_chunk: int, compute_dtype: torch.dtype):
+        w, b = weight.to(compute_dtype), None if bias is None else bias.to(compute_dtype)
+        losses = torch.empty(len(targets), dtype=torch.float32, device=h.device)
+        for s in range(0, len(targets), rows_per_chunk):
+            z = torch.nn.functional.linear(h[s : s + rows_per_chunk].to(compute_dtype), w, b).float()
+            losses[s : s + rows_per_chunk] = torch.nn.functional.cross_entropy(
+                z, targets[s : s + rows_per_chunk], ignore_index=IGNORE_INDEX, reduction="none"
+            )
+        ctx.save_for_backward(h, weight, bias, targets)
+        ctx.rows_per_chunk, ctx.compute_dtype = rows_per_chunk, compute_dtype
+        return losses
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_losses):
+        h, weight, bias, targets = ctx.saved_tensors
+        step, dtype = ctx.rows_per_chunk, ctx.compute_dtype
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        w, b = weight.to(dtype), None if bias is None else bias.to(dtype)
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = torch.zeros_like(bias) if need_b else None
+        for s in range(0, len(targets), step):
+            hc, t = h[s : s + step].to(dtype), targets[s : s + step]
+            valid = t != IGNORE_INDEX
+            # d(loss_i)/d(z_i) = softmax(z_i) - onehot(t_i), times the incoming gradient; zero on ignored rows.
+            dz = torch.softmax(torch.nn.functional.linear(hc, w, b).float(), dim=-1)
+            dz.scatter_add_(1, t.clamp(min=0)[:, None], -valid.to(dz.dtype)[:, None])  # no boolean index: no host sync
+            dz.mul_((grad_losses[s : s + step] * valid)[:, None])
+            dz = dz.to(dtype)
+            if need_h:
+                grad_h[s : s + step] = dz @ w
+            if need_w:
+                grad_w.add_(dz.t() @ hc) if dtype != grad_w.dtype else grad_w.addmm_(dz.t(), hc)
+            if need_b:
+                grad_b.add_(dz.sum(0))
+        return grad_h, grad_w, grad_b, None, None, None
+
+
+def _compute_dtype(device: torch.device, weight: torch.Tensor) -> torch.dtype:
+    """The dtype autocast would run the LM head in here, else the weight's own."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return weight.dtype
 
 
 def chunked_token_losses(
@@ -72,19 +123,16 @@ def chunked_token_losses(
 ) -> torch.Tensor:
     """Per-token losses [B, T-1] of hidden states [B, T, H] under the head (weight, bias), labels [B, T].
 
-    Same values as `naive_token_losses(linear(hidden, weight, bias), labels)` up to float rounding; under
-    autograd each chunk is checkpointed, so only its inputs are kept and its logits are rebuilt in the backward.
+    Same values and gradients as `naive_token_losses(linear(hidden, weight, bias), labels)` up to float
+    rounding, holding at most `chunk_elements` logits at a time (their recompute in the backward included).
     """
     b, t, d = hidden.shape
     h = hidden[:, :-1].reshape(-1, d)
     targets = labels[:, 1:].reshape(-1)
-    step = max(1, chunk_elements // weight.shape[0])
-    keep_graph = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
-    parts = []
-    for start in range(0, len(targets), step):
-        args = (h[start : start + step], weight, bias, targets[start : start + step])
-        parts.append(checkpoint(_chunk_losses, *args, use_reentrant=False) if keep_graph else _chunk_losses(*args))
-    return torch.cat(parts).view(b, t - 1)
+    rows = max(1, chunk_elements // weight.shape[0])
+    with torch.autocast(hidden.device.type, enabled=False):  # the Function casts explicitly, forward and backward
+        dtype = _compute_dtype(hidden.device, weight)
+        return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, dtype).view(b, t - 1)
 
 
 def liger_available(device: torch.device) -> bool:
