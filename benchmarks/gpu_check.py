@@ -41,9 +41,9 @@ BF16_PEAK = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12
 SHAPES = {
     # Qwen3-0.6B: 28 layers, hidden 1024, MLP 3072, 16 query / 8 key-value heads of 128, tied embeddings.
     "qwen3-0.6b": {"vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
-                   "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "seq_len": 4096, "micro_batch": 4},
+                   "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "seq_len": 4096, "micro_batch": 4, "target_docs": 100},
     "tiny": {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "seq_len": 128, "micro_batch": 4},
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "seq_len": 128, "micro_batch": 4, "target_docs": 20},
 }
 WORDS = ["the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "river", "stone", "market", "winter", "song", "garden", "lamp", "train", "cloud", "bread"]
 
@@ -66,18 +66,18 @@ def build_world(root: Path, shape: dict, general_tokens: int, seed: int = 0) -> 
     def doc(n: int) -> str:
         return " ".join(rng.choice(WORDS) + (str(rng.randint(0, 99)) if rng.random() < 0.2 else "") for _ in range(n))
 
-    target = [doc(rng.randint(100, 400)) for _ in range(100)]
+    target = [doc(rng.randint(100, 400)) for _ in range(shape["target_docs"])]
     general = [doc(rng.randint(100, 400)) for _ in range(max(20, general_tokens // 250))]
     raw = Tokenizer(models.BPE(unk_token=None))
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(target[:50], trainers.BpeTrainer(vocab_size=400, special_tokens=["<|pad|>", "<|eos|>"],
+    raw.train_from_iterator(target, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|pad|>", "<|eos|>"],
                                                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<|pad|>", eos_token="<|eos|>")
     model_dir = root / "model"
     tok.save_pretrained(model_dir)
     torch.manual_seed(seed)
-    arch = {k: v for k, v in shape.items() if k not in ("seq_len", "micro_batch")}
+    arch = {k: v for k, v in shape.items() if k not in ("seq_len", "micro_batch", "target_docs")}
     config = Qwen3Config(**arch, max_position_embeddings=shape["seq_len"], tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
                          eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, dtype="bfloat16")
     Qwen3ForCausalLM(config).to(torch.bfloat16).save_pretrained(model_dir)  # stored in bf16, as the hub's Qwen3 is

@@ -165,3 +165,13 @@ def test_liger_fused_loss_matches_the_full_logits_loss_on_gpu():
     torch.testing.assert_close(sums[1], sums[0], rtol=2e-2, atol=2e-2)
     for name in grads[0]:
         assert float((grads[1][name] - grads[0][name]).norm() / grads[0][name].norm()) < 2e-2, name
+
+
+def test_validation_per_token_losses_are_the_same_chunked_under_inference_mode():
+    """The validation loss groups read per-token losses under inference_mode: the chunked path gives them too."""
+    model, batch = _model().eval(), _packed_batch()
+    with torch.inference_mode():
+        _, full = step_loss(model, batch, chunk_elements=None)
+        total, chunked = step_loss(model, batch, chunk_elements=97 * 30)
+    torch.testing.assert_close(chunked, full)
+    torch.testing.assert_close(total, full.sum())
