@@ -107,6 +107,24 @@ def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: di
     return config
 
 
+def prepared_in_process(config, layout, root: Path):
+    """What `entrodrop_bench.experiment.prepare` builds, from the same local files, tokenized in this process:
+    the GPU image has no `datasets` (prepare reads jsonl through it), and the measurement is the trainer's."""
+    from entrodrop_bench.data import make_plan, split_validation, tokenize_texts
+    from entrodrop_bench.experiment import Prepared, load_tokenizer
+
+    model_path = config.model.name_or_path
+    tokenizer = load_tokenizer(config, model_path)
+
+    def corpus(name: str):
+        texts = (json.loads(line)["text"] for line in (root / f"{name}.jsonl").read_text().splitlines())
+        return tokenize_texts(texts, tokenizer, source=f"data.{name}")
+
+    train, val = split_validation(corpus("target"), config.data.validation_fraction, config.data.max_validation_docs, seed=0)
+    plan = make_plan(config.data.token_budget, config.data.seq_len, config.train.global_batch_tokens, config.data.mix_ratio[0], train.n_tokens)
+    return Prepared(config, layout, model_path, tokenizer, train, val, corpus("general"), plan)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -172,7 +190,6 @@ def loss_memory(shape: dict, device: torch.device, batch: int = 4) -> dict:
 
 
 def run(shape_name: str, steps: int, warmup: int, device: torch.device, out_dir: Path) -> dict:
-    from entrodrop_bench.experiment import prepare
     from entrodrop_bench.paths import Layout
 
     shape = SHAPES[shape_name]
@@ -181,7 +198,7 @@ def run(shape_name: str, steps: int, warmup: int, device: torch.device, out_dir:
         model_dir = build_world(root, shape, general_tokens=2 * shape["micro_batch"] * shape["seq_len"] * (steps + 1))
         methods = {"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1, "schedule": "static"}}}
         config = experiment(root, model_dir, shape, steps, methods)
-        prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+        prepared = prepared_in_process(config, Layout.from_config(config), root)
         n_params = sum(p.numel() for p in prepared.load_base_model().parameters())
         runs = {name: train_steps(prepared, name, steps, device) for name in ("plain", "entrodrop")}
     step_tokens = config.train.global_batch_tokens
