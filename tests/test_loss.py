@@ -175,3 +175,39 @@ def test_validation_per_token_losses_are_the_same_chunked_under_inference_mode()
         total, chunked = step_loss(model, batch, chunk_elements=97 * 30)
     torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(total, full.sum())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path, monkeypatch, precision):
+    """Through accelerate's prepared model (and its autocast under bf16-mixed): a run whose micro-batches are
+    split into LM-head chunks logs the same losses and ends at the same weights as one on the full logits."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import entrodrop_bench.loss as loss_module
+    import entrodrop_bench.train as train_module
+    from entrodrop_bench.experiment import prepare
+    from entrodrop_bench.paths import Layout
+
+    monkeypatch.setattr(train_module, "LOSS_CHUNK_ELEMENTS", 300 * 40)  # the mini vocab is ~300: several chunks per micro-batch
+    calls = []
+    real = loss_module.chunked_token_losses
+    monkeypatch.setattr(loss_module, "chunked_token_losses", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = {}
+    for chunked in (False, True):
+        config = mini_config(data={"token_budget": 512 * 4}, train={"precision": precision, "chunked_loss": chunked},
+                             output={"runs_dir": str(tmp_path / str(chunked)), "results_dir": str(tmp_path / f"r{chunked}")})
+        layout = Layout.from_config(config)
+        trainer = train_module.Trainer(prepare(config, layout, echo=lambda s: None), "plain", 0, progress=False)
+        assert trainer._chunk_elements == (300 * 40 if chunked else None)
+        assert trainer.train() == "complete"
+        assert bool(calls) == chunked
+        losses = [json.loads(line)["loss"] for line in layout.train_log_file("plain", 0).read_text().splitlines()]
+        out[chunked] = (losses, load_file(str(layout.checkpoints("plain", 0)[-1][1] / "model.safetensors")),
+                        json.loads(layout.val_curve_file("plain", 0).read_text()))
+    tol = {"rtol": 1e-2, "atol": 1e-2} if precision == "bf16-mixed" else {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(torch.tensor(out[True][0]), torch.tensor(out[False][0]), **tol)
+    for name, weight in out[False][1].items():
+        torch.testing.assert_close(out[True][1][name], weight, **tol)
+    torch.testing.assert_close(torch.tensor(out[True][2][-1]["overall"]), torch.tensor(out[False][2][-1]["overall"]), **tol)
