@@ -19,14 +19,11 @@ instead (fused Triton kernels, gradients computed in the forward); it returns on
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
 import torch
 
 from entrodrop_bench.data import IGNORE_INDEX
-
-log = logging.getLogger(__name__)
 
 LOSS_CHUNK_ELEMENTS = 1 << 25
 """Logits per LM-head chunk (32M: 128 MiB in fp32; Qwen3: 220 tokens, Llama 3.1: 261). A micro-batch whose
@@ -130,8 +127,8 @@ def chunked_token_losses(
     h = hidden[:, :-1].reshape(-1, d)
     targets = labels[:, 1:].reshape(-1)
     rows = max(1, chunk_elements // weight.shape[0])
+    dtype = _compute_dtype(hidden.device, weight)  # read while the caller's autocast is still on
     with torch.autocast(hidden.device.type, enabled=False):  # the Function casts explicitly, forward and backward
-        dtype = _compute_dtype(hidden.device, weight)
         return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, dtype).view(b, t - 1)
 
 

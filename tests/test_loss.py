@@ -97,6 +97,21 @@ def test_step_loss_chunked_matches_full_on_packed_rows_through_a_wrapper(autocas
             torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-6)
 
 
+def test_chunks_compute_in_the_autocast_dtype(monkeypatch):
+    """Under bf16-mixed the LM-head matmuls of the chunks run in bf16, like the full-logits path's."""
+    import entrodrop_bench.loss as loss_module
+
+    seen = []
+    real = loss_module._ChunkedCrossEntropy.apply
+    monkeypatch.setattr(loss_module._ChunkedCrossEntropy, "apply", lambda *a: seen.append(a[-1]) or real(*a))
+    hidden, weight = torch.randn(1, 9, 8, requires_grad=True), torch.randn(97, 8, requires_grad=True)
+    labels = torch.randint(0, 97, (1, 9))
+    chunked_token_losses(hidden, weight, None, labels, chunk_elements=97 * 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked_token_losses(hidden, weight, None, labels, chunk_elements=97 * 3).sum().backward()
+    assert seen == [torch.float32, torch.bfloat16]
+
+
 def test_a_batch_within_one_chunk_takes_the_full_logits_path_bitwise():
     """The tiny presets' micro-batches fit in one chunk: their loss is computed exactly as before chunking."""
     batch = _packed_batch()
