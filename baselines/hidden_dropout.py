@@ -8,6 +8,9 @@ all use these names). The hooks are identity in eval mode and do not change chec
 Masks are drawn from a generator derived from the micro-batch's TokenMeta.generator (set in
 `transform_embeddings`, which the trainer calls right before each forward), so they are a pure function
 of (seed, step, micro-batch) on every device; a forward without it falls back to torch's global RNG.
+Under `train.gradient_checkpointing` a decoder layer's forward runs again in the backward; each hook keeps
+the generator state it drew its mask from, so the recompute draws the very same mask (torch's checkpoint
+restores the global RNG itself, but not a private generator's).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class HiddenDropout(TrainingOnly):
         super().__init__(config)
         self.handles: list[torch.utils.hooks.RemovableHandle] = []
         self._generator: torch.Generator | None = None
+        self._drawn_from: dict[int, torch.Tensor] = {}  # module id -> generator state its mask was drawn from
 
     def adjust_model(self, model: torch.nn.Module) -> None:
         super().adjust_model(model)
@@ -66,18 +70,27 @@ class HiddenDropout(TrainingOnly):
     def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         if self.active():
             self._generator = device_generator(meta.generator, embeds.device)
+            self._drawn_from = {}  # a new micro-batch: the next call of each sub-layer is a first forward
         return embeds
 
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+    def _drop(self, x: torch.Tensor, key: int) -> torch.Tensor:
         p = self.config.p
-        if self._generator is None or self._generator.device != x.device:
+        gen = self._generator
+        if gen is None or gen.device != x.device:
             return torch.nn.functional.dropout(x, p, training=True)
-        keep = torch.rand(x.shape, generator=self._generator, device=x.device) >= p
+        if key in self._drawn_from:  # a checkpointed layer's recompute: replay its mask, then carry on
+            now = gen.get_state()
+            gen.set_state(self._drawn_from[key])
+            keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
+            gen.set_state(now)
+        else:
+            self._drawn_from[key] = gen.get_state()
+            keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
         return x.masked_fill(~keep, 0) * (1.0 / (1.0 - p))
 
     def _hook(self, module: torch.nn.Module, args, output):
         if not module.training or self.config.p == 0:
             return None
         if isinstance(output, tuple):
-            return (self._drop(output[0]), *output[1:])
-        return self._drop(output)
+            return (self._drop(output[0], id(module)), *output[1:])
+        return self._drop(output, id(module))

@@ -4,8 +4,9 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all seven, 5-7 timing a cold and a warm tiny pipeline (~15 min)
-    python benchmarks/run.py --skip-demo  # ratios 1-4 only (a few minutes)
+    python benchmarks/run.py              # all nine, 5-7 timing a cold and a warm tiny pipeline (~15 min)
+    python benchmarks/run.py --skip-demo  # every ratio but 5-7 (a few minutes)
+    python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from entrodrop_bench.atomic import write_json  # noqa: E402
+from entrodrop_bench.loss import LOSS_CHUNK_ELEMENTS  # noqa: E402
 
 
 def interleaved(a: Callable[[], None], b: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
@@ -78,7 +80,8 @@ class _Tok:
         return {str(i): i for i in range(1024)}
 
 
-def _train_step_fn(model, reg, rows, plan, optimizer):
+def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS):
+    """One optimizer step of the trainer's loss; `chunk_elements` as in step_loss (None: full logits always)."""
     from entrodrop_bench.data import collate
     from entrodrop_bench.train import step_loss, token_meta, transformed_embeddings
 
@@ -89,7 +92,7 @@ def _train_step_fn(model, reg, rows, plan, optimizer):
         batch = collate(rows.step_rows(step))
         meta = token_meta(batch, step, plan.total_steps, 0, 0)
         with transformed_embeddings(model, lambda embeds: reg.transform_embeddings(embeds, meta)):
-            loss, _ = step_loss(model, batch)
+            loss, _ = step_loss(model, batch, chunk_elements=chunk_elements)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -212,6 +215,114 @@ def ratio_mfu(repeats: int) -> dict:
             "tokens_per_s": plan.tokens_per_step / statistics.median(step_s)}
 
 
+_LOSS_MEMORY_CHILD = """
+import resource, sys, torch
+sys.path.insert(0, {repo!r})
+from entrodrop_bench.loss import chunked_token_losses, naive_token_losses
+torch.manual_seed(0)
+batch, seq, hidden_size, vocab = {batch}, {seq}, {hidden}, {vocab}
+# Made in place (no temporaries), so the high-water mark before the loss is what is held, not a transient.
+hidden = torch.empty(batch, seq, hidden_size).normal_().requires_grad_()
+weight = torch.empty(vocab, hidden_size).normal_(0, 0.02).requires_grad_()
+labels = torch.randint(0, vocab, (batch, seq))
+labels[:, ::97] = -100
+# Warm-up (threads, allocator) on a small head: its transients stay far below what is measured below.
+w_small = torch.empty(1024, hidden_size).normal_(0, 0.02).requires_grad_()
+for fn in (chunked_token_losses, lambda h, w, b, y: naive_token_losses(torch.nn.functional.linear(h, w), y)):
+    fn(hidden[:1, :64].detach().requires_grad_(), w_small, None, labels[:1, :64] % 1024).sum().backward()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if {mode!r} == "naive":
+    loss = naive_token_losses(torch.nn.functional.linear(hidden, weight), labels).sum()
+else:
+    loss = chunked_token_losses(hidden, weight, None, labels).sum()
+loss.backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) * 1024, float(loss), float(weight.grad.norm()))
+"""
+
+_LOSS_TRACKER_CHILD = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.distributed._tools.mem_tracker import MemTracker
+from entrodrop_bench.loss import chunked_token_losses, naive_token_losses
+with FakeTensorMode():
+    hidden = torch.randn({batch}, {seq}, {hidden}, requires_grad=True)
+    weight = torch.randn({vocab}, {hidden}, requires_grad=True)
+    labels = torch.randint(0, {vocab}, ({batch}, {seq}))
+    tracker = MemTracker()
+    tracker.track_external(hidden, weight)
+    with tracker:
+        if {mode!r} == "naive":
+            loss = naive_token_losses(torch.nn.functional.linear(hidden, weight), labels).sum()
+        else:
+            loss = chunked_token_losses(hidden, weight, None, labels).sum()
+        loss.backward()
+peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
+print(sum(v for k, v in peak.items() if str(k).endswith(("ACT", "TEMP"))))
+"""
+
+
+def _child(template: str, **fmt) -> list[str]:
+    res = subprocess.run([sys.executable, "-c", template.format(repo=str(REPO), **fmt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({fmt}): {res.stderr[-2000:]}")
+    return res.stdout.split()
+
+
+def _available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def ratio_loss_memory(batch: int = 4, seq: int = 4096, hidden: int = 1024, vocab: int = 151_936) -> dict:
+    """8. Chunked training loss peak extra memory / the full-logits loss, forward + backward (Qwen3-0.6B head:
+    V 151,936, H 1024; T 4096, B 4; fp32 on CPU; target <= 0.1).
+
+    Each variant runs in a fresh subprocess and reports its ru_maxrss growth (the weight's 0.6 GB gradient is
+    in both). The naive loss at B 4 needs ~30 GB; where it does not fit in the available memory, it is measured
+    at the largest batch that fits, and the B 4 ratio comes from torch's allocation tracker (MemTracker on fake
+    tensors: the same code's allocations, none made), which is also run at the measured batch as a cross-check."""
+    fmt = {"seq": seq, "hidden": hidden, "vocab": vocab}
+    naive_need = lambda b: 5 * b * seq * vocab * 4  # noqa: E731  logits, log-softmax and their gradients, fp32
+    fits = [b for b in range(batch, 0, -1) if naive_need(b) < 0.8 * _available_bytes()]
+    rss_batch = fits[0] if fits else None
+    out: dict = {"target": 0.1, "shape": {"batch": batch, **fmt}}
+    if rss_batch is not None:
+        rss = {m: _child(_LOSS_MEMORY_CHILD, mode=m, batch=rss_batch, **fmt) for m in ("chunked", "naive")}
+        out["rss"] = {"batch": rss_batch, "chunked_MiB": int(rss["chunked"][0]) / 2**20, "naive_MiB": int(rss["naive"][0]) / 2**20,
+                      "ratio": int(rss["chunked"][0]) / int(rss["naive"][0]),
+                      "same_loss": abs(float(rss["chunked"][1]) / float(rss["naive"][1]) - 1) < 1e-4,
+                      "same_weight_grad_norm": abs(float(rss["chunked"][2]) / float(rss["naive"][2]) - 1) < 1e-3}
+    tracked = {}
+    for b in sorted({batch, rss_batch or batch}):
+        t = {m: float(_child(_LOSS_TRACKER_CHILD, mode=m, batch=b, **fmt)[0]) for m in ("chunked", "naive")}
+        tracked[b] = {"batch": b, "chunked_MiB": t["chunked"] / 2**20, "naive_MiB": t["naive"] / 2**20, "ratio": t["chunked"] / t["naive"]}
+    out["tracked"] = list(tracked.values())
+    measured_at_shape = rss_batch == batch
+    out["ratio"] = out["rss"]["ratio"] if measured_at_shape else tracked[batch]["ratio"]
+    out["ratio_from"] = "rss" if measured_at_shape else f"allocation tracker at B={batch} (RSS measured at B={rss_batch})"
+    return out
+
+
+def ratio_loss_step(repeats: int) -> dict:
+    """9. Training step with the chunked loss / with the full-logits loss, tiny shape (target <= 1.1).
+
+    The tiny micro-batch (16 x 128 tokens, V 1024) fits in one default chunk and so never chunks in the
+    tiny preset; here the chunk is forced to a quarter of it, to price the chunked path where it is used."""
+    target, rows, plan = synthetic_rows()
+    micro_logits = plan.rows_per_step * (plan.seq_len - 1) * 1024
+    chunk = {"chunked": micro_logits // 4, "naive": None}
+    steps = {}
+    for name, chunk_elements in chunk.items():
+        model = bench_model()
+        reg = _prepared_regularizer("plain", {}, model, target, plan, Path(tempfile.mkdtemp()))
+        steps[name] = _train_step_fn(model, reg, rows, plan, torch.optim.AdamW(model.parameters(), lr=1e-3), chunk_elements=chunk_elements)
+    return interleaved(steps["chunked"], steps["naive"], repeats) | {"target": 1.1, "chunks_per_micro_batch": 4}
+
+
 def demo_timings() -> dict:
     """5-7. Cold and warm wall time of the whole tiny pipeline, and evaluation vs training time per checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -248,20 +359,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-demo", action="store_true", help="skip 5-7, the cold and warm tiny pipeline (~12 min)")
+    parser.add_argument("--only", default=None, help="comma-separated row numbers (e.g. 8,9); kept rows of results/bench.json stay")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    results = {
-        "1_entrodrop_step_over_plain_step": ratio_entrodrop_step(args.repeats),
-        "2_entropy_pass_over_target_epoch": ratio_entropy_vs_epoch(max(3, args.repeats // 2)),
-        "3_chunked_entropy_memory_over_naive": ratio_entropy_memory(),
-        "4_cpu_mfu": ratio_mfu(args.repeats),
+    rows: dict[str, Callable[[], dict]] = {
+        "1_entrodrop_step_over_plain_step": lambda: ratio_entrodrop_step(args.repeats),
+        "2_entropy_pass_over_target_epoch": lambda: ratio_entropy_vs_epoch(max(3, args.repeats // 2)),
+        "3_chunked_entropy_memory_over_naive": ratio_entropy_memory,
+        "4_cpu_mfu": lambda: ratio_mfu(args.repeats),
+        "8_chunked_loss_memory_over_naive": ratio_loss_memory,
+        "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
     }
-    results["_meta"] = {"commit": _git_commit(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    write_json(REPO / "results" / "bench.json", results)  # 1-4 are kept even if the long demo timing fails
-    if not args.skip_demo:
+    only = {n.strip() for n in args.only.split(",")} if args.only else None
+    out_file = REPO / "results" / "bench.json"
+    results = json.loads(out_file.read_text()) if only and out_file.is_file() else {}
+    for name, fn in rows.items():
+        if only is None or name.split("_")[0] in only:
+            results[name] = fn()
+    meta = {"commit": _git_commit(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "peak_rss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if only:  # the other rows keep the commit they were measured at
+        results.setdefault("_meta", {})[f"rows {','.join(sorted(only))}"] = meta
+    else:
+        results["_meta"] = meta
+    write_json(out_file, results)  # the ratios are kept even if the long demo timing fails
+    if not args.skip_demo and only is None:
         results.update({f"{5 + i}_{k}": v for i, (k, v) in enumerate(demo_timings().items())})
-        write_json(REPO / "results" / "bench.json", results)
+        write_json(out_file, results)
     _print_table(results)
 
 
@@ -280,7 +404,8 @@ def _print_table(results: dict) -> None:
         spread = f"[{r['min']:.3f}, {r['max']:.3f}]" if "min" in r else ""
         target = f"{r['target']}" if "target" in r else "-"
         print(f"{name:45s} {r['ratio']:9.3f} {spread:>19s} {target:>8s}")
-    print(f"(commit {results['_meta']['commit']}, {results['_meta']['threads']} threads; details in results/bench.json)")
+    meta = results["_meta"]
+    print(f"(commit {meta.get('commit', '?')}, {meta.get('threads', '?')} threads; details in results/bench.json)")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,11 @@ class Regularizer:
         """Build artifacts shared by every epoch (EntroDrop's entropy cache, mean embedding)."""
 
     def adjust_model(self, model: torch.nn.Module) -> None:
-        """Change the model before training (attach hidden-dropout hooks)."""
+        """Change the model before training (attach hidden-dropout hooks).
+
+        Under `train.gradient_checkpointing` a hook inside a decoder layer runs twice per micro-batch (forward,
+        then the recompute in the backward); randomness it draws from its own generator must repeat there
+        (torch restores only its global RNG), as baselines/hidden_dropout.py does."""
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         """Optimizer parameter groups. Default: every trainable parameter, no weight decay."""

@@ -6,6 +6,11 @@ a forward hook on the embedding module so that any accelerate wrapper works), th
 loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
 schedule advances. At each checkpoint step: held-out validation loss in three entropy groups, then an
 atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
+
+Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds fp32 master weights (read in
+model.dtype, then upcast) and AdamW state, and `bf16-mixed` runs the forward and backward under accelerate's
+bf16 autocast; checkpoints then hold the fp32 weights, and evaluation reads them back in model.dtype. The
+loss never materializes a large micro-batch's full logits (entrodrop_bench/loss.py).
 """
 
 from __future__ import annotations
@@ -32,27 +37,35 @@ from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.experiment import Prepared, percentile_groups
+from entrodrop_bench.loss import LOSS_CHUNK_ELEMENTS, step_loss
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
 
 TRAINER_STATE = "trainer_state.pt"
 logger = logging.getLogger(__name__)
 
+# accelerate's mixed_precision for each train.precision: only bf16-mixed autocasts; bf16-pure holds bf16
+# weights and computes in them directly, fp32 computes in fp32 (on GPU too).
+MIXED_PRECISION = {"fp32": "no", "bf16-mixed": "bf16", "bf16-pure": "no"}
+PURE_BF16_WARNING = (
+    "train.precision is bf16-pure: weights and AdamW state are bfloat16, whose 8-bit mantissa rounds away any "
+    "update smaller than ~1/256 of a weight; at lr %.1e most elements may never change (measured at 1e-5: 15%% of "
+    "elements moved after 50 steps, against 100%% with fp32 master weights). Use bf16-mixed unless memory forbids it."
+)
+
 
 def _seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy of a micro-batch and its per-token losses [B, T-1]."""
-    # No attention mask and no cache: transformers then reads the per-document position ids as packed
-    # sequences and builds a block-diagonal causal mask, so documents in a row never attend to each other.
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-    labels = batch["labels"][:, 1:]
-    per_token = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
-    )
-    return per_token.sum(), per_token
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Checkpoint every decoder layer, non-reentrant: works with the embedding hook and restores the global RNG
+    for the recompute (transformers 5.x renamed gradient_checkpointing_enable, keeping it as an alias)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 @contextlib.contextmanager
@@ -122,13 +135,13 @@ class ValidationSet:
         self.groups = {"overall": valid, "low_entropy": valid & (sig <= low), "high_entropy": valid & (sig >= high)}
 
     @torch.inference_mode()
-    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int) -> dict[str, float]:
+    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> dict[str, float]:
         was_training = model.training
         model.eval()
         chunks = []
         for start in range(0, len(self.rows), micro_batch):
             b = {k: v[start : start + micro_batch].to(device) for k, v in self.batch.items()}
-            chunks.append(step_loss(model, b)[1].cpu())
+            chunks.append(step_loss(model, b, chunk_elements=chunk_elements)[1].cpu())
         model.train(was_training)
         per_token = torch.cat(chunks)
         return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
@@ -179,6 +192,7 @@ class Trainer:
         self.save_optimizer = True  # turned off under FSDP (see `train`)
         self.code_commit = git_commit()  # recorded in every checkpoint's manifest
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
+        self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
@@ -223,9 +237,17 @@ class Trainer:
                 extra={"seed": self.seed},
             )
         )
+        t = self.cfg.train
+        if t.precision == "bf16-pure":
+            logger.warning(PURE_BF16_WARNING, t.lr)
+        else:
+            # fp32 master weights (and so fp32 AdamW state): read in model.dtype, like the entropy pass above,
+            # then upcast, which is exact for weights stored in that dtype.
+            model.float()
         reg.adjust_model(model)
         model.train()
-        t = self.cfg.train
+        if t.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         optimizer = torch.optim.AdamW(reg.param_groups(model), lr=t.lr, betas=(0.9, 0.95), eps=1e-8)
         scheduler = _lr_scheduler(optimizer, t.schedule, int(t.warmup_fraction * self.plan.total_steps), self.plan.total_steps)
         return model, reg, optimizer, scheduler
@@ -263,7 +285,7 @@ class Trainer:
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
-        accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no", log_with="tensorboard", project_dir=str(self.run_dir))
+        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
         _check_launch(accelerator)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
@@ -281,7 +303,7 @@ class Trainer:
         val = self._validation_set()
         device = accelerator.device
         if start == 0 and not val_curve:
-            val_curve.append({"step": 0, "target_epoch": 0.0, **val.losses(model, device, rows_per_micro)})
+            val_curve.append({"step": 0, "target_epoch": 0.0, **val.losses(model, device, rows_per_micro, self._chunk_elements)})
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -296,7 +318,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("loss", "lr", "gamma_max", "gamma", "tokens_per_s")})
             if step + 1 in ckpt_steps:
-                losses = val.losses(model, device, rows_per_micro)
+                losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
                 accelerator.wait_for_everyone()
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
@@ -327,7 +349,7 @@ class Trainer:
             # Gradients sync across processes only on the last micro-batch.
             sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
             with sync, method, accelerator.autocast():
-                loss_sum, _ = step_loss(model, batch)
+                loss_sum, _ = step_loss(model, batch, chunk_elements=self._chunk_elements, fused=True)
                 # DDP averages gradients over processes; scaling by `world` turns that into the global sum.
                 loss = loss_sum * world / max(n_tokens, 1)
                 accelerator.backward(loss)
@@ -402,6 +424,19 @@ class Trainer:
             return
         for _, path in self.layout.checkpoints(self.run, self.seed)[:-keep]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _accelerator(accelerator_cls, precision: str, run_dir: Path):
+    """An Accelerator with train.precision's mixed_precision. accelerate keeps one state per process and refuses
+    to change its precision; a single process that trains runs of several precisions in turn (tests, a
+    notebook) has no process group to keep, so its state is reset first."""
+    from accelerate.state import AcceleratorState
+
+    wanted = MIXED_PRECISION[precision]
+    current = AcceleratorState._shared_state.get("_mixed_precision")
+    if current is not None and current != wanted and not torch.distributed.is_initialized():
+        AcceleratorState._reset_state()
+    return accelerator_cls(mixed_precision=wanted, log_with="tensorboard", project_dir=str(run_dir))
 
 
 def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):

@@ -1,0 +1,26 @@
+"""benchmarks/gpu_check.py's measurement path (world, real trainer under bf16-mixed, JSON) at a tiny shape on CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_runs_the_real_trainer_at_a_tiny_shape(tmp_path):
+    result = _gpu_check().main(["--shape", "tiny", "--steps", "3", "--warmup", "1", "--out", str(tmp_path)])
+    written = json.loads(next(tmp_path.glob("*_tiny_shape.json")).read_text())
+    assert written == json.loads(json.dumps(result))
+    assert result["settings"]["precision"] == "bf16-mixed" and result["settings"]["tokens_per_step"] == 2 * 4 * 128
+    assert result["train"]["tokens_per_s_per_gpu"] > 0 and result["entrodrop_over_plain"]["ratio"] > 0
+    if result["device"] == "cpu":  # no peak table and no CUDA memory statistics on CPU: said, not invented
+        assert result["train"]["mfu"] is None and "skipped" in result["loss_memory"]
