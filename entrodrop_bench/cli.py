@@ -108,18 +108,31 @@ def dispatch(args) -> int:
         return _plugins()
     config, layout = _load(args)
     progress = not args.no_progress and sys.stderr.isatty()
+    failures: list[str] = []
     if args.command == "run":
-        pipeline.run_all(config, layout, progress=progress)
+        failures = pipeline.run_all(config, layout, progress=progress)
     elif args.command == "prepare":
         pipeline.stage_prepare(config, layout)
     elif args.command == "train":
         states = pipeline.stage_train(config, layout, only=args.run, seeds=args.seed, progress=progress)
-        return 0 if all(s == "complete" for s in states.values()) else 1
+        failures = pipeline.train_failures(states)
     elif args.command == "eval":
-        pipeline.stage_eval(config, layout, progress=progress)
+        failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
+    elif args.command == "select":
+        failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
     else:
         getattr(pipeline, f"stage_{args.command}")(config, layout)
-    return 0
+    return _report(args.command, failures)
+
+
+def _report(command: str, failures: list[str]) -> int:
+    """A stage that left work undone says what, on stderr, and exits 1; re-running it retries exactly that."""
+    if not failures:
+        return 0
+    shown = failures[:20]
+    more = f"\n  ... and {len(failures) - len(shown)} more" if len(failures) > len(shown) else ""
+    print(f"error: `{command}` finished with {len(failures)} failure(s):\n  " + "\n  ".join(shown) + more, file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -213,8 +214,25 @@ def _entries_file(results_dir_or_run: Path) -> Path:
     return candidate
 
 
+def _check_target(leaderboard: Path) -> None:
+    """The leaderboard is a .json file (its page is written beside it as .html) in a folder that can hold it."""
+    from entrodrop_bench.paths import output_dir_problem
+
+    if leaderboard.suffix != ".json":
+        raise UserError(f"--into: {str(leaderboard)!r} must name a .json file (its HTML page is written beside it, "
+                        f"as {leaderboard.with_suffix('.html').name})")
+    if leaderboard.is_dir():
+        raise UserError(f"--into: {str(leaderboard)!r} is a folder; expected a .json file")
+    folder = leaderboard.resolve().parent
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        return
+    if (problem := output_dir_problem(folder)) is not None:
+        raise UserError(f"--into: {str(leaderboard)!r}: its folder {folder} {problem}")
+
+
 def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> None:
     """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page."""
+    _check_target(Path(leaderboard))
     source = _entries_file(Path(results_dir_or_run))
     try:
         new = json.loads(source.read_text())
