@@ -337,3 +337,26 @@ def test_corrupt_or_foreign_entropy_cache_is_recomputed(tmp_path, mini_config, c
     import numpy as np
 
     assert np.allclose(good, again, equal_nan=True)
+
+
+def test_stages_that_fail_work_exit_nonzero_and_say_what(tmp_path, mini_config, capsys):
+    """A benchmark that fails on every checkpoint: `eval`, `select` and `run` finish what they can, then exit 1 and
+    name what failed (they used to exit 0)."""
+    bad = tmp_path / "svamp.json"
+    bad.write_text(json.dumps([{"ID": "x", "Question": "How many?", "Answer": "not a number"}]))  # no Body
+    ev = {"lm_eval_tasks": ["svamp"], "data_overrides": {"svamp": str(bad)}, "domains": {"math": ["svamp"]},
+          "target_domain": "math", "limit": 2, "batch_size": 2, "max_gen_toks": 4}
+    argv = _mini(tmp_path, mini_config, lambda d: d["eval"].update(ev), "train")
+    assert main(argv) == 0
+    n_checkpoints = len(list((tmp_path / "runs/train/plain/seed0").glob("checkpoint-*")))
+    capsys.readouterr()
+    for command, says in (("eval", r"eval: plain/seed0/checkpoint-\d+ svamp: .*Error.*\(traceback: .*failures/svamp\.txt\)"),
+                          ("select", r"select: plain/seed0: no evaluated checkpoints"),
+                          ("run", r"eval: plain/seed0/checkpoint-\d+ svamp: ")):
+        code = main([command, *argv[1:]])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert re.search(rf"error: `{command}` finished with \d+ failure\(s\):", err), err
+        assert re.search(says, err), err
+        assert "Traceback" not in err
+    assert err.count("svamp:") == n_checkpoints
