@@ -28,6 +28,7 @@ NAME_RULE = "1-100 letters, digits, '_', '-', '.' or '+', starting with a letter
 # A grid value is written into its run's folder name as `key=value`.
 GRID_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
 MAX_RUN_NAME = 200
+TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")  # the embedded world's corpora
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
@@ -502,6 +503,10 @@ def check_references(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"eval.target_domain: {config.eval.target_domain!r} is not one of eval.domains ({', '.join(config.eval.domains)})"
         )
+    for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
+        if corpus.source in TINY_SOURCES and corpus.path is None and config.tiny is None:
+            raise ConfigError(f"{key}.source: {corpus.source!r} is an embedded tiny corpus but the config has no `tiny:` "
+                              "section to generate it from (add one, or set a hub dataset id or a local path)")
     if config.model.name_or_path == "tiny" and config.tiny is None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
 

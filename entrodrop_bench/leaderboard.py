@@ -54,7 +54,7 @@ def _versions(store_records: list[dict]) -> dict[str, str | None]:
 def _data_hashes(layout: Layout) -> dict[str, str | None]:
     try:
         prepared = json.loads(layout.prepared_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
     out = {k: (prepared.get(k) or {}).get("hash") for k in ("target_train", "target_val", "general") if k in prepared}
     if "tokenizer_hash" in prepared:
@@ -195,7 +195,7 @@ def validate_file(path: Path) -> list[str]:
         document = json.loads(path.read_text())
     except OSError as exc:
         return [f"$: cannot read {path}: {exc}"]
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         return [f"$: {path} is not valid JSON: {exc}"]
     return _violations(document)
 
@@ -236,7 +236,7 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     source = _entries_file(Path(results_dir_or_run))
     try:
         new = json.loads(source.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise DataError(f"{source} is not valid JSON ({exc}); rebuild it with `entrodrop-bench leaderboard build`") from None
     if not isinstance(new, list):
         raise DataError(f"{source}: expected a JSON list of leaderboard entries, got {type(new).__name__}")

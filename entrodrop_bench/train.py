@@ -143,8 +143,9 @@ def plain_min_val_step(prepared: Prepared, seed: int) -> int | None:
         curve_file = layout.val_curve_file(run, seed)
         if not curve_file.is_file():
             curve_file = layout.val_curve_file(run, prepared.config.train.seeds[0])
-        if curve_file.is_file():
-            curve = [p for p in json.loads(curve_file.read_text()) if p["step"] > 0]
+        points = _read_json(curve_file)  # unreadable counts as absent: training the plain run first repairs it
+        if isinstance(points, list):
+            curve = [p for p in points if isinstance(p, dict) and p.get("step", 0) > 0 and "overall" in p]
             if curve:
                 return int(min(curve, key=lambda p: (p["overall"], p["step"]))["step"])
     return None
@@ -201,8 +202,8 @@ class Trainer:
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
-        f = self.layout.status_file(self.run, self.seed)
-        return json.loads(f.read_text()) if f.is_file() else {}
+        status = _read_json(self.layout.status_file(self.run, self.seed))
+        return status if isinstance(status, dict) else {}
 
     def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
         write_json(

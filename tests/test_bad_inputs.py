@@ -179,6 +179,18 @@ def _publish_into_html(tmp: Path, _) -> list[str]:
     return ["leaderboard", "publish", str(tmp / "results"), "--into", str(tmp / "board.html")]
 
 
+def _garbage_prepared_record(tmp: Path, _) -> list[str]:
+    (tmp / "runs").mkdir()
+    (tmp / "runs" / "prepared.json").write_bytes(bytes(range(128, 256)))
+    return _override()(tmp, _)
+
+
+def _garbage_leaderboard_entries(tmp: Path, _) -> list[str]:
+    (tmp / "results").mkdir()
+    (tmp / "results" / "leaderboard_entries.json").write_bytes(b"\xff\xfe[\x00]\x00")
+    return ["leaderboard", "publish", str(tmp / "results"), "--into", str(tmp / "board.json")]
+
+
 def _lm_eval_file_not_json(tmp: Path, mini_config) -> list[str]:
     bad = tmp / "svamp.json"
     bad.write_text("{\"Body\": 1}\nthis is not json\n")
@@ -253,6 +265,7 @@ CASES: dict[str, Case] = {
     "no text fields": Case(_override("data.target.text_fields=[]"), r"data\.target\.text_fields: .*at least 1 item.*\(got \[\]\)"),
     "domain without benchmarks": Case(_override("eval.domains.general=[]"), r"eval\.domains\.general: \[\] is empty"),
     "no domains for run": Case(_override("eval.domains={}", command="run"), r"eval\.domains is empty: `run` ends with selection"),
+    "tiny corpus without a tiny world": Case(_override("tiny=null"), r"data\.target\.source: 'tiny_math' is an embedded tiny corpus but the config has no `tiny:` section"),
     "missing data file": Case(lambda t, m: _tiny(t, lambda d: d["data"]["target"].update(path=str(t / "none.jsonl"))), r"data\.target\.path: file .*none\.jsonl does not exist"),
     # --- command-line selections
     "train an unknown run": Case(_override("--run", "nope", command="train"), r"--run: unknown run\(s\) \['nope'\]"),
@@ -267,6 +280,8 @@ CASES: dict[str, Case] = {
     "corpus smaller than one sequence": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "s.jsonl", ["1 + 1 = 2"] * 5))), r"data\.target: corpus has \d+ tokens, fewer than one sequence \(data\.seq_len = 64\)", CACHES),
     "tokenizer without pad token": Case(_no_pad_model, r"tokenizer of '.*model' has no pad token; set model\.pad_token"),
     "corrupt checkpoint": Case(_corrupt_checkpoint, r"checkpoint .*checkpoint-\d+ is corrupt"),
+    "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json is unreadable; delete it"),
+    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json is not valid JSON \(.*utf-8"),
     "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs was written by run format 999"),
     "leaderboard violating the schema": Case(_bad_leaderboard, r"leaderboard\.json is not a valid leaderboard.*\$\.entries\[0\]"),
 }

@@ -94,7 +94,7 @@ class _Loaded:
 def _manifest(checkpoint_dir: Path) -> dict:
     try:
         return json.loads((checkpoint_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
 
 
