@@ -70,10 +70,10 @@ def _leaderboard(args) -> int:
 
     if args.action == "build":
         config, layout = _load(args)
-        from entrodrop_bench.pipeline import stage_leaderboard
+        from entrodrop_bench.pipeline import current_selection, selection_failures, stage_leaderboard
 
         stage_leaderboard(config, layout)
-        return 0
+        return _report("leaderboard build", selection_failures(current_selection(config, layout)))
     if args.action == "publish":
         from entrodrop_bench.paths import LEADERBOARD_JSON
 
@@ -120,8 +120,9 @@ def dispatch(args) -> int:
         failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
     elif args.command == "select":
         failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
-    else:
+    else:  # tables, figures: written from whatever is selected; nothing selected at all is a failure
         getattr(pipeline, f"stage_{args.command}")(config, layout)
+        failures = pipeline.selection_failures(pipeline.current_selection(config, layout))
     return _report(args.command, failures)
 
 

@@ -211,6 +211,13 @@ def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -
     return selection
 
 
+def current_selection(config: ExperimentConfig, layout: Layout) -> dict:
+    """The selection as the store stands now (not written)."""
+    from entrodrop_bench.selection import compute_selection
+
+    return compute_selection(config, layout)
+
+
 def selection_failures(selection: dict) -> list[str]:
     """Methods the selection could not represent, with why (each skipped run/seed names its reason)."""
     lines = [f"select: {s['run']}/seed{s['seed']}: {s['reason']}" for s in selection["skipped"]]

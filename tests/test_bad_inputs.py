@@ -375,3 +375,13 @@ def test_stages_that_fail_work_exit_nonzero_and_say_what(tmp_path, mini_config, 
         assert re.search(says, err), err
         assert "Traceback" not in err
     assert err.count("svamp:") == n_checkpoints
+
+
+@pytest.mark.parametrize("command", [["select"], ["tables"], ["figures"], ["leaderboard", "build"]])
+def test_result_stages_with_nothing_to_select_exit_nonzero(command, tmp_path, capsys):
+    """Before anything is evaluated, the result stages write what they can and say why nothing was selected."""
+    argv = _override()(tmp_path, None)
+    assert main([*command, *argv[1:]]) == 1
+    err = capsys.readouterr().err
+    assert f"error: `{' '.join(command)}` finished with 13 failure(s)" in err, err
+    assert "select: plain/seed0: no evaluated checkpoints in the results store and no status.json (not trained?)" in err
