@@ -147,3 +147,21 @@ def test_run_marked_complete_with_missing_logs_is_repaired_without_training(mini
     assert not any("already complete" in m for m in messages)
     assert _finished(layout, "m") == good
     assert final.stat().st_mtime_ns == stamp, "repairing the logs must not retrain the final checkpoint"
+
+
+def test_kill_between_leaderboard_json_and_its_page_is_repaired_by_republishing(tmp_path):
+    """publish writes the JSON, then its HTML page: killed in between, the next publish (which changes nothing in the
+    JSON) still renders the page from it."""
+    from entrodrop_bench.leaderboard_html import render
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "leaderboard_entries.json").write_text("[]")
+    board = tmp_path / "board.json"
+    cmd = [sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(tmp_path / "results"), "--into", str(board)]
+    killed = subprocess.run(cmd, env={**os.environ, "ENTRODROP_BENCH_FAULT": "after-replace:board.json"})
+    assert killed.returncode == -signal.SIGKILL
+    assert board.is_file() and not board.with_suffix(".html").exists()
+    before = board.read_bytes()
+    assert subprocess.run(cmd).returncode == 0
+    assert board.read_bytes() == before
+    assert board.with_suffix(".html").read_text() == render(json.loads(before))
