@@ -31,6 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         maybe_die(f"before-replace:{path.name}")
         os.replace(tmp_path, path)
+        maybe_die(f"after-replace:{path.name}")
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -79,6 +80,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        maybe_die(f"after-replace:{path.name}")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -81,10 +81,10 @@ def _leaderboard(args) -> int:
 
     if args.action == "build":
         config, layout = _load(args)
-        from entrodrop_bench.pipeline import stage_leaderboard
+        from entrodrop_bench.pipeline import current_selection, selection_failures, stage_leaderboard
 
         stage_leaderboard(config, layout)
-        return 0
+        return _report("leaderboard build", selection_failures(current_selection(config, layout)))
     if args.action == "publish":
         from entrodrop_bench.paths import LEADERBOARD_JSON
 
@@ -145,18 +145,32 @@ def dispatch(args) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
         pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
+    failures: list[str] = []
     if args.command == "run":
-        pipeline.run_all(config, layout, progress=progress)
+        failures = pipeline.run_all(config, layout, progress=progress)
     elif args.command == "prepare":
         pipeline.stage_prepare(config, layout)
     elif args.command == "train":
         states = pipeline.stage_train(config, layout, only=args.run, seeds=args.seed, progress=progress)
-        return 0 if all(s == "complete" for s in states.values()) else 1
+        failures = pipeline.train_failures(states)
     elif args.command == "eval":
-        pipeline.stage_eval(config, layout, progress=progress)
-    else:
+        failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
+    elif args.command == "select":
+        failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
+    else:  # tables, figures: written from whatever is selected; nothing selected at all is a failure
         getattr(pipeline, f"stage_{args.command}")(config, layout)
-    return 0
+        failures = pipeline.selection_failures(pipeline.current_selection(config, layout))
+    return _report(args.command, failures)
+
+
+def _report(command: str, failures: list[str]) -> int:
+    """A stage that left work undone says what, on stderr, and exits 1; re-running it retries exactly that."""
+    if not failures:
+        return 0
+    shown = failures[:20]
+    more = f"\n  ... and {len(failures) - len(shown)} more" if len(failures) > len(shown) else ""
+    print(f"error: `{command}` finished with {len(failures)} failure(s):\n  " + "\n  ".join(shown) + more, file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,9 +21,41 @@ from entrodrop_bench.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+# Names that become folder or file names (methods, run names, benchmarks, presets, the experiment): one path
+# component, never hidden, never `..`, no separators or spaces, short enough for any filesystem.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+NAME_RULE = "1-100 letters, digits, '_', '-', '.' or '+', starting with a letter or digit (it becomes a folder or file name)"
+# A grid value is written into its run's folder name as `key=value`.
+GRID_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
+MAX_RUN_NAME = 200
+TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")  # the embedded world's corpora
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+
+
+class FieldProblem(ValueError):
+    """Raised by a validator about one key (a dotted path relative to the model it validates, or None: the key
+    the validator is attached to); `validate_model` reports it as `<key path>: <message>`."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def name_problem(value: Any) -> str | None:
+    """Why `value` cannot be used as a name that becomes a path, or None when it can."""
+    if isinstance(value, str) and NAME_RE.fullmatch(value):
+        return None
+    return f"{value!r} is not a valid name: expected {NAME_RULE}"
+
+
+def check_name(field: str, value: Any) -> None:
+    if (problem := name_problem(value)) is not None:
+        raise FieldProblem(field, problem)
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # inf and nan pass `gt=0` style bounds (inf) or make every comparison false (nan): neither is a setting.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -49,12 +82,12 @@ class CorpusConfig(Section):
     name: str | None = None
     """Hub dataset config name."""
     split: str = "train"
-    text_fields: list[str] = Field(default_factory=lambda: ["text"])
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     """Fields concatenated (newline-separated) into one document; e.g. [question, answer]."""
     max_unique_tokens: int | None = Field(None, gt=0)
     """Cap on unique tokens kept: whole documents in reading order, reading stops there (the paper's 0.02B
     target corpus; for a large general corpus, the general share of the token budget)."""
-    shuffle_seed: int | None = None
+    shuffle_seed: Seed | None = None
     """Shuffle documents with this seed before reading, so that a cap keeps a random subset rather than the
     first documents of a corpus stored in source order. None reads in dataset order."""
 
@@ -76,8 +109,12 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _ratio_sums_to_one(self) -> DataConfig:
-        if any(r < 0 for r in self.mix_ratio) or abs(sum(self.mix_ratio) - 1.0) > 1e-6:
-            raise ValueError(f"data.mix_ratio {list(self.mix_ratio)} must be two non-negative numbers summing to 1")
+        ratio = list(self.mix_ratio)
+        if any(r < 0 for r in ratio) or abs(sum(ratio) - 1.0) > 1e-6:
+            raise FieldProblem("mix_ratio", f"{ratio} must be two non-negative numbers summing to 1 (target, general)")
+        if ratio[0] <= 0:
+            raise FieldProblem("mix_ratio", f"{ratio}: the target share must be above 0; checkpoints and epochs are "
+                                            "counted in target-corpus epochs (e.g. [0.6, 0.4])")
         return self
 
 
@@ -96,7 +133,8 @@ class TrainConfig(Section):
     """Checkpoint interval, in target-domain epochs."""
     keep_checkpoints: int | None = Field(None, gt=0)
     """Keep only the newest N checkpoints (None keeps all: every one is evaluated)."""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
+    """Training seeds, each its own run folder (`seed<k>`): distinct integers in [0, 2**32)."""
     threads: int | None = Field(None, gt=0)
     """torch CPU threads per run (None: torch default)."""
     parallel_runs: int = Field(1, gt=0)
@@ -119,6 +157,13 @@ class TrainConfig(Section):
     the plain loss. On CUDA with `liger-kernel` installed (extra `gpu`), Liger's fused linear cross-entropy
     computes the training loss instead. False: always the plain loss over the full logits."""
 
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> TrainConfig:
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        if repeated:
+            raise FieldProblem("seeds", f"{self.seeds} repeats {repeated}: each seed is one run folder, so list each seed once")
+        return self
+
 
 class MethodConfig(Section):
     plugin: str
@@ -126,9 +171,29 @@ class MethodConfig(Section):
     params: dict[str, Any] = Field(default_factory=dict)
     """Plugin config; validated against the plugin's own Config."""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    """Sweep: param -> values. Every grid point is its own run; selection reports the best per method."""
+    """Sweep: param -> values. Every grid point is its own run (named `<method>@<param>=<value>,...`);
+    selection reports the best per method. Values are distinct scalars (numbers, booleans, short words)."""
     table: str | None = None
     """Which table family the method belongs to (main, targeting, gamma, schedule); None: main."""
+
+    @model_validator(mode="after")
+    def _grid_values(self) -> MethodConfig:
+        for key, values in self.grid.items():
+            check_name(f"grid.{key}", key)
+            if not values:
+                raise FieldProblem(f"grid.{key}", "[] is empty: give at least one value (an empty grid has no runs, "
+                                                  "so the method would silently disappear)")
+            for value in values:
+                if isinstance(value, (dict, list)) or not GRID_VALUE_RE.fullmatch(str(value)):
+                    raise FieldProblem(f"grid.{key}", f"value {value!r} cannot be part of a run folder name: expected "
+                                                      "a number, a boolean or a word of letters, digits, '_', '-', '.', '+'")
+            seen: list[Any] = []
+            for value in values:
+                # 0.1 and "0.1" name the same run folder; 1 and 1.0 (or True) train the same run twice.
+                if any(value == s or str(value) == str(s) for s in seen):
+                    raise FieldProblem(f"grid.{key}", f"{values} lists {value!r} twice: each value is one run, list it once")
+                seen.append(value)
+        return self
 
 
 class EvalConfig(Section):
@@ -150,19 +215,46 @@ class EvalConfig(Section):
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
 
+    @model_validator(mode="after")
+    def _benchmark_names(self) -> EvalConfig:
+        # Benchmark names become result files (`<benchmark>.json`) and task-YAML lookups (`tasks/<name>.yaml`):
+        # a path given as a task name must not reach the filesystem.
+        for key in ("lm_eval_tasks", "evalplus_datasets"):
+            for i, name in enumerate(getattr(self, key)):
+                if (problem := name_problem(name)) is not None:
+                    raise FieldProblem(f"{key}.{i}", f"{problem}; give a task name (lm-eval's or a YAML under tasks/), not a path")
+        benchmarks = set(self.lm_eval_tasks) | set(self.evalplus_datasets)
+        for bench in self.data_overrides:
+            if bench not in benchmarks:
+                raise FieldProblem("data_overrides", f"{bench!r} is not a configured benchmark (eval.lm_eval_tasks or "
+                                                     f"eval.evalplus_datasets: {', '.join(sorted(benchmarks)) or 'none'})")
+        for domain, benches in self.domains.items():
+            if not benches:
+                raise FieldProblem(f"domains.{domain}", "[] is empty: a domain averages at least one benchmark")
+        return self
+
 
 class OutputConfig(Section):
-    runs_dir: str = "runs/tiny"
-    """Checkpoints, results store and caches (gitignored)."""
-    results_dir: str = "results/tiny"
-    """Tables, figures and the run's leaderboard entries."""
+    runs_dir: str = Field("runs/tiny", min_length=1)
+    """Checkpoints, results store and caches (gitignored). Relative paths are relative to the project root;
+    `~` expands to the home folder."""
+    results_dir: str = Field("results/tiny", min_length=1)
+    """Tables, figures and the run's leaderboard entries (relative: to the project root)."""
+
     shared_runs_from: list[str] = Field(default_factory=list)
     """`runs_dir`s of other experiments (e.g. Table 1's) whose finished training runs this one reuses instead of
     retraining: a run is shared only when its run key (`run_key`: every training-relevant setting) is identical."""
 
+    @model_validator(mode="after")
+    def _not_blank(self) -> OutputConfig:
+        for key in ("runs_dir", "results_dir"):
+            if not getattr(self, key).strip():
+                raise FieldProblem(key, f"{getattr(self, key)!r} is blank: expected a folder path (e.g. runs/my-experiment)")
+        return self
+
 
 class TinyWorldConfig(Section):
-    seed: int = 1234
+    seed: Seed = 1234
     """Seed of the whole generated world: corpora, tokenizer, base model, benchmarks."""
     target_domain: Literal["math", "code"] = "math"
     n_target_docs: int = Field(250, gt=0)
@@ -173,17 +265,24 @@ class TinyWorldConfig(Section):
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(3, gt=0)
     num_heads: int = Field(4, gt=0)
+    """Attention heads; must divide hidden_size."""
     pretrain_tokens: int = Field(900_000, gt=0)
     """General plus domain-format tokens the tiny base model is pre-trained on."""
     pretrain_domain_fraction: float = Field(0.6, ge=0, le=1)
     """Share of base pre-training spent on fresh domain-format text (never the target docs or benchmarks)."""
 
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyWorldConfig:
+        if self.hidden_size % self.num_heads:
+            raise FieldProblem("num_heads", f"{self.num_heads} does not divide tiny.hidden_size {self.hidden_size}")
+        return self
+
 
 class ExperimentConfig(Section):
     name: str
-    """Experiment name; also the leaderboard's preset key."""
+    """Experiment name, recorded in selections and leaderboard entries (letters, digits, `_-.+`)."""
     preset: str = "tiny"
-    """Which paper setting this reproduces (e.g. qwen3-0.6b-math) or `tiny`."""
+    """Which paper setting this reproduces (e.g. qwen3-0.6b-math) or `tiny`; the first part of leaderboard keys."""
     paper_table: int | None = None
     """Paper table the preset reproduces (1-4), for side-by-side reference columns."""
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -191,9 +290,47 @@ class ExperimentConfig(Section):
     """Only for the embedded preset: how to generate its world."""
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
-    methods: dict[str, MethodConfig]
+    methods: dict[str, MethodConfig] = Field(min_length=1)
+    """Method name -> plugin and params; each name becomes a run folder (letters, digits, `_-.+`)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _names(self) -> ExperimentConfig:
+        """Every name that becomes a path is checked here, once."""
+        check_name("name", self.name)
+        check_name("preset", self.preset)
+        for method in self.methods:
+            if (problem := name_problem(method)) is not None:
+                raise FieldProblem("methods", f"method {problem}")
+        runs: dict[str, str] = {}
+        for name, method in self.methods.items():
+            for run in _method_run_names(name, method):
+                if len(run) > MAX_RUN_NAME:
+                    raise FieldProblem(f"methods.{name}.grid", f"run name {run[:60]!r}... is {len(run)} characters, over "
+                                                               f"{MAX_RUN_NAME}: use shorter parameter values or fewer grid keys")
+                if run in runs:
+                    raise FieldProblem(f"methods.{name}", f"run name {run!r} is also a run of method {runs[run]!r}")
+                runs[run] = name
+        return self
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ExperimentConfig:
+        """What the token budget, batch and sequence length imply, refused here rather than changed silently."""
+        seq, batch, budget, micro = self.data.seq_len, self.train.global_batch_tokens, self.data.token_budget, self.train.micro_batch_size
+        if batch < seq or batch % seq:
+            near = sorted({max(1, batch // seq) * seq, (batch // seq + 1) * seq})
+            raise FieldProblem("train.global_batch_tokens", f"{batch} is not a whole number of sequences of data.seq_len "
+                                                            f"{seq} tokens: use a multiple of {seq} (e.g. "
+                                                            f"{' or '.join(map(str, near))})")
+        rows = batch // seq
+        if micro > rows:
+            raise FieldProblem("train.micro_batch_size", f"{micro} is more than the {rows} sequences of one optimizer step "
+                                                         f"(train.global_batch_tokens {batch} / data.seq_len {seq}): use at most {rows}")
+        if budget < batch:
+            raise FieldProblem("data.token_budget", f"{budget} is smaller than one optimizer step (train.global_batch_tokens "
+                                                    f"= {batch}): raise the budget or lower the batch")
+        return self
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
@@ -214,7 +351,11 @@ def validate_model(cls: type[M], data: Any, *, key_path: str = "") -> M:
         for err in exc.errors():
             where = _format_loc(key_path, err["loc"])
             value = err.get("input")
-            if err["type"] == "extra_forbidden":
+            problem = (err.get("ctx") or {}).get("error")
+            if isinstance(problem, FieldProblem):
+                field = tuple(problem.field.split(".")) if problem.field else ()
+                lines.append(f"{_format_loc(key_path, (*err['loc'], *field))}: {problem}")
+            elif err["type"] == "extra_forbidden":
                 allowed = ", ".join(sorted(cls.model_fields)) if len(err["loc"]) == 1 else "see the section's fields"
                 lines.append(f"{where}: unknown key (allowed here: {allowed})")
             elif err["type"] == "missing":
@@ -224,11 +365,57 @@ def validate_model(cls: type[M], data: Any, *, key_path: str = "") -> M:
         raise ConfigError("Invalid config:\n  " + "\n  ".join(lines)) from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+
+def _construct_strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges may be overridden by explicit keys
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: construct_mapping reports it
+            continue
+        if first is not key_node:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"found the key {key!r} twice (first on line {first.start_mark.line + 1}); each key may appear "
+                "only once in a section (PyYAML would silently keep the last)", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_strict_mapping)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML through the safe loader, refusing duplicate keys at any depth. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return where + problem
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key.path=value, e.g. train.lr=3e-4")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    keys = [k.strip() for k in key.split(".")]
+    if not all(keys):
+        raise ConfigError(f"override {text!r}: the key path {key.strip()!r} has an empty part; expected "
+                          "key.path=value with dot-separated keys, e.g. train.lr=3e-4")
+    try:
+        return keys, parse_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML ({_yaml_problem(exc)}); "
+                          "expected a YAML value, e.g. train.seeds=[0,1] or 'name=\"a b\"'") from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -236,9 +423,11 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         keys, value = _parse_override(text)
         node = data
         for k in keys[:-1]:
-            if not isinstance(node.get(k, {}), dict):
-                raise ConfigError(f"override {text!r}: {k!r} is not a section")
-            node = node.setdefault(k, {})
+            if node.get(k) is None:  # an absent or empty (`train:`) section
+                node[k] = {}
+            if not isinstance(node[k], dict):
+                raise ConfigError(f"override {text!r}: {k!r} is not a section (it holds {node[k]!r})")
+            node = node[k]
         node[keys[-1]] = value
     return data
 
@@ -250,20 +439,42 @@ def _deep_merge(base: dict, child: dict) -> dict:
     return out
 
 
-def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """Read a config YAML; a top-level `base: other.yaml` (relative to this file) is deep-merged under it."""
+def _read_text(path: Path) -> str:
+    """A config file's text; anything but a readable UTF-8 file is refused with what was found."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder (expected a YAML file, e.g. configs/tiny.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (expected a YAML file, e.g. configs/tiny.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        looks = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(f"config file {path} is not UTF-8 text{looks}: byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start}; expected a YAML file saved as UTF-8") from None
+
+
+def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a config YAML; a top-level `base: other.yaml` (relative to this file) is deep-merged under it."""
+    text = _read_text(path)
+    try:
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of sections at the top level, got {type(data).__name__}")
     base = data.pop("base", None)
     if base is None:
         return data
-    base_path = (path.parent / str(base)).resolve()
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"config file {path}: base: {base!r} is not a file name (expected e.g. base: qwen3-0.6b-math.yaml)")
+    base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"config file {path}: base: {base!r} ({base_path}) does not exist (expected a YAML file, "
+                          "relative to this file)")
     if base_path in _seen:
         raise ConfigError(f"config file {path}: `base` chain loops back to {base_path}")
     merged = _deep_merge(read_yaml(base_path, (*_seen, base_path)), data)
@@ -283,10 +494,21 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     return config
 
 
+def check_output_dirs(config: ExperimentConfig) -> None:
+    """`output.runs_dir` and `output.results_dir` must be folders this project may create and fill."""
+    from entrodrop_bench.paths import Layout, output_dir_problem
+
+    layout = Layout.from_config(config)
+    for key, path in (("runs_dir", layout.runs_dir), ("results_dir", layout.results_dir)):
+        if (problem := output_dir_problem(path)) is not None:
+            raise ConfigError(f"output.{key}: {getattr(config.output, key)!r} ({path}) {problem}")
+
+
 def check_references(config: ExperimentConfig) -> None:
-    """Checks that need more than types: registered plugins, plugin params, local files."""
+    """Checks that need more than types: registered plugins, plugin params, local files, output folders."""
     from entrodrop_bench.regularizer import build_regularizer
 
+    check_output_dirs(config)
     for name, method in config.methods.items():
         for params in expand_grid(method):
             build_regularizer(method.plugin, params, key_path=f"methods.{name}")
@@ -312,6 +534,10 @@ def check_references(config: ExperimentConfig) -> None:
             f"train.precision: bf16-pure trains bfloat16 weights but model.dtype is {config.model.dtype}; set "
             "model.dtype: bfloat16, or train.precision: bf16-mixed (fp32 master weights, bf16 compute)"
         )
+    for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
+        if corpus.source in TINY_SOURCES and corpus.path is None and config.tiny is None:
+            raise ConfigError(f"{key}.source: {corpus.source!r} is an embedded tiny corpus but the config has no `tiny:` "
+                              "section to generate it from (add one, or set a hub dataset id or a local path)")
     if config.model.name_or_path == "tiny" and config.tiny is None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
 
@@ -351,11 +577,16 @@ def expand_grid(method: MethodConfig) -> list[dict[str, Any]]:
     return [{**method.params, **dict(zip(keys, values))} for values in itertools.product(*(method.grid[k] for k in keys))]
 
 
+def _method_run_names(name: str, method: MethodConfig) -> dict[str, dict[str, Any]]:
+    """Run name -> params of one method. A grid point's run name appends `key=value` pairs."""
+    runs = {}
+    for params in expand_grid(method):
+        suffix = ",".join(f"{k}={params[k]}" for k in sorted(method.grid))
+        runs[f"{name}@{suffix}" if suffix else name] = params
+    return runs
+
+
 def run_names(config: ExperimentConfig) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """Run name -> (method name, plugin, params). A grid point's run name appends `key=value` pairs."""
-    runs = {}
-    for name, method in config.methods.items():
-        for params in expand_grid(method):
-            suffix = ",".join(f"{k}={params[k]}" for k in sorted(method.grid))
-            runs[f"{name}@{suffix}" if suffix else name] = (name, method.plugin, params)
-    return runs
+    return {run: (name, method.plugin, params) for name, method in config.methods.items()
+            for run, params in _method_run_names(name, method).items()}

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from entrodrop_bench.config import CorpusConfig
+from entrodrop_bench.config import TINY_SOURCES, CorpusConfig
 from entrodrop_bench.errors import DataError
 
-TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")
 _FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 

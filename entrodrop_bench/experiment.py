@@ -212,7 +212,7 @@ def check_run_format(layout: Layout) -> None:
         return
     try:
         found = json.loads(layout.prepared_file.read_text()).get("format_version")
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, AttributeError):
         raise DataError(f"{layout.prepared_file} is unreadable; delete it to re-run prepare") from None
     if found != RUN_FORMAT_VERSION:
         raise DataError(

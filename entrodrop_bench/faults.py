@@ -1,8 +1,10 @@
 """Fault injection for the crash tests: kill this process at a named point.
 
 `ENTRODROP_BENCH_FAULT=before-replace:checkpoint-4` SIGKILLs the process just before the atomic rename
-that would publish `checkpoint-4`; the point names are `before-replace:<file or folder name>`. Unset
-(always, outside tests), this costs one environment lookup.
+that would publish `checkpoint-4`, `after-replace:checkpoint-4` just after it (the checkpoint is complete,
+nothing written after it is). The point names are `before-replace:<file or folder name>` and
+`after-replace:<file or folder name>`; several may be given, comma-separated. Unset (always, outside
+tests), this costs one environment lookup.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | 
     for seed in seeds:
         try:
             curve = json.loads(layout.val_curve_file(run, seed).read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             continue
         for p in curve if isinstance(curve, list) else []:
             if isinstance(p, dict) and "step" in p:
@@ -250,7 +250,7 @@ def load_token_signals(path: Path) -> TokenSignals:
     try:
         data = json.loads(Path(path).read_text())
         tokens, entropy, gated = data["tokens"], data["entropy"], data["gated"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, gated ({exc})") from None
     if not (len(tokens) == len(entropy) == len(gated)):
         raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and gated ({len(gated)}) differ in length")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -53,7 +54,7 @@ def _versions(store_records: list[dict]) -> dict[str, str | None]:
 def _data_hashes(layout: Layout) -> dict[str, str | None]:
     try:
         prepared = json.loads(layout.prepared_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
     out = {k: (prepared.get(k) or {}).get("hash") for k in ("target_train", "target_val", "general") if k in prepared}
     if "tokenizer_hash" in prepared:
@@ -194,7 +195,7 @@ def validate_file(path: Path) -> list[str]:
         document = json.loads(path.read_text())
     except OSError as exc:
         return [f"$: cannot read {path}: {exc}"]
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         return [f"$: {path} is not valid JSON: {exc}"]
     return _violations(document)
 
@@ -213,12 +214,29 @@ def _entries_file(results_dir_or_run: Path) -> Path:
     return candidate
 
 
+def _check_target(leaderboard: Path) -> None:
+    """The leaderboard is a .json file (its page is written beside it as .html) in a folder that can hold it."""
+    from entrodrop_bench.paths import output_dir_problem
+
+    if leaderboard.suffix != ".json":
+        raise UserError(f"--into: {str(leaderboard)!r} must name a .json file (its HTML page is written beside it, "
+                        f"as {leaderboard.with_suffix('.html').name})")
+    if leaderboard.is_dir():
+        raise UserError(f"--into: {str(leaderboard)!r} is a folder; expected a .json file")
+    folder = leaderboard.resolve().parent
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        return
+    if (problem := output_dir_problem(folder)) is not None:
+        raise UserError(f"--into: {str(leaderboard)!r}: its folder {folder} {problem}")
+
+
 def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> None:
     """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page."""
+    _check_target(Path(leaderboard))
     source = _entries_file(Path(results_dir_or_run))
     try:
         new = json.loads(source.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise DataError(f"{source} is not valid JSON ({exc}); rebuild it with `entrodrop-bench leaderboard build`") from None
     if not isinstance(new, list):
         raise DataError(f"{source}: expected a JSON list of leaderboard entries, got {type(new).__name__}")

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,35 @@ LEADERBOARD_DIR = PROJECT_ROOT / "results"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
+# Checkout folders that hold the project itself: output written there would mix with the code.
+SOURCE_DIRS = ("entrodrop_bench", "baselines", "tests", "configs", "tasks", "benchmarks", ".git", ".venv")
+
+
 def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else PROJECT_ROOT / p
+    p = Path(path).expanduser()
+    return Path(os.path.normpath(p if p.is_absolute() else PROJECT_ROOT / p))
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot hold an experiment's output (None: it can). Checked before anything is written."""
+    if path == PROJECT_ROOT or path in PROJECT_ROOT.parents:
+        return "is the project checkout or a folder above it: expected a folder of its own (e.g. runs/my-experiment)"
+    inside = next((d for d in SOURCE_DIRS if path.is_relative_to(PROJECT_ROOT / d)), None)
+    if inside is not None:
+        return f"is inside the project's {inside}/ folder: expected a folder of its own (e.g. runs/my-experiment)"
+    try:
+        if path.is_symlink() and not path.exists():
+            return "is a broken symbolic link: expected a folder (or a path where one can be created)"
+        if path.exists() and not path.is_dir():
+            return "exists and is not a folder: expected a folder (or a path where one can be created)"
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    except OSError as exc:
+        return f"cannot be checked: {exc.strerror or exc}"
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot be created or written: {existing} is not writable by this user"
+    return None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from entrodrop_bench.config import ExperimentConfig, run_names
-from entrodrop_bench.errors import UserError
+from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.experiment import Prepared, check_run_format, prepare
 from entrodrop_bench.paths import Layout
 
@@ -52,12 +52,22 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """(plain jobs, other jobs): plain runs first, since `j0: auto` reads their validation curves."""
+def check_train_selection(config: ExperimentConfig, only: list[str] | None, seeds: list[int] | None) -> None:
+    """`--run` and `--seed` must name runs and seeds of the config (checked before any compute)."""
     runs = run_names(config)
     unknown = set(only or []) - set(runs)
     if unknown:
         raise UserError(f"--run: unknown run(s) {sorted(unknown)}; this config has: {', '.join(runs)}")
+    unknown_seeds = set(seeds or []) - set(config.train.seeds)
+    if unknown_seeds:
+        raise UserError(f"--seed: {sorted(unknown_seeds)} not in train.seeds {config.train.seeds}; train one of those "
+                        "or add the seed to train.seeds")
+
+
+def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(plain jobs, other jobs): plain runs first, since `j0: auto` reads their validation curves."""
+    runs = run_names(config)
+    check_train_selection(config, only, None)
     selected = [r for r in runs if not only or r in only]
     jobs = [(r, s) for r in selected for s in config.train.seeds]
     first = [j for j in jobs if runs[j[0]][1] == "plain"]
@@ -69,6 +79,7 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
     """Train every run (or those named), resuming interrupted ones; returns run/seed -> final state."""
     from entrodrop_bench.distributed import process_state
 
+    check_train_selection(config, only, seeds)
     prepared = stage_prepare(config, layout, echo)
     first, rest = _jobs(config, only)
     if seeds is not None:
@@ -123,8 +134,9 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
 
 
 def _is_complete(layout: Layout, run: str, seed: int) -> bool:
-    status = layout.status_file(run, seed)
-    return status.is_file() and json.loads(status.read_text()).get("state") == "complete"
+    from entrodrop_bench.train import run_is_complete
+
+    return run_is_complete(layout, run, seed)
 
 
 def _train_one(prepared: Prepared, run: str, seed: int, progress: bool, echo: Echo) -> str:
@@ -172,7 +184,43 @@ def check_eval_config(config: ExperimentConfig) -> None:
         path = config.eval.data_overrides.get(name)
         if path is not None:
             reader = livecodebench.read_problems if name in LIVECODEBENCH else evalplus_runner.read_problems
-            reader(Path(path))
+            try:
+                reader(Path(path))
+            except UnicodeDecodeError as exc:
+                raise DataError(f"eval.data_overrides.{name}: {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                                f"at offset {exc.start}); expected {name} problems as JSON lines") from None
+    for name in config.eval.lm_eval_tasks:
+        if name in config.eval.data_overrides:
+            check_json_records(f"eval.data_overrides.{name}", Path(config.eval.data_overrides[name]))
+
+
+def check_json_records(key: str, path: Path) -> None:
+    """A local .json/.jsonl benchmark file must hold JSON records (a list, or one object per line)."""
+    if path.suffix not in (".json", ".jsonl"):
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{key}: {path} is not UTF-8 text (byte offset {exc.start}); expected JSON records") from None
+    except OSError as exc:
+        raise DataError(f"{key}: {path} cannot be read ({exc.strerror or exc})") from None
+    if path.suffix == ".json":
+        try:
+            records = json.loads(text)
+            if isinstance(records, list) and records:
+                return
+        except json.JSONDecodeError:
+            pass  # datasets' json builder also reads JSON lines from a .json file
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines:
+        raise DataError(f"{key}: {path} holds no records; expected a JSON list or one JSON object per line")
+    for i, line in lines:
+        try:
+            if not isinstance(json.loads(line), dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            raise DataError(f"{key}: {path}, line {i}: not a JSON object ({exc}); expected a JSON list or one JSON "
+                            "object per line") from None
 
 
 def preflight(config: ExperimentConfig) -> None:
@@ -195,16 +243,43 @@ def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = Tru
         names = [b for b in config.eval.lm_eval_tasks + config.eval.evalplus_datasets if b.startswith("tiny_")]
         benchmarks = {b: world.benchmark_file(b) for b in names}
     summary = evaluate_experiment(config, layout, world_benchmarks=benchmarks, progress=progress)
+    failures = summary.pop("failures", [])
     echo(f"eval: {summary}")
+    summary["failures"] = failures
     return summary
+
+
+def eval_failures(summary: dict) -> list[str]:
+    """What an eval stage failed to do, one line each (empty: everything was evaluated)."""
+    return [f"eval: {line}" for line in summary.get("failures", [])]
+
+
+def train_failures(states: dict[str, str]) -> list[str]:
+    return [f"train: {job} {state}" for job, state in states.items() if state != "complete"]
 
 
 def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> dict:
     from entrodrop_bench.selection import select
 
     selection = select(config, layout)
-    echo(f"select: wrote {layout.selection_file}")
+    chosen = [m for m, v in selection["methods"].items() if v["best_run"] is not None]
+    echo(f"select: {len(chosen)} of {len(selection['methods'])} methods have a selected checkpoint "
+         f"({len(selection['skipped'])} run/seed(s) skipped, {len(selection['missing'])} result(s) missing); "
+         f"wrote {layout.selection_file}")
     return selection
+
+
+def current_selection(config: ExperimentConfig, layout: Layout) -> dict:
+    """The selection as the store stands now (not written)."""
+    from entrodrop_bench.selection import compute_selection
+
+    return compute_selection(config, layout)
+
+
+def selection_failures(selection: dict) -> list[str]:
+    """Methods the selection could not represent, with why (each skipped run/seed names its reason)."""
+    lines = [f"select: {s['run']}/seed{s['seed']}: {s['reason']}" for s in selection["skipped"]]
+    return lines if all(v["best_run"] is None for v in selection["methods"].values()) else []
 
 
 def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
@@ -231,13 +306,29 @@ def stage_leaderboard(config: ExperimentConfig, layout: Layout, echo: Echo = pri
     return entries
 
 
-def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> None:
-    tic = time.perf_counter()
+def check_run_config(config: ExperimentConfig) -> None:
+    """What `run` needs beyond `train`: known benchmarks and domains to select by (checked before any compute)."""
+    from entrodrop_bench.errors import ConfigError
+
     check_eval_config(config)  # an unknown benchmark fails now, not after hours of training
-    stage_train(config, layout, progress=progress, echo=echo)
-    stage_eval(config, layout, progress=progress, echo=echo)
-    stage_select(config, layout, echo)
+    if not config.eval.domains:
+        raise ConfigError("eval.domains is empty: `run` ends with selection, which needs domain -> benchmarks "
+                          "(e.g. math: [gsm8k, svamp]); set it, or run the stages you need one by one")
+
+
+def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> list[str]:
+    """Every stage; a run that fails training or a benchmark that fails evaluation does not stop the others.
+
+    Returns what failed, one line each (empty: everything succeeded).
+    """
+    tic = time.perf_counter()
+    check_run_config(config)
+    failures = train_failures(stage_train(config, layout, progress=progress, echo=echo))
+    failures += eval_failures(stage_eval(config, layout, progress=progress, echo=echo))
+    failures += selection_failures(stage_select(config, layout, echo))
     stage_tables(config, layout, echo)
     stage_figures(config, layout, echo)
     stage_leaderboard(config, layout, echo)
-    echo(f"run: done in {time.perf_counter() - tic:.0f}s; results in {layout.results_dir}")
+    echo(f"run: done in {time.perf_counter() - tic:.0f}s; results in {layout.results_dir}"
+         + (f"; {len(failures)} failure(s)" if failures else ""))
+    return failures

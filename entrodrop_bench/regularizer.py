@@ -27,9 +27,9 @@ from entrodrop_bench.registry import Registry
 
 
 class RegularizerConfig(BaseModel):
-    """Base of every plugin's config: unknown keys are errors, not silently ignored."""
+    """Base of every plugin's config: unknown keys are errors, not silently ignored, and so are inf and nan."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # Domains of a token, as stored in TokenMeta.domain.

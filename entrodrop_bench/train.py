@@ -33,7 +33,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench import RUN_FORMAT_VERSION
-from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json
+from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json, write_text
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.experiment import Prepared, percentile_groups
@@ -156,11 +156,38 @@ def plain_min_val_step(prepared: Prepared, seed: int) -> int | None:
         curve_file = layout.val_curve_file(run, seed)
         if not curve_file.is_file():
             curve_file = layout.val_curve_file(run, prepared.config.train.seeds[0])
-        if curve_file.is_file():
-            curve = [p for p in json.loads(curve_file.read_text()) if p["step"] > 0]
+        points = _read_json(curve_file)  # unreadable counts as absent: training the plain run first repairs it
+        if isinstance(points, list):
+            curve = [p for p in points if isinstance(p, dict) and p.get("step", 0) > 0 and "overall" in p]
             if curve:
                 return int(min(curve, key=lambda p: (p["overall"], p["step"]))["step"])
     return None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_is_complete(layout, run: str, seed: int) -> bool:
+    """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
+    final validation point and every step's log line. A run marked complete with anything missing is not
+    (a re-run repairs it from the final checkpoint without training)."""
+    status = _read_json(layout.status_file(run, seed))
+    if not isinstance(status, dict) or status.get("state") != "complete":
+        return False
+    total = status.get("total_steps")
+    ckpts = layout.checkpoints(run, seed)
+    curve = _read_json(layout.val_curve_file(run, seed))
+    if not ckpts or ckpts[-1][0] != total or not isinstance(curve, list) or not curve or curve[-1].get("step") != total:
+        return False
+    try:
+        lines = layout.train_log_file(run, seed).read_text().splitlines()
+        return len(lines) == total and json.loads(lines[-1]).get("step") == total
+    except (OSError, ValueError, IndexError, AttributeError):
+        return False
 
 
 def _runs(prepared: Prepared) -> dict:
@@ -196,8 +223,8 @@ class Trainer:
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
-        f = self.layout.status_file(self.run, self.seed)
-        return json.loads(f.read_text()) if f.is_file() else {}
+        status = _read_json(self.layout.status_file(self.run, self.seed))
+        return status if isinstance(status, dict) else {}
 
     def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
         write_json(
@@ -279,7 +306,7 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
     def train(self) -> str:
         """Train to completion (or to `stop_after_step`). Returns the final state."""
-        if self.status().get("state") == "complete":
+        if run_is_complete(self.layout, self.run, self.seed):
             return "complete"
         from accelerate import Accelerator, DistributedType
 
@@ -289,7 +316,7 @@ class Trainer:
         _check_launch(accelerator)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
-        (self.layout.run_config_file(self.run, self.seed)).write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        write_text(self.layout.run_config_file(self.run, self.seed), yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
         # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
@@ -299,6 +326,10 @@ class Trainer:
         model, optimizer = accelerator.prepare(model, optimizer)
         accelerator.init_trackers("tb")
         self._write_status("running")
+        if start > 0 and accelerator.is_main_process:
+            # A kill after a checkpoint but before the files written after it leaves them behind the checkpoint
+            # (at the final step, for good): rewrite them from the checkpoint's own record.
+            self._write_logs(log, val_curve)
 
         val = self._validation_set()
         device = accelerator.device
@@ -383,6 +414,10 @@ class Trainer:
                 f"could not save checkpoint {path}: {exc.strerror or exc}. Nothing partial was kept and earlier "
                 f"checkpoints are intact; free space and re-run to resume from step {resume_from}"
             ) from None
+        self._write_logs(log, val_curve)
+
+    def _write_logs(self, log: list[dict], val_curve: list[dict]) -> None:
+        """The files that follow each checkpoint: validation curve, per-step log, then checkpoint rotation."""
         write_json(self.layout.val_curve_file(self.run, self.seed), val_curve)
         _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
         self._rotate()
@@ -456,6 +491,4 @@ def _sha256(path: Path) -> str:
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    from entrodrop_bench.atomic import write_text
-
     write_text(path, "".join(json.dumps(r) + "\n" for r in records))

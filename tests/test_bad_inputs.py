@@ -9,6 +9,7 @@ detected, logged and recomputed.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -27,7 +28,34 @@ class Case:
     setup: Callable[[Path, Callable], list[str]]
     """Builds the bad input under tmp; returns CLI argv."""
     error: str
-    """Regex the one-paragraph error must match."""
+    """Regex the one-paragraph error must match: it names the key (or file) and the bad value."""
+    writes: tuple[str, ...] = ()
+    """Folders under tmp where the refusal may have written (content-addressed caches); everything else under
+    tmp, the runs folder included, must be exactly as the setup left it."""
+
+
+TINY = str(CONFIGS_DIR / "tiny.yaml")
+
+
+def _override(*overrides: str, command: str = "prepare") -> Callable[[Path, Callable], list[str]]:
+    """The tiny preset with its output under tmp, plus overrides: refusals decided by the config alone."""
+
+    def setup(tmp: Path, _) -> list[str]:
+        return [command, TINY, f"output.runs_dir={tmp / 'runs'}", f"output.results_dir={tmp / 'results'}", *overrides]
+
+    return setup
+
+
+def _file(content: bytes, name: str = "c.yaml") -> Callable[[Path, Callable], list[str]]:
+    def setup(tmp: Path, _) -> list[str]:
+        (tmp / name).write_bytes(content)
+        return ["prepare", str(tmp / name)]
+
+    return setup
+
+
+def _tiny_text() -> str:
+    return (CONFIGS_DIR / "tiny.yaml").read_text()
 
 
 def _tiny(tmp: Path, mutate: Callable[[dict], None]) -> list[str]:
@@ -125,46 +153,165 @@ def _disk_full(tmp, mini_config, monkeypatch):
     return _mini(tmp, mini_config, command="train")
 
 
+def _runs_dir_is_a_file(tmp: Path, _) -> list[str]:
+    (tmp / "runs").write_text("not a folder\n")
+    return _override()(tmp, _)
+
+
+def _results_dir_under_a_file(tmp: Path, _) -> list[str]:
+    (tmp / "notes.txt").write_text("a file\n")
+    return _override(f"output.results_dir={tmp / 'notes.txt' / 'results'}")(tmp, _)
+
+
+def _config_is_a_folder(tmp: Path, _) -> list[str]:
+    (tmp / "conf.yaml").mkdir()
+    return ["prepare", str(tmp / "conf.yaml")]
+
+
+def _missing_base(tmp: Path, _) -> list[str]:
+    (tmp / "c.yaml").write_text("base: nowhere.yaml\nname: x\n")
+    return ["prepare", str(tmp / "c.yaml")]
+
+
+def _publish_into_html(tmp: Path, _) -> list[str]:
+    (tmp / "results").mkdir()
+    (tmp / "results" / "leaderboard_entries.json").write_text("[]")
+    return ["leaderboard", "publish", str(tmp / "results"), "--into", str(tmp / "board.html")]
+
+
+def _garbage_prepared_record(tmp: Path, _) -> list[str]:
+    (tmp / "runs").mkdir()
+    (tmp / "runs" / "prepared.json").write_bytes(bytes(range(128, 256)))
+    return _override()(tmp, _)
+
+
+def _garbage_leaderboard_entries(tmp: Path, _) -> list[str]:
+    (tmp / "results").mkdir()
+    (tmp / "results" / "leaderboard_entries.json").write_bytes(b"\xff\xfe[\x00]\x00")
+    return ["leaderboard", "publish", str(tmp / "results"), "--into", str(tmp / "board.json")]
+
+
+def _lm_eval_file_not_json(tmp: Path, mini_config) -> list[str]:
+    bad = tmp / "svamp.json"
+    bad.write_text("{\"Body\": 1}\nthis is not json\n")
+    return _mini(tmp, mini_config, lambda d: d["eval"].update(lm_eval_tasks=["svamp"], data_overrides={"svamp": str(bad)}), "eval")
+
+
+DUPLICATE_SECTION = _tiny_text() + "\ntrain:\n  lr: 0.5\n"
+DUPLICATE_NESTED = _tiny_text().replace("  lr: 1.0e-3\n", "  lr: 1.0e-3\n  lr: 0.5\n")
+CACHES = ("runs/cache",)
+
 CASES: dict[str, Case] = {
-    "malformed yaml": Case(_malformed, r"is not valid YAML"),
+    # --- files and YAML
+    "malformed yaml": Case(_malformed, r"c\.yaml is not valid YAML: line 3, column 1: expected ',' or '\]'"),
+    "duplicate section": Case(_file(DUPLICATE_SECTION.encode()), r"c\.yaml is not valid YAML: line \d+.*key 'train' twice"),
+    "duplicate nested key": Case(_file(DUPLICATE_NESTED.encode()), r"c\.yaml is not valid YAML: line \d+.*key 'lr' twice"),
+    "config in UTF-16": Case(_file(_tiny_text().encode("utf-16")), r"c\.yaml is not UTF-8 text \(it looks like UTF-16\): byte 0xff"),
+    "config of binary garbage": Case(_file(bytes(range(128, 256)) * 4), r"c\.yaml is not UTF-8 text: byte 0x80 at offset 0"),
+    "config with a NUL byte": Case(_file(b"name: tiny\x00\n"), r"c\.yaml is not valid YAML: .*#x0000"),
+    "config is a list": Case(_file(b"- name: tiny\n"), r"c\.yaml: expected a mapping of sections at the top level, got list"),
+    "config is a folder": Case(_config_is_a_folder, r"config file .*conf\.yaml is a folder"),
+    "base file missing": Case(_missing_base, r"c\.yaml: base: 'nowhere\.yaml' .* does not exist"),
+    # --- overrides
+    "bad override syntax": Case(_override("train.lr"), r"override 'train\.lr': expected key\.path=value"),
+    "override value not YAML": Case(_override("train.lr=[1,"), r"override 'train\.lr=\[1,': the value '\[1,' is not valid YAML"),
+    "override with empty key": Case(_override("=3"), r"override '=3': the key path '' has an empty part"),
+    "override with empty key part": Case(_override("train..lr=3"), r"override 'train\.\.lr=3': the key path 'train\.\.lr' has an empty part"),
+    "override through a value": Case(_override("train.lr.peak=3"), r"override 'train\.lr\.peak=3': 'lr' is not a section \(it holds 0\.001\)"),
+    "override with duplicate keys": Case(_override("train={lr: 1, lr: 2}"), r"override 'train=\{lr: 1, lr: 2\}'.*key 'lr' twice"),
     "unknown key": Case(lambda t, m: _tiny(t, lambda d: d["train"].update(lr_peak=1)), r"train\.lr_peak: unknown key"),
-    "wrong type": Case(lambda t, m: _tiny(t, lambda d: d["train"].update(micro_batch_size="big")), r"train\.micro_batch_size: .*integer"),
-    "unregistered method": Case(lambda t, m: _tiny(t, lambda d: d["methods"].update(x={"plugin": "dropconnect"})), r"unknown regularizer 'dropconnect'\. Registered: .*plain"),
-    "gamma_max above 1": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(gamma_max=2)), r"gamma_max"),
-    "gamma_max below 0": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(gamma_max=-0.1)), r"gamma_max"),
-    "percentile 0": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(percentile=0)), r"percentile"),
-    "percentile above 1": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(percentile=1.5)), r"percentile"),
-    "zero token budget": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(token_budget=0)), r"data\.token_budget"),
-    "negative token budget": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(token_budget=-100)), r"data\.token_budget"),
-    "mix ratio does not sum": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(mix_ratio=[0.7, 0.4])), r"mix_ratio"),
-    "missing data file": Case(lambda t, m: _tiny(t, lambda d: d["data"]["target"].update(path=str(t / "none.jsonl"))), r"data\.target\.path: file .* does not exist"),
-    "empty corpus": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "e.jsonl", ["", "  "]))), r"data\.target: corpus .* is empty"),
-    "corpus smaller than one sequence": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "s.jsonl", ["1 + 1 = 2"] * 5))), r"fewer than one sequence"),
-    "tokenizer without pad token": Case(_no_pad_model, r"has no pad token; set model\.pad_token"),
-    "unknown lm-eval task": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(lm_eval_tasks=["gsm9k"]), "run"), r"unknown lm-eval task 'gsm9k'"),
-    "unknown code benchmark": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(evalplus_datasets=["humaneval_pro"]), "run"), r"unknown code benchmark 'humaneval_pro'"),
+    "wrong type": Case(lambda t, m: _tiny(t, lambda d: d["train"].update(micro_batch_size="big")), r"train\.micro_batch_size: .*integer.*'big'"),
+    # --- names that become paths
+    "method escaping the runs folder": Case(_override('methods={"../../escaped": {plugin: plain}}'), r"methods: method '\.\./\.\./escaped' is not a valid name"),
+    "method with a slash": Case(_override('methods={"a/b": {plugin: plain}}'), r"methods: method 'a/b' is not a valid name"),
+    "hidden method name": Case(_override('methods={".hidden": {plugin: plain}}'), r"methods: method '\.hidden' is not a valid name"),
+    "grid value with a slash": Case(_override("methods.weight_decay.grid.weight_decay=[a/b]"), r"methods\.weight_decay\.grid\.weight_decay: value 'a/b' cannot be part of a run folder name"),
+    "grid value repeated": Case(_override("methods.weight_decay.grid.weight_decay=[0.1, 0.10]"), r"methods\.weight_decay\.grid\.weight_decay: \[0\.1, 0\.1\] lists 0\.1 twice"),
+    "grid with an empty list": Case(_override("methods.weight_decay.grid.weight_decay=[]"), r"methods\.weight_decay\.grid\.weight_decay: \[\] is empty"),
+    "lm-eval task as a relative path": Case(_override("eval.lm_eval_tasks=[../configs/tiny]"), r"eval\.lm_eval_tasks\.0: '\.\./configs/tiny' is not a valid name.*not a path"),
+    "lm-eval task as an absolute path": Case(_override(f"eval.lm_eval_tasks=[{CONFIGS_DIR / 'tiny'}]"), r"eval\.lm_eval_tasks\.0: '/.*/configs/tiny' is not a valid name"),
+    "code benchmark as a path": Case(_override("eval.evalplus_datasets=[../humaneval]"), r"eval\.evalplus_datasets\.0: '\.\./humaneval' is not a valid name"),
+    "data override for no benchmark": Case(_override("eval.data_overrides={gsm8K: /x.jsonl}"), r"eval\.data_overrides: 'gsm8K' is not a configured benchmark"),
+    "preset with a slash": Case(_override("preset=../x"), r"preset: '\.\./x' is not a valid name"),
+    "experiment name with a slash": Case(_override("name=a/b"), r"name: 'a/b' is not a valid name"),
+    "repeated seed": Case(_override("train.seeds=[0, 0]"), r"train\.seeds: \[0, 0\] repeats \[0\]"),
+    "negative seed": Case(_override("train.seeds=[-1]"), r"train\.seeds\.0: .*greater than or equal to 0 \(got -1\)"),
+    "negative world seed": Case(_override("tiny.seed=-3"), r"tiny\.seed: .*greater than or equal to 0 \(got -3\)"),
+    "runs_dir empty": Case(_override("output.runs_dir=''"), r"output\.runs_dir: .*at least 1 character \(got ''\)"),
+    "runs_dir blank": Case(_override("output.runs_dir=' '"), r"output\.runs_dir: ' ' is blank"),
+    "runs_dir is the checkout": Case(_override("output.runs_dir=."), r"output\.runs_dir: '\.' \(.*\) is the project checkout"),
+    "runs_dir inside the package": Case(_override("output.runs_dir=entrodrop_bench/runs"), r"output\.runs_dir: 'entrodrop_bench/runs' .* inside the project's entrodrop_bench/ folder"),
+    "runs_dir is a file": Case(_runs_dir_is_a_file, r"output\.runs_dir: '.*/runs' .* exists and is not a folder"),
+    "results_dir under a file": Case(_results_dir_under_a_file, r"output\.results_dir: '.*notes\.txt/results' .* cannot be created: .*notes\.txt is a file"),
+    # --- values the config alone decides
+    "unregistered method": Case(lambda t, m: _tiny(t, lambda d: d["methods"].update(x={"plugin": "dropconnect"})), r"methods\.x\.plugin: unknown regularizer 'dropconnect'\. Registered: .*plain"),
+    "no methods": Case(_override("methods={}"), r"methods: .*at least 1 item.*\(got \{\}\)"),
+    "gamma_max above 1": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(gamma_max=2)), r"methods\.entrodrop\.params\.gamma_max: .*\(got 2\)"),
+    "gamma_max below 0": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(gamma_max=-0.1)), r"methods\.entrodrop\.params\.gamma_max: .*\(got -0\.1\)"),
+    "percentile 0": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(percentile=0)), r"methods\.entrodrop\.params\.percentile: .*\(got 0\)"),
+    "percentile above 1": Case(lambda t, m: _tiny(t, lambda d: d["methods"]["entrodrop"]["params"].update(percentile=1.5)), r"methods\.entrodrop\.params\.percentile: .*\(got 1\.5\)"),
+    "infinite plugin param": Case(_override("methods.neftune.params.alpha=.inf"), r"methods\.neftune\.params\.alpha: .*finite number \(got inf\)"),
+    "zero token budget": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(token_budget=0)), r"data\.token_budget: .*\(got 0\)"),
+    "negative token budget": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(token_budget=-100)), r"data\.token_budget: .*\(got -100\)"),
+    "token budget below one step": Case(_override("data.token_budget=1000"), r"data\.token_budget: 1000 is smaller than one optimizer step \(train\.global_batch_tokens = 2048\)"),
+    "mix ratio does not sum": Case(lambda t, m: _tiny(t, lambda d: d["data"].update(mix_ratio=[0.7, 0.4])), r"data\.mix_ratio: \[0\.7, 0\.4\] must be two non-negative numbers summing to 1"),
+    "mix ratio without target": Case(_override("data.mix_ratio=[0, 1]"), r"data\.mix_ratio: \[0\.0, 1\.0\]: the target share must be above 0"),
+    "batch below one sequence": Case(_override("train.global_batch_tokens=100"), r"train\.global_batch_tokens: 100 is not a whole number of sequences of data\.seq_len 128"),
+    "batch not whole sequences": Case(_override("train.global_batch_tokens=3000"), r"train\.global_batch_tokens: 3000 .* \(e\.g\. 2944 or 3072\)"),
+    "micro batch above the step": Case(_override("train.micro_batch_size=64"), r"train\.micro_batch_size: 64 is more than the 16 sequences of one optimizer step"),
+    "infinite learning rate": Case(_override("train.lr=.inf"), r"train\.lr: .*finite number \(got inf\)"),
+    "nan learning rate": Case(_override("train.lr=.nan"), r"train\.lr: .*finite number \(got nan\)"),
+    "heads do not divide width": Case(_override("tiny.num_heads=3"), r"tiny\.num_heads: 3 does not divide tiny\.hidden_size 128"),
+    "no text fields": Case(_override("data.target.text_fields=[]"), r"data\.target\.text_fields: .*at least 1 item.*\(got \[\]\)"),
+    "domain without benchmarks": Case(_override("eval.domains.general=[]"), r"eval\.domains\.general: \[\] is empty"),
+    "no domains for run": Case(_override("eval.domains={}", command="run"), r"eval\.domains is empty: `run` ends with selection"),
+    "tiny corpus without a tiny world": Case(_override("tiny=null"), r"data\.target\.source: 'tiny_math' is an embedded tiny corpus but the config has no `tiny:` section"),
+    "missing data file": Case(lambda t, m: _tiny(t, lambda d: d["data"]["target"].update(path=str(t / "none.jsonl"))), r"data\.target\.path: file .*none\.jsonl does not exist"),
+    # --- command-line selections
+    "train an unknown run": Case(_override("--run", "nope", command="train"), r"--run: unknown run\(s\) \['nope'\]"),
+    "train an unknown seed": Case(_override("--seed", "7", command="train"), r"--seed: \[7\] not in train\.seeds \[0\]"),
+    "publish into an html file": Case(_publish_into_html, r"--into: '.*board\.html' must name a \.json file"),
+    # --- data files, read before compute
+    "unknown lm-eval task": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(lm_eval_tasks=["gsm9k"]), "run"), r"eval\.lm_eval_tasks: unknown lm-eval task 'gsm9k'"),
+    "unknown code benchmark": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(evalplus_datasets=["humaneval_pro"]), "run"), r"eval\.evalplus_datasets: unknown code benchmark 'humaneval_pro'"),
     "evalplus dataset not in its schema": Case(_bad_evalplus_file, r"humaneval\.jsonl, line 1: missing fields"),
+    "lm-eval data file not JSON": Case(_lm_eval_file_not_json, r"eval\.data_overrides\.svamp: .*svamp\.json, line 2: not a JSON object"),
+    "empty corpus": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "e.jsonl", ["", "  "]))), r"data\.target: corpus .*e\.jsonl is empty"),
+    "corpus smaller than one sequence": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "s.jsonl", ["1 + 1 = 2"] * 5))), r"data\.target: corpus has \d+ tokens, fewer than one sequence \(data\.seq_len = 64\)", CACHES),
+    "tokenizer without pad token": Case(_no_pad_model, r"tokenizer of '.*model' has no pad token; set model\.pad_token"),
     "corrupt checkpoint": Case(_corrupt_checkpoint, r"checkpoint .*checkpoint-\d+ is corrupt"),
-    "run dir from an incompatible version": Case(_incompatible_run_dir, r"written by run format 999"),
-    "leaderboard violating the schema": Case(_bad_leaderboard, r"not a valid leaderboard.*\$"),
-    "bad override syntax": Case(lambda t, m: _tiny(t, lambda d: None) + ["train.lr"], r"expected key\.path=value"),
+    "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json is unreadable; delete it"),
+    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json is not valid JSON \(.*utf-8"),
+    "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs was written by run format 999"),
+    "leaderboard violating the schema": Case(_bad_leaderboard, r"leaderboard\.json is not a valid leaderboard.*\$\.entries\[0\]"),
 }
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under `root`: path -> content hash (folders: 'dir')."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gives_one_clear_paragraph(name, tmp_path, mini_config, capsys):
     case = CASES[name]
     argv = case.setup(tmp_path, mini_config)
+    before = _snapshot(tmp_path)
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.startswith("error: ") and "Traceback" not in err
-
+    assert err.startswith("error: ") and "Traceback" not in err and err.count("\nerror") == 0
     assert re.search(case.error, err, re.S), err
-    runs = tmp_path / "runs"
-    if name not in ("corrupt checkpoint",):
-        assert not (runs / "train").exists(), "failed before compute: no training output"
+    after = _snapshot(tmp_path)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    # Allowed: files inside `writes` folders, and the folders that lead to them.
+    changed = {p for p in changed if not any(p == w or p.startswith(w + "/") or w.startswith(p + "/") for w in case.writes)}
+    assert not changed, f"refused input wrote or changed: {sorted(changed)[:10]}"
 
 
 def test_disk_full_during_save(tmp_path, mini_config, monkeypatch, capsys):
@@ -205,3 +352,36 @@ def test_corrupt_or_foreign_entropy_cache_is_recomputed(tmp_path, mini_config, c
     import numpy as np
 
     assert np.allclose(good, again, equal_nan=True)
+
+
+def test_stages_that_fail_work_exit_nonzero_and_say_what(tmp_path, mini_config, capsys):
+    """A benchmark that fails on every checkpoint: `eval`, `select` and `run` finish what they can, then exit 1 and
+    name what failed (they used to exit 0)."""
+    bad = tmp_path / "svamp.json"
+    bad.write_text(json.dumps([{"ID": "x", "Question": "How many?", "Answer": "not a number"}]))  # no Body
+    ev = {"lm_eval_tasks": ["svamp"], "data_overrides": {"svamp": str(bad)}, "domains": {"math": ["svamp"]},
+          "target_domain": "math", "limit": 2, "batch_size": 2, "max_gen_toks": 4}
+    argv = _mini(tmp_path, mini_config, lambda d: d["eval"].update(ev), "train")
+    assert main(argv) == 0
+    n_checkpoints = len(list((tmp_path / "runs/train/plain/seed0").glob("checkpoint-*")))
+    capsys.readouterr()
+    for command, says in (("eval", r"eval: plain/seed0/checkpoint-\d+ svamp: .*Error.*\(traceback: .*failures/svamp\.txt\)"),
+                          ("select", r"select: plain/seed0: no evaluated checkpoints"),
+                          ("run", r"eval: plain/seed0/checkpoint-\d+ svamp: ")):
+        code = main([command, *argv[1:]])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert re.search(rf"error: `{command}` finished with \d+ failure\(s\):", err), err
+        assert re.search(says, err), err
+        assert "Traceback" not in err
+    assert err.count("svamp:") == n_checkpoints
+
+
+@pytest.mark.parametrize("command", [["select"], ["tables"], ["figures"], ["leaderboard", "build"]])
+def test_result_stages_with_nothing_to_select_exit_nonzero(command, tmp_path, capsys):
+    """Before anything is evaluated, the result stages write what they can and say why nothing was selected."""
+    argv = _override()(tmp_path, None)
+    assert main([*command, *argv[1:]]) == 1
+    err = capsys.readouterr().err
+    assert f"error: `{' '.join(command)}` finished with 13 failure(s)" in err, err
+    assert "select: plain/seed0: no evaluated checkpoints in the results store and no status.json (not trained?)" in err

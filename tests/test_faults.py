@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.pipeline import stage_train
 
 
 def _cli(config_file: Path, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
@@ -87,3 +88,80 @@ def test_kill_while_writing_a_json_keeps_the_old_file(tmp_path, name):
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ENTRODROP_BENCH_FAULT": f"before-replace:{name}"})
     assert proc.returncode == -signal.SIGKILL
     assert json.loads(target.read_text()) == {"old": True}
+
+
+def _log_without_timings(layout: Layout, run: str) -> list[dict]:
+    records = [json.loads(line) for line in layout.train_log_file(run, 0).read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("step_s", "tokens_per_s")} for r in records]
+
+
+def _finished(layout: Layout, run: str) -> tuple[list[dict], list[dict], list[int]]:
+    curve = json.loads(layout.val_curve_file(run, 0).read_text())
+    return _log_without_timings(layout, run), curve, [s for s, _ in layout.checkpoints(run, 0)]
+
+
+def test_kill_after_the_final_checkpoint_then_rerun_completes_every_file(mini_config, tmp_path):
+    """Killed after the final checkpoint is published but before the log, curve and rotation that follow it: the
+    re-run must not call the run complete until they are rewritten, identical to an uninterrupted run's."""
+    from entrodrop_bench.train import run_is_complete
+
+    train = {"checkpoint_every_epochs": 1, "threads": 1, "keep_checkpoints": 1}
+
+    def config(name: str):
+        return mini_config(methods=METHOD, train=train, output={"runs_dir": str(tmp_path / name), "results_dir": str(tmp_path / f"{name}-r")})
+
+    ref = config("ref")
+    ref_layout = Layout.from_config(ref)
+    assert stage_train(ref, ref_layout, progress=False, echo=lambda s: None) == {"m/seed0": "complete"}
+    total = json.loads(ref_layout.status_file("m", 0).read_text())["total_steps"]
+    crash = config("crash")
+    cfg_file, layout = _yaml(crash, tmp_path / "crash.yaml"), Layout.from_config(crash)
+    proc = _cli(cfg_file, "train", env={"ENTRODROP_BENCH_FAULT": f"after-replace:checkpoint-{total}"})
+    assert proc.wait() == -signal.SIGKILL
+    # The damage: the final checkpoint is complete, the files written after it are a checkpoint behind.
+    assert layout.checkpoints("m", 0)[-1][0] == total and len(layout.checkpoints("m", 0)) == 2, "rotation follows the logs"
+    assert json.loads(layout.val_curve_file("m", 0).read_text())[-1]["step"] < total
+    assert len(layout.train_log_file("m", 0).read_text().splitlines()) < total
+    assert not run_is_complete(layout, "m", 0)
+
+    assert _cli(cfg_file, "train").wait() == 0
+    assert run_is_complete(layout, "m", 0)
+    assert _finished(layout, "m") == _finished(ref_layout, "m")
+    assert json.loads(layout.status_file("m", 0).read_text())["state"] == "complete"
+
+
+def test_run_marked_complete_with_missing_logs_is_repaired_without_training(mini_config, tmp_path):
+    """A run left by an earlier version (status complete, log and curve short of the final step) is repaired from its
+    final checkpoint; the checkpoint itself is not retrained."""
+    config = mini_config(methods=METHOD, train={"checkpoint_every_epochs": 1, "threads": 1})
+    layout = Layout.from_config(config)
+    assert stage_train(config, layout, progress=False, echo=lambda s: None) == {"m/seed0": "complete"}
+    good = _finished(layout, "m")
+    final = layout.checkpoints("m", 0)[-1][1] / "model.safetensors"
+    stamp = final.stat().st_mtime_ns
+    curve_file, log_file = layout.val_curve_file("m", 0), layout.train_log_file("m", 0)
+    curve_file.write_text(json.dumps(json.loads(curve_file.read_text())[:-1]))
+    log_file.write_text("".join(log_file.read_text().splitlines(keepends=True)[:-3]))
+    messages: list[str] = []
+    assert stage_train(config, layout, progress=False, echo=messages.append) == {"m/seed0": "complete"}
+    assert not any("already complete" in m for m in messages)
+    assert _finished(layout, "m") == good
+    assert final.stat().st_mtime_ns == stamp, "repairing the logs must not retrain the final checkpoint"
+
+
+def test_kill_between_leaderboard_json_and_its_page_is_repaired_by_republishing(tmp_path):
+    """publish writes the JSON, then its HTML page: killed in between, the next publish (which changes nothing in the
+    JSON) still renders the page from it."""
+    from entrodrop_bench.leaderboard_html import render
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "leaderboard_entries.json").write_text("[]")
+    board = tmp_path / "board.json"
+    cmd = [sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(tmp_path / "results"), "--into", str(board)]
+    killed = subprocess.run(cmd, env={**os.environ, "ENTRODROP_BENCH_FAULT": "after-replace:board.json"})
+    assert killed.returncode == -signal.SIGKILL
+    assert board.is_file() and not board.with_suffix(".html").exists()
+    before = board.read_bytes()
+    assert subprocess.run(cmd).returncode == 0
+    assert board.read_bytes() == before
+    assert board.with_suffix(".html").read_text() == render(json.loads(before))

@@ -100,7 +100,7 @@ class _Loaded:
 def _manifest(checkpoint_dir: Path) -> dict:
     try:
         return json.loads((checkpoint_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return {}
 
 
@@ -211,7 +211,8 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
                         progress: bool = True) -> dict:
     """Evaluate every complete checkpoint on every configured benchmark; only missing pairs do work.
 
-    Returns {"checkpoints", "evaluated", "skipped", "failed", "wall_s"}.
+    Returns {"checkpoints", "evaluated", "skipped", "failed", "wall_s", "failures"}; `failures` says, one line
+    per failed (checkpoint, benchmark), what failed and where its traceback is.
     """
     from tqdm.auto import tqdm
 
@@ -219,17 +220,29 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
     benchmarks = _benchmarks(config)
     ckpts = pending_pairs(config, layout)
     summary = {"checkpoints": len(ckpts), "evaluated": 0, "skipped": 0, "failed": 0}
+    failures: list[str] = []
     tic = time.perf_counter()
     if not benchmarks or not ckpts:
-        return {**summary, "wall_s": 0.0}
+        return {**summary, "wall_s": 0.0, "failures": failures}
     with tqdm(total=len(ckpts) * len(benchmarks), desc="eval", unit="pair", disable=not progress) as bar:
         for run, seed, step, folder in ckpts:
             def tick(bench: str, status: str, _run=run, _seed=seed, _step=step) -> None:
                 bar.set_postfix_str(f"{_run}/seed{_seed}/ckpt-{_step} {bench} {status}", refresh=False)
                 bar.update(1)
+                if status == "failed":
+                    failures.append(_failure_line(layout, _run, _seed, _step, bench))
 
             counts = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
                                          world_benchmarks=world_benchmarks, on_pair=tick)
             for key, n in counts.items():
                 summary[key] += n
-    return {**summary, "wall_s": round(time.perf_counter() - tic, 1)}
+    return {**summary, "wall_s": round(time.perf_counter() - tic, 1), "failures": failures}
+
+
+def _failure_line(layout: Layout, run: str, seed: int, step: int, bench: str) -> str:
+    note = layout.eval_work_dir(run, seed, step) / "failures" / f"{bench}.txt"
+    try:
+        last = note.read_text().strip().splitlines()[-1]
+    except (OSError, IndexError):
+        last = "(no traceback recorded)"
+    return f"{run}/seed{seed}/checkpoint-{step} {bench}: {last[:300]} (traceback: {note})"

@@ -61,7 +61,7 @@ def checkpoint_sha256(checkpoint_dir: Path, memo: Path | None = None) -> str:
 def read_result(path: Path) -> dict | None:
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 

@@ -81,7 +81,7 @@ def world_hash(cfg: TinyWorldConfig) -> str:
 def _is_built(world: TinyWorld, key: str) -> bool:
     try:
         marker = json.loads(world.marker_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
     files = [world.corpus_file(s) for s in SOURCES] + [world.benchmark_file(s) for s in SOURCES]
     return (
