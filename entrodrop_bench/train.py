@@ -220,6 +220,7 @@ class Trainer:
         self.code_commit = git_commit()  # recorded in every checkpoint's manifest
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
+        self._writes = True  # whether this process writes the run's files (the main process; see `train`)
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
@@ -227,6 +228,8 @@ class Trainer:
         return status if isinstance(status, dict) else {}
 
     def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
+        if not self._writes:
+            return
         write_json(
             self.layout.status_file(self.run, self.seed),
             {
@@ -314,9 +317,15 @@ class Trainer:
             torch.set_num_threads(self.cfg.train.threads)
         accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
         _check_launch(accelerator)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
-        write_text(self.layout.run_config_file(self.run, self.seed), yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        # Only the main process writes the run's files: under a launcher every rank runs this code, and N writers
+        # of one status file would race.
+        self._writes = accelerator.is_main_process
+        if self._writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_partials(self.run_dir)  # a save killed mid-way leaves a hidden temp folder; it is never resumed from
+            write_text(self.layout.run_config_file(self.run, self.seed),
+                       yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        accelerator.wait_for_everyone()
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
         # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
