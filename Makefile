@@ -27,7 +27,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
+# System packages (bubblewrap, chromium) where this machine allows it; says why and goes on where not.
 setup: $(VENV)/.installed
+	@scripts/system-deps.sh
 
 # The demo is exactly the Table 1 command path on the embedded preset.
 demo:
