@@ -124,6 +124,10 @@ def check_eval_config(config: ExperimentConfig) -> None:
         if path is not None:
             reader = livecodebench.read_problems if name in LIVECODEBENCH else evalplus_runner.read_problems
             reader(Path(path))
+    if config.eval.evalplus_datasets:  # generated code runs only in a real sandbox, or where the config accepts less
+        from entrodrop_bench.evaluation.sandbox import require_isolation
+
+        require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")
 
 
 def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> dict:
