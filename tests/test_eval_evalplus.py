@@ -121,14 +121,14 @@ def test_planted_symlinks_and_a_killed_child_touch_nothing_outside(code_file, tm
     names = ["evalplus.log", "problems.jsonl", "samples.jsonl", "summary.json", "samples_eval_results.json",
              "dataset.jsonl", "evalplus-ground-truth.log"]
     hostile = probs[0]["prompt"] + (
-        "    import os, signal\n"
+        "    import os, posix, signal\n"  # evalplus nulls os.killpg, os.unlink and open; posix and io are left
         f"    for n in {names!r}:\n"
         "        for d in ('.', os.environ.get('HOME', '.'), os.environ.get('XDG_CACHE_HOME', '.')):\n"
         "            try:\n"
         f"                os.symlink({str(victim)!r}, os.path.join(d, n))\n"
         "            except OSError:\n"
         "                pass\n"
-        "    os.killpg(0, signal.SIGKILL)\n")
+        "    posix.killpg(0, signal.SIGKILL)\n")
     samples = [{"task_id": probs[0]["task_id"], "solution": hostile}, *_canonical(probs)[1:]]
     with pytest.raises(RuntimeError, match="evalplus evaluation failed"):
         evaluate_samples(code_file, samples, work, cache_dir=tmp_path / "cache", allow_weak=WEAK_OK)
@@ -149,7 +149,7 @@ def test_a_solution_cannot_change_the_ground_truth_another_evaluation_reads(code
     probs = code_problems()
     evaluate_samples(code_file, _canonical(probs), tmp_path / "warm", cache_dir=cache, allow_weak=WEAK_OK)
     hostile = probs[0]["prompt"] + (
-        "    import os, pickle, glob\n"
+        "    import os, io, posix, pickle, glob\n"
         "    bad = {t: {'base': [None] * 9, 'plus': [None] * 9, 'base_time': [1.0] * 9, 'plus_time': [1.0] * 9}\n"
         "           for t in ('tiny/0', 'tiny/1', 'tiny/2')}\n"
         f"    for d in (os.environ.get('XDG_CACHE_HOME', '/nonexistent'), {str(cache)!r}):\n"
@@ -157,8 +157,8 @@ def test_a_solution_cannot_change_the_ground_truth_another_evaluation_reads(code
         "            for how in ('replace', 'write'):\n"
         "                try:\n"
         "                    if how == 'replace':\n"
-        "                        os.unlink(f)\n"
-        "                    with open(f, 'wb') as fh:\n"
+        "                        posix.unlink(f)\n"
+        "                    with io.open(f, 'wb') as fh:\n"
         "                        pickle.dump(bad, fh)\n"
         "                except Exception:\n"
         "                    pass\n"
