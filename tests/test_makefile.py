@@ -38,3 +38,21 @@ def test_reproduce_targets_run_and_publish_every_config(table, configs):
     assert "configs/tiny" in tiny and "HF_HUB_OFFLINE=1" in tiny
     for out in (real, tiny):
         assert "entrodrop-bench run $cfg" in out and "leaderboard publish $out --into $out/leaderboard.json" in out
+
+
+def test_setup_installs_system_packages_through_the_script_ci_uses():
+    assert "scripts/system-deps.sh" in _dry_run("setup")
+    assert "scripts/system-deps.sh" in (PROJECT_ROOT / ".ci" / "run").read_text()
+
+
+def test_system_deps_say_why_and_go_on_where_they_cannot_install(tmp_path):
+    """A fresh machine without apt-get (nor bubblewrap, nor chromium): the script explains and succeeds."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id", "mktemp", "tail", "sed", "rm"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = subprocess.run([str(bin_dir / "bash"), str(PROJECT_ROOT / "scripts" / "system-deps.sh")],
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot install bubblewrap chromium: no apt-get" in proc.stdout and "skip" in proc.stdout
