@@ -212,6 +212,8 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     benchmarks = _benchmarks(config)
+    for bench in benchmarks:  # a missing or bad data file is named first, before the sandbox check
+        data_file(bench, config.eval.data_overrides, world_benchmarks)
     if any(harness_of(b) != "lm-eval" for b in benchmarks):
         # Refused before any model is loaded: code benchmarks run generated programs.
         require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")

@@ -393,8 +393,8 @@ def run_sandboxed(
 ) -> SandboxResult:
     """Run `cmd` in a fresh sandbox; never raises for anything the program does.
 
-    `inputs` maps relative names to bytes, shown read-only under `{in}`; the program's cwd is the empty,
-    writable, size-limited `{in}`'s sibling `{work}`, gone afterwards. Write `{in}` and `{work}` in `cmd`
+    `inputs` maps relative names to bytes, shown read-only under `{in}`; the program's cwd is `{work}`,
+    empty, writable and size-limited (`Limits.disk_bytes`), gone afterwards. Write `{in}` and `{work}` in `cmd`
     and `env` values and they are filled in. `env` replaces the environment (a minimal PATH/LANG one by
     default), so no secrets leak in. Raises WeakIsolationError when the level is weak and `allow_weak`
     is not set. Only the first `output_limit` bytes of stdout and stderr are read back.
