@@ -112,7 +112,7 @@ def test_network_is_unreachable():
 @pytest.mark.parametrize("level", ["unshare", "none"])
 def test_fallback_levels_still_limit(level):
     if not level_works(level):
-        pytest.skip(f"sandbox level `{level}` cannot run this interpreter here (e.g. as root, a Python `nobody` cannot reach)")
+        pytest.skip(f"sandbox level `{level}` cannot run this interpreter here (e.g. as root, a Python an unprivileged uid cannot reach)")
     assert run_python("while True:\n    pass\n", limits=Limits(wall_s=2, cpu_s=2), level=level, allow_weak=True).timed_out
     assert not run_python("x = bytearray(2 << 30)\n", limits=LIMITS, level=level, allow_weak=True).ok
     r = run_python("print(input()[::-1])\n", limits=LIMITS, stdin="abc\n", level=level, allow_weak=True)
@@ -175,26 +175,28 @@ def test_weak_isolation_is_refused_unless_accepted(monkeypatch):
         isolation_level.cache_clear()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the drop to nobody applies to a harness running as root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the drop to an unprivileged uid applies to a harness running as root")
 @pytest.mark.parametrize("level", ["bwrap", "unshare", "none"])
-def test_as_root_every_level_runs_the_program_as_nobody(level, victim):
+def test_as_root_every_level_runs_the_program_as_an_unprivileged_uid(level, victim):
     """The fallbacks used to run programs as (namespaced) real root: $HOME, the checkout, /etc/shadow."""
     if not level_works(level):
         pytest.skip(f"sandbox level `{level}` unusable here")
     victim.parent.chmod(0o777)  # even a folder anyone may write: the file in it stays root's
-    code = (f"import os, ctypes\nprint('uid', os.getuid(), os.geteuid())\n"
+    code = (f"import os, ctypes, sys\nprint('uid', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
             f"for p in ('/etc/shadow', {str(victim)!r}):\n    try:\n        open(p, 'a').write('pwned')\n"
             f"        print('WROTE', p)\n    except OSError as e:\n        print('no', p, e.errno)\n"
             f"try:\n    open('/etc/shadow').read()\n    print('READ shadow')\nexcept OSError:\n    pass\n"
-            f"ctypes.CDLL(None).system(b'touch /root/.entrodrop-pwned 2>/dev/null; id -u')\n")
+            f"sys.stdout.flush()\nctypes.CDLL(None).system(b'touch /root/.entrodrop-pwned 2>/dev/null; id -u')\n")
     r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
     assert r.ok, r
-    assert "uid 65534 65534" in r.stdout and "WROTE" not in r.stdout and "READ shadow" not in r.stdout
-    assert "65534" in r.stdout.split("\n"), r  # what ctypes' system() ran reports nobody too
+    uid = int(r.stdout.split()[1])
+    assert uid >= sandbox.SANDBOX_UID_BASE and f"uid {uid} {uid} {uid} []" in r.stdout, r
+    assert "WROTE" not in r.stdout and "READ shadow" not in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == str(uid), r  # what ctypes' system() ran is unprivileged too
     assert victim.read_text() == "keep me" and not Path("/root/.entrodrop-pwned").exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="RLIMIT_NPROC binds only for the unprivileged user it drops to")
+@pytest.mark.skipif(os.geteuid() != 0, reason="RLIMIT_NPROC binds only for the unprivileged uid root drops to")
 @pytest.mark.parametrize("level", ["bwrap", "unshare"])
 def test_process_limit_binds(level):
     if not level_works(level):

@@ -19,11 +19,11 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
      (missing parent folders are made 0755, so a venv or interpreter under any folder, /tmp/a/b or a
      0700 home, works), a private size-limited tmpfs at /tmp (holding `{in}` and `{work}`) and
      another at /dev/shm, no /run, /var, /home or host /tmp (so no host unix socket is reachable), and
-     `--die-with-parent`. When the harness runs as root the program runs as `nobody` (setpriv).
+     `--die-with-parent`. When the harness runs as root the program runs as an unprivileged uid (setpriv).
    - `unshare` (util-linux): no network, its own pid and mount namespaces, a size-limited tmpfs over
      its working folder and a private /dev/shm, but the host file system is otherwise visible with the
-     permissions of the user the program runs as (as root: dropped to `nobody` first).
-   - `none`: resource limits and the private folder only (as root: dropped to `nobody`).
+     permissions of the user the program runs as (as root: dropped to an unprivileged uid first).
+   - `none`: resource limits and the private folder only (as root: dropped to an unprivileged uid).
    The weak levels run only when the caller passes `allow_weak=True` (a config sets
    `eval.allow_weak_isolation`); otherwise `WeakIsolationError` says how to install bubblewrap.
    `ENTRODROP_SANDBOX=bwrap|unshare|none` forces a level (tests use it to exercise the fallbacks and the
@@ -40,6 +40,7 @@ import ctypes
 import logging
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -59,7 +60,10 @@ PR_SET_PDEATHSIG = 1
 OUTPUT_READ_LIMIT = 1 << 20  # bytes of stdout/stderr read back into memory by default
 STRONG = "bwrap"
 LEVELS = ("bwrap", "unshare", "none")
-SANDBOX_UID = 65534  # `nobody`: used when the harness runs as root (root ignores RLIMIT_NPROC)
+# As root, each run's program gets an unprivileged uid/gid of its own from this range (like `nobody`, it
+# owns no file on the host), so RLIMIT_NPROC (which root ignores) counts only that run's processes, and
+# concurrent runs cannot signal or write to one another.
+SANDBOX_UID_BASE, SANDBOX_UID_SPAN = 2_100_000_000, 1 << 24
 INSIDE_IN, INSIDE_WORK = "/tmp/in", "/tmp/work"  # where bwrap shows the inputs and the working folder
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; `make setup` does it as root)"
 
@@ -101,12 +105,12 @@ class SandboxResult:
 
 
 # --------------------------------------------------------------------------- which level
-def _drop_to_nobody() -> None:
-    """In a forked child: as root, become `nobody` with no supplementary groups."""
+def _drop_root(uid: int) -> None:
+    """In a forked child: as root, become the run's unprivileged uid, with no supplementary groups."""
     if os.geteuid() == 0:
         os.setgroups([])
-        os.setgid(SANDBOX_UID)
-        os.setuid(SANDBOX_UID)
+        os.setgid(uid)
+        os.setuid(uid)
 
 
 @cache
@@ -130,7 +134,7 @@ def level_works(level: str) -> bool:
 @lru_cache(maxsize=1)
 def isolation_level() -> str:
     """The strongest isolation this machine supports: `bwrap`, `unshare`, `none`, or `unavailable` (not
-    even `none` works, e.g. as root with the interpreter in a folder `nobody` cannot reach).
+    even `none` works, e.g. as root with the interpreter in a folder an unprivileged uid cannot reach).
     `ENTRODROP_SANDBOX` forces one (tests use it to act out a machine without bubblewrap)."""
     forced = os.environ.get("ENTRODROP_SANDBOX")
     if forced in LEVELS:
@@ -161,12 +165,13 @@ def require_isolation(allow_weak: bool, what: str = "generated code", level: str
 # --------------------------------------------------------------------------- staging (files in)
 class _Staging:
     """Per-call harness-owned temp folder: stdout/stderr files, and for the weak levels the program's
-    `in` (read-only to it when it runs as nobody) and `work` folders. Removed afterwards (rmtree does not
+    `in` (read-only to it when it runs as an unprivileged uid) and `work` folders. Removed afterwards (rmtree does not
     follow symlinks)."""
 
     def __enter__(self) -> _Staging:
         self.root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=_traversable_tmp()))
         self.fds: list[int] = []
+        self.uid = SANDBOX_UID_BASE + secrets.randbelow(SANDBOX_UID_SPAN)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -186,7 +191,7 @@ class _Staging:
         return fd
 
     def host_dirs(self, inputs: Mapping[str, bytes]) -> tuple[Path, Path]:
-        """Weak levels: inputs written into `in` (root-owned 0755/0644 when the program runs as nobody),
+        """Weak levels: inputs written into `in` (root-owned 0755/0644 when the program runs as an unprivileged uid),
         and an empty `work` owned by the program's user."""
         self.root.chmod(0o711)
         indir, work = self.root / "in", self.root / "work"
@@ -198,12 +203,12 @@ class _Staging:
             path.chmod(0o644)
         work.mkdir(mode=0o700)
         if os.geteuid() == 0:
-            os.chown(work, SANDBOX_UID, SANDBOX_UID)
+            os.chown(work, self.uid, self.uid)
         return indir, work
 
 
 def _traversable_tmp() -> str:
-    """A temp base every user can cross (the program may run as nobody): $TMPDIR if so, else /tmp."""
+    """A temp base every user can cross (the program may run as another uid): $TMPDIR if so, else /tmp."""
     base = Path(tempfile.gettempdir()).resolve()
     for part in [base, *base.parents]:
         if not os.stat(part).st_mode & 0o001:
@@ -272,16 +277,16 @@ def _bwrap_args(stage: _Staging, limits: Limits, inputs: Mapping[str, bytes]) ->
     for path in _python_paths():
         args += _bind_at_own_path(path, made)
     unshare = (["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-               if os.geteuid() == 0 else ["--unshare-all"])  # as root, no user namespace: setpriv to nobody
+               if os.geteuid() == 0 else ["--unshare-all"])  # as root, no user namespace: setpriv to an unprivileged uid
     return [*args, *unshare, "--die-with-parent", "--new-session", "--chdir", INSIDE_WORK, "--"]
 
 
-def _setpriv() -> list[str]:
-    """As root (no user namespace), run the program as `nobody`, so RLIMIT_NPROC binds and no file of
+def _setpriv(uid: int) -> list[str]:
+    """As root (no user namespace), run the program as an unprivileged uid, so RLIMIT_NPROC binds and no file of
     root's is readable."""
     if os.geteuid() != 0:
         return []
-    return ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
 # --------------------------------------------------------------------------- unshare
@@ -292,7 +297,7 @@ _UNSHARE_INIT = ('mount -t tmpfs -o "size=$1,mode=0777" tmpfs "$3" && mount -t t
 
 
 def _hidden_tops(paths: list[str]) -> dict[str, list[str]]:
-    """Folder `nobody` cannot cross -> the interpreter paths below it (e.g. /root -> [pyenv prefix])."""
+    """Folder an unprivileged uid cannot cross -> the interpreter paths below it (e.g. /root -> [pyenv prefix])."""
     tops: dict[str, list[str]] = {}
     for path in paths:
         for anc in reversed(Path(path).parents):
@@ -302,11 +307,11 @@ def _hidden_tops(paths: list[str]) -> dict[str, list[str]]:
     return tops
 
 
-def _root_init(stage: Path) -> str:
-    """As root in a fresh mount namespace: show the interpreter to `nobody` where it sits under a folder
+def _root_init(stage: Path, uid: int) -> str:
+    """As root in a fresh mount namespace: show the interpreter to an unprivileged uid where it sits under a folder
     it cannot cross (a tmpfs over that folder, the prefix bound back read-only), then run the program as
-    `nobody`, as a child of this shell."""
-    lines = ['set -e', 'mount -t tmpfs -o "size=$1,mode=0700" tmpfs "$3"', f'chown {SANDBOX_UID}:{SANDBOX_UID} "$3"',
+    an unprivileged uid, as a child of this shell."""
+    lines = ['set -e', 'mount -t tmpfs -o "size=$1,mode=0700" tmpfs "$3"', f'chown {uid}:{uid} "$3"',
              'mount -t tmpfs -o "size=$2,mode=1777" tmpfs /dev/shm']
     for i, (top, paths) in enumerate(_hidden_tops(_python_paths()).items()):
         for j, path in enumerate(paths):
@@ -316,14 +321,14 @@ def _root_init(stage: Path) -> str:
             lines += [f"mkdir -p '{path}'", f"mount --bind '{stage}/b{i}_{j}' '{path}'",
                       f"mount -o remount,bind,ro '{path}'"]
     lines += ['set +e', 'cd "$3" || exit 125', 'shift 3',
-              f'setpriv --reuid={SANDBOX_UID} --regid={SANDBOX_UID} --clear-groups -- "$@"', 'exit $?']
+              f'setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@"', 'exit $?']
     return "\n".join(lines)
 
 
-def _unshare_prefix(limits: Limits, work: str, stage: Path) -> list[str]:
-    if os.geteuid() == 0:  # no user namespace (it would map to real root): mounts as root, then nobody
+def _unshare_prefix(limits: Limits, work: str, stage: Path, uid: int) -> list[str]:
+    if os.geteuid() == 0:  # no user namespace (it would map to real root): mounts as root, then its own uid
         head, script = ["unshare", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child",
-                        "--propagation", "private"], _root_init(stage)
+                        "--propagation", "private"], _root_init(stage, uid)
     else:
         head, script = ["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"], _UNSHARE_INIT
     return [*head, "--", "/bin/sh", "-c", script, "sh", str(limits.disk_bytes), str(limits.shm_bytes), work]
@@ -340,7 +345,7 @@ def _user_processes() -> int:
     return n
 
 
-def _preexec(limits: Limits, nproc: int, drop: bool):
+def _preexec(limits: Limits, nproc: int, drop_to: int | None):
     def apply() -> None:
         # Die with the harness even if it is SIGKILLed (no chance to clean up).
         with contextlib.suppress(OSError, AttributeError):
@@ -355,8 +360,8 @@ def _preexec(limits: Limits, nproc: int, drop: bool):
             (resource.RLIMIT_CORE, (0, 0)),
         ):
             resource.setrlimit(rlim, value)
-        if drop:
-            _drop_to_nobody()
+        if drop_to is not None:
+            _drop_root(drop_to)
 
     return apply
 
@@ -409,16 +414,16 @@ def run_sandboxed(
     with _Staging() as stage:
         if level == "bwrap":
             mapping = {"{in}": INSIDE_IN, "{work}": INSIDE_WORK}
-            wrapped_prefix, cwd = ["bwrap", *_bwrap_args(stage, limits, inputs), *_setpriv()], "/"
-            drop = False
+            wrapped_prefix, cwd = ["bwrap", *_bwrap_args(stage, limits, inputs), *_setpriv(stage.uid)], "/"
+            drop = None
         else:
             indir, work = stage.host_dirs(inputs)
             mapping = {"{in}": str(indir), "{work}": str(work)}
-            wrapped_prefix = _unshare_prefix(limits, str(work), stage.root) if level == "unshare" else []
-            cwd, drop = str(work), level == "none"
+            wrapped_prefix = _unshare_prefix(limits, str(work), stage.root, stage.uid) if level == "unshare" else []
+            cwd, drop = str(work), stage.uid if level == "none" else None
         run_env = {k: _fill(v, mapping) for k, v in {**run_env, "HOME": "{work}", "TMPDIR": "{work}"}.items()}
         full = [*wrapped_prefix, *(_fill(c, mapping) for c in cmd)]
-        # As `nobody` the count starts near zero; as this user it includes everything the user already runs.
+        # As an unprivileged uid the count starts near zero; as this user it includes everything the user already runs.
         nproc = limits.nproc if os.geteuid() == 0 else _user_processes() + limits.nproc
         tic = time.perf_counter()
         timed_out = False
