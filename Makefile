@@ -32,7 +32,9 @@ PUNKT_TAB := $(CURDIR)/.cache/nltk/tokenizers/punkt_tab/english/sent_starters.tx
 $(PUNKT_TAB): $(VENV)/.installed
 	$(LOCAL_CACHES) $(PY) -m entrodrop_bench.evaluation.nltk_data
 
+# System packages (bubblewrap, chromium) where this machine allows it; says why and goes on where not.
 setup: $(VENV)/.installed $(PUNKT_TAB)
+	@.ci/system-deps.sh
 
 # The demo is exactly the Table 1 command path on the embedded preset.
 demo:

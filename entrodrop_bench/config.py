@@ -214,6 +214,11 @@ class EvalConfig(Section):
     max_gen_toks: int = Field(256, gt=0)
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
+    allow_weak_isolation: bool = False
+    """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
+    `none` sandbox, which leave the host file system readable and writable to it with the permissions of
+    `nobody` (as root) or of this user. Off: code evaluation without bubblewrap is refused before any work.
+    The level used is recorded in every result's provenance (`sandbox`) and in the tables' notes."""
 
     @model_validator(mode="after")
     def _benchmark_names(self) -> EvalConfig:

@@ -192,6 +192,10 @@ def check_eval_config(config: ExperimentConfig) -> None:
     for name in config.eval.lm_eval_tasks:
         if name in config.eval.data_overrides:
             check_json_records(f"eval.data_overrides.{name}", Path(config.eval.data_overrides[name]))
+    if config.eval.evalplus_datasets:  # generated code runs only in a real sandbox, or where the config accepts less
+        from entrodrop_bench.evaluation.sandbox import require_isolation
+
+        require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")
 
 
 def check_json_records(key: str, path: Path) -> None:

@@ -244,6 +244,17 @@ def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> st
 
 
 # --------------------------------------------------------------------------- public API
+def weak_isolation(store: dict[tuple[str, int, int], dict[str, dict | None]]) -> dict[str, list[str]]:
+    """Sandbox level -> benchmarks whose generated code ran without bubblewrap (eval.allow_weak_isolation)."""
+    out: dict[str, set[str]] = {}
+    for results in store.values():
+        for bench, rec in results.items():
+            level = ((rec or {}).get("provenance") or {}).get("sandbox")
+            if level and level != "bwrap":
+                out.setdefault(str(level), set()).add(bench)
+    return {level: sorted(b) for level, b in sorted(out.items())}
+
+
 def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
     """The selection record (see module docstring), without writing it."""
     domains = config.eval.domains
@@ -292,6 +303,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
         "runs": runs,
         "skipped": skipped,
         "missing": missing,
+        "weak_isolation": weak_isolation(store),
     }
 
 

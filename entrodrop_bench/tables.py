@@ -142,6 +142,9 @@ def _notes(selection: dict, runs: set[str]) -> list[str]:
         shown = "; ".join(f"{m['run']}/seed{m['seed']}/checkpoint-{m['step']}/{m['benchmark']} ({m['reason']})" for m in missing[:20])
         more = f" and {len(missing) - 20} more (see selection.json)" if len(missing) > 20 else ""
         notes.append(f"missing metrics, such checkpoints never selected: {shown}{more}")
+    for level, benches in (selection.get("weak_isolation") or {}).items():
+        notes.append(f"weak sandbox: generated code of {', '.join(benches)} ran under `{level}`, not bubblewrap "
+                     f"(eval.allow_weak_isolation), with the host file system open to it")
     return notes
 
 

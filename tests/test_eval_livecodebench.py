@@ -12,7 +12,13 @@ import pytest
 
 from entrodrop_bench.config import EvalConfig
 from entrodrop_bench.evaluation import livecodebench as lcb
+from entrodrop_bench.evaluation import sandbox
 from entrodrop_bench.paths import Layout
+
+LEVEL = sandbox.isolation_level()
+WEAK_OK = LEVEL != "bwrap"  # runs at the level this machine has, as a config accepting it would
+needs_sandbox = pytest.mark.skipif(LEVEL not in sandbox.LEVELS,
+                                   reason=f"no usable sandbox here (`{LEVEL}`): apt-get install bubblewrap")
 
 
 def _compress(tests: list[dict]) -> str:
@@ -58,21 +64,20 @@ def test_schema_and_compressed_private_tests(lcb_file):
     assert lcb.prompt(problems[2]).endswith("### Starter Code\n" + problems[2]["starter_code"] + "\n\n### Answer\n\n")
 
 
+@needs_sandbox
 def test_correct_pass_wrong_and_hostile_fail(lcb_file, tmp_path):
     problems = lcb.read_problems(lcb_file)
     good = [lcb.extract_code(p, "\n" + GOOD[p["question_id"]] + "\n### Question\ntrailing prose") for p in problems]
-    out = lcb.score_solutions(problems, good)
+    out = lcb.score_solutions(problems, good, allow_weak=WEAK_OK)
     assert out["pass@1"] == 1.0, out["per_task"]
     victim = tmp_path / "keep.txt"
     victim.write_text("keep")
     bad = ["print(4)\n",  # wrong answer on the private test only
            f"import os\nos.remove({str(victim)!r})\n",
            lcb.extract_code(problems[2], "class Solution:\n    def maxSum(self, nums, k):\n        while True:\n            pass\n")]
-    out = lcb.score_solutions(problems, bad)
+    out = lcb.score_solutions(problems, bad, allow_weak=WEAK_OK)
     assert out["pass@1"] == 0.0
-    from entrodrop_bench.evaluation.sandbox import isolation_level
-
-    if isolation_level() == "bwrap":  # the documented fallbacks do not protect the file system
+    if LEVEL == "bwrap":  # the documented fallbacks do not protect the file system
         assert victim.read_text() == "keep"
 
 
@@ -86,13 +91,14 @@ def test_refuses_pickled_code_in_test_blob():
         lcb.decode_tests(blob)
 
 
+@needs_sandbox
 def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_file):
     from test_eval_lm_eval import make_checkpoint
 
     from entrodrop_bench.evaluation import evaluate_experiment, load_results
 
     ev = EvalConfig(evalplus_datasets=["livecodebench"], data_overrides={"livecodebench": str(lcb_file)},
-                    batch_size=4, max_gen_toks=8)
+                    batch_size=4, max_gen_toks=8, allow_weak_isolation=WEAK_OK)
     config = mini_config().model_copy(update={"eval": ev})
     layout = Layout.from_config(config)
     make_checkpoint(mini_assets["model"], layout)
@@ -100,3 +106,4 @@ def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_fil
     (result,) = load_results(layout)
     assert result["benchmark"] == "livecodebench" and result["primary_metric"] == "pass@1"
     assert result["score"] == 0.0 and result["provenance"]["n_samples"] == 3
+    assert result["provenance"]["sandbox"] == LEVEL

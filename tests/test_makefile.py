@@ -54,3 +54,21 @@ def test_makefile_exports_no_cache_location_to_every_recipe():
     text = (PROJECT_ROOT / "Makefile").read_text()
     for var in ("HF_HOME", "XDG_CACHE_HOME", "NLTK_DATA"):
         assert f"export {var}" not in text
+
+
+def test_setup_installs_system_packages_through_the_script_ci_uses():
+    assert ".ci/system-deps.sh" in _dry_run("setup")
+    assert ".ci/system-deps.sh" in (PROJECT_ROOT / ".ci" / "run").read_text()
+
+
+def test_system_deps_say_why_and_go_on_where_they_cannot_install(tmp_path):
+    """A fresh machine without apt-get (nor bubblewrap, nor chromium): the script explains and succeeds."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id", "mktemp", "tail", "sed", "rm"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = subprocess.run([str(bin_dir / "bash"), str(PROJECT_ROOT / ".ci" / "system-deps.sh")],
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot install bubblewrap chromium: no apt-get" in proc.stdout and "skip" in proc.stdout

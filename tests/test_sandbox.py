@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,11 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from entrodrop_bench.evaluation.sandbox import Limits, isolation_level, run_python
+from entrodrop_bench.evaluation import sandbox
+from entrodrop_bench.evaluation.sandbox import (
+    LEVELS,
+    Limits,
+    WeakIsolationError,
+    isolation_level,
+    level_works,
+)
 
+LEVEL = isolation_level()
 needs_fs_isolation = pytest.mark.skipif(
-    isolation_level() != "bwrap", reason="no bwrap: the documented fallback has no file-system protection")
+    LEVEL != "bwrap", reason=f"no bubblewrap (level `{LEVEL}`; apt-get install bubblewrap): the fallbacks do not "
+                             "protect the file system")
 LIMITS = Limits(wall_s=4, cpu_s=4, memory_bytes=512 << 20, nproc=32, file_bytes=8 << 20)
+
+
+def run_python(code: str, **kw):
+    """The limits tests run at whatever level this machine has (weak accepted: they test limits, not policy)."""
+    if LEVEL not in LEVELS:
+        pytest.skip(f"no usable sandbox here (`{LEVEL}`): apt-get install bubblewrap")
+    return sandbox.run_python(code, **{"allow_weak": True, **kw})
 
 
 @pytest.fixture
@@ -85,7 +102,7 @@ def test_ctypes_system_call_cannot_touch_outside(victim):
 
 
 def test_network_is_unreachable():
-    if isolation_level() == "none":
+    if LEVEL == "none":
         pytest.skip("no network namespace available on this machine (documented fallback)")
     code = "import socket\ns = socket.socket()\ns.settimeout(2)\ns.connect(('1.1.1.1', 80))\nprint('connected')\n"
     r = run_python(code, limits=LIMITS)
@@ -94,15 +111,15 @@ def test_network_is_unreachable():
 
 @pytest.mark.parametrize("level", ["unshare", "none"])
 def test_fallback_levels_still_limit(level):
-    if level == "unshare" and subprocess.run(["unshare", "-r", "-n", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unshare -r -n unavailable")
-    assert run_python("while True:\n    pass\n", limits=Limits(wall_s=2, cpu_s=2), level=level).timed_out
-    assert not run_python("x = bytearray(2 << 30)\n", limits=LIMITS, level=level).ok
-    r = run_python("print(input()[::-1])\n", limits=LIMITS, stdin="abc\n", level=level)
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` cannot run this interpreter here (e.g. as root, a Python an unprivileged uid cannot reach)")
+    assert run_python("while True:\n    pass\n", limits=Limits(wall_s=2, cpu_s=2), level=level, allow_weak=True).timed_out
+    assert not run_python("x = bytearray(2 << 30)\n", limits=LIMITS, level=level, allow_weak=True).ok
+    r = run_python("print(input()[::-1])\n", limits=LIMITS, stdin="abc\n", level=level, allow_weak=True)
     assert r.ok and r.stdout.strip() == "cba"
     if level == "unshare":
         code = "import socket\ns = socket.socket()\ns.settimeout(2)\ns.connect(('1.1.1.1', 80))\n"
-        assert not run_python(code, limits=LIMITS, level=level).ok
+        assert not run_python(code, limits=LIMITS, level=level, allow_weak=True).ok
 
 
 def test_harness_continues_and_parallel_programs_do_not_time_out():
@@ -119,7 +136,8 @@ def test_sandboxed_program_dies_with_the_harness(tmp_path):
     marker = f"orphan-{uuid.uuid4().hex}"
     harness = (
         "from entrodrop_bench.evaluation.sandbox import run_python, Limits\n"
-        f"run_python('# {marker}\\nimport time\\ntime.sleep(120)\\n', limits=Limits(wall_s=120, cpu_s=120))\n"
+        f"run_python('# {marker}\\nimport time\\ntime.sleep(120)\\n', limits=Limits(wall_s=120, cpu_s=120), "
+        "allow_weak=True)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", harness])
     deadline = time.time() + 20
@@ -138,3 +156,112 @@ def test_cpu_limit_counts_as_a_timeout():
     """A spinning program stopped by RLIMIT_CPU (SIGXCPU) long before the wall clock is reported timed out."""
     r = run_python("while True:\n    pass\n", limits=Limits(wall_s=30, cpu_s=1))
     assert r.timed_out and not r.ok and r.wall_s < 10, r
+
+
+# --------------------------------------------------------------------------- round two (issue 10)
+def test_weak_isolation_is_refused_unless_accepted(monkeypatch):
+    """Without bubblewrap, generated code does not run unless the caller (the config) accepts it."""
+    with pytest.raises(WeakIsolationError, match="apt-get install bubblewrap"):
+        sandbox.run_python("print(1)\n", level="unshare")
+    monkeypatch.setenv("ENTRODROP_SANDBOX", "none")
+    isolation_level.cache_clear()
+    try:
+        with pytest.raises(WeakIsolationError, match="eval.allow_weak_isolation"):
+            sandbox.require_isolation(False)
+        with pytest.raises(WeakIsolationError, match="apt-get install bubblewrap"):
+            sandbox.run_python("print(1)\n")
+    finally:
+        monkeypatch.delenv("ENTRODROP_SANDBOX")
+        isolation_level.cache_clear()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the drop to an unprivileged uid applies to a harness running as root")
+@pytest.mark.parametrize("level", ["bwrap", "unshare", "none"])
+def test_as_root_every_level_runs_the_program_as_an_unprivileged_uid(level, victim):
+    """The fallbacks used to run programs as (namespaced) real root: $HOME, the checkout, /etc/shadow."""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here")
+    victim.parent.chmod(0o777)  # even a folder anyone may write: the file in it stays root's
+    code = (f"import os, ctypes, sys\nprint('uid', os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
+            f"for p in ('/etc/shadow', {str(victim)!r}):\n    try:\n        open(p, 'a').write('pwned')\n"
+            f"        print('WROTE', p)\n    except OSError as e:\n        print('no', p, e.errno)\n"
+            f"try:\n    open('/etc/shadow').read()\n    print('READ shadow')\nexcept OSError:\n    pass\n"
+            f"sys.stdout.flush()\nctypes.CDLL(None).system(b'touch /root/.entrodrop-pwned 2>/dev/null; id -u')\n")
+    r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
+    assert r.ok, r
+    uid = int(r.stdout.split()[1])
+    assert uid >= sandbox.SANDBOX_UID_BASE and f"uid {uid} {uid} {uid} []" in r.stdout, r
+    assert "WROTE" not in r.stdout and "READ shadow" not in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == str(uid), r  # what ctypes' system() ran is unprivileged too
+    assert victim.read_text() == "keep me" and not Path("/root/.entrodrop-pwned").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="RLIMIT_NPROC binds only for the unprivileged uid root drops to")
+@pytest.mark.parametrize("level", ["bwrap", "unshare"])
+def test_process_limit_binds(level):
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here")
+    code = ("import os, time\nn = 0\nfor _ in range(300):\n    try:\n        if os.fork() == 0:\n"
+            "            time.sleep(3)\n            os._exit(0)\n        n += 1\n    except OSError:\n        break\n"
+            "print('forks', n)\n")
+    r = sandbox.run_python(code, level=level, allow_weak=True, limits=Limits(wall_s=8, cpu_s=8, nproc=20))
+    forks = int(r.stdout.split()[-1])
+    assert forks < 20, r
+
+
+@pytest.mark.parametrize("level", ["bwrap", "unshare"])
+def test_disk_is_bounded_and_dev_shm_private(level):
+    """Its folder, /tmp and /dev/shm are size-limited tmpfs; nothing stays in the host's /dev/shm."""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
+    marker = f"entrodrop-shm-{uuid.uuid4().hex}"
+    code = ("import os, sys\nchunk = b'x' * (1 << 20)\n"
+            "def fill(path):\n    n = 0\n    try:\n        with open(path, 'wb') as fh:\n"
+            "            for _ in range(64):\n                fh.write(chunk)\n                fh.flush()\n"
+            "                n += 1\n    except OSError:\n        pass\n    return n\n"
+            f"print('work', fill('a.bin'), 'shm', fill('/dev/shm/{marker}'))\n")
+    limits = Limits(wall_s=20, cpu_s=20, file_bytes=1 << 30, disk_bytes=8 << 20, shm_bytes=4 << 20)
+    r = sandbox.run_python(code, level=level, allow_weak=True, limits=limits)
+    _, work, _, shm = r.stdout.split()
+    assert int(work) <= 8 and int(shm) <= 4, r
+    assert not Path(f"/dev/shm/{marker}").exists()
+
+
+@needs_fs_isolation
+def test_no_path_to_host_unix_sockets(tmp_path):
+    """World-writable unix sockets on the host (here in /var/tmp, /tmp and the test's folder) are not reachable."""
+    socks, paths = [], []
+    for base in ("/var/tmp", "/tmp", str(tmp_path)):
+        path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        os.chmod(path, 0o777)
+        s.listen(1)
+        socks.append(s)
+        paths.append(path)
+    try:
+        code = ("import socket\n"
+                f"for p in {paths!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+                "        print('CONNECTED', p)\n    except OSError as e:\n        print('no', p, e.errno)\n")
+        r = run_python(code, limits=LIMITS)
+        assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == 3, r
+    finally:
+        for s, p in zip(socks, paths):
+            s.close()
+            os.unlink(p)
+
+
+@needs_fs_isolation
+def test_cannot_write_anywhere_on_the_host(tmp_path):
+    """Every host folder a program might try: none is writable (only its own tmpfs is)."""
+    from entrodrop_bench.paths import PROJECT_ROOT
+
+    name = f"entrodrop-pwn-{uuid.uuid4().hex[:8]}"
+    targets = ["/", "/root", "/tmp", "/var/tmp", "/dev/shm", "/etc", "/usr/local", "/run", "/home", str(tmp_path),
+               str(PROJECT_ROOT), sys.prefix, os.path.expanduser("~")]
+    code = ("import os\n"
+            f"for d in {targets!r}:\n    try:\n        os.makedirs(d, exist_ok=True)\n"
+            f"        open(os.path.join(d, {name!r}), 'w').write('x')\n    except OSError:\n        pass\n"
+            "print('done')\n")
+    assert run_python(code, limits=LIMITS).ok
+    assert not [d for d in targets if os.path.exists(os.path.join(d, name))]

@@ -31,6 +31,7 @@ from entrodrop_bench.evaluation.benchmarks import (
     primary_metric,
     task_config_hash,
 )
+from entrodrop_bench.evaluation.sandbox import STRONG, require_isolation
 from entrodrop_bench.evaluation.store import (
     checkpoint_sha256,
     clean_score,
@@ -123,14 +124,18 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         from entrodrop_bench.evaluation.evalplus_runner import run_evalplus
 
         out = run_evalplus(model, tok, benchmark, data, work_dir=work / "evalplus" / benchmark,
-                           batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir)
+                           batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir,
+                           allow_weak=ev.allow_weak_isolation)
     else:
         from entrodrop_bench.evaluation.livecodebench import run_livecodebench
 
         out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
-                                limit=ev.limit, max_gen_toks=max_gen_toks)
+                                limit=ev.limit, max_gen_toks=max_gen_toks, allow_weak=ev.allow_weak_isolation)
     metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
-    extra = {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"), "adapter": harness}
+    extra = {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"),
+             "sandbox_strong": out.get("isolation") == STRONG, "adapter": harness}
+    if out.get("ground_truth_sha256"):
+        extra["ground_truth_sha256"] = out["ground_truth_sha256"]
     if harness == "livecodebench":  # LiveCodeBench's base-model prompt is one-shot; say whose example it was
         extra.update(num_fewshot=1, lcb_exemplar=out.get("lcb_exemplar"))
     return metrics, extra
@@ -218,6 +223,11 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     benchmarks = _benchmarks(config)
+    for bench in benchmarks:  # a missing or bad data file is named first, before the sandbox check
+        data_file(bench, config.eval.data_overrides, world_benchmarks)
+    if any(harness_of(b) != "lm-eval" for b in benchmarks):
+        # Refused before any model is loaded: code benchmarks run generated programs.
+        require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")
     ckpts = pending_pairs(config, layout)
     summary = {"checkpoints": len(ckpts), "evaluated": 0, "skipped": 0, "failed": 0}
     failures: list[str] = []

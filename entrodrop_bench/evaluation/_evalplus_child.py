@@ -1,47 +1,86 @@
-"""Child process that runs evalplus's evaluation inside the sandbox (see evalplus_runner).
+"""Driver that runs evalplus inside the sandbox (see evalplus_runner); standard library and evalplus only.
 
-argv: dataset samples.jsonl summary.json parallel min_time_limit. The dataset override variables are in
-the environment before evalplus is imported. Writes the summary atomically, then leaves with os._exit so
-evalplus's non-daemon 20 s watchdog thread does not keep the process alive.
+The harness passes this file in read-only and runs it by path (`python -I {in}/_evalplus_child.py`), so
+it does not depend on where the checkout lives. Its one result goes to the stdout it was started with,
+as a single JSON line; everything evalplus (and the programs it runs) print goes to stderr.
+
+  gt   DATASET                         -> {"hash": md5 of the dataset, "pickle_b64": ground truth}
+  eval DATASET IN PARALLEL MIN_T HASH  -> {"hash": ..., "per_task": {task_id: {"base", "plus"}}}
+
+Before evalplus is imported the environment names the dataset (HUMANEVAL_OVERRIDE_PATH or
+MBPP_OVERRIDE_PATH) and XDG_CACHE_HOME. In `eval` mode the ground truth computed earlier by a `gt`
+run, which ran no generated code, is put where evalplus looks for its cache, and must be the one used.
+The process leaves with os._exit so evalplus's non-daemon 20 s watchdog thread does not keep it alive.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
 import sys
 import traceback
 
+RESULT_FD = os.dup(1)  # the harness's pipe for the one result line
+os.dup2(2, 1)  # anything else printed goes to stderr
 
-def main(argv: list[str]) -> int:
-    dataset, samples, summary_path, parallel, min_time = argv[0], argv[1], argv[2], int(argv[3]), float(argv[4])
-    from evalplus.evaluate import evaluate
 
-    results_path = samples.replace(".jsonl", "_eval_results.json")
-    if os.path.exists(results_path):  # never reuse (or prompt about) results of an earlier run
-        os.remove(results_path)
-    evaluate(dataset=dataset, samples=samples, parallel=parallel, i_just_wanna_run=False, min_time_limit=min_time)
-    with open(results_path) as fh:
+def _hash(dataset: str) -> str:
+    if dataset == "mbpp":
+        from evalplus.data import get_mbpp_plus_hash
+
+        return get_mbpp_plus_hash()
+    from evalplus.data import get_human_eval_plus_hash
+
+    return get_human_eval_plus_hash()
+
+
+def ground_truth(dataset: str) -> dict:
+    from evalplus.evaluate import MBPP_OUTPUT_NOT_NONE_TASKS, get_groundtruth
+
+    if dataset == "mbpp":
+        from evalplus.data import get_mbpp_plus
+
+        problems, not_none = get_mbpp_plus(), MBPP_OUTPUT_NOT_NONE_TASKS
+    else:
+        from evalplus.data import get_human_eval_plus
+
+        problems, not_none = get_human_eval_plus(), []
+    digest = _hash(dataset)
+    truth = get_groundtruth(problems, digest, not_none)
+    return {"hash": digest, "pickle_b64": base64.b64encode(pickle.dumps(truth)).decode()}
+
+
+def evaluate(dataset: str, indir: str, parallel: int, min_time: float, digest: str) -> dict:
+    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "evalplus")
+    os.makedirs(cache, exist_ok=True)
+    os.symlink(os.path.join(indir, "ground_truth.pkl"), os.path.join(cache, f"{digest}.pkl"))
+    os.symlink(os.path.join(indir, "samples.jsonl"), "samples.jsonl")
+    if _hash(dataset) != digest:
+        raise SystemExit(f"dataset hash {_hash(dataset)} != ground truth's {digest}")
+    from evalplus.evaluate import evaluate as run
+
+    run(dataset=dataset, samples="samples.jsonl", parallel=parallel, i_just_wanna_run=False, min_time_limit=min_time)
+    with open("samples_eval_results.json") as fh:
         results = json.load(fh)
-    per_task = {}
-    for task_id, rows in results["eval"].items():
-        row = rows[0]
-        per_task[task_id] = {"base": row["base_status"], "plus": row["plus_status"]}
-    n = len(per_task)
-    base = sum(r["base"] == "pass" for r in per_task.values())
-    plus = sum(r["base"] == "pass" and r["plus"] == "pass" for r in per_task.values())
-    summary = {"pass@1": plus / n if n else None, "base_pass@1": base / n if n else None, "n_tasks": n,
-               "per_task": per_task}
-    tmp = summary_path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(summary, fh)
-    os.replace(tmp, summary_path)
-    return 0
+    per_task = {task_id: {"base": rows[0]["base_status"], "plus": rows[0]["plus_status"]}
+                for task_id, rows in results["eval"].items()}
+    return {"hash": results.get("hash"), "per_task": per_task}
+
+
+def main(argv: list[str]) -> dict:
+    if argv[0] == "gt":
+        return ground_truth(argv[1])
+    return evaluate(argv[1], argv[2], int(argv[3]), float(argv[4]), argv[5])
 
 
 if __name__ == "__main__":
+    code = 0
     try:
-        code = main(sys.argv[1:])
+        line = json.dumps(main(sys.argv[1:])) + "\n"
+        with os.fdopen(RESULT_FD, "w") as out:
+            out.write(line)
     except BaseException:  # noqa: BLE001 - report and exit without waiting for evalplus's threads
         traceback.print_exc()
         code = 1

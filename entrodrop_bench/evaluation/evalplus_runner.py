@@ -6,26 +6,37 @@
 2. Generation here, not evalplus's codegen: batched, left-padded greedy decoding of the checkpoint,
    stopped at evalplus's own stop strings for the dataset (`stop_sequences`; tiny_code: the end of the
    function), then `evalplus.sanitize`.
-3. Evaluation by evalplus in a fresh sandboxed subprocess (`sandbox.run_sandboxed`), because evalplus reads
-   HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH at import. Its pitfalls are avoided: the stale
-   `<samples>_eval_results.json` is deleted first (so it is neither reused nor triggers the Y/N prompt),
-   EVALPLUS_TIMEOUT_PER_TASK is never set, `evaluate()`'s None return is ignored and its JSON read, and the
-   child leaves with os._exit so evalplus's 20 s watchdog thread does not hold it.
+3. Evaluation by evalplus in fresh sandboxes (`sandbox.run_sandboxed`), driven by `_evalplus_child.py`,
+   which is passed in as a file with the problems, the samples and the ground truth, all read-only.
+   Nothing comes back but one JSON line on stdout, validated against the task ids asked for; pass@1 is
+   recomputed here. No folder a generated program could write to is ever reused or read back.
+4. Ground truth (evalplus's expected outputs) is computed once per dataset in a sandbox that runs no
+   generated code, cached under the runs folder with its sha256, and verified against it before each
+   use: no evaluation can change what another one reads.
+evalplus pitfalls avoided: each evaluation starts in an empty folder (no stale `_eval_results.json` to
+reuse or to prompt Y/N about), EVALPLUS_TIMEOUT_PER_TASK is never set, `evaluate()`'s None return is
+ignored and its JSON read, and the child leaves with os._exit so evalplus's 20 s watchdog does not hold it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import hashlib
 import json
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
+from entrodrop_bench.atomic import write_bytes, write_json, write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.evaluation.sandbox import Limits, run_sandboxed
-from entrodrop_bench.paths import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
 
 STOP_LINES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\nassert ", "\n#", "\n```")
 # evalplus 0.3.1's own stop strings for base-model (direct completion) generation (`provider/utility.py`):
@@ -151,56 +162,144 @@ def make_samples(problems: list[dict], completions: list[str]) -> list[dict]:
     return samples
 
 
+STATUSES = {"pass", "fail", "timeout", None}
+CHILD = Path(__file__).with_name("_evalplus_child.py")
+
+
+def _sandbox_env(dataset: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "XDG_CACHE_HOME": "{work}/xdg",
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{in}/problems.jsonl",
+    }
+
+
+def _result_line(result, what: str, log_file: Path) -> dict:
+    """The child's one JSON line; anything else (a crash, a killed child, garbage) is a failure, logged
+    into the harness's own folder with an atomic write (which replaces, never follows, a planted link)."""
+    try:
+        if not result.ok:
+            raise ValueError("child failed")
+        out = json.loads(result.stdout)
+        if not isinstance(out, dict):
+            raise ValueError("not an object")
+        return out
+    except ValueError:
+        write_text(log_file, result.stdout[-100_000:] + "\n--- stderr ---\n" + result.stderr)
+        raise RuntimeError(f"evalplus {what} failed (exit {result.returncode}, timed out {result.timed_out}, "
+                           f"isolation {result.isolation}); log: {log_file}; stderr tail: {result.stderr[-800:]}") from None
+
+
+def _read_regular(path: Path, limit: int = 1 << 32) -> bytes | None:
+    """A file's bytes, or None when it is missing, not a regular file, or a symlink (O_NOFOLLOW)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fh.read(limit)
+
+
+def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: Path,
+                 allow_weak: bool = False) -> tuple[bytes, str]:
+    """(pickled expected outputs, evalplus's md5 of the dataset) for these problems.
+
+    Computed by evalplus in a sandbox of its own that runs no generated code, then cached in `cache_dir`
+    (harness-owned; no generated program ever gets it writable) with its sha256 beside it. A cached entry
+    is used only when its bytes match that hash; those verified bytes are what the evaluation receives.
+    """
+    from importlib.metadata import version
+
+    md5 = hashlib.md5(data).hexdigest()
+    name = f"{dataset}-{md5}-evalplus{version('evalplus')}"
+    entry, meta_file = (cache_dir / f"{name}.pkl", cache_dir / f"{name}.json") if cache_dir else (None, None)
+    if entry is not None:
+        blob, meta = _read_regular(entry), _read_regular(meta_file, 1 << 16)
+        try:
+            want = json.loads(meta)["sha256"] if meta else None
+        except (ValueError, KeyError, TypeError):
+            want = None
+        if blob is not None and want == hashlib.sha256(blob).hexdigest():
+            return blob, md5
+        if blob is not None or meta is not None:
+            log.warning("evalplus ground-truth cache %s does not match its recorded sha256: recomputing", entry)
+    limits = Limits(wall_s=600, cpu_s=600, memory_bytes=16 << 30, nproc=64, file_bytes=1 << 30,
+                    open_files=1024, disk_bytes=(256 << 20) + 4 * len(data))
+    result = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "gt", dataset], limits=limits,
+                           inputs={"problems.jsonl": data, "evalplus_child.py": CHILD.read_bytes()},
+                           env=_sandbox_env(dataset), allow_weak=allow_weak, output_limit=1 << 30)
+    out = _result_line(result, "ground truth", log_dir / "evalplus-ground-truth.log")
+    if out.get("hash") != md5:
+        raise RuntimeError(f"evalplus hashed the dataset as {out.get('hash')}, expected {md5}")
+    blob = base64.b64decode(out["pickle_b64"])
+    if entry is not None:
+        write_bytes(entry, blob)
+        write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": hashlib.sha256(blob).hexdigest(),
+                               "evalplus": version("evalplus")})
+    return blob, md5
+
+
+def _validated(out: dict, task_ids: list[str], md5: str) -> dict:
+    """Per-task verdicts from the sandbox, checked against what was asked; scores recomputed here."""
+    per_task = out.get("per_task")
+    if out.get("hash") != md5 or not isinstance(per_task, dict) or set(per_task) != set(task_ids):
+        raise RuntimeError("evalplus returned results for other tasks or another dataset than it was given")
+    for row in per_task.values():
+        if not isinstance(row, dict) or set(row) != {"base", "plus"} or not {row["base"], row["plus"]} <= STATUSES:
+            raise RuntimeError(f"evalplus returned a malformed verdict: {str(row)[:200]}")
+    n = len(task_ids)
+    base = sum(per_task[t]["base"] == "pass" for t in task_ids)
+    plus = sum(per_task[t]["base"] == "pass" and per_task[t]["plus"] == "pass" for t in task_ids)
+    return {"pass@1": plus / n, "base_pass@1": base / n, "n_tasks": n, "per_task": {t: per_task[t] for t in task_ids}}
+
+
 def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *, dataset: str = "humaneval",
                      parallel: int | None = None, cache_dir: Path | None = None,
-                     min_time_limit: float = MIN_TIME_LIMIT_S) -> dict:
-    """Run evalplus on samples in the sandbox; returns {"pass@1", "base_pass@1", "n_tasks", "per_task"}."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    data_copy = work_dir / ("problems.jsonl")
+                     min_time_limit: float = MIN_TIME_LIMIT_S, allow_weak: bool = False) -> dict:
+    """Run evalplus on samples in a fresh sandbox; returns {"pass@1", "base_pass@1", "n_tasks", "per_task",
+    "isolation", "ground_truth_sha256"}.
+
+    Problems, samples, ground truth and the driver go in as read-only files; the sandbox's only output is
+    one JSON line on stdout, validated here. `work_dir` is the harness's record (samples.jsonl, and
+    evalplus.log on failure): no sandboxed program can write there.
+    """
     problems = read_problems(dataset_file)
-    data_copy.write_text("".join(json.dumps(p) + "\n" for p in problems))
-    samples_file = work_dir / "samples.jsonl"
-    samples_file.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    for stale in (work_dir / "samples_eval_results.json", work_dir / "summary.json"):
-        stale.unlink(missing_ok=True)
-    cache_dir = cache_dir or work_dir / "xdg_cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    data = "".join(json.dumps(p) + "\n" for p in problems).encode()
+    samples_bytes = "".join(json.dumps(s) + "\n" for s in samples).encode()
+    write_bytes(work_dir / "samples.jsonl", samples_bytes)
+    truth, md5 = ground_truth(data, dataset, cache_dir, log_dir=work_dir, allow_weak=allow_weak)
     parallel = parallel or os.cpu_count() or 1
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "PYTHONPATH": str(PROJECT_ROOT),
-        "XDG_CACHE_HOME": "{w0}", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-        "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30), "TOKENIZERS_PARALLELISM": "false",
-        "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{work}/" + data_copy.name,
-    }
     wall = 120 + 4.0 * len(problems)
     limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
-                    file_bytes=256 << 20, open_files=1024)
-    cmd = [sys.executable, "-m", "entrodrop_bench.evaluation._evalplus_child", dataset, "{work}/" + samples_file.name,
-           "{work}/summary.json", str(parallel), str(min_time_limit)]
-    result = run_sandboxed(cmd, limits=limits, workdir=work_dir, env=env, writable=[cache_dir])
-    summary_file = work_dir / "summary.json"
-    if not result.ok or not summary_file.is_file():
-        (work_dir / "evalplus.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
-        raise RuntimeError(f"evalplus failed (exit {result.returncode}, timed out {result.timed_out}); "
-                           f"log: {work_dir / 'evalplus.log'}; stderr tail: {result.stderr[-800:]}")
-    summary = json.loads(summary_file.read_text())
-    summary["isolation"] = result.isolation
-    return summary
+                    file_bytes=256 << 20, open_files=1024, disk_bytes=(256 << 20) + 4 * len(samples_bytes),
+                    shm_bytes=64 << 20)
+    inputs = {"problems.jsonl": data, "samples.jsonl": samples_bytes, "ground_truth.pkl": truth,
+              "evalplus_child.py": CHILD.read_bytes()}
+    cmd = [sys.executable, "-I", "{in}/evalplus_child.py", "eval", dataset, "{in}", str(parallel),
+           str(min_time_limit), md5]
+    result = run_sandboxed(cmd, limits=limits, inputs=inputs, env=_sandbox_env(dataset), allow_weak=allow_weak)
+    summary = _validated(_result_line(result, "evaluation", work_dir / "evalplus.log"),
+                         [p["task_id"] for p in problems], md5)
+    return {**summary, "isolation": result.isolation, "ground_truth_sha256": hashlib.sha256(truth).hexdigest()}
 
 
 def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, *, work_dir: Path,
-                 batch_size: int, limit: int | None, max_gen_toks: int, cache_dir: Path | None = None) -> dict:
+                 batch_size: int, limit: int | None, max_gen_toks: int, cache_dir: Path | None = None,
+                 allow_weak: bool = False) -> dict:
     """Generate, sanitize and evaluate one code benchmark for a loaded checkpoint."""
     if data is None:
         raise DataError(f"{benchmark}: evalplus runs offline here and needs a local dataset file: set "
                         f"eval.data_overrides.{benchmark} to an evalplus-schema .jsonl(.gz)")
     problems = read_problems(data)[: limit or None]
     subset = work_dir / "dataset.jsonl"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    subset.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    write_text(subset, "".join(json.dumps(p) + "\n" for p in problems))
     completions = generate(model, tokenizer, [p["prompt"] for p in problems], batch_size=batch_size,
                            max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
     samples = make_samples(problems, completions)
     dataset = "mbpp" if benchmark == "mbpp" else "humaneval"
-    summary = evaluate_samples(subset, samples, work_dir / "eval", dataset=dataset, cache_dir=cache_dir)
+    summary = evaluate_samples(subset, samples, work_dir / "eval", dataset=dataset, cache_dir=cache_dir,
+                               allow_weak=allow_weak)
     return summary

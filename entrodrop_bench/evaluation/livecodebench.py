@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.evaluation.sandbox import Limits, run_python
 
@@ -175,7 +176,7 @@ def _functional_driver(code: str, func: str, tests: list[dict]) -> str:
             "print('ALL_PASSED')\n")
 
 
-def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S) -> dict:
+def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S, allow_weak: bool = False) -> dict:
     """Run every test of one problem in the sandbox; {"passed": bool, "reason": str}."""
     tests = problem["tests"]
     if not tests:
@@ -185,11 +186,13 @@ def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S
         if not func:
             return {"passed": False, "reason": "functional problem without metadata.func_name"}
         wall = timeout_s * max(1, len(tests) // 4)
-        r = run_python(_functional_driver(code, func, tests), limits=Limits(wall_s=wall, cpu_s=int(wall) + 1))
+        r = run_python(_functional_driver(code, func, tests), limits=Limits(wall_s=wall, cpu_s=int(wall) + 1),
+                       allow_weak=allow_weak)
         ok = r.ok and "ALL_PASSED" in r.stdout
         return {"passed": ok, "reason": "ok" if ok else ("timeout" if r.timed_out else r.stderr[-300:] or "wrong")}
     for i, test in enumerate(tests):
-        r = run_python(PREAMBLE + code, stdin=test["input"], limits=Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1))
+        r = run_python(PREAMBLE + code, stdin=test["input"], limits=Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1),
+                       allow_weak=allow_weak)
         if r.timed_out:
             return {"passed": False, "reason": f"test {i}: timeout"}
         if not r.ok or not _tokens_equal(r.stdout, test["output"]):
@@ -197,21 +200,23 @@ def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S
     return {"passed": True, "reason": "ok"}
 
 
-def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | None = None) -> dict:
+def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | None = None,
+                    allow_weak: bool = False) -> dict:
     """pass@1 (greedy: one solution per problem) with per-problem verdicts."""
     with ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as pool:
-        verdicts = list(pool.map(lambda pc: check_problem(*pc), zip(problems, codes)))
+        verdicts = list(pool.map(lambda pc: check_problem(*pc, allow_weak=allow_weak), zip(problems, codes)))
     per_task = {p["question_id"]: v for p, v in zip(problems, verdicts)}
     n = len(problems)
     return {"pass@1": sum(v["passed"] for v in verdicts) / n, "n_tasks": n, "per_task": per_task}
 
 
 def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir: Path, batch_size: int,
-                      limit: int | None, max_gen_toks: int) -> dict:
+                      limit: int | None, max_gen_toks: int, allow_weak: bool = False) -> dict:
     """Generate greedily for each problem, extract the code, run the tests in the sandbox."""
     from entrodrop_bench.evaluation.evalplus_runner import generate
-    from entrodrop_bench.evaluation.sandbox import isolation_level
+    from entrodrop_bench.evaluation.sandbox import require_isolation
 
+    level = require_isolation(allow_weak, "LiveCodeBench's generated programs")  # before any generation
     if data is None:
         raise DataError(f"livecodebench needs a local {DATASET_ID} ({RELEASE}) file: set eval.data_overrides.livecodebench")
     problems = read_problems(data)[: limit or None]
@@ -220,6 +225,6 @@ def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir
                            max_new_tokens=max_gen_toks, stop=STOP)
     codes = [extract_code(p, c) for p, c in zip(problems, completions)]
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / "samples.jsonl").write_text("".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
+    write_text(work_dir / "samples.jsonl", "".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
                                                     for p, c in zip(problems, codes)))
-    return {**score_solutions(problems, codes), "isolation": isolation_level(), "lcb_exemplar": source}
+    return {**score_solutions(problems, codes, allow_weak=allow_weak), "isolation": level, "lcb_exemplar": source}

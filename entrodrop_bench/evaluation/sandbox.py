@@ -7,21 +7,30 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
 1. **Resource limits** (setrlimit in the child before exec, inherited by everything it starts):
    CPU seconds, address space, processes (RLIMIT_NPROC), file size (so a 1 GB print dies with
    SIGXFSZ), open files, no core files.
-2. **A private working directory** (a fresh temp dir, removed afterwards unless the caller passes one).
-3. **Isolation**, best available, recorded in `SandboxResult.isolation` and logged once when weaker:
-   - `bwrap` (bubblewrap; Debian package `bubblewrap`): new user/pid/net/ipc/uts namespaces, the whole
-     file system bound read-only, only the working dir (seen as /tmp/work) and any `writable` paths
-     (/tmp/w0, ...) writable, private /tmp and /dev/shm, `--die-with-parent`; when the harness runs as
-     root the program runs as `nobody`. Network: none (only a loopback-less namespace).
-   - `unshare` (util-linux, `unshare -r -n -p -f --kill-child`): no network and its own pid namespace,
-     but **no file-system protection** beyond the user's own permissions.
-   - `none`: resource limits and the private dir only; a warning is logged.
-   `ENTRODROP_SANDBOX=bwrap|unshare|none` forces a level (tests use it to exercise the fallbacks).
+2. **Files in, nothing back but its output.** The program gets a fresh private folder per call: its
+   inputs (`inputs=`) read-only at `{in}`, and a writable, size-limited working folder at `{work}`
+   (its cwd, HOME and TMPDIR). Nothing of the host is writable, so nothing a program leaves behind can
+   be read back or written through by the harness: results come back only through its stdout and
+   stderr, which go to files the harness opened and reads through those open descriptors.
+3. **Isolation** (`isolation_level()`, recorded in `SandboxResult.isolation`):
+   - `bwrap` (bubblewrap; Debian package `bubblewrap`), the only *strong* level: new pid/net/ipc/uts
+     (and, for a non-root harness, user) namespaces; an empty root in which only /usr, the /lib and
+     /bin links, a few /etc files and the Python installation are bound read-only at their own paths
+     (missing parent folders are made 0755, so a venv or interpreter under any folder, /tmp/a/b or a
+     0700 home, works), a private size-limited tmpfs at /tmp (holding `{in}` and `{work}`) and
+     another at /dev/shm, no /run, /var, /home or host /tmp (so no host unix socket is reachable), and
+     `--die-with-parent`. When the harness runs as root the program runs as an unprivileged uid (setpriv).
+   - `unshare` (util-linux): no network, its own pid and mount namespaces, a size-limited tmpfs over
+     its working folder and a private /dev/shm, but the host file system is otherwise visible with the
+     permissions of the user the program runs as (as root: dropped to an unprivileged uid first).
+   - `none`: resource limits and the private folder only (as root: dropped to an unprivileged uid).
+   The weak levels run only when the caller passes `allow_weak=True` (a config sets
+   `eval.allow_weak_isolation`); otherwise `WeakIsolationError` says how to install bubblewrap.
+   `ENTRODROP_SANDBOX=bwrap|unshare|none` forces a level (tests use it to exercise the fallbacks and the
+   machine without bubblewrap).
 4. **Lifetime**: a wall-clock timeout kills the whole process group; the child gets
-   PR_SET_PDEATHSIG(SIGKILL) so it dies with the harness, and bwrap/unshare's pid namespace takes every
-   descendant down with it.
-
-stdout/stderr go to files owned by the harness (outside the sandbox); only their first bytes are read back.
+   PR_SET_PDEATHSIG(SIGKILL) so it dies with the harness, and the pid namespace takes every descendant
+   down with it. The program never runs as a pid namespace's init (which ignores SIGXCPU).
 """
 
 from __future__ import annotations
@@ -31,20 +40,36 @@ import ctypes
 import logging
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+
+from entrodrop_bench.errors import UserError
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-OUTPUT_READ_LIMIT = 1 << 20  # bytes of stdout/stderr read back into memory
+OUTPUT_READ_LIMIT = 1 << 20  # bytes of stdout/stderr read back into memory by default
+STRONG = "bwrap"
+LEVELS = ("bwrap", "unshare", "none")
+# As root, each run's program gets an unprivileged uid/gid of its own from this range (like `nobody`, it
+# owns no file on the host), so RLIMIT_NPROC (which root ignores) counts only that run's processes, and
+# concurrent runs cannot signal or write to one another.
+SANDBOX_UID_BASE, SANDBOX_UID_SPAN = 2_100_000_000, 1 << 24
+INSIDE_IN, INSIDE_WORK = "/tmp/in", "/tmp/work"  # where bwrap shows the inputs and the working folder
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; `make setup` does it as root)"
+
+
+class WeakIsolationError(UserError):
+    """Generated code would run without a real sandbox and the config did not accept that."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,10 @@ class Limits:
     nproc: int = 64
     file_bytes: int = 16 << 20
     open_files: int = 256
+    disk_bytes: int = 64 << 20
+    """Size of the program's private tmpfs (its inputs and working folder)."""
+    shm_bytes: int = 16 << 20
+    """Size of its private /dev/shm."""
 
 
 @dataclass
@@ -75,122 +104,237 @@ class SandboxResult:
         return self.returncode == 0 and not self.timed_out
 
 
-def _probe(cmd: list[str]) -> bool:
-    try:
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+# --------------------------------------------------------------------------- which level
+def _drop_root(uid: int) -> None:
+    """In a forked child: as root, become the run's unprivileged uid, with no supplementary groups."""
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
+@cache
+def level_works(level: str) -> bool:
+    """Whether this interpreter runs through `level` here (probed once per process and level)."""
+    if level == "bwrap" and not (shutil.which("bwrap") and (os.geteuid() != 0 or shutil.which("setpriv"))):
         return False
+    if level == "unshare" and not shutil.which("unshare"):
+        return False
+    try:
+        r = run_sandboxed([sys.executable, "-I", "-S", "-c", "print('ok')"], level=level, allow_weak=True,
+                          limits=Limits(wall_s=30, cpu_s=30))
+    except OSError as exc:
+        log.debug("sandbox level %s unusable here: %s", level, exc)
+        return False
+    if not (r.ok and r.stdout.strip() == "ok"):
+        log.debug("sandbox level %s unusable here: %s", level, r.stderr[-300:])
+    return r.ok and r.stdout.strip() == "ok"
 
 
 @lru_cache(maxsize=1)
 def isolation_level() -> str:
-    """The strongest isolation this machine supports (probed once per process)."""
+    """The strongest isolation this machine supports: `bwrap`, `unshare`, `none`, or `unavailable` (not
+    even `none` works, e.g. as root with the interpreter in a folder an unprivileged uid cannot reach).
+    `ENTRODROP_SANDBOX` forces one (tests use it to act out a machine without bubblewrap)."""
     forced = os.environ.get("ENTRODROP_SANDBOX")
-    if forced in {"bwrap", "unshare", "none"}:
+    if forced in LEVELS:
         return forced
-    if shutil.which("bwrap") and _probe(["bwrap", *_bwrap_base(Path("/")), "true"]):
-        return "bwrap"
-    if shutil.which("unshare") and _probe(["unshare", "-r", "-n", "-p", "-f", "--kill-child", "true"]):
-        log.warning("sandbox: bwrap unavailable; using `unshare -r -n -p`: no network, but generated code can write "
-                    "wherever this user can (install bubblewrap for a read-only file system)")
-        return "unshare"
-    log.warning("sandbox: neither bwrap nor unshare works here; generated code runs with resource limits and a "
-                "private directory only: it has network access and this user's file permissions")
-    return "none"
+    return next((level for level in LEVELS if level_works(level)), "unavailable")
 
 
-SANDBOX_UID = 65534  # `nobody`: used when the harness runs as root (root ignores RLIMIT_NPROC)
+def require_isolation(allow_weak: bool, what: str = "generated code", level: str | None = None) -> str:
+    """The level code will run at; raises WeakIsolationError when it is weak and not accepted."""
+    level = level or isolation_level()
+    if level == "unavailable":
+        raise WeakIsolationError(
+            f"refusing to run {what}: no sandbox works on this machine (no working bubblewrap, and the "
+            f"fallbacks cannot run this Python as an unprivileged user). To fix: {INSTALL_HINT}.")
+    if level != STRONG and not allow_weak:
+        raise WeakIsolationError(
+            f"refusing to run {what}: no real sandbox on this machine (bubblewrap `bwrap` is "
+            f"{'not used here' if os.environ.get('ENTRODROP_SANDBOX') or level_works(STRONG) else 'missing or not working'}; "
+            f"the best available isolation is `{level}`, which leaves the host file system open to it). "
+            f"To fix: {INSTALL_HINT}. To accept the weaker isolation knowingly, set "
+            f"eval.allow_weak_isolation: true (it is then recorded in every result and in the tables' notes).")
+    if level != STRONG:
+        log.warning("sandbox: running %s with weak isolation `%s` (eval.allow_weak_isolation is set); %s",
+                    what, level, INSTALL_HINT)
+    return level
 
 
-def _hidden_prefixes() -> list[str]:
-    """Python install dirs under a folder `nobody` cannot traverse (e.g. pyenv in a 0700 /root)."""
-    import sys
+# --------------------------------------------------------------------------- staging (files in)
+class _Staging:
+    """Per-call harness-owned temp folder: stdout/stderr files, and for the weak levels the program's
+    `in` (read-only to it when it runs as an unprivileged uid) and `work` folders. Removed afterwards (rmtree does not
+    follow symlinks)."""
 
-    out = []
-    for prefix in {sys.base_prefix, sys.prefix}:
-        parts = Path(prefix).parts
-        if len(parts) > 2 and not os.stat(Path(*parts[:2])).st_mode & 0o001:
-            out.append((str(Path(*parts[:2])), prefix))
+    def __enter__(self) -> _Staging:
+        self.root = Path(tempfile.mkdtemp(prefix="sandbox-", dir=_traversable_tmp()))
+        self.fds: list[int] = []
+        self.uid = SANDBOX_UID_BASE + secrets.randbelow(SANDBOX_UID_SPAN)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def memfd(self, name: str, data: bytes) -> int:
+        """The bytes as an anonymous file: what bwrap copies in is exactly what the harness checked."""
+        fd = os.memfd_create(name.replace("/", "_"), os.MFD_CLOEXEC)
+        self.fds.append(fd)
+        view, done = memoryview(data), 0
+        while done < len(data):
+            done += os.write(fd, view[done:])
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def host_dirs(self, inputs: Mapping[str, bytes]) -> tuple[Path, Path]:
+        """Weak levels: inputs written into `in` (root-owned 0755/0644 when the program runs as an unprivileged uid),
+        and an empty `work` owned by the program's user."""
+        self.root.chmod(0o711)
+        indir, work = self.root / "in", self.root / "work"
+        indir.mkdir(mode=0o755)
+        for name, data in inputs.items():
+            path = indir / name
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            path.write_bytes(data)
+            path.chmod(0o644)
+        work.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            os.chown(work, self.uid, self.uid)
+        return indir, work
+
+
+def _traversable_tmp() -> str:
+    """A temp base every user can cross (the program may run as another uid): $TMPDIR if so, else /tmp."""
+    base = Path(tempfile.gettempdir()).resolve()
+    for part in [base, *base.parents]:
+        if not os.stat(part).st_mode & 0o001:
+            return "/tmp"
+    return str(base)
+
+
+# --------------------------------------------------------------------------- bwrap
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "passwd", "group",
+        "nsswitch.conf", "mime.types")
+
+
+def _python_paths() -> list[str]:
+    """Host folders the interpreter needs: its prefixes and import paths (not the checkout: programs and
+    the evalplus driver are passed in as files), deepest-covered first removed."""
+    from entrodrop_bench.paths import PROJECT_ROOT
+
+    project = PROJECT_ROOT.resolve()
+    cands = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             str(Path(os.path.realpath(sys.executable)).parent)}
+    for entry in sys.path:
+        p = Path(entry).resolve() if entry else None
+        if p is not None and p.exists() and not p.is_relative_to(project):
+            cands.add(str(p if p.is_dir() else p.parent))
+    out: list[str] = []
+    for path in sorted({str(Path(c).resolve()) for c in cands}, key=len):
+        p = Path(path)
+        if p.is_dir() and not p.is_relative_to("/usr") and not any(p.is_relative_to(o) for o in out):
+            out.append(path)
+    # A venv inside the checkout is needed although the checkout is not.
     return out
 
 
-def _tmp_resident_paths() -> list[str]:
-    """Interpreter and project folders that live under /tmp (a clone or venv there): the private /tmp
-    would hide them, so they are bound back read-only."""
-    import sys
-
-    from entrodrop_bench.paths import PROJECT_ROOT
-
-    candidates = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), PROJECT_ROOT.resolve()}
-    return sorted(str(p) for p in candidates if p.is_relative_to("/tmp"))
-
-
-INSIDE_WORK = "/tmp/work"  # where bwrap shows the work dir; writable paths appear as /tmp/w0, /tmp/w1, ...
+def _bind_at_own_path(path: str, made: set[str]) -> list[str]:
+    """Bind `path` read-only at the same path, making each missing parent 0755 in the sandbox's root."""
+    args = []
+    parts = Path(path).parts
+    for i in range(2, len(parts)):
+        parent = str(Path(*parts[:i]))
+        if parent not in made and parent not in ("/tmp",):
+            args += ["--perms", "0755", "--dir", parent]
+            made.add(parent)
+    return args + ["--ro-bind", path, path]
 
 
-def _bwrap_base(workdir: Path, writable: Sequence[Path] = ()) -> list[str]:
-    # A private tmpfs /tmp holds the binds: the host paths may sit under folders `nobody` cannot cross
-    # (pytest's 0700 /tmp/pytest-of-root), so programs see fixed paths instead; see `inside_paths`.
-    args = ["--ro-bind", "/", "/", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc",
-            "--perms", "1777", "--tmpfs", "/tmp"]
-    if os.geteuid() == 0:
-        # The program runs as `nobody`: re-expose the interpreter when it lives in a private home.
-        for top, prefix in _hidden_prefixes():
-            args += ["--perms", "0755", "--tmpfs", top, "--ro-bind", prefix, prefix]
-    for path in _tmp_resident_paths():
-        args += ["--ro-bind", path, path]
-    for i, path in enumerate(writable):
-        args += ["--bind", str(path), f"/tmp/w{i}"]
-    args += ["--bind", str(workdir), INSIDE_WORK]
-    return [*args, *_unshare_flags(), "--die-with-parent", "--new-session", "--chdir", INSIDE_WORK]
+def _bwrap_args(stage: _Staging, limits: Limits, inputs: Mapping[str, bytes]) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = Path("/" + top)
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), str(host)]
+    for name in _ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--dev", "/dev", "--proc", "/proc",
+             "--perms", "1777", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
+             "--perms", "0755", "--dir", INSIDE_IN, "--perms", "0777", "--dir", INSIDE_WORK]
+    for name, data in inputs.items():
+        parent = str(Path(INSIDE_IN, name).parent)
+        if parent != INSIDE_IN:
+            args += ["--perms", "0755", "--dir", parent]
+        args += ["--perms", "0444", "--ro-bind-data", str(stage.memfd(name, data)), f"{INSIDE_IN}/{name}"]
+    made: set[str] = set()
+    for path in _python_paths():
+        args += _bind_at_own_path(path, made)
+    unshare = (["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+               if os.geteuid() == 0 else ["--unshare-all"])  # as root, no user namespace: setpriv to an unprivileged uid
+    return [*args, *unshare, "--die-with-parent", "--new-session", "--chdir", INSIDE_WORK, "--"]
 
 
-def inside_paths(level: str, workdir: Path, writable: Sequence[Path]) -> dict[str, str]:
-    """Placeholders {work}, {w0}, {w1}... -> the paths the sandboxed program sees for them."""
-    if level == "bwrap":
-        return {"{work}": INSIDE_WORK, **{f"{{w{i}}}": f"/tmp/w{i}" for i in range(len(writable))}}
-    return {"{work}": str(workdir), **{f"{{w{i}}}": str(p) for i, p in enumerate(writable)}}
-
-
-def _fill(text: str, mapping: dict[str, str]) -> str:
-    for key, value in mapping.items():
-        text = text.replace(key, value)
-    return text
-
-
-def _unshare_flags() -> list[str]:
-    # As root, no user namespace: the program then drops to a real `nobody` uid (see _drop_root).
-    if os.geteuid() == 0:
-        return ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    return ["--unshare-all"]
-
-
-def _drop_root() -> list[str]:
-    """As root, run the program as `nobody` so RLIMIT_NPROC binds (root is exempt from it)."""
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
+def _setpriv(uid: int) -> list[str]:
+    """As root (no user namespace), run the program as an unprivileged uid, so RLIMIT_NPROC binds and no file of
+    root's is readable."""
+    if os.geteuid() != 0:
         return []
-    return ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups", "--"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
 
 
-def _give_to_sandbox(paths: Sequence[Path]) -> None:
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        return
-    for root in paths:
-        for dirpath, _dirs, files in os.walk(root):
-            os.chown(dirpath, SANDBOX_UID, SANDBOX_UID)
-            os.chmod(dirpath, 0o755)  # bwrap itself (root in its namespace) must still enter it
-            for f in files:
-                os.chown(os.path.join(dirpath, f), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
+# --------------------------------------------------------------------------- unshare
+# sh, not the program, is the pid namespace's init (init ignores SIGXCPU, so RLIMIT_CPU would only end
+# it with SIGKILL, which unshare then misreports). It first mounts the private tmpfs folders.
+_UNSHARE_INIT = ('mount -t tmpfs -o "size=$1,mode=0777" tmpfs "$3" && mount -t tmpfs -o "size=$2,mode=1777" '
+                 'tmpfs /dev/shm || exit 125; cd "$3" || exit 125; shift 3; "$@"; exit $?')
 
 
-def _wrap(cmd: Sequence[str], level: str, workdir: Path, writable: Sequence[Path]) -> list[str]:
-    if level == "bwrap":
-        return ["bwrap", *_bwrap_base(workdir, writable), "--", *_drop_root(), *cmd]
-    if level == "unshare":
-        return ["unshare", "-r", "-n", "-p", "-f", "--kill-child", "--", *cmd]
-    return list(cmd)
+def _hidden_tops(paths: list[str]) -> dict[str, list[str]]:
+    """Folder an unprivileged uid cannot cross -> the interpreter paths below it (e.g. /root -> [pyenv prefix])."""
+    tops: dict[str, list[str]] = {}
+    for path in paths:
+        for anc in reversed(Path(path).parents):
+            if anc != Path("/") and not os.stat(anc).st_mode & 0o001:
+                tops.setdefault(str(anc), []).append(path)
+                break
+    return tops
 
 
+def _root_init(stage: Path, uid: int) -> str:
+    """As root in a fresh mount namespace: show the interpreter to an unprivileged uid where it sits under a folder
+    it cannot cross (a tmpfs over that folder, the prefix bound back read-only), then run the program as
+    an unprivileged uid, as a child of this shell."""
+    lines = ['set -e', 'mount -t tmpfs -o "size=$1,mode=0700" tmpfs "$3"', f'chown {uid}:{uid} "$3"',
+             'mount -t tmpfs -o "size=$2,mode=1777" tmpfs /dev/shm']
+    for i, (top, paths) in enumerate(_hidden_tops(_python_paths()).items()):
+        for j, path in enumerate(paths):
+            lines += [f"mkdir -p '{stage}/b{i}_{j}'", f"mount --bind '{path}' '{stage}/b{i}_{j}'"]
+        lines.append(f"mount -t tmpfs -o mode=0755 tmpfs '{top}'")
+        for j, path in enumerate(paths):
+            lines += [f"mkdir -p '{path}'", f"mount --bind '{stage}/b{i}_{j}' '{path}'",
+                      f"mount -o remount,bind,ro '{path}'"]
+    lines += ['set +e', 'cd "$3" || exit 125', 'shift 3',
+              f'setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@"', 'exit $?']
+    return "\n".join(lines)
+
+
+def _unshare_prefix(limits: Limits, work: str, stage: Path, uid: int) -> list[str]:
+    if os.geteuid() == 0:  # no user namespace (it would map to real root): mounts as root, then its own uid
+        head, script = ["unshare", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child",
+                        "--propagation", "private"], _root_init(stage, uid)
+    else:
+        head, script = ["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"], _UNSHARE_INIT
+    return [*head, "--", "/bin/sh", "-c", script, "sh", str(limits.disk_bytes), str(limits.shm_bytes), work]
+
+
+# --------------------------------------------------------------------------- running
 def _user_processes() -> int:
     """Processes this user already runs: RLIMIT_NPROC counts them all, not just the sandbox's."""
     uid, n = os.getuid(), 0
@@ -201,7 +345,7 @@ def _user_processes() -> int:
     return n
 
 
-def _preexec(limits: Limits, nproc: int):
+def _preexec(limits: Limits, nproc: int, drop_to: int | None):
     def apply() -> None:
         # Die with the harness even if it is SIGKILLed (no chance to clean up).
         with contextlib.suppress(OSError, AttributeError):
@@ -216,13 +360,16 @@ def _preexec(limits: Limits, nproc: int):
             (resource.RLIMIT_CORE, (0, 0)),
         ):
             resource.setrlimit(rlim, value)
+        if drop_to is not None:
+            _drop_root(drop_to)
 
     return apply
 
 
-def _read_head(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return fh.read(OUTPUT_READ_LIMIT).decode("utf-8", errors="replace")
+def _read_head(fh, limit: int) -> str:
+    """Read back through the descriptor the harness opened: the path may have been replaced meanwhile."""
+    fh.seek(0)
+    return fh.read(limit).decode("utf-8", errors="replace")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -232,57 +379,66 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def _fill(text: str, mapping: dict[str, str]) -> str:
+    for key, value in mapping.items():
+        text = text.replace(key, value)
+    return text
+
+
 def run_sandboxed(
     cmd: Sequence[str],
     *,
     limits: Limits | None = None,
-    workdir: Path | None = None,
+    inputs: Mapping[str, bytes] | None = None,
     stdin: str | bytes | None = None,
     env: dict[str, str] | None = None,
-    writable: Sequence[Path] = (),
     level: str | None = None,
+    allow_weak: bool = False,
+    output_limit: int = OUTPUT_READ_LIMIT,
 ) -> SandboxResult:
-    """Run `cmd` in the sandbox; never raises for anything the program does.
+    """Run `cmd` in a fresh sandbox; never raises for anything the program does.
 
-    `workdir` (created if missing) is the program's cwd and its only writable place besides `writable`;
-    without it a temp dir is made and removed afterwards. Under bwrap the program sees them at other
-    paths: write `{work}`, `{w0}`, `{w1}`... in `cmd` and `env` values and they are filled in (relative
-    paths from the cwd work everywhere). `env` replaces the
-    environment (a minimal PATH/HOME/LANG one by default), so no secrets leak in.
+    `inputs` maps relative names to bytes, shown read-only under `{in}`; the program's cwd is `{work}`,
+    empty, writable and size-limited (`Limits.disk_bytes`), gone afterwards. Write `{in}` and `{work}` in `cmd`
+    and `env` values and they are filled in. `env` replaces the environment (a minimal PATH/LANG one by
+    default), so no secrets leak in. Raises WeakIsolationError when the level is weak and `allow_weak`
+    is not set. Only the first `output_limit` bytes of stdout and stderr are read back.
     """
     limits = limits or Limits()
     level = level or isolation_level()
-    own_dir = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="sandbox-")) if own_dir else Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    io_dir = Path(tempfile.mkdtemp(prefix="sandbox-io-"))  # outside the sandbox: not writable from inside
-    run_env = env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if level not in LEVELS or (level != STRONG and not allow_weak):
+        require_isolation(allow_weak, level=level)
+    inputs = dict(inputs or {})
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    writable = [Path(p).resolve() for p in writable]
-    mapping = inside_paths(level, workdir.resolve(), writable)
-    run_env = {k: _fill(v, mapping) for k, v in {**run_env, "HOME": "{work}", "TMPDIR": "{work}"}.items()}
-    cmd = [_fill(c, mapping) for c in cmd]
-    dropped = level == "bwrap" and bool(_drop_root())
-    if dropped:
-        _give_to_sandbox([workdir, *writable])
-    # As `nobody` the count starts near zero; as this user it includes everything the user already runs.
-    nproc = limits.nproc if dropped else _user_processes() + limits.nproc
-    tic = time.perf_counter()
-    timed_out = False
-    try:
-        with open(io_dir / "out", "wb") as out, open(io_dir / "err", "wb") as err:
+    run_env = env if env is not None else {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    with _Staging() as stage:
+        if level == "bwrap":
+            mapping = {"{in}": INSIDE_IN, "{work}": INSIDE_WORK}
+            wrapped_prefix, cwd = ["bwrap", *_bwrap_args(stage, limits, inputs), *_setpriv(stage.uid)], "/"
+            drop = None
+        else:
+            indir, work = stage.host_dirs(inputs)
+            mapping = {"{in}": str(indir), "{work}": str(work)}
+            wrapped_prefix = _unshare_prefix(limits, str(work), stage.root, stage.uid) if level == "unshare" else []
+            cwd, drop = str(work), stage.uid if level == "none" else None
+        run_env = {k: _fill(v, mapping) for k, v in {**run_env, "HOME": "{work}", "TMPDIR": "{work}"}.items()}
+        full = [*wrapped_prefix, *(_fill(c, mapping) for c in cmd)]
+        # As an unprivileged uid the count starts near zero; as this user it includes everything the user already runs.
+        nproc = limits.nproc if os.geteuid() == 0 else _user_processes() + limits.nproc
+        tic = time.perf_counter()
+        timed_out = False
+        with open(stage.root / "out", "w+b") as out, open(stage.root / "err", "w+b") as err:
+            os.chmod(stage.root / "out", 0o600)
             proc = subprocess.Popen(
-                _wrap(cmd, level, workdir.resolve(), writable),
-                cwd=workdir, env=run_env, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=out, stderr=err, preexec_fn=_preexec(limits, nproc), start_new_session=True, close_fds=True,
+                full, cwd=cwd, env=run_env, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                stdout=out, stderr=err, preexec_fn=_preexec(limits, nproc, drop), start_new_session=True,
+                close_fds=True, pass_fds=tuple(stage.fds),
             )
             try:
                 if data is not None:
-                    try:
+                    with contextlib.suppress(BrokenPipeError, OSError):
                         proc.stdin.write(data)
                         proc.stdin.close()
-                    except (BrokenPipeError, OSError):
-                        pass
                 proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
@@ -290,40 +446,23 @@ def run_sandboxed(
                 # Always take the whole group down: a finished parent may have left children behind.
                 _kill_group(proc)
                 proc.wait()
-        rc = proc.returncode
-        # RLIMIT_CPU ends a spinning program with SIGXCPU, often a moment before the wall clock would: that is a
-        # timeout too (bwrap reports a child's death by signal N as exit status 128 + N).
-        timed_out = timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
-        return SandboxResult(
-            returncode=None if timed_out else rc,
-            stdout=_read_head(io_dir / "out"),
-            stderr=_read_head(io_dir / "err"),
-            timed_out=timed_out,
-            wall_s=time.perf_counter() - tic,
-            isolation=level,
-            signal=-rc if rc is not None and rc < 0 else None,
-        )
-    finally:
-        shutil.rmtree(io_dir, ignore_errors=True)
-        if own_dir:
-            shutil.rmtree(workdir, ignore_errors=True)
+            rc = proc.returncode
+            # RLIMIT_CPU ends a spinning program with SIGXCPU, often a moment before the wall clock would: that is
+            # a timeout too (bwrap and sh report a child's death by signal N as exit status 128 + N).
+            timed_out = timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+            return SandboxResult(
+                returncode=None if timed_out else rc,
+                stdout=_read_head(out, output_limit),
+                stderr=_read_head(err, output_limit),
+                timed_out=timed_out,
+                wall_s=time.perf_counter() - tic,
+                isolation=level,
+                signal=-rc if rc is not None and rc < 0 else None,
+            )
 
 
-def run_python(code: str, *, limits: Limits | None = None, stdin: str | None = None, workdir: Path | None = None,
-               python: str | None = None, level: str | None = None) -> SandboxResult:
-    """Write `code` to main.py in the sandbox's dir and run it with the harness's Python, isolated mode (-I)."""
-    own = workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="sandbox-")) if own else Path(workdir)
-    try:
-        (workdir / "main.py").write_text(code)
-        return run_sandboxed([python or _python(), "-I", "-S", "main.py"], limits=limits, workdir=workdir,
-                             stdin=stdin, level=level)
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
+def run_python(code: str, *, limits: Limits | None = None, stdin: str | None = None, python: str | None = None,
+               level: str | None = None, allow_weak: bool = False) -> SandboxResult:
+    """Run `code` (passed in as {in}/main.py) with the harness's Python in isolated mode (-I -S)."""
+    return run_sandboxed([python or sys.executable, "-I", "-S", "{in}/main.py"], limits=limits, stdin=stdin,
+                         inputs={"main.py": code.encode()}, level=level, allow_weak=allow_weak)
