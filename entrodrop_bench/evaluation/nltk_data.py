@@ -87,8 +87,10 @@ def ensure_punkt_tab() -> None:
         nltk.data.path.insert(0, str(root))
 
 
-def main() -> int:
-    target = install_punkt_tab()
+def main(argv: list[str] | None = None) -> int:
+    """`python -m entrodrop_bench.evaluation.nltk_data [ROOT]`: ROOT defaults to `default_root()`."""
+    args = sys.argv[1:] if argv is None else argv
+    target = install_punkt_tab(Path(args[0]) if args else None)
     print(f"NLTK punkt_tab (english) written to {target}")
     return 0
 
