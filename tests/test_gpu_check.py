@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import load_module_from_file
 
 
 def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_file("benchmarks/gpu_check.py", "gpu_check")
 
 
 def test_gpu_check_runs_the_real_trainer_at_a_tiny_shape(tmp_path):

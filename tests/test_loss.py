@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import ForwardWrapper
 
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, TokenizedCorpus, collate, make_plan
 from entrodrop_bench.loss import (
@@ -38,17 +39,6 @@ def _packed_batch(vocab: int = 97, seq_len: int = 48, rows: int = 6) -> dict[str
     return batch
 
 
-class _Wrapper(torch.nn.Module):
-    """Stands in for DDP/FSDP/accelerate: the loss must run through the wrapper's forward."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = model
-
-    def forward(self, **kwargs):
-        return self.module(**kwargs)
-
-
 @pytest.mark.parametrize("chunk_elements", [97 * 7, 97 * 64, 1000])
 def test_chunked_losses_and_gradients_match_the_full_logits(chunk_elements):
     g = torch.Generator().manual_seed(0)
@@ -81,7 +71,7 @@ def test_step_loss_chunked_matches_full_on_packed_rows_through_a_wrapper(autocas
     for chunk in (None, 97 * 40):
         model = _model()
         with transformed_embeddings(model, lambda e: e * 0.9), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            total, per_token = step_loss(_Wrapper(model), batch, chunk_elements=chunk)
+            total, per_token = step_loss(ForwardWrapper(model), batch, chunk_elements=chunk)
         total.backward()
         assert "forward" not in vars(model.get_output_embeddings()), "the head's own forward is back"
         results.append((total, per_token, {n: p.grad for n, p in model.named_parameters()}))
@@ -124,7 +114,7 @@ def test_a_batch_within_one_chunk_takes_the_full_logits_path_bitwise():
 
 
 def test_heads_that_transform_logits_keep_the_full_logits_loss():
-    wrapped = _Wrapper(_model())
+    wrapped = ForwardWrapper(_model())
     assert linear_head(wrapped) is wrapped.module.get_output_embeddings()
     capped = _model()
     capped.config.final_logit_softcapping = 30.0

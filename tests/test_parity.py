@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_module_from_file
 from test_eval_real_data import SHARED, GoldLM, needs_shared, score
 
 from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
@@ -241,12 +242,7 @@ def test_math_verify_scores_real_gold_answers_100_and_shuffled_near_0(tmp_path):
 @pytest.fixture
 def utils_tasks():
     """tasks/utils.py, loaded from its file as lm-eval loads a task folder's helpers."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tasks_utils", REPO / "tasks" / "utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module_from_file("tasks/utils.py", "tasks_utils")
 
 
 def test_math_verify_equivalences_the_hand_written_checker_missed(utils_tasks):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import ForwardWrapper
 from safetensors.torch import load_file
 
 from entrodrop_bench.errors import TrainingDiverged
@@ -100,17 +101,6 @@ def test_completed_run_is_skipped(mini_config):
     assert any("already complete" in m for m in messages)
 
 
-class _Wrapper(torch.nn.Module):
-    """Stands in for DDP/FSDP/compile: a module whose forward calls the real model's forward."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.module = model
-
-    def forward(self, **kwargs):
-        return self.module(**kwargs)
-
-
 def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_assets):
     """The method's transform is applied inside the wrapped forward, exactly as `inputs_embeds=` would be,
     gradients reach the embedding through it, and the hook is gone after the block."""
@@ -122,8 +112,8 @@ def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_asse
     shift = torch.linspace(-1, 1, model.config.hidden_size)
     expected = model(inputs_embeds=model.get_input_embeddings()(ids) * 0.5 + shift, position_ids=batch["position_ids"]).logits
     with transformed_embeddings(model, lambda e: e * 0.5 + shift):
-        logits = _Wrapper(model)(input_ids=ids, position_ids=batch["position_ids"]).logits
-        loss, _ = step_loss(_Wrapper(model), batch)
+        logits = ForwardWrapper(model)(input_ids=ids, position_ids=batch["position_ids"]).logits
+        loss, _ = step_loss(ForwardWrapper(model), batch)
     torch.testing.assert_close(logits, expected)
     loss.backward()
     assert model.get_input_embeddings().weight.grad.abs().sum() > 0
