@@ -15,7 +15,6 @@ Every problem found is reported at once, each naming the config key or environme
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,30 +82,18 @@ def in_local_cache(repo: str, repo_type: str) -> bool:
         return True
     if repo_type == "dataset":
         datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path(_hf_home()) / "datasets")
-        return (datasets_cache / repo.replace("/", "___")).is_dir()
+        owner, _, name = repo.partition("/")
+        return any((datasets_cache / f"{owner}___{n}").is_dir() for n in (name, name.lower()))
     return False
-
-
-def _yaml_field(path: Path, field: str, _depth: int = 0) -> str | None:
-    """A top-level scalar of a task YAML, following `include:` (lm-eval YAMLs carry `!function` tags, so no yaml.load)."""
-    if _depth > 5 or not path.is_file():
-        return None
-    text = path.read_text()
-    m = re.search(rf"^[\"']?{field}[\"']?\s*:\s*[\"']?([^\s\"'#]+)", text, re.M)
-    if m:
-        return m.group(1)
-    inc = re.search(r"^[\"']?include[\"']?\s*:\s*[\"']?([^\s\"'#]+)", text, re.M)
-    return _yaml_field(path.parent / inc.group(1), field, _depth + 1) if inc else None
 
 
 def benchmark_dataset(benchmark: str) -> str | None:
     """The hub dataset an lm-eval benchmark reads (None: local, generated, or unknown to us)."""
-    from entrodrop_bench.evaluation.benchmarks import builtin_task_yaml, local_task_yaml
+    from entrodrop_bench.evaluation.benchmarks import builtin_task_yaml, local_task_yaml, task_yaml_field
 
     if benchmark in GROUP_DATASETS:
         return GROUP_DATASETS[benchmark]
-    yaml_file = local_task_yaml(benchmark) or builtin_task_yaml(benchmark)
-    dataset = _yaml_field(yaml_file, "dataset_path") if yaml_file else None
+    dataset = task_yaml_field(local_task_yaml(benchmark) or builtin_task_yaml(benchmark), "dataset_path")
     return None if dataset is None or dataset in LOCAL_BUILDERS else dataset
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from entrodrop_bench.errors import ConfigError, DataError
@@ -78,6 +79,19 @@ def local_task_yaml(benchmark: str) -> Path | None:
     """The project's own task YAML (tasks/<name>.yaml), if the benchmark is one of ours."""
     path = TASKS_DIR / f"{benchmark}.yaml"
     return path if path.is_file() else None
+
+
+def task_yaml_field(path: Path | None, key: str, _depth: int = 0) -> str | None:
+    """A top-level scalar of a task YAML, following `include:`. Read as text, because lm-eval's YAMLs carry
+    `!function` tags that a plain YAML load rejects; a null value reads as None."""
+    if path is None or not path.is_file() or _depth > 5:
+        return None
+    text = path.read_text()
+    m = re.search(rf"^[\"']?{key}[\"']?\s*:\s*[\"']?([^\s\"'#]+)", text, re.M)
+    if m:
+        return None if m.group(1) in ("null", "None", "~") else m.group(1)
+    inc = re.search(r"^[\"']?include[\"']?\s*:\s*[\"']?([^\s\"'#]+)", text, re.M)
+    return task_yaml_field((path.parent / inc.group(1)).resolve(), key, _depth + 1) if inc else None
 
 
 def builtin_task_yaml(benchmark: str) -> Path | None:

@@ -3,15 +3,14 @@ count, primary metric and whether its data is available offline, without loading
 
 Item counts: a local file (config `eval.data_overrides`, or the tiny world's file) is counted; otherwise
 the published size of the full evaluated split is shown (the numbers in tasks/README.md's parity table).
-Offline: a local file that exists, or the dataset in the project's HF datasets / hub cache.
+Offline: a local file that exists, or the dataset in the hub or datasets cache (the preflight's own check,
+`sources.in_local_cache`).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import re
 from pathlib import Path
 
 from entrodrop_bench.evaluation.benchmarks import (
@@ -22,6 +21,7 @@ from entrodrop_bench.evaluation.benchmarks import (
     effective_max_gen_toks,
     harness_of,
     local_task_yaml,
+    task_yaml_field,
 )
 
 # Published sizes of the evaluated split (see tasks/README.md for the sources).
@@ -41,29 +41,16 @@ HUB_SOURCES = {
 }
 
 
-def _yaml_field(path: Path | None, key: str, depth: int = 0) -> str | None:
-    """A top-level scalar of a task YAML, following `include:` (read as text: the YAMLs hold !function tags)."""
-    if path is None or not path.is_file() or depth > 4:
-        return None
-    text = path.read_text()
-    m = re.search(rf"^{key}:\s*(\S+)", text, re.M)
-    if m:
-        value = m.group(1).strip("\"'")
-        return None if value in ("null", "None", "~") else value
-    inc = re.search(r"^include:\s*(\S+)", text, re.M)
-    return _yaml_field((path.parent / inc.group(1)).resolve(), key, depth + 1) if inc else None
-
-
 def hub_source(benchmark: str) -> str:
     """The hub dataset (and config, split) the benchmark reads when no local file is given."""
     if benchmark in HUB_SOURCES:
         return HUB_SOURCES[benchmark]
     yaml_path = local_task_yaml(benchmark) or builtin_task_yaml(benchmark)
-    path = _yaml_field(yaml_path, "dataset_path")
+    path = task_yaml_field(yaml_path, "dataset_path")
     if path is None:
         return "unknown"
-    name = _yaml_field(yaml_path, "dataset_name")
-    split = _yaml_field(yaml_path, "test_split") or _yaml_field(yaml_path, "validation_split")
+    name = task_yaml_field(yaml_path, "dataset_name")
+    split = task_yaml_field(yaml_path, "test_split") or task_yaml_field(yaml_path, "validation_split")
     if benchmark == "svamp":  # utils.svamp_dataset reads both hub splits: the full 1,000
         split = "train+test"
     return f"{path}{f' [{name}]' if name else ''} ({split})"
@@ -82,22 +69,6 @@ def count_items(path: Path) -> int | None:
         return None
 
 
-def _hub_id(source: str) -> str:
-    return source.split(" ")[0]
-
-
-def in_hf_cache(hub_id: str) -> bool:
-    """Whether the HF datasets cache or hub cache under $HF_HOME holds this dataset."""
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    repo = hub_id.split("/")[:2]
-    if len(repo) < 2:
-        return False
-    owner, name = repo
-    candidates = [home / "hub" / f"datasets--{owner}--{name}", home / "datasets" / f"{owner}___{name.lower()}",
-                  home / "datasets" / f"{owner}___{name}"]
-    return any(c.exists() for c in candidates)
-
-
 def describe(config, layout) -> list[dict]:
     """One row per configured benchmark: name, harness, source, items, metric, max_gen_toks, offline."""
     from entrodrop_bench.evaluation.benchmarks import PRIMARY_METRIC, check_benchmarks, primary_metric
@@ -107,7 +78,7 @@ def describe(config, layout) -> list[dict]:
     rows = []
     for bench in dict.fromkeys(ev.lm_eval_tasks + ev.evalplus_datasets):
         yaml_path = local_task_yaml(bench) or (builtin_task_yaml(bench) if harness_of(bench) == "lm-eval" else None)
-        generates = harness_of(bench) != "lm-eval" or _yaml_field(yaml_path, "output_type") == "generate_until" \
+        generates = harness_of(bench) != "lm-eval" or task_yaml_field(yaml_path, "output_type") == "generate_until" \
             or bench in ("minerva_math", "hendrycks_math")
         row = {"benchmark": bench, "harness": harness_of(bench),
                "metric": PRIMARY_METRIC.get(bench) or primary_metric(bench, {}) or "first of acc_norm/acc/exact_match",
@@ -125,8 +96,11 @@ def describe(config, layout) -> list[dict]:
                        offline="yes" if local.is_file() else
                        ("built by `prepare`" if bench.startswith("tiny_") else "no: file missing"))
         else:
+            from entrodrop_bench.sources import benchmark_dataset, in_local_cache
+
             source = hub_source(bench)
-            cached = in_hf_cache(_hub_id(source))
+            dataset = benchmark_dataset(bench)
+            cached = dataset is not None and in_local_cache(dataset, "dataset")
             needs_file = bench in EVALPLUS_DATASETS or bench in LIVECODEBENCH
             row.update(source=source, items=FULL_SIZES.get(bench),
                        offline="no: set eval.data_overrides" if needs_file else
