@@ -108,6 +108,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
     A run folder that exists here already (even partial) is kept: nothing written is replaced. A source run
     that is not complete yet is not linked (train that experiment first, or this one trains its own)."""
     from entrodrop_bench.config import run_key
+    from entrodrop_bench.train import read_status, run_is_complete
 
     shared = []
     for source_dir in config.output.shared_runs_from:
@@ -116,15 +117,14 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
             mine = layout.run_dir(run, seed)
             if mine.exists() or mine.is_symlink() or (run, seed) in shared:
                 continue
-            status_file = source.status_file(run, seed)
-            status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+            status = read_status(source, run, seed)
             key = run_key(config, run, seed)
             if status.get("run_key") != key:
                 if status:
                     echo(f"train: {run}/seed{seed} in {source.runs_dir} has other settings (run key "
                          f"{status.get('run_key')} != {key}); training it here")
                 continue
-            if status.get("state") != "complete":
+            if not run_is_complete(source, run, seed):  # the same test as our own runs: status and every file
                 echo(f"train: {run}/seed{seed} in {source.runs_dir} is not finished (state {status.get('state')}); training it here")
                 continue
             layout.link_shared_run(run, seed, source.run_dir(run, seed))

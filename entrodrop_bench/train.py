@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json, write_text
+from entrodrop_bench.config import run_key
 from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.experiment import Prepared, percentile_groups
@@ -171,12 +172,18 @@ def _read_json(path: Path):
         return None
 
 
+def read_status(layout, run: str, seed: int) -> dict:
+    """A run's status.json, or {} when it is missing or unreadable (a run that has not started, or a torn file)."""
+    status = _read_json(layout.status_file(run, seed))
+    return status if isinstance(status, dict) else {}
+
+
 def run_is_complete(layout, run: str, seed: int) -> bool:
     """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
     final validation point and every step's log line. A run marked complete with anything missing is not
     (a re-run repairs it from the final checkpoint without training)."""
-    status = _read_json(layout.status_file(run, seed))
-    if not isinstance(status, dict) or status.get("state") != "complete":
+    status = read_status(layout, run, seed)
+    if status.get("state") != "complete":
         return False
     total = status.get("total_steps")
     ckpts = layout.checkpoints(run, seed)
@@ -194,12 +201,6 @@ def _runs(prepared: Prepared) -> dict:
     from entrodrop_bench.config import run_names
 
     return run_names(prepared.config)
-
-
-def run_key(config, run: str, seed: int) -> str:
-    from entrodrop_bench.config import run_key as key
-
-    return key(config, run, seed)
 
 
 class Trainer:
@@ -224,8 +225,7 @@ class Trainer:
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> dict:
-        status = _read_json(self.layout.status_file(self.run, self.seed))
-        return status if isinstance(status, dict) else {}
+        return read_status(self.layout, self.run, self.seed)
 
     def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
         if not self._writes:
