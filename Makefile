@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 # Written into the project's own .cache/nltk (the tests and the tiny preset point NLTK_DATA there).
 PUNKT_TAB := $(CURDIR)/.cache/nltk/tokenizers/punkt_tab/english/sent_starters.txt
 $(PUNKT_TAB): $(VENV)/.installed
-	$(PY) -m entrodrop_bench.evaluation.nltk_data $(CURDIR)/.cache/nltk
+	$(PY) -m entrodrop_bench.evaluate.nltk_data $(CURDIR)/.cache/nltk
 
 # System packages (bubblewrap, chromium) where this machine allows it; says why and goes on where not.
 setup: $(VENV)/.installed $(PUNKT_TAB)

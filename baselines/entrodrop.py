@@ -7,7 +7,7 @@ ablation), `target: all` gates every eligible token (= vanilla token dropout). D
 P(m_t = 0) = gamma_j * g_t, gamma_j and the curriculum as in `baselines.masking`.
 
 Signal: `entropy` of p(. | x_<t) (the paper) or `nll` = -log p(x_t | x_<t), computed once by
-`entrodrop_bench.entropy` with the frozen base model and cached in PrepareContext.cache_dir.
+`entrodrop_bench.prepare.entropy` with the frozen base model and cached in PrepareContext.cache_dir.
 Percentiles use numpy's default (linear interpolation between order statistics).
 """
 
@@ -88,7 +88,7 @@ class EntroDrop(TokenDropoutBase):
         super().prepare(ctx)
         if self.config.target == "all":
             return  # vanilla: no signal needed
-        from entrodrop_bench.entropy import cached_token_signals, signals_cache_key
+        from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key
 
         cfg = self.config
         key = signals_cache_key(ctx.model, ctx.tokenizer, ctx.target_docs, seq_len=ctx.seq_len, kind=cfg.signal)

@@ -9,7 +9,7 @@ Writes `<gpu>_qwen3_0.6b_shape.json` with:
 
 - `train`: tokens/s per GPU and MFU (6 N tokens/s over the GPU's dense bf16 peak; N counts every weight once,
   the tied LM head included; attention's own FLOPs and the gradient-checkpointing recompute are not model
-  FLOPs), peak GPU memory, for `plain` trained by entrodrop_bench.train.Trainer under the Qwen3 presets'
+  FLOPs), peak GPU memory, for `plain` trained by entrodrop_bench.train.trainer.Trainer under the Qwen3 presets'
   settings (bf16-mixed, gradient checkpointing, micro-batch 4, chunked or Liger loss);
 - `entrodrop_over_plain`: EntroDrop's median step time over plain's, both through the same trainer;
 - `loss_memory`: peak extra GPU memory of the training loss alone, forward + backward, at V 151,936, T 4096,
@@ -108,10 +108,10 @@ def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: di
 
 
 def prepared_in_process(config, layout, root: Path):
-    """What `entrodrop_bench.experiment.prepare` builds, from the same local files, tokenized in this process:
+    """What `entrodrop_bench.prepare.stage.prepare` builds, from the same local files, tokenized in this process:
     the GPU image has no `datasets` (prepare reads jsonl through it), and the measurement is the trainer's."""
-    from entrodrop_bench.data import make_plan, split_validation, tokenize_texts
-    from entrodrop_bench.experiment import Prepared, load_tokenizer
+    from entrodrop_bench.prepare.data import make_plan, split_validation, tokenize_texts
+    from entrodrop_bench.prepare.stage import Prepared, load_tokenizer
 
     model_path = config.model.name_or_path
     tokenizer = load_tokenizer(config, model_path)
@@ -133,7 +133,7 @@ def _sync(device: torch.device) -> None:
 def train_steps(prepared, run: str, steps: int, device: torch.device) -> dict:
     """Train `run` for `steps` optimizer steps through the real Trainer (stopping before its only checkpoint);
     per-step wall times and the peak GPU memory of the whole run."""
-    from entrodrop_bench.train import Trainer
+    from entrodrop_bench.train.trainer import Trainer
 
     times: list[float] = []
 
@@ -157,7 +157,12 @@ def train_steps(prepared, run: str, steps: int, device: torch.device) -> dict:
 
 def loss_memory(shape: dict, device: torch.device, batch: int = 4) -> dict:
     """Peak extra memory of the training loss alone (forward + backward) under bf16 autocast, per variant."""
-    from entrodrop_bench.loss import chunked_token_losses, liger_available, liger_loss_sum, naive_token_losses
+    from entrodrop_bench.train.loss import (
+        chunked_token_losses,
+        liger_available,
+        liger_loss_sum,
+        naive_token_losses,
+    )
 
     if device.type != "cuda":
         return {"skipped": "needs CUDA memory statistics (on CPU: `make bench`, row 8)"}

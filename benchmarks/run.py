@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from entrodrop_bench.atomic import write_json  # noqa: E402
-from entrodrop_bench.loss import LOSS_CHUNK_ELEMENTS  # noqa: E402
+from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS  # noqa: E402
 
 
 def interleaved(a: Callable[[], None], b: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
@@ -61,7 +61,7 @@ def bench_model(hidden: int = 128, layers: int = 3, vocab: int = 1024):
 
 def synthetic_rows(n_docs: int = 200, seq_len: int = 128, vocab: int = 1024, seed: int = 0):
     """A target and a general corpus of random documents, and the plan's rows for a few steps."""
-    from entrodrop_bench.data import MixedRows, TokenizedCorpus, make_plan
+    from entrodrop_bench.prepare.data import MixedRows, TokenizedCorpus, make_plan
 
     g = torch.Generator().manual_seed(seed)
     docs = [(torch.randint(2, vocab, (int(torch.randint(40, 120, (1,), generator=g)),), generator=g).tolist() + [1]) for _ in range(n_docs)]
@@ -82,8 +82,8 @@ class _Tok:
 
 def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS):
     """One optimizer step of the trainer's loss; `chunk_elements` as in step_loss (None: full logits always)."""
-    from entrodrop_bench.data import collate
-    from entrodrop_bench.train import step_loss, token_meta, transformed_embeddings
+    from entrodrop_bench.prepare.data import collate
+    from entrodrop_bench.train.trainer import step_loss, token_meta, transformed_embeddings
 
     state = {"step": 0}
 
@@ -126,7 +126,7 @@ def ratio_entrodrop_step(repeats: int) -> dict:
 
 def ratio_entropy_vs_epoch(repeats: int) -> dict:
     """2. Entropy pass over the target corpus / one target epoch of training (target <= 0.5)."""
-    from entrodrop_bench.entropy import token_signals
+    from entrodrop_bench.prepare.entropy import token_signals
 
     target, rows, plan = synthetic_rows()
     model = bench_model()
@@ -166,7 +166,7 @@ with torch.inference_mode():
         logp = torch.log_softmax(logits, -1)
         ent = -(logp.exp() * logp).sum(-1)[0, :-1]
     else:
-        from entrodrop_bench.entropy import token_signals
+        from entrodrop_bench.prepare.entropy import token_signals
         values, _ = token_signals(model, [doc], kind="entropy", seq_len=seq, batch_size=1)
         ent = torch.from_numpy(values[1:])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -218,7 +218,7 @@ def ratio_mfu(repeats: int) -> dict:
 _LOSS_MEMORY_CHILD = """
 import resource, sys, torch
 sys.path.insert(0, {repo!r})
-from entrodrop_bench.loss import chunked_token_losses, naive_token_losses
+from entrodrop_bench.train.loss import chunked_token_losses, naive_token_losses
 torch.manual_seed(0)
 batch, seq, hidden_size, vocab = {batch}, {seq}, {hidden}, {vocab}
 # Made in place (no temporaries), so the high-water mark before the loss is what is held, not a transient.
@@ -245,7 +245,7 @@ import sys, torch
 sys.path.insert(0, {repo!r})
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed._tools.mem_tracker import MemTracker
-from entrodrop_bench.loss import chunked_token_losses, naive_token_losses
+from entrodrop_bench.train.loss import chunked_token_losses, naive_token_losses
 with FakeTensorMode():
     hidden = torch.randn({batch}, {seq}, {hidden}, requires_grad=True)
     weight = torch.randn({vocab}, {hidden}, requires_grad=True)

@@ -77,7 +77,7 @@ def _load(args):
 
 
 def _leaderboard(args) -> int:
-    from entrodrop_bench import leaderboard
+    from entrodrop_bench.report import leaderboard
 
     if args.action == "build":
         config, layout = _load(args)
@@ -113,7 +113,7 @@ def _plugins() -> int:
 def _benchmarks(args) -> int:
     import json
 
-    from entrodrop_bench.evaluation.catalog import describe, format_rows
+    from entrodrop_bench.catalog import describe, format_rows
 
     config, layout = _load(args)
     rows = describe(config, layout)

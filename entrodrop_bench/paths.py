@@ -191,4 +191,4 @@ class Layout:
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
 LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
 LEADERBOARD_HTML = LEADERBOARD_DIR / "leaderboard.html"
-PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "paper_reference.json"
+PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "report" / "paper_reference.json"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from entrodrop_bench.config import ExperimentConfig, run_names
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.experiment import Prepared, check_run_format, prepare
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.prepare.stage import Prepared, check_run_format, prepare
 
 Echo = Callable[[str], None]
 
@@ -26,7 +26,7 @@ def stage_prepare(config: ExperimentConfig, layout: Layout, echo: Echo = print) 
     """Prepare once: in a launched job the main process downloads, tokenizes and computes the entropy caches
     while the others wait; then they read what it wrote (and fail, saying why, if they cannot see it)."""
     from entrodrop_bench.distributed import check_joined, process_state
-    from entrodrop_bench.signals import warm_caches
+    from entrodrop_bench.prepare.signals import warm_caches
 
     state = process_state()
     check_joined(state)
@@ -108,7 +108,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
     A run folder that exists here already (even partial) is kept: nothing written is replaced. A source run
     that is not complete yet is not linked (train that experiment first, or this one trains its own)."""
     from entrodrop_bench.config import run_key
-    from entrodrop_bench.train import read_status, run_is_complete
+    from entrodrop_bench.train.trainer import read_status, run_is_complete
 
     shared = []
     for source_dir in config.output.shared_runs_from:
@@ -134,14 +134,14 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
 
 
 def _is_complete(layout: Layout, run: str, seed: int) -> bool:
-    from entrodrop_bench.train import run_is_complete
+    from entrodrop_bench.train.trainer import run_is_complete
 
     return run_is_complete(layout, run, seed)
 
 
 def _train_one(prepared: Prepared, run: str, seed: int, progress: bool, echo: Echo) -> str:
     from entrodrop_bench.errors import TrainingDiverged
-    from entrodrop_bench.train import Trainer
+    from entrodrop_bench.train.trainer import Trainer
 
     trainer = Trainer(prepared, run, seed, progress=progress)
     tic = time.perf_counter()
@@ -176,8 +176,8 @@ def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[s
 
 def check_eval_config(config: ExperimentConfig) -> None:
     """Benchmark names and the local code-benchmark files they read, checked before any compute."""
-    from entrodrop_bench.evaluation import evalplus_runner, livecodebench
-    from entrodrop_bench.evaluation.benchmarks import LIVECODEBENCH, check_benchmarks
+    from entrodrop_bench.evaluate import evalplus_runner, livecodebench
+    from entrodrop_bench.evaluate.benchmarks import LIVECODEBENCH, check_benchmarks
 
     check_benchmarks(config.eval.lm_eval_tasks, config.eval.evalplus_datasets)
     for name in config.eval.evalplus_datasets:
@@ -193,7 +193,7 @@ def check_eval_config(config: ExperimentConfig) -> None:
         if name in config.eval.data_overrides:
             check_json_records(f"eval.data_overrides.{name}", Path(config.eval.data_overrides[name]))
     if config.eval.evalplus_datasets:  # generated code runs only in a real sandbox, or where the config accepts less
-        from entrodrop_bench.evaluation.sandbox import require_isolation
+        from entrodrop_bench.evaluate.sandbox import require_isolation
 
         require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")
 
@@ -237,8 +237,8 @@ def preflight(config: ExperimentConfig) -> None:
 
 
 def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> dict:
-    from entrodrop_bench.evaluation import evaluate_experiment
-    from entrodrop_bench.experiment import build_world
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.prepare.stage import build_world
 
     check_eval_config(config)
     world = build_world(config, layout, echo)
@@ -263,7 +263,7 @@ def train_failures(states: dict[str, str]) -> list[str]:
 
 
 def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> dict:
-    from entrodrop_bench.selection import select
+    from entrodrop_bench.report.selection import select
 
     selection = select(config, layout)
     chosen = [m for m, v in selection["methods"].items() if v["best_run"] is not None]
@@ -275,7 +275,7 @@ def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -
 
 def current_selection(config: ExperimentConfig, layout: Layout) -> dict:
     """The selection as the store stands now (not written)."""
-    from entrodrop_bench.selection import compute_selection
+    from entrodrop_bench.report.selection import compute_selection
 
     return compute_selection(config, layout)
 
@@ -287,7 +287,7 @@ def selection_failures(selection: dict) -> list[str]:
 
 
 def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
-    from entrodrop_bench.tables import write_tables
+    from entrodrop_bench.report.tables import write_tables
 
     paths = write_tables(config, layout)
     echo(f"tables: {len(paths)} files in {layout.tables_dir}")
@@ -295,7 +295,7 @@ def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -
 
 
 def stage_figures(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
-    from entrodrop_bench.figures import write_figures
+    from entrodrop_bench.report.figures import write_figures
 
     paths = write_figures(config, layout)
     echo(f"figures: {len(paths)} files in {layout.figures_dir}")
@@ -303,7 +303,7 @@ def stage_figures(config: ExperimentConfig, layout: Layout, echo: Echo = print) 
 
 
 def stage_leaderboard(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
-    from entrodrop_bench.leaderboard import build_entries
+    from entrodrop_bench.report.leaderboard import build_entries
 
     entries = build_entries(config, layout)
     echo(f"leaderboard: {len(entries)} entries in {layout.leaderboard_entries}")

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entrodrop_bench.config import ExperimentConfig, expand_grid, run_names
-from entrodrop_bench.data import TrainingPlan, make_plan
 from entrodrop_bench.paths import PAPER_REFERENCE, PROJECT_ROOT, Layout
+from entrodrop_bench.prepare.data import TrainingPlan, make_plan
 
 H100_BF16_PEAK = 989e12
 """H100 SXM dense bf16 tensor-core peak, FLOP/s."""

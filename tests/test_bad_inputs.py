@@ -326,9 +326,9 @@ def test_disk_full_during_save(tmp_path, mini_config, monkeypatch, capsys):
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign model"])
 def test_corrupt_or_foreign_entropy_cache_is_recomputed(tmp_path, mini_config, caplog, damage):
-    from entrodrop_bench.experiment import prepare
     from entrodrop_bench.paths import Layout
-    from entrodrop_bench.signals import base_model_signals
+    from entrodrop_bench.prepare.signals import base_model_signals
+    from entrodrop_bench.prepare.stage import prepare
 
     config = mini_config()
     prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)

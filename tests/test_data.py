@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from entrodrop_bench.data import (
+from entrodrop_bench.errors import DataError
+from entrodrop_bench.prepare.data import (
     IGNORE_INDEX,
     EpochStream,
     MixedRows,
@@ -14,7 +15,6 @@ from entrodrop_bench.data import (
     make_plan,
     validation_rows,
 )
-from entrodrop_bench.errors import DataError
 from entrodrop_bench.regularizer import GENERAL, TARGET
 
 
@@ -89,7 +89,7 @@ def test_tokenization_streams_and_stops_reading_at_the_token_cap(mini_assets):
     an uncapped read, and the documents after it are never pulled from the source."""
     from transformers import AutoTokenizer
 
-    from entrodrop_bench.data import cap_unique_tokens, tokenize_texts
+    from entrodrop_bench.prepare.data import cap_unique_tokens, tokenize_texts
 
     tok = AutoTokenizer.from_pretrained(mini_assets["model"])
     texts = [f"document {i} says {i * 7} plus {i + 3}" for i in range(5000)]
@@ -110,8 +110,8 @@ def test_tokenization_streams_and_stops_reading_at_the_token_cap(mini_assets):
 
 
 def test_corpus_cap_applies_to_general_data_too(mini_config):
-    from entrodrop_bench.experiment import prepare
     from entrodrop_bench.paths import Layout
+    from entrodrop_bench.prepare.stage import prepare
 
     base = mini_config()
     general = {**base.data.general.model_dump(), "max_unique_tokens": 3000}
@@ -124,8 +124,8 @@ def test_corpus_cap_applies_to_general_data_too(mini_config):
 
 def test_shuffle_seed_makes_a_cap_keep_a_random_subset(mini_config):
     """With `shuffle_seed`, the capped corpus is a seeded random subset, not the first documents."""
-    from entrodrop_bench.experiment import prepare
     from entrodrop_bench.paths import Layout
+    from entrodrop_bench.prepare.stage import prepare
 
     base = mini_config()
 

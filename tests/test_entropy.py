@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from entrodrop_bench import entropy
-from entrodrop_bench.entropy import cached_token_signals, signals_cache_key, token_signals
+from entrodrop_bench.prepare import entropy
+from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key, token_signals
 
 VOCAB = 203
 
@@ -221,7 +221,7 @@ def test_damaged_cache_is_recomputed(model, tmp_path, counting, damage, monkeypa
     else:
         monkeypatch.setattr(entropy, "CODE_VERSION", "999")
     n = counting["n"]
-    with caplog.at_level("WARNING", logger="entrodrop_bench.entropy"):
+    with caplog.at_level("WARNING", logger="entrodrop_bench.prepare.entropy"):
         v, _ = cached_token_signals(model, docs, cache_file=path, kind="entropy", seq_len=32, device="cpu")
     assert counting["n"] > n, "a damaged cache must trigger a new pass"
     assert any(("unreadable" in r.message or "stale" in r.message) for r in caplog.records)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from entrodrop_bench.config import EvalConfig
-from entrodrop_bench.evaluation import sandbox
+from entrodrop_bench.evaluate import sandbox
 from entrodrop_bench.paths import Layout
 
 LEVEL = sandbox.isolation_level()
@@ -44,7 +44,7 @@ def code_file(tmp_path) -> Path:
 
 
 def test_sanitize_and_truncate_generation():
-    from entrodrop_bench.evaluation.evalplus_runner import _truncate, make_samples
+    from entrodrop_bench.evaluate.evalplus_runner import _truncate, make_samples
 
     assert _truncate("    return x + 2\n\ndef other():\n    pass") == "    return x + 2\n"
     assert _truncate("    return 1\nprint(add_two(3))") == "    return 1"
@@ -55,7 +55,7 @@ def test_sanitize_and_truncate_generation():
 
 def test_hostile_solutions_fail_and_canonical_still_pass(code_file, tmp_path):
     """Hostile code inside evalplus's own test processes: contained by the sandbox around evalplus."""
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
     probs = code_problems()
@@ -81,8 +81,9 @@ def test_hostile_solutions_fail_and_canonical_still_pass(code_file, tmp_path):
 def test_tiny_checkpoint_through_evalplus_into_store(mini_config, mini_assets, code_file, monkeypatch):
     from test_eval_lm_eval import make_checkpoint
 
-    from entrodrop_bench import evaluation
-    from entrodrop_bench.evaluation import evaluate_experiment, load_results
+    from entrodrop_bench.evaluate import stage as evaluation
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.evaluate.store import load_results
 
     ev = EvalConfig(evalplus_datasets=["tiny_code"], batch_size=4, limit=2, max_gen_toks=16,
                     allow_weak_isolation=WEAK_OK)
@@ -112,7 +113,7 @@ def _canonical(probs: list[dict]) -> list[dict]:
 
 def test_planted_symlinks_and_a_killed_child_touch_nothing_outside(code_file, tmp_path):
     """A solution leaves links named like the harness's files in its folder, then kills the evalplus child."""
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
@@ -143,7 +144,7 @@ def test_planted_symlinks_and_a_killed_child_touch_nothing_outside(code_file, tm
 def test_a_solution_cannot_change_the_ground_truth_another_evaluation_reads(code_file, tmp_path):
     """Checkpoint A's solution rewrites every ground-truth pickle it can find with wrong expected outputs;
     checkpoint B's correct solutions, evaluated afterwards with the same cache, still pass."""
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
 
     cache = tmp_path / "cache"
     probs = code_problems()
@@ -173,7 +174,7 @@ def test_a_solution_cannot_change_the_ground_truth_another_evaluation_reads(code
 def test_tampered_ground_truth_cache_is_detected_and_recomputed(code_file, tmp_path, caplog):
     import pickle
 
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
 
     cache = tmp_path / "cache"
     first = evaluate_samples(code_file, _canonical(code_problems()), tmp_path / "w1", cache_dir=cache, allow_weak=WEAK_OK)
@@ -200,9 +201,10 @@ def test_code_evaluation_is_refused_without_real_isolation(mini_config, mini_ass
     model is loaded, with how to install it; with the field set, the weak level lands in the provenance."""
     from test_eval_lm_eval import make_checkpoint
 
-    from entrodrop_bench import evaluation
-    from entrodrop_bench.evaluation import evaluate_experiment, load_results
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate import stage as evaluation
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.evaluate.store import load_results
 
     weak = "unshare" if sandbox.level_works("unshare") else "none"
     monkeypatch.setenv("ENTRODROP_SANDBOX", weak)
@@ -254,7 +256,7 @@ def test_an_interpreter_and_checkout_nested_under_tmp_still_evaluate(code_file):
         Path(site, "zz_harness.pth").write_text(f"{nested / 'proj'}\n{sysconfig.get_paths()['purelib']}\n")
         code = ("import json, sys\nfrom pathlib import Path\nimport entrodrop_bench\n"
                 f"assert entrodrop_bench.__file__.startswith({str(nested)!r}), entrodrop_bench.__file__\n"
-                "from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples\n"
+                "from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples\n"
                 "samples = json.loads(sys.argv[2])\n"
                 "out = evaluate_samples(Path(sys.argv[1]), samples, Path(sys.argv[3]), allow_weak=sys.argv[4] == '1')\n"
                 "print(json.dumps(out))\n")
@@ -292,8 +294,8 @@ def test_cli_refuses_code_evaluation_without_bubblewrap_before_any_compute(comma
 
 
 def test_weak_isolation_shows_in_the_tables_notes():
-    from entrodrop_bench.selection import weak_isolation
-    from entrodrop_bench.tables import _notes
+    from entrodrop_bench.report.selection import weak_isolation
+    from entrodrop_bench.report.tables import _notes
 
     store = {("plain", 0, 4): {"tiny_code": {"provenance": {"sandbox": "unshare"}}, "tiny_gsm": {"provenance": {}},
                                "humaneval": {"provenance": {"sandbox": "bwrap"}}},

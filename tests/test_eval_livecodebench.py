@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from entrodrop_bench.config import EvalConfig
-from entrodrop_bench.evaluation import livecodebench as lcb
-from entrodrop_bench.evaluation import sandbox
+from entrodrop_bench.evaluate import livecodebench as lcb
+from entrodrop_bench.evaluate import sandbox
 from entrodrop_bench.paths import Layout
 
 LEVEL = sandbox.isolation_level()
@@ -95,7 +95,8 @@ def test_refuses_pickled_code_in_test_blob():
 def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_file):
     from test_eval_lm_eval import make_checkpoint
 
-    from entrodrop_bench.evaluation import evaluate_experiment, load_results
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.evaluate.store import load_results
 
     ev = EvalConfig(evalplus_datasets=["livecodebench"], data_overrides={"livecodebench": str(lcb_file)},
                     batch_size=4, max_gen_toks=8, allow_weak_isolation=WEAK_OK)

@@ -70,8 +70,9 @@ def eval_setup(mini_config, mini_assets, tmp_path):
 
 
 def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_assets, monkeypatch):
-    from entrodrop_bench import evaluation
-    from entrodrop_bench.evaluation import evaluate_experiment, load_results
+    from entrodrop_bench.evaluate import stage as evaluation
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.evaluate.store import load_results
 
     make, world, files = eval_setup
     config, layout = make(["tiny_math", "tiny_general", "svamp"])
@@ -132,7 +133,7 @@ def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_
 
 
 def test_interrupted_result_is_redone_and_corrupt_file_ignored(eval_setup, mini_assets):
-    from entrodrop_bench.evaluation import evaluate_experiment
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
 
     make, world, _ = eval_setup
     config, layout = make(["tiny_general"])
@@ -147,7 +148,7 @@ def test_interrupted_result_is_redone_and_corrupt_file_ignored(eval_setup, mini_
 
 def test_missing_world_file_and_bad_override_fail_before_compute(eval_setup, mini_assets, tmp_path):
     from entrodrop_bench.errors import UserError
-    from entrodrop_bench.evaluation import evaluate_experiment
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
 
     make, _, _ = eval_setup
     config, layout = make(["tiny_math"])
@@ -176,7 +177,7 @@ def test_two_processes_do_not_duplicate_work(eval_setup, mini_assets, tmp_path):
     cfg_file.write_text(config.model_dump_json())
     script = (
         "import json,sys\nfrom pathlib import Path\nfrom entrodrop_bench.config import ExperimentConfig\n"
-        "from entrodrop_bench.paths import Layout\nfrom entrodrop_bench.evaluation import evaluate_experiment\n"
+        "from entrodrop_bench.paths import Layout\nfrom entrodrop_bench.evaluate.stage import evaluate_experiment\n"
         f"c=ExperimentConfig.model_validate_json(Path({str(cfg_file)!r}).read_text())\n"
         f"w={{k: Path(v) for k, v in {json.dumps({k: str(v) for k, v in world.items()})}.items()}}\n"
         "print(json.dumps(evaluate_experiment(c, Layout.from_config(c), world_benchmarks=w, progress=False)))\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from lm_eval.api.model import LM
 
-from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
+from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = next((p for p in (REPO.parent / "shared" / "benchmarks", Path("/work/shared/benchmarks")) if p.is_dir()), None)
@@ -95,8 +95,8 @@ def test_gsm8k_gold_solutions_score_100_shuffled_near_0(tmp_path):
 
 @needs_shared
 def test_humaneval_canonical_pass_and_empty_fail_through_evalplus(tmp_path):
-    from entrodrop_bench.evaluation import sandbox
-    from entrodrop_bench.evaluation.evalplus_runner import evaluate_samples, humaneval_to_evalplus
+    from entrodrop_bench.evaluate import sandbox
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples, humaneval_to_evalplus
 
     level = sandbox.isolation_level()
     if level not in sandbox.LEVELS:
@@ -135,7 +135,7 @@ def test_builtin_multiple_choice_task_on_local_file(tmp_path):
 
 
 def test_fewshot_split_from_sibling_file_or_evaluated_split(tmp_path):
-    from entrodrop_bench.evaluation.lm_eval_runner import _local_splits
+    from entrodrop_bench.evaluate.lm_eval_runner import _local_splits
 
     splits = {"training_split": "train", "fewshot_split": "train", "test_split": "test"}
     test = tmp_path / "gsm8k_test.jsonl"

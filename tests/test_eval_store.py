@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from entrodrop_bench.config import EvalConfig
-from entrodrop_bench.evaluation.store import clean_score, is_valid, load_results, write_result
+from entrodrop_bench.evaluate.store import clean_score, is_valid, load_results, write_result
 from entrodrop_bench.paths import Layout
 
 
@@ -31,7 +31,7 @@ def test_validity_and_scores(tmp_path):
 def test_killed_mid_write_resumes_without_double_counting(mini_config, mini_assets, tmp_path):
     from test_eval_lm_eval import make_checkpoint, tiny_benchmark_files
 
-    from entrodrop_bench.evaluation import evaluate_experiment
+    from entrodrop_bench.evaluate.stage import evaluate_experiment
 
     files = tiny_benchmark_files(tmp_path / "bench")
     world = {k: str(files[k]) for k in ("tiny_math", "tiny_general")}
@@ -43,7 +43,7 @@ def test_killed_mid_write_resumes_without_double_counting(mini_config, mini_asse
     cfg.write_text(config.model_dump_json())
     script = (
         "import json\nfrom pathlib import Path\nfrom entrodrop_bench.config import ExperimentConfig\n"
-        "from entrodrop_bench.paths import Layout\nfrom entrodrop_bench.evaluation import evaluate_experiment\n"
+        "from entrodrop_bench.paths import Layout\nfrom entrodrop_bench.evaluate.stage import evaluate_experiment\n"
         f"c = ExperimentConfig.model_validate_json(Path({str(cfg)!r}).read_text())\n"
         f"w = {{k: Path(v) for k, v in {world!r}.items()}}\n"
         "evaluate_experiment(c, Layout.from_config(c), world_benchmarks=w, progress=False)\n"

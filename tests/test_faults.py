@@ -63,7 +63,7 @@ def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tm
 def test_kill_during_checkpoint_save_keeps_previous_checkpoint(mini_config, tmp_path):
     config = mini_config(methods=METHOD, train={"checkpoint_every_epochs": 0.5})
     cfg_file, layout = _yaml(config, tmp_path / "c.yaml"), Layout.from_config(config)
-    from entrodrop_bench.experiment import prepare
+    from entrodrop_bench.prepare.stage import prepare
 
     steps = prepare(config, layout, echo=lambda s: None).plan.checkpoint_steps(0.5)
     assert len(steps) >= 3
@@ -103,7 +103,7 @@ def _finished(layout: Layout, run: str) -> tuple[list[dict], list[dict], list[in
 def test_kill_after_the_final_checkpoint_then_rerun_completes_every_file(mini_config, tmp_path):
     """Killed after the final checkpoint is published but before the log, curve and rotation that follow it: the
     re-run must not call the run complete until they are rewritten, identical to an uninterrupted run's."""
-    from entrodrop_bench.train import run_is_complete
+    from entrodrop_bench.train.trainer import run_is_complete
 
     train = {"checkpoint_every_epochs": 1, "threads": 1, "keep_checkpoints": 1}
 
@@ -152,7 +152,7 @@ def test_run_marked_complete_with_missing_logs_is_repaired_without_training(mini
 def test_kill_between_leaderboard_json_and_its_page_is_repaired_by_republishing(tmp_path):
     """publish writes the JSON, then its HTML page: killed in between, the next publish (which changes nothing in the
     JSON) still renders the page from it."""
-    from entrodrop_bench.leaderboard_html import render
+    from entrodrop_bench.report.leaderboard_html import render
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "leaderboard_entries.json").write_text("[]")

@@ -10,7 +10,8 @@ import pytest
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.figures import (
+from entrodrop_bench.paths import Layout
+from entrodrop_bench.report.figures import (
     figure_1c,
     figure_2a,
     figure_2b,
@@ -21,8 +22,7 @@ from entrodrop_bench.figures import (
     read_val_curves,
     write_figures,
 )
-from entrodrop_bench.paths import Layout
-from entrodrop_bench.selection import select
+from entrodrop_bench.report.selection import select
 
 METHODS = {
     "plain": {"plugin": "plain"},

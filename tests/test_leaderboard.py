@@ -12,8 +12,8 @@ import pytest
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.leaderboard import build_entries, entry_key, publish, validate_file
 from entrodrop_bench.paths import LEADERBOARD_SCHEMA, Layout
+from entrodrop_bench.report.leaderboard import build_entries, entry_key, publish, validate_file
 
 
 def _experiment(tmp_path: Path, entro_math: float = 0.50):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers import ForwardWrapper
 
-from entrodrop_bench.data import IGNORE_INDEX, MixedRows, TokenizedCorpus, collate, make_plan
-from entrodrop_bench.loss import (
+from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, TokenizedCorpus, collate, make_plan
+from entrodrop_bench.train.loss import (
     LOSS_CHUNK_ELEMENTS,
     chunked_token_losses,
     liger_available,
@@ -15,7 +15,7 @@ from entrodrop_bench.loss import (
     naive_token_losses,
     step_loss,
 )
-from entrodrop_bench.train import enable_gradient_checkpointing, transformed_embeddings
+from entrodrop_bench.train.trainer import enable_gradient_checkpointing, transformed_embeddings
 
 
 def _model(vocab: int = 97, hidden: int = 32, layers: int = 2, **extra):
@@ -89,7 +89,7 @@ def test_step_loss_chunked_matches_full_on_packed_rows_through_a_wrapper(autocas
 
 def test_chunks_compute_in_the_autocast_dtype(monkeypatch):
     """Under bf16-mixed the LM-head matmuls of the chunks run in bf16, like the full-logits path's."""
-    import entrodrop_bench.loss as loss_module
+    import entrodrop_bench.train.loss as loss_module
 
     seen = []
     real = loss_module._ChunkedCrossEntropy.apply
@@ -135,7 +135,7 @@ def test_hidden_dropout_gives_the_same_gradients_with_gradient_checkpointing():
     """A checkpointed layer runs its forward again in the backward; hidden dropout must replay the same masks
     there, or the gradients belong to another network than the loss."""
     from baselines.hidden_dropout import HiddenDropout, HiddenDropoutConfig
-    from entrodrop_bench.train import token_meta
+    from entrodrop_bench.train.trainer import token_meta
 
     batch = _packed_batch()
     grads = []
@@ -190,10 +190,10 @@ def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path
 
     from safetensors.torch import load_file
 
-    import entrodrop_bench.loss as loss_module
-    import entrodrop_bench.train as train_module
-    from entrodrop_bench.experiment import prepare
+    import entrodrop_bench.train.loss as loss_module
+    import entrodrop_bench.train.trainer as train_module
     from entrodrop_bench.paths import Layout
+    from entrodrop_bench.prepare.stage import prepare
 
     monkeypatch.setattr(train_module, "LOSS_CHUNK_ELEMENTS", 300 * 40)  # the mini vocab is ~300: several chunks per micro-batch
     calls = []

@@ -19,7 +19,7 @@ import pytest
 from helpers import load_module_from_file
 from test_eval_real_data import SHARED, GoldLM, needs_shared, score
 
-from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
+from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,7 @@ def mbpp_problems() -> list[dict]:
 
 
 def test_mbpp_stops_keep_imports_and_helpers():
-    from entrodrop_bench.evaluation.evalplus_runner import _truncate, stop_sequences
+    from entrodrop_bench.evaluate.evalplus_runner import _truncate, stop_sequences
 
     for p in mbpp_problems():
         generated = p["canonical_solution"] + f"\nassert {p['entry_point']}(1) is not None\n\"\"\"\nmore text"
@@ -108,7 +108,7 @@ def test_mbpp_stops_keep_imports_and_helpers():
 
 def test_mbpp_solutions_with_imports_and_helpers_pass_through_evalplus(tmp_path, monkeypatch):
     """The harness path: generation (its output fixed here) cut at MBPP's stops, sanitized, run by evalplus."""
-    from entrodrop_bench.evaluation import evalplus_runner, sandbox
+    from entrodrop_bench.evaluate import evalplus_runner, sandbox
 
     if sandbox.isolation_level() not in sandbox.LEVELS:
         pytest.skip(f"no usable sandbox here (`{sandbox.isolation_level()}`): apt-get install bubblewrap")
@@ -138,7 +138,7 @@ STDIN_EXAMPLE = {"question": "Read a line and print it reversed.\n", "answer": "
 def test_livecodebench_prompt_matches_its_base_model_template(tmp_path):
     from test_eval_livecodebench import lcb_rows
 
-    from entrodrop_bench.evaluation import livecodebench as lcb
+    from entrodrop_bench.evaluate import livecodebench as lcb
 
     data = tmp_path / "test.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in lcb_rows()))
@@ -183,8 +183,8 @@ IFEVAL_ANSWERS = {1: "The river runs fast. Mr. Smith watched it.",
 
 
 def test_ifeval_keeps_its_1280_tokens_and_runs_offline(tmp_path):
-    from entrodrop_bench.evaluation.benchmarks import effective_max_gen_toks
-    from entrodrop_bench.evaluation.nltk_data import ensure_punkt_tab
+    from entrodrop_bench.evaluate.benchmarks import effective_max_gen_toks
+    from entrodrop_bench.evaluate.nltk_data import ensure_punkt_tab
 
     assert effective_max_gen_toks("ifeval", 1024) == 1280
     assert effective_max_gen_toks("gsm8k", 1024) == 1024 and effective_max_gen_toks("tiny_math", 48) == 48
@@ -211,7 +211,7 @@ def test_ifeval_keeps_its_1280_tokens_and_runs_offline(tmp_path):
 def test_setup_script_writes_punkt_tab_that_nltk_loads_offline(tmp_path):
     """`make setup`'s step, into a fresh NLTK_DATA; ifeval's sentence counter then works with no network."""
     env = {**os.environ, "NLTK_DATA": str(tmp_path / "nltk"), "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "entrodrop_bench.evaluation.nltk_data"], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "entrodrop_bench.evaluate.nltk_data"], env=env, check=True,
                    capture_output=True, timeout=120)
     code = ("import nltk\nnltk.download = lambda *a, **k: (_ for _ in ()).throw(SystemExit('network used'))\n"
             "from lm_eval.tasks.ifeval import instructions_util as u\n"
@@ -284,7 +284,7 @@ def test_result_carries_lm_evals_own_task_hash(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- CollegeMath hub id
 def test_college_math_reads_the_copy_public_evaluators_use():
-    from entrodrop_bench.evaluation.catalog import hub_source
+    from entrodrop_bench.catalog import hub_source
 
     assert hub_source("college_math") == "di-zhang-fdu/College_Math_Test (test)"
     assert "qq8933/College_Math_Test" in (REPO / "tasks" / "college_math.yaml").read_text()  # the documented alternative

@@ -281,7 +281,7 @@ def test_gates_follow_per_document_percentiles(entro_setup):
 
 
 def reg_values(setup) -> np.ndarray:
-    from entrodrop_bench.entropy import cached_token_signals, signals_cache_key
+    from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key
 
     model, docs, tmp = setup
     key = signals_cache_key(model, _Tok(), docs, seq_len=SEQ, kind="entropy")

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 
 from entrodrop_bench.config import ExperimentConfig, load_config
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.experiment import prepare
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.train import Trainer
+from entrodrop_bench.prepare.stage import prepare
+from entrodrop_bench.train.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 REAL_LR = {"lr": 1e-5, "schedule": "constant", "warmup_fraction": 0.0}
@@ -49,7 +49,7 @@ def test_bf16_mixed_moves_every_weight_matrix_and_bf16_pure_does_not(mini_config
     assert all(t.dtype == torch.float32 for t in mixed.values()), "bf16-mixed checkpoints keep the fp32 master weights"
     moved = _moved(base, mixed)
     assert moved and all(share >= 0.9 for share in moved.values()), moved
-    with caplog.at_level(logging.WARNING, logger="entrodrop_bench.train"):
+    with caplog.at_level(logging.WARNING, logger="entrodrop_bench.train.trainer"):
         base, pure = _train(mini_config, tmp_path, "bf16-pure")
     assert any("rounds away" in r.getMessage() for r in caplog.records)
     assert all(t.dtype == torch.bfloat16 for t in pure.values())

@@ -15,8 +15,8 @@ import yaml
 from safetensors import safe_open
 
 from entrodrop_bench.config import CorpusConfig
-from entrodrop_bench.corpora import iter_texts, tokenized_documents
-from entrodrop_bench.data import pack_documents, tokenize_texts
+from entrodrop_bench.prepare.corpora import iter_texts, tokenized_documents
+from entrodrop_bench.prepare.data import pack_documents, tokenize_texts
 
 
 def _free_port() -> int:
@@ -79,7 +79,7 @@ def test_parallel_tokenization_gives_the_streaming_corpus(tmp_path, mini_assets,
     """The hub path (`datasets.map` over windows, several processes) keeps the same documents, order and cap."""
     from transformers import AutoTokenizer
 
-    import entrodrop_bench.corpora as corpora
+    import entrodrop_bench.prepare.corpora as corpora
 
     monkeypatch.setattr(corpora, "WINDOW_DOCS_PER_PROC", 50)  # several windows over 400 documents
     lines = mini_assets["general"].read_text().splitlines()

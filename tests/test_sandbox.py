@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from entrodrop_bench.evaluation import sandbox
-from entrodrop_bench.evaluation.sandbox import (
+from entrodrop_bench.evaluate import sandbox
+from entrodrop_bench.evaluate.sandbox import (
     LEVELS,
     Limits,
     WeakIsolationError,
@@ -135,7 +135,7 @@ def test_harness_continues_and_parallel_programs_do_not_time_out():
 def test_sandboxed_program_dies_with_the_harness(tmp_path):
     marker = f"orphan-{uuid.uuid4().hex}"
     harness = (
-        "from entrodrop_bench.evaluation.sandbox import run_python, Limits\n"
+        "from entrodrop_bench.evaluate.sandbox import run_python, Limits\n"
         f"run_python('# {marker}\\nimport time\\ntime.sleep(120)\\n', limits=Limits(wall_s=120, cpu_s=120), "
         "allow_weak=True)\n"
     )

@@ -15,7 +15,7 @@ import pytest
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.selection import bootstrap_ci, select
+from entrodrop_bench.report.selection import bootstrap_ci, select
 
 DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
 

@@ -15,7 +15,7 @@ import pytest
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
-from entrodrop_bench.tables import latex_escape, r2, relative_pct, write_tables
+from entrodrop_bench.report.tables import latex_escape, r2, relative_pct, write_tables
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -11,9 +11,9 @@ import pytest
 
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.tiny import SOURCES, TinyWorld, build_world
-from entrodrop_bench.tiny.benchmarks import run_code_item
-from entrodrop_bench.tiny.corpora import split_entities, world_entities
+from entrodrop_bench.prepare.tiny import SOURCES, TinyWorld, build_world
+from entrodrop_bench.prepare.tiny.benchmarks import run_code_item
+from entrodrop_bench.prepare.tiny.corpora import split_entities, world_entities
 
 SMALL = {
     "seed": 7,

@@ -10,11 +10,11 @@ from helpers import ForwardWrapper
 from safetensors.torch import load_file
 
 from entrodrop_bench.errors import TrainingDiverged
-from entrodrop_bench.experiment import prepare
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
+from entrodrop_bench.prepare.stage import prepare
 from entrodrop_bench.regularizer import Regularizer, register_regularizer
-from entrodrop_bench.train import Trainer, step_loss, transformed_embeddings
+from entrodrop_bench.train.trainer import Trainer, step_loss, transformed_embeddings
 
 
 @register_regularizer("test_nan_at_step_3")
@@ -124,7 +124,7 @@ def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_asse
 
 def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
     """An FSDP checkpoint holds no (sharded) optimizer state: resuming restores the rest, warns, and completes."""
-    from entrodrop_bench.train import TRAINER_STATE
+    from entrodrop_bench.train.trainer import TRAINER_STATE
 
     config = mini_config(methods={"m": {"plugin": "plain"}}, train={"checkpoint_every_epochs": 1})
     prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
@@ -134,7 +134,7 @@ def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
     assert trainer.train() == "running"
     state_file = prepared.layout.checkpoints("m", 0)[-1][1] / TRAINER_STATE
     assert torch.load(state_file, weights_only=True)["optimizer"] is None
-    with caplog.at_level("WARNING", logger="entrodrop_bench.train"):
+    with caplog.at_level("WARNING", logger="entrodrop_bench.train.trainer"):
         assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
     assert "AdamW moments restart" in caplog.text
     assert len(_losses(prepared.layout, "m")) == prepared.plan.total_steps
@@ -164,7 +164,7 @@ def test_packed_documents_do_not_attend_across_boundaries(mini_assets):
     Passing an all-ones attention mask, or leaving the cache on, would silently let documents attend across."""
     from transformers import AutoModelForCausalLM
 
-    from entrodrop_bench.data import IGNORE_INDEX
+    from entrodrop_bench.prepare.data import IGNORE_INDEX
 
     model = AutoModelForCausalLM.from_pretrained(mini_assets["model"], attn_implementation="sdpa").eval()
     gen = torch.Generator().manual_seed(0)

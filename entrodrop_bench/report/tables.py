@@ -21,7 +21,7 @@ from pathlib import Path
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
-from entrodrop_bench.selection import select
+from entrodrop_bench.report.selection import select
 
 DISPLAY = {
     "plain": "Baseline",

@@ -34,7 +34,7 @@ from typing import Any
 
 from entrodrop_bench.atomic import write_bytes, write_json, write_text
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.evaluation.sandbox import Limits, run_sandboxed
+from entrodrop_bench.evaluate.sandbox import Limits, run_sandboxed
 
 log = logging.getLogger(__name__)
 

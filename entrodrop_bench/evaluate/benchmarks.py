@@ -188,11 +188,11 @@ def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, nu
         parts["evalplus"] = getattr(evalplus, "__version__", "unknown")
         parts["generation"] = GENERATION_VERSION.get(benchmark, "greedy-v1")
         if benchmark in LIVECODEBENCH and data is not None:
-            from entrodrop_bench.evaluation.livecodebench import load_exemplars
+            from entrodrop_bench.evaluate.livecodebench import load_exemplars
 
             parts["exemplars"] = _sha(json.dumps(load_exemplars(data)[0], sort_keys=True).encode())
     if data is not None:
-        from entrodrop_bench.evaluation.store import file_sha256
+        from entrodrop_bench.evaluate.store import file_sha256
 
         parts["data"] = file_sha256(data)
     return _sha(json.dumps(parts, sort_keys=True).encode())[:16], version

@@ -22,11 +22,11 @@ from entrodrop_bench import __version__
 from entrodrop_bench.atomic import write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.leaderboard_html import render
 from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.selection import load_store, select
-from entrodrop_bench.tables import label, relative_pct
+from entrodrop_bench.report.leaderboard_html import render
+from entrodrop_bench.report.selection import load_store, select
+from entrodrop_bench.report.tables import label, relative_pct
 
 SCHEMA_VERSION = 1
 VERSION_KEYS = {"lm_eval": "lm_eval", "evalplus": "evalplus", "transformers": "transformers", "torch": "torch"}

@@ -24,25 +24,24 @@ from filelock import FileLock
 
 from entrodrop_bench.atomic import remove_partials, write_text
 from entrodrop_bench.config import ExperimentConfig
-from entrodrop_bench.evaluation.benchmarks import (
+from entrodrop_bench.evaluate.benchmarks import (
     data_file,
     effective_max_gen_toks,
     harness_of,
     primary_metric,
     task_config_hash,
 )
-from entrodrop_bench.evaluation.sandbox import STRONG, require_isolation
-from entrodrop_bench.evaluation.store import (
+from entrodrop_bench.evaluate.sandbox import STRONG, require_isolation
+from entrodrop_bench.evaluate.store import (
     checkpoint_sha256,
     clean_score,
     is_valid,
-    load_results,
     read_result,
     write_result,
 )
 from entrodrop_bench.paths import Layout
 
-__all__ = ["evaluate_experiment", "evaluate_checkpoint", "load_results", "pending_pairs"]
+__all__ = ["evaluate_experiment", "evaluate_checkpoint", "pending_pairs"]
 log = logging.getLogger(__name__)
 
 
@@ -112,7 +111,7 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     harness = harness_of(benchmark)
     max_gen_toks = effective_max_gen_toks(benchmark, ev.max_gen_toks)
     if harness == "lm-eval":
-        from entrodrop_bench.evaluation.lm_eval_runner import run_lm_eval
+        from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
         out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16],
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
@@ -121,13 +120,13 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}
     model, tok = loaded.model_and_tokenizer()
     if harness == "evalplus":
-        from entrodrop_bench.evaluation.evalplus_runner import run_evalplus
+        from entrodrop_bench.evaluate.evalplus_runner import run_evalplus
 
         out = run_evalplus(model, tok, benchmark, data, work_dir=work / "evalplus" / benchmark,
                            batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir,
                            allow_weak=ev.allow_weak_isolation)
     else:
-        from entrodrop_bench.evaluation.livecodebench import run_livecodebench
+        from entrodrop_bench.evaluate.livecodebench import run_livecodebench
 
         out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
                                 limit=ev.limit, max_gen_toks=max_gen_toks, allow_weak=ev.allow_weak_isolation)

@@ -10,7 +10,7 @@ atomic checkpoint save. Everything random is a pure function of (seed, step), so
 Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds fp32 master weights (read in
 model.dtype, then upcast) and AdamW state, and `bf16-mixed` runs the forward and backward under accelerate's
 bf16 autocast; checkpoints then hold the fp32 weights, and evaluation reads them back in model.dtype. The
-loss never materializes a large micro-batch's full logits (entrodrop_bench/loss.py).
+loss never materializes a large micro-batch's full logits (entrodrop_bench/train/loss.py).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from tqdm.auto import tqdm
 from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json, write_text
 from entrodrop_bench.config import run_key
-from entrodrop_bench.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.errors import TrainingDiverged, UserError
-from entrodrop_bench.experiment import Prepared, percentile_groups
-from entrodrop_bench.loss import LOSS_CHUNK_ELEMENTS, step_loss
+from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
+from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, step_loss
 
 TRAINER_STATE = "trainer_state.pt"
 logger = logging.getLogger(__name__)
@@ -406,7 +406,7 @@ class Trainer:
         return total
 
     def _validation_set(self) -> ValidationSet:
-        from entrodrop_bench.signals import base_model_signals
+        from entrodrop_bench.prepare.signals import base_model_signals
 
         values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
         return ValidationSet(self.p, values, offsets)

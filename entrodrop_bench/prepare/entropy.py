@@ -72,7 +72,7 @@ def _lm_head(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
         if value is not None and value != neutral:
             raise UserError(
                 f"{type(model).__name__}: config.{attr}={value!r} transforms logits after the LM head; the chunked "
-                "entropy pass in entrodrop_bench/entropy.py supports only plain linear heads (Qwen, Llama, ...)."
+                "entropy pass in entrodrop_bench/prepare/entropy.py supports only plain linear heads (Qwen, Llama, ...)."
             )
     head = model.get_output_embeddings()
     if head is None or not hasattr(head, "weight"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from entrodrop_bench.tiny.corpora import (
+from entrodrop_bench.prepare.tiny.corpora import (
     CATEGORIES,
     PEOPLE,
     CodeFunction,

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.evaluation.benchmarks import GROUP_TASKS, builtin_task_yaml, local_task_yaml
+from entrodrop_bench.evaluate.benchmarks import GROUP_TASKS, builtin_task_yaml, local_task_yaml
 from entrodrop_bench.paths import TASKS_DIR
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
     from lm_eval.tasks import TaskManager
 
     if benchmark.startswith("ifeval"):  # its import would try nltk.download('punkt_tab') (offline: fails)
-        from entrodrop_bench.evaluation.nltk_data import ensure_punkt_tab
+        from entrodrop_bench.evaluate.nltk_data import ensure_punkt_tab
 
         ensure_punkt_tab()
     gen_dir = work_dir / "tasks" / benchmark

@@ -20,7 +20,10 @@ import yaml
 from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_json, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
-from entrodrop_bench.data import (
+from entrodrop_bench.distributed import process_rank
+from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.paths import Layout
+from entrodrop_bench.prepare.data import (
     TokenizedCorpus,
     TrainingPlan,
     cap_unique_tokens,
@@ -31,9 +34,6 @@ from entrodrop_bench.data import (
     split_validation,
     tokenize_texts,
 )
-from entrodrop_bench.distributed import process_rank
-from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.paths import Layout
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def build_world(config: ExperimentConfig, layout: Layout, echo: Callable[[str], 
     """The embedded tiny world, when the config uses it (built once, then reused)."""
     if config.tiny is None:
         return None
-    from entrodrop_bench.tiny import build_world as build_tiny_world
+    from entrodrop_bench.prepare.tiny import build_world as build_tiny_world
 
     return build_tiny_world(config.tiny, layout.world_dir, log=echo)
 
@@ -139,7 +139,12 @@ def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Lay
     A hub corpus is tokenized by several processes (`datasets.map`, `corpora.tokenize_workers()`), with the
     same documents and cap as the single-process path, so the cached corpus is the same either way.
     Only the writer (the main process) tokenizes; other processes read its cache or fail saying why."""
-    from entrodrop_bench.corpora import TINY_SOURCES, iter_texts, tokenize_workers, tokenized_documents
+    from entrodrop_bench.prepare.corpora import (
+        TINY_SOURCES,
+        iter_texts,
+        tokenize_workers,
+        tokenized_documents,
+    )
 
     world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
     cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_tokens))

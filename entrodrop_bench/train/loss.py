@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import torch
 
-from entrodrop_bench.data import IGNORE_INDEX
+from entrodrop_bench.prepare.data import IGNORE_INDEX
 
 LOSS_CHUNK_ELEMENTS = 1 << 25
 """Logits per LM-head chunk (32M: 128 MiB in fp32; Qwen3: 220 tokens, Llama 3.1: 261). A micro-batch whose

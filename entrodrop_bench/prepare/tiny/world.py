@@ -22,8 +22,8 @@ from pathlib import Path
 from entrodrop_bench.atomic import atomic_dir, write_json
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.tiny import benchmarks as bench
-from entrodrop_bench.tiny.corpora import (
+from entrodrop_bench.prepare.tiny import benchmarks as bench
+from entrodrop_bench.prepare.tiny.corpora import (
     code_function,
     general_doc,
     math_problem,
@@ -171,7 +171,7 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
 
 
 def _tokenizer(world: TinyWorld, cfg: TinyWorldConfig, math_docs, code_docs, general_docs):
-    from entrodrop_bench.tiny.tokenizer import save_tokenizer, train_tokenizer
+    from entrodrop_bench.prepare.tiny.tokenizer import save_tokenizer, train_tokenizer
 
     texts = [p.text for p in math_docs] + [f.text for f in code_docs] + general_docs[:TOKENIZER_GENERAL_DOCS]
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
@@ -214,7 +214,7 @@ def _pretrain_texts(cfg: TinyWorldConfig, tokenizer, entities, towns, math_exclu
 
 
 def _base_model(world: TinyWorld, cfg: TinyWorldConfig, tokenizer, texts: dict[str, list[str]], log: Callable[[str], None]) -> dict:
-    from entrodrop_bench.tiny.base_model import PRETRAIN_SEQ_LEN, make_model, pack, pretrain
+    from entrodrop_bench.prepare.tiny.base_model import PRETRAIN_SEQ_LEN, make_model, pack, pretrain
 
     model = make_model(tokenizer, cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.seed)
     docs = tokenizer(texts["general"] + texts["domain"], add_special_tokens=False)["input_ids"]

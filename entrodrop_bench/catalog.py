@@ -13,7 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
-from entrodrop_bench.evaluation.benchmarks import (
+from entrodrop_bench.evaluate.benchmarks import (
     EVALPLUS_DATASETS,
     GROUP_TASKS,
     LIVECODEBENCH,
@@ -71,7 +71,7 @@ def count_items(path: Path) -> int | None:
 
 def describe(config, layout) -> list[dict]:
     """One row per configured benchmark: name, harness, source, items, metric, max_gen_toks, offline."""
-    from entrodrop_bench.evaluation.benchmarks import PRIMARY_METRIC, check_benchmarks, primary_metric
+    from entrodrop_bench.evaluate.benchmarks import PRIMARY_METRIC, check_benchmarks, primary_metric
 
     ev = config.eval
     check_benchmarks(ev.lm_eval_tasks, ev.evalplus_datasets)  # an unknown name: a clear error, not a row
@@ -87,7 +87,7 @@ def describe(config, layout) -> list[dict]:
         if bench in ev.data_overrides:
             local = Path(ev.data_overrides[bench])
         elif bench.startswith("tiny_"):
-            from entrodrop_bench.tiny.world import TinyWorld
+            from entrodrop_bench.prepare.tiny.world import TinyWorld
 
             local = TinyWorld(layout.world_dir).benchmark_file(bench)
         if local is not None:

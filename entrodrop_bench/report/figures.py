@@ -30,8 +30,8 @@ from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.selection import select
-from entrodrop_bench.tables import label, main_methods
+from entrodrop_bench.report.selection import select
+from entrodrop_bench.report.tables import label, main_methods
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
 TokenSignals = list[tuple[str, float, bool]]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from entrodrop_bench.data import TokenizedCorpus
-from entrodrop_bench.experiment import Prepared
+from entrodrop_bench.prepare.data import TokenizedCorpus
+from entrodrop_bench.prepare.stage import Prepared
 
 
 def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flat per-token signal values (NaN at each document's first token) and document offsets."""
-    from entrodrop_bench import entropy
+    from entrodrop_bench.prepare import entropy
 
     model = model if model is not None else prepared.load_base_model()
     docs = corpus.docs()

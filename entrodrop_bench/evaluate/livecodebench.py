@@ -44,7 +44,7 @@ from typing import Any
 
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.evaluation.sandbox import Limits, run_python
+from entrodrop_bench.evaluate.sandbox import Limits, run_python
 
 DATASET_ID = "livecodebench/code_generation_lite"
 RELEASE = "release_v1"
@@ -81,7 +81,7 @@ def read_problems(path: Path) -> list[dict]:
         missing = [k for k in REQUIRED if k not in row]
         if missing:
             raise DataError(f"LiveCodeBench file {path}, line {i + 1}: missing fields {missing} (expected the "
-                            f"{DATASET_ID} {RELEASE} schema, see entrodrop_bench/evaluation/livecodebench.py)")
+                            f"{DATASET_ID} {RELEASE} schema, see entrodrop_bench/evaluate/livecodebench.py)")
         meta = row["metadata"] if isinstance(row["metadata"], dict) else json.loads(row["metadata"] or "{}")
         tests = decode_tests(row["public_test_cases"]) + decode_tests(row["private_test_cases"])
         problems.append({**row, "metadata": meta, "tests": tests})
@@ -213,8 +213,8 @@ def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | N
 def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir: Path, batch_size: int,
                       limit: int | None, max_gen_toks: int, allow_weak: bool = False) -> dict:
     """Generate greedily for each problem, extract the code, run the tests in the sandbox."""
-    from entrodrop_bench.evaluation.evalplus_runner import generate
-    from entrodrop_bench.evaluation.sandbox import require_isolation
+    from entrodrop_bench.evaluate.evalplus_runner import generate
+    from entrodrop_bench.evaluate.sandbox import require_isolation
 
     level = require_isolation(allow_weak, "LiveCodeBench's generated programs")  # before any generation
     if data is None:
