@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from entrodrop_bench.artifacts import LeaderboardEntries
 from entrodrop_bench.config import load_config, run_names
 from entrodrop_bench.paths import CONFIGS_DIR, Layout
 from entrodrop_bench.report.tables import r2
@@ -85,7 +86,7 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
     results = tmp_path / "results"
     _check_selection_and_table1(tmp_path)
     assert (results / "figures" / "fig1c_val_loss_by_entropy.png").stat().st_size > 0
-    entries = json.loads((results / "leaderboard_entries.json").read_text())
+    entries = LeaderboardEntries.read(results / "leaderboard_entries.json").entries
     assert {e["method"]["name"] for e in entries} >= {"plain", "entrodrop", "weight_decay"}
     from entrodrop_bench.provenance import git_commit
 
