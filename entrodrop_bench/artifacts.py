@@ -105,3 +105,186 @@ class RunStatus(Artifact):
 
     state: Literal["running", "complete", "diverged"]
     """`running` while training (or after a crash), `complete` once the final checkpoint and logs are on disk."""
+
+
+# =========================================================================== report: selection, leaderboard entries
+#   <results_dir>/selection.json                 Selection           select
+#   <results_dir>/leaderboard_entries.json       LeaderboardEntries  leaderboard build
+# Scores are x100; a domain average is the mean of its benchmarks, the total the mean of the domain averages.
+
+
+class _Record(BaseModel):
+    """A nested record of a report file: unknown keys are refused, like the file's own."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+
+class Summary(_Record):
+    """One value across the seeds that have a selected checkpoint."""
+
+    mean: float
+    std: float
+    """Sample standard deviation (0 for one seed)."""
+    ci95: list[float]
+    """95% percentile-bootstrap interval of the mean (fixed RNG, so reruns give the same interval)."""
+    n: int
+    """Number of seeds."""
+
+
+class CheckpointScores(_Record):
+    """One evaluated checkpoint of one (run, seed)."""
+
+    step: int
+    target_epoch: float | None
+    scores: dict[str, float | None]
+    """Benchmark -> score x100; None when missing or not finite."""
+    metrics: dict[str, str | None]
+    """Benchmark -> the metric its score is (e.g. `exact_match,strict-match`)."""
+    domain_avg: dict[str, float | None]
+    """Domain -> mean of its benchmarks; None unless every one of them is scored."""
+    total_avg: float | None
+    val_loss: float | None
+    """Held-out validation loss from the checkpoint's manifest (or the validation curve)."""
+    trained_at_commit: str | None
+    complete: bool
+    """Every benchmark scored; only complete checkpoints are ever selected."""
+
+
+class ValMinimum(_Record):
+    """Lowest overall validation loss on one (run, seed)'s curve."""
+
+    loss: float
+    step: int
+    target_epoch: float | None
+    at_end: bool
+    """The minimum is the curve's last point (the loss may still be falling)."""
+
+
+class SeedSelection(_Record):
+    """What selection found for one (run, seed)."""
+
+    state: str
+    """The run's status (`complete`, `running`, ...; `unknown` without status.json)."""
+    selected: CheckpointScores | None
+    """The representative checkpoint under the selection rule; None when no checkpoint qualifies."""
+    checkpoints: list[CheckpointScores]
+    """Every evaluated checkpoint, oldest first."""
+    val_min: ValMinimum | None
+    masked_fraction: float | None
+    """Fraction of target tokens the regularizer masked (from the run's status)."""
+
+
+class AggregateValMinimum(_Record):
+    loss: Summary
+    target_epoch: Summary | None
+    at_end: bool
+    """Some seed's minimum is its curve's last point."""
+
+
+class Aggregate(_Record):
+    """One run's selected checkpoints summarized across seeds."""
+
+    seeds: list[int]
+    """Seeds with a selected checkpoint, in order; the lists below follow it."""
+    scores: dict[str, Summary]
+    domain_avg: dict[str, Summary]
+    total_avg: Summary
+    step: list[int]
+    target_epoch: list[float | None]
+    val_loss: Summary | None
+    """None unless every selected checkpoint has a validation loss."""
+    val_min: AggregateValMinimum | None = None
+
+
+class RunSelection(_Record):
+    """One run (a method at one grid point)."""
+
+    method: str
+    plugin: str
+    params: dict[str, Any]
+    seeds: dict[str, SeedSelection]
+    """Seed (as text, a JSON key) -> its selection; seeds without evaluated checkpoints are absent."""
+    aggregate: Aggregate | None
+
+
+class MethodSelection(_Record):
+    """One configured method: its grid points and the one that represents it."""
+
+    plugin: str
+    table: str
+    """Which paper table the method belongs to (`main`, `gamma`, `schedule`, ...)."""
+    grid_keys: list[str]
+    runs: list[str]
+    """Its runs (grid points) in config order."""
+    best_run: str | None
+    """The grid point that represents the method; None when no run has a selected checkpoint."""
+
+
+class SkippedRun(_Record):
+    run: str
+    seed: int
+    reason: str
+
+
+class MissingResult(_Record):
+    run: str
+    seed: int
+    step: int
+    benchmark: str
+    reason: str
+
+
+class SelectionInputs(_Record):
+    """What a selection was computed from, so readers can tell when it no longer matches (see
+    `report.selection.read_selection`)."""
+
+    config: str
+    """sha256 of the config settings that selection reads (name, preset, eval.domains, eval.selection,
+    eval.target_domain, train.seeds, methods)."""
+    files: dict[str, str]
+    """Every file selection read (status, validation curve, checkpoint manifests, store results of the
+    config's runs), as path relative to runs_dir -> sha256 of its content."""
+
+
+class Selection(Artifact):
+    """Each method's representative checkpoint, written by `select` and read by tables, figures and the
+    leaderboard (which never recompute it)."""
+
+    STAGE: ClassVar[str] = "select CONFIG"
+    FORMAT: ClassVar[int] = 2  # 2: `inputs` added; format 1 cannot be checked for staleness
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+    experiment: str
+    preset: str
+    rule: str
+    """`target_avg` (the paper's rule) or `val_loss`."""
+    target_domain: str
+    domains: dict[str, list[str]]
+    seeds: list[int]
+    scale: str
+    methods: dict[str, MethodSelection]
+    runs: dict[str, RunSelection]
+    skipped: list[SkippedRun]
+    """(run, seed)s without a selection (diverged, not trained, nothing evaluated), with why."""
+    missing: list[MissingResult]
+    """Every (checkpoint, benchmark) without a usable score."""
+    weak_isolation: dict[str, list[str]]
+    """Sandbox level -> benchmarks whose generated code ran without bubblewrap."""
+    inputs: SelectionInputs
+
+
+class LeaderboardEntries(Artifact):
+    """This experiment's leaderboard entries, one per method at its best grid point; `leaderboard publish`
+    merges them into the shared leaderboard. Each entry follows results/leaderboard.schema.json, which
+    `leaderboard build` and `publish` validate (the schema, not this model, is the entries' contract)."""
+
+    STAGE: ClassVar[str] = "leaderboard build CONFIG"
+
+    entries: list[dict[str, Any]]
+
+    @classmethod
+    def from_data(cls, data: Any, path: Path | str = "<data>"):
+        # Files written before this model were a bare JSON list of entries; they read the same.
+        if isinstance(data, list):
+            data = {"format_version": cls.FORMAT, "entries": data}
+        return super().from_data(data, path)

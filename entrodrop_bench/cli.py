@@ -17,10 +17,11 @@ _HELP = {
     "prepare": "build the tiny world (if used), tokenize and split corpora, cache base-model entropies",
     "train": "train every method and seed (or those named with --run/--seed); resumes interrupted runs",
     "eval": "evaluate every checkpoint on every benchmark through lm-eval and evalplus; fills the results store",
-    "select": "pick each method's representative checkpoint (config eval.selection)",
-    "tables": "write Tables 1-4 as Markdown, LaTeX and CSV",
-    "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF",
-    "leaderboard": "build this experiment's leaderboard entries, or `publish RUN_DIR` / `validate FILE`",
+    "select": "pick each method's representative checkpoint (config eval.selection); writes selection.json",
+    "tables": "write Tables 1-4 as Markdown, LaTeX and CSV from selection.json (run `select` first)",
+    "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF from selection.json (run `select` first)",
+    "leaderboard": "build this experiment's leaderboard entries from selection.json, or `publish RUN_DIR` / "
+                   "`validate FILE`",
     "plugins": "list registered regularizer plugins and their config fields",
     "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
     "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
@@ -81,10 +82,10 @@ def _leaderboard(args) -> int:
 
     if args.action == "build":
         config, layout = _load(args)
-        from entrodrop_bench.pipeline import current_selection, selection_failures, stage_leaderboard
+        from entrodrop_bench.pipeline import selection_failures, stage_leaderboard, written_selection
 
         stage_leaderboard(config, layout)
-        return _report("leaderboard build", selection_failures(current_selection(config, layout)))
+        return _report("leaderboard build", selection_failures(written_selection(config, layout)))
     if args.action == "publish":
         from entrodrop_bench.paths import LEADERBOARD_JSON
 
@@ -157,9 +158,9 @@ def dispatch(args) -> int:
         failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
     elif args.command == "select":
         failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
-    else:  # tables, figures: written from whatever is selected; nothing selected at all is a failure
+    else:  # tables, figures: drawn from the written selection; nothing selected at all is a failure
         getattr(pipeline, f"stage_{args.command}")(config, layout)
-        failures = pipeline.selection_failures(pipeline.current_selection(config, layout))
+        failures = pipeline.selection_failures(pipeline.written_selection(config, layout))
     return _report(args.command, failures)
 
 

@@ -101,6 +101,9 @@ class Layout:
     def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.run_dir(run_name, seed) / f"checkpoint-{step}"
 
+    def manifest_file(self, run_name: str, seed: int, step: int) -> Path:
+        return self.checkpoint_dir(run_name, seed, step) / "manifest.json"
+
     def checkpoints(self, run_name: str, seed: int) -> list[tuple[int, Path]]:
         """Complete checkpoints, oldest first. A folder counts only once its manifest.json exists."""
         run = self.run_dir(run_name, seed)
@@ -159,6 +162,10 @@ class Layout:
     def result_file(self, run_name: str, seed: int, step: int, benchmark: str) -> Path:
         return self.store_dir(run_name, seed, step) / f"{benchmark}.json"
 
+    def result_files(self, run_name: str, seed: int) -> list[Path]:
+        """Every stored result of one training run (all checkpoints, all benchmarks), sorted."""
+        return sorted((self.runs_dir / "store" / run_name / f"seed{seed}").glob("checkpoint-*/*.json"))
+
     def eval_work_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.store_dir(run_name, seed, step) / "work"
 
@@ -185,7 +192,12 @@ class Layout:
 
     @property
     def leaderboard_entries(self) -> Path:
-        return self.results_dir / "leaderboard_entries.json"
+        return leaderboard_entries_file(self.results_dir)
+
+
+def leaderboard_entries_file(results_dir: Path) -> Path:
+    """An experiment's leaderboard entries, given its results folder (what `leaderboard publish` is handed)."""
+    return results_dir / "leaderboard_entries.json"
 
 
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"

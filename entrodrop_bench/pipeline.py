@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from entrodrop_bench.artifacts import Selection
 from entrodrop_bench.config import ExperimentConfig, run_names
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import Layout
@@ -262,28 +263,29 @@ def train_failures(states: dict[str, str]) -> list[str]:
     return [f"train: {job} {state}" for job, state in states.items() if state != "complete"]
 
 
-def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> dict:
+def stage_select(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> Selection:
+    """The one stage that computes the selection; tables, figures and the leaderboard read what it writes."""
     from entrodrop_bench.report.selection import select
 
     selection = select(config, layout)
-    chosen = [m for m, v in selection["methods"].items() if v["best_run"] is not None]
-    echo(f"select: {len(chosen)} of {len(selection['methods'])} methods have a selected checkpoint "
-         f"({len(selection['skipped'])} run/seed(s) skipped, {len(selection['missing'])} result(s) missing); "
+    chosen = [m for m, v in selection.methods.items() if v.best_run is not None]
+    echo(f"select: {len(chosen)} of {len(selection.methods)} methods have a selected checkpoint "
+         f"({len(selection.skipped)} run/seed(s) skipped, {len(selection.missing)} result(s) missing); "
          f"wrote {layout.selection_file}")
     return selection
 
 
-def current_selection(config: ExperimentConfig, layout: Layout) -> dict:
-    """The selection as the store stands now (not written)."""
-    from entrodrop_bench.report.selection import compute_selection
+def written_selection(config: ExperimentConfig, layout: Layout) -> Selection:
+    """selection.json as `select` last wrote it; an ArtifactError when it is missing or stale."""
+    from entrodrop_bench.report.selection import read_selection
 
-    return compute_selection(config, layout)
+    return read_selection(config, layout)
 
 
-def selection_failures(selection: dict) -> list[str]:
+def selection_failures(selection: Selection) -> list[str]:
     """Methods the selection could not represent, with why (each skipped run/seed names its reason)."""
-    lines = [f"select: {s['run']}/seed{s['seed']}: {s['reason']}" for s in selection["skipped"]]
-    return lines if all(v["best_run"] is None for v in selection["methods"].values()) else []
+    lines = [f"select: {s.run}/seed{s.seed}: {s.reason}" for s in selection.skipped]
+    return lines if all(v.best_run is None for v in selection.methods.values()) else []
 
 
 def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
@@ -322,6 +324,7 @@ def check_run_config(config: ExperimentConfig) -> None:
 
 def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> list[str]:
     """Every stage; a run that fails training or a benchmark that fails evaluation does not stop the others.
+    `select` writes selection.json, which tables, figures and the leaderboard then read.
 
     Returns what failed, one line each (empty: everything succeeded).
     """

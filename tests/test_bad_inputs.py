@@ -281,7 +281,8 @@ CASES: dict[str, Case] = {
     "tokenizer without pad token": Case(_no_pad_model, r"tokenizer of '.*model' has no pad token; set model\.pad_token"),
     "corrupt checkpoint": Case(_corrupt_checkpoint, r"checkpoint .*checkpoint-\d+ is corrupt"),
     "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json is unreadable; delete it"),
-    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json is not valid JSON \(.*utf-8"),
+    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json cannot be read \(.*utf-8.*"
+                                                                        r"re-run `entrodrop-bench leaderboard build CONFIG`"),
     "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs was written by run format 999"),
     "leaderboard violating the schema": Case(_bad_leaderboard, r"leaderboard\.json is not a valid leaderboard.*\$\.entries\[0\]"),
 }
@@ -379,8 +380,15 @@ def test_stages_that_fail_work_exit_nonzero_and_say_what(tmp_path, mini_config, 
 
 @pytest.mark.parametrize("command", [["select"], ["tables"], ["figures"], ["leaderboard", "build"]])
 def test_result_stages_with_nothing_to_select_exit_nonzero(command, tmp_path, capsys):
-    """Before anything is evaluated, the result stages write what they can and say why nothing was selected."""
+    """Before anything is evaluated, the result stages write what they can and say why nothing was selected; the
+    stages after `select` refuse to start before it has written selection.json."""
     argv = _override()(tmp_path, None)
+    if command != ["select"]:
+        assert main([*command, *argv[1:]]) == 2
+        err = capsys.readouterr().err
+        assert re.search(r"error: .*results/selection\.json does not exist: run `entrodrop-bench select CONFIG` first", err), err
+        assert main(["select", *argv[1:]]) == 1
+        capsys.readouterr()
     assert main([*command, *argv[1:]]) == 1
     err = capsys.readouterr().err
     assert f"error: `{' '.join(command)}` finished with 13 failure(s)" in err, err

@@ -1,4 +1,5 @@
-"""Every figure function draws non-empty PNG/PDF from synthetic data, and missing runs are skipped with a note."""
+"""Figures plot exactly the data on disk (each line's and bar's values against the store results and the
+val_curve.json files), are written as PNG/PDF, and missing runs are skipped with a note."""
 
 from __future__ import annotations
 
@@ -6,18 +7,17 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from matplotlib.colors import same_color
+from matplotlib.figure import Figure
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.report import figures
 from entrodrop_bench.report.figures import (
-    figure_1c,
-    figure_2a,
-    figure_2b,
     figure_2c,
-    figure_3,
-    figure_4,
     load_token_signals,
     read_val_curves,
     write_figures,
@@ -32,12 +32,12 @@ METHODS = {
 }
 
 
-def _curve(peak: float, n: int = 5) -> list[tuple[int, float, dict, float]]:
+def _curve(peak: float, n: int = 5, loss_shift: float = 0.0) -> list[tuple[int, float, dict, float]]:
     """Score rises then falls around `peak`; validation loss is U-shaped."""
     out = []
     for i in range(1, n + 1):
         s = peak - 0.03 * abs(i - 3)
-        out.append((10 * i, 2.0 * i, scores(s, s), 0.8 + 0.05 * (i - 3) ** 2))
+        out.append((10 * i, 2.0 * i, scores(s, s), 0.8 + 0.05 * (i - 3) ** 2 + loss_shift))
     return out
 
 
@@ -51,7 +51,7 @@ def _store(tmp_path: Path, seeds=(0, 1), skip: tuple[str, ...] = ()):
             continue
         for seed in seeds:
             params = {"weight_decay": float(run.split("=")[1])} if "=" in run else {}
-            write_run(layout, run, seed, _curve(peak + 0.01 * seed), params=params)
+            write_run(layout, run, seed, _curve(peak + 0.01 * seed, loss_shift=0.02 * seed), params=params)
     return config, layout
 
 
@@ -66,31 +66,116 @@ def _check(paths: list[Path], *names: str) -> None:
             assert data.startswith(b"%PDF")
 
 
-def test_each_figure_function_draws_png_and_pdf(tmp_path):
-    config, layout = _store(tmp_path)
-    selection = select(config, layout)
-    out = tmp_path / "figs"
-    out.mkdir()
-    paths, notes = figure_2a(selection, out)
-    _check(paths, "fig2a_score_vs_step.png", "fig2a_score_vs_step.pdf")
-    assert notes == []
-    _check(figure_2b(selection, out)[0], "fig2b_schedule.png", "fig2b_schedule.pdf")
-    _check(figure_3(selection, out)[0], "fig3_tuning.png", "fig3_tuning.pdf")
-    plain = read_val_curves(layout, "plain", [0, 1])
-    assert plain[0]["step"] == 0 and math.isclose(plain[3]["overall"], 0.8)
-    _check(figure_1c(plain, out)[0], "fig1c_val_loss_by_entropy.png", "fig1c_val_loss_by_entropy.pdf")
-    entro = read_val_curves(layout, "entrodrop", [0, 1])
-    _check(figure_4({"Baseline": plain, "EntroDrop": entro}, out)[0], "fig4_loss_dynamics.png", "fig4_loss_dynamics.pdf")
+@pytest.fixture
+def drawn(monkeypatch) -> dict[str, Figure]:
+    """Every figure `write_figures` saves, by file name, as the Figure object it drew."""
+    found: dict[str, Figure] = {}
+    real_save = figures.save
+
+    def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+        found[name] = fig
+        return real_save(fig, out_dir, name)
+
+    monkeypatch.setattr(figures, "save", save)
+    return found
+
+
+def _lines(ax) -> dict[str, tuple[list, list]]:
+    """label -> (x, y) of each plotted line (reference lines such as the Baseline's axhline included)."""
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+
+
+def _target_avg(layout: Layout, run: str, seed: int) -> dict[int, float]:
+    """step -> math average (x100) of one (run, seed), read straight from the store files."""
+    out = {}
+    for step, _ in layout.checkpoints(run, seed):
+        results = [json.loads(layout.result_file(run, seed, step, b).read_text())["score"] for b in ("gsm8k", "svamp")]
+        out[step] = 100 * float(np.mean(results))
+    return out
+
+
+def _score_series(layout: Layout, run: str, seeds) -> tuple[list, list]:
+    per_seed = [_target_avg(layout, run, s) for s in seeds]
+    steps = sorted(per_seed[0])
+    return steps, [float(np.mean([p[step] for p in per_seed])) for step in steps]
+
+
+def _val_series(layout: Layout, run: str, seeds, key: str) -> tuple[list, list]:
+    """(target epochs, `key` loss) averaged over seeds by step, read straight from val_curve.json."""
+    by_step: dict[int, list[dict]] = {}
+    for seed in seeds:
+        for point in json.loads(layout.val_curve_file(run, seed).read_text()):
+            by_step.setdefault(point["step"], []).append(point)
+    steps = sorted(by_step)
+    return ([float(np.mean([p["target_epoch"] for p in by_step[s]])) for s in steps],
+            [float(np.mean([p[key] for p in by_step[s]])) for s in steps])
+
+
+def _assert_series(got: tuple[list, list], want: tuple[list, list]) -> None:
+    assert got[0] == pytest.approx(want[0]) and got[1] == pytest.approx(want[1])
+
+
+def test_figures_plot_the_scores_and_curves_on_disk(tmp_path, drawn):
+    seeds = (0, 1)
+    config, layout = _store(tmp_path, seeds=seeds)
+    select(config, layout)
+    paths = write_figures(config, layout)
+    _check([p for p in paths if p.name != "NOTES.md"], *(f"{name}.{ext}" for name in drawn for ext in ("png", "pdf")))
+    assert read_val_curves(layout, "plain", seeds)[3]["overall"] == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
+    assert set(drawn) == {"fig1c_val_loss_by_entropy", "fig2a_score_vs_step", "fig2b_schedule", "fig3_tuning", "fig4_loss_dynamics"}
+    best_wd = "weight_decay@weight_decay=0.1"  # peak 0.42 beats 0.41
+
+    (ax,) = drawn["fig2a_score_vs_step"].axes
+    lines = _lines(ax)
+    assert list(lines) == ["Baseline", "+Weight Decay", "+EntroDrop"]
+    for lab, run in (("Baseline", "plain"), ("+Weight Decay", best_wd), ("+EntroDrop", "entrodrop")):
+        _assert_series(lines[lab], _score_series(layout, run, seeds))
+
+    (ax,) = drawn["fig2b_schedule"].axes
+    lines = _lines(ax)
+    assert list(lines) == ["Baseline", "EntroDrop, curriculum (sigmoid) schedule", "EntroDrop, static schedule (entrodrop_static)"]
+    _assert_series(lines["EntroDrop, static schedule (entrodrop_static)"], _score_series(layout, "entrodrop_static", seeds))
+    _assert_series(lines["EntroDrop, curriculum (sigmoid) schedule"], _score_series(layout, "entrodrop", seeds))
+
+    (ax,) = drawn["fig3_tuning"].axes  # one swept method: weight decay's two grid points, Baseline as a line
+    heights = [bar.get_height() for bar in ax.patches]
+    selected = {run: float(np.mean([max(_target_avg(layout, run, s).values()) for s in seeds]))
+                for run in ("plain", best_wd, "weight_decay@weight_decay=0.5")}
+    assert heights == pytest.approx([selected[best_wd], selected["weight_decay@weight_decay=0.5"]])
+    assert [same_color(bar.get_facecolor(), "tab:orange") for bar in ax.patches] == [True, False]  # the chosen setting
+    assert _lines(ax)["Baseline"][1] == pytest.approx([selected["plain"]] * 2)
+
+    (ax,) = drawn["fig1c_val_loss_by_entropy"].axes
+    lines = _lines(ax)
+    for key, lab in figures.GROUPS:
+        _assert_series(lines[lab], _val_series(layout, "plain", seeds, key))
+
+    axes = drawn["fig4_loss_dynamics"].axes
+    assert [a.get_title() for a in axes] == [lab for _, lab in figures.GROUPS]
+    for ax, (key, _) in zip(axes, figures.GROUPS):
+        lines = _lines(ax)
+        assert list(lines) == ["Baseline", "EntroDrop"]
+        _assert_series(lines["Baseline"], _val_series(layout, "plain", seeds, key))
+        _assert_series(lines["EntroDrop"], _val_series(layout, "entrodrop", seeds, key))
+
+
+def test_figure_2c_boxes_the_gated_tokens_and_greys_unscored_ones(tmp_path, drawn):
     signals = [("Tom", 3.2, False), (" has", 0.4, True), (" 3", 2.5, False), (" apples", 0.1, True), ("\n", math.nan, False),
                ("<b>&", 1.0, False)] * 10
-    paths, _ = figure_2c(signals, out)
+    paths, _ = figure_2c(signals, tmp_path)
     _check(paths, "fig2c_token_entropy.png", "fig2c_token_entropy.pdf", "fig2c_token_entropy.html")
-    html = (out / "fig2c_token_entropy.html").read_text()
+    ax = drawn["fig2c_token_entropy"].axes[0]
+    assert [t.get_text() for t in ax.texts] == [figures._visible(tok) for tok, _, _ in signals]
+    assert [same_color(box.get_edgecolor(), "red") for box in ax.patches] == [gated for _, _, gated in signals]
+    grey = [same_color(box.get_facecolor(), (0.85, 0.85, 0.85)) for box in ax.patches]
+    assert grey == [math.isnan(entropy) for _, entropy, _ in signals]
+    html = (tmp_path / "fig2c_token_entropy.html").read_text()
     assert html.count('class="gated"') == 20 and "&lt;b&gt;&amp;" in html and "http" not in html
 
 
 def test_write_figures_skips_missing_runs_with_notes(tmp_path):
     config, layout = _store(tmp_path, seeds=(0,), skip=("entrodrop", "entrodrop_static", "weight_decay@weight_decay=0.5"))
+    select(config, layout)
     paths = write_figures(config, layout)
     names = {p.name for p in paths}
     assert {"fig1c_val_loss_by_entropy.png", "fig2a_score_vs_step.pdf", "fig3_tuning.png", "fig4_loss_dynamics.png"} <= names
@@ -106,6 +191,7 @@ def test_write_figures_on_empty_store_and_sample_file(tmp_path):
     layout = Layout.from_config(config)
     layout.sample_entropy_file.parent.mkdir(parents=True)
     layout.sample_entropy_file.write_text(json.dumps({"tokens": ["a", " b"], "entropy": [None, 0.5], "gated": [False, True], "percentile": 0.5}))
+    select(config, layout)
     paths = write_figures(config, layout)
     assert {p.name for p in paths} == {"fig2c_token_entropy.png", "fig2c_token_entropy.pdf", "fig2c_token_entropy.html", "NOTES.md"}
     assert load_token_signals(layout.sample_entropy_file)[0][0] == "a"

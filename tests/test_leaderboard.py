@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from test_selection import make_config, scores, write_run
 
+from entrodrop_bench.artifacts import ArtifactError, LeaderboardEntries
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import LEADERBOARD_SCHEMA, Layout
 from entrodrop_bench.report.leaderboard import build_entries, entry_key, publish, validate_file
+from entrodrop_bench.report.selection import select
 
 
 def _experiment(tmp_path: Path, entro_math: float = 0.50):
@@ -30,8 +32,9 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     config, layout = _experiment(tmp_path)
     layout.prepared_file.write_text(json.dumps({"format_version": 1, "tokenizer_hash": "tok1", "target_train": {"hash": "tt1"},
                                                 "target_val": {"hash": "tv1"}, "general": {"hash": "g1"}}))
+    select(config, layout)
     entries = build_entries(config, layout)
-    assert json.loads(layout.leaderboard_entries.read_text()) == entries
+    assert LeaderboardEntries.read(layout.leaderboard_entries).entries == entries
     assert entries[0]["provenance"]["data_hashes"] == {"target_train": "tt1", "target_val": "tv1", "general": "g1", "tokenizer": "tok1"}
     by = {e["method"]["name"]: e for e in entries}
     assert set(by) == {"plain", "weight_decay", "entrodrop"}
@@ -47,6 +50,22 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     assert prov["versions"]["lm_eval"] == "0.4.13" and prov["versions"]["evalplus"]  # recorded, then installed
     assert by["entrodrop"]["backbone"] == {"id": "Qwen/Qwen3-0.6B-Base", "revision": "abc123"}
     assert by["entrodrop"]["key"] == entry_key(config, "entrodrop")
+
+
+def test_entries_come_from_the_written_selection_only(tmp_path):
+    """`leaderboard build` reads selection.json (never recomputing it) and refuses one that no longer matches the store."""
+    config, layout = _experiment(tmp_path)
+    with pytest.raises(ArtifactError, match=r"selection\.json does not exist: run `entrodrop-bench select CONFIG`"):
+        build_entries(config, layout)
+    assert not layout.leaderboard_entries.exists()
+    select(config, layout)
+    written = layout.selection_file.read_bytes()
+    build_entries(config, layout)
+    assert layout.selection_file.read_bytes() == written
+    write_run(layout, "entrodrop", 0, [(10, 2.0, scores(0.60, 0.60), 1.0)], params={"gamma_max": 0.1})
+    with pytest.raises(ArtifactError, match=r"selection\.json is out of date: .*store/entrodrop/seed0/checkpoint-10/gsm8k\.json "
+                                            r"changed"):
+        build_entries(config, layout)
 
 
 def test_publishing_no_entries_makes_a_valid_empty_board(tmp_path):
@@ -67,6 +86,7 @@ def test_schema_is_documented():
 
 def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
     config, layout = _experiment(tmp_path)
+    select(config, layout)
     build_entries(config, layout)
     board = tmp_path / "board" / "leaderboard.json"
     publish(layout.results_dir, board)
@@ -76,6 +96,7 @@ def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
     assert validate_file(board) == []
     # new results for the same experiment: same keys, so entries are replaced, not duplicated
     write_run(layout, "entrodrop", 0, [(10, 2.0, scores(0.60, 0.60), 1.0)], params={"gamma_max": 0.1})
+    select(config, layout)
     build_entries(config, layout)
     publish(layout.results_dir, board)
     doc = json.loads(board.read_text())
@@ -86,6 +107,7 @@ def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
     other = make_config(tmp_path / "other", name="other", preset="tiny-other")
     olayout = Layout.from_config(other)
     write_run(olayout, "plain", 0, [(10, 2.0, scores(0.3, 0.3), 1.0)])
+    select(other, olayout)
     build_entries(other, olayout)
     publish(olayout.results_dir, board)
     keys = [e["key"] for e in json.loads(board.read_text())["entries"]]
@@ -94,6 +116,7 @@ def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
 
 def test_validation_reports_every_violation_with_its_path(tmp_path):
     config, layout = _experiment(tmp_path)
+    select(config, layout)
     build_entries(config, layout)
     board = tmp_path / "leaderboard.json"
     publish(layout.results_dir, board)
@@ -138,6 +161,7 @@ def test_html_page_loads_and_sorts_in_headless_chromium(tmp_path):
         pytest.skip("no chromium binary (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     config, layout = _experiment(tmp_path)
+    select(config, layout)
     build_entries(config, layout)
     board = tmp_path / "leaderboard.json"
     publish(layout.results_dir, board)

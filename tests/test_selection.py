@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from entrodrop_bench.artifacts import ArtifactError, Selection
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report.selection import bootstrap_ci, select
+from entrodrop_bench.report.selection import bootstrap_ci, read_selection, select
 
 DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
 
@@ -91,13 +92,13 @@ def test_highest_target_average_wins_and_ties_go_to_earliest_step(tmp_path):
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.3, 0.5), 1.0), (20, 2.0, scores(0.4, 0.6), 0.9),
                                    (30, 3.0, scores(0.6, 0.4), 0.8), (40, 4.0, scores(0.3, 0.3, 0.9, 0.9), 0.7)])
     sel = select(config, layout)
-    chosen = sel["runs"]["plain"]["seeds"]["0"]["selected"]
-    assert chosen["step"] == 20
-    assert chosen["domain_avg"]["math"] == pytest.approx(50.0)
-    assert chosen["total_avg"] == pytest.approx((50.0 + 60.0) / 2)
+    chosen = sel.runs["plain"].seeds["0"].selected
+    assert chosen.step == 20
+    assert chosen.domain_avg["math"] == pytest.approx(50.0)
+    assert chosen.total_avg == pytest.approx((50.0 + 60.0) / 2)
     assert json.loads(layout.selection_file.read_text())["methods"]["plain"]["best_run"] == "plain"
     # order of files on disk must not matter: same answer on a second call
-    assert select(config, layout)["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 20
+    assert select(config, layout).runs["plain"].seeds["0"].selected.step == 20
 
 
 def test_val_loss_rule_picks_minimum_validation_loss(tmp_path):
@@ -105,7 +106,7 @@ def test_val_loss_rule_picks_minimum_validation_loss(tmp_path):
     layout = Layout.from_config(config)
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.9, 0.9), 1.0), (20, 2.0, scores(0.1, 0.1), 0.5),
                                    (30, 3.0, scores(0.2, 0.2), 0.5)])
-    assert select(config, layout)["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 20
+    assert select(config, layout).runs["plain"].seeds["0"].selected.step == 20
 
 
 def test_nan_and_missing_metrics_are_never_selected_and_reported(tmp_path):
@@ -116,12 +117,12 @@ def test_nan_and_missing_metrics_are_never_selected_and_reported(tmp_path):
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0), (20, 2.0, best_but_nan, 0.9),
                                    (30, 3.0, best_but_missing, 0.8), (40, 4.0, scores(0.3, None), 0.7)])
     sel = select(config, layout)
-    assert sel["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 10
-    missing = {(m["step"], m["benchmark"]) for m in sel["missing"]}
+    assert sel.runs["plain"].seeds["0"].selected.step == 10
+    missing = {(m.step, m.benchmark) for m in sel.missing}
     assert missing == {(20, "svamp"), (30, "piqa"), (40, "svamp")}
-    rows = {r["step"]: r for r in sel["runs"]["plain"]["seeds"]["0"]["checkpoints"]}
-    assert rows[20]["domain_avg"]["math"] is None and rows[20]["complete"] is False
-    assert rows[30]["domain_avg"]["math"] == pytest.approx(98.0) and rows[30]["domain_avg"]["general"] is None
+    rows = {r.step: r for r in sel.runs["plain"].seeds["0"].checkpoints}
+    assert rows[20].domain_avg["math"] is None and rows[20].complete is False
+    assert rows[30].domain_avg["math"] == pytest.approx(98.0) and rows[30].domain_avg["general"] is None
 
 
 def test_diverged_runs_are_skipped_with_reason(tmp_path):
@@ -130,9 +131,9 @@ def test_diverged_runs_are_skipped_with_reason(tmp_path):
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0)])
     write_run(layout, "entrodrop", 0, [(10, 1.0, scores(0.9, 0.9), 1.0)], state="diverged", reason="loss nan at step 11")
     sel = select(config, layout)
-    skipped = {s["run"]: s["reason"] for s in sel["skipped"]}
+    skipped = {s.run: s.reason for s in sel.skipped}
     assert "loss nan at step 11" in skipped["entrodrop"]
-    assert sel["methods"]["entrodrop"]["best_run"] is None
+    assert sel.methods["entrodrop"].best_run is None
     assert "not trained" in skipped["weight_decay@weight_decay=0.1"]
 
 
@@ -141,9 +142,9 @@ def test_sweep_keeps_every_grid_point_and_picks_the_best(tmp_path):
     layout = Layout.from_config(config)
     write_run(layout, "weight_decay@weight_decay=0.1", 0, [(10, 1.0, scores(0.3, 0.3), 1.0)], params={"weight_decay": 0.1})
     write_run(layout, "weight_decay@weight_decay=0.5", 0, [(10, 1.0, scores(0.4, 0.4), 1.0)], params={"weight_decay": 0.5})
-    m = select(config, layout)["methods"]["weight_decay"]
-    assert m["runs"] == ["weight_decay@weight_decay=0.1", "weight_decay@weight_decay=0.5"]
-    assert m["best_run"] == "weight_decay@weight_decay=0.5"
+    m = select(config, layout).methods["weight_decay"]
+    assert m.runs == ["weight_decay@weight_decay=0.1", "weight_decay@weight_decay=0.5"]
+    assert m.best_run == "weight_decay@weight_decay=0.5"
 
 
 def test_grid_ties_go_to_first_grid_point(tmp_path):
@@ -151,7 +152,7 @@ def test_grid_ties_go_to_first_grid_point(tmp_path):
     layout = Layout.from_config(config)
     for wd in (0.5, 0.1):
         write_run(layout, f"weight_decay@weight_decay={wd}", 0, [(10, 1.0, scores(0.4, 0.4), 1.0)], params={"weight_decay": wd})
-    assert select(config, layout)["methods"]["weight_decay"]["best_run"] == "weight_decay@weight_decay=0.1"
+    assert select(config, layout).methods["weight_decay"].best_run == "weight_decay@weight_decay=0.1"
 
 
 def test_seeds_mean_std_and_bootstrap_ci(tmp_path):
@@ -159,12 +160,12 @@ def test_seeds_mean_std_and_bootstrap_ci(tmp_path):
     layout = Layout.from_config(config)
     for seed, g in enumerate((0.40, 0.44, 0.48)):
         write_run(layout, "plain", seed, [(10, 1.0, scores(g, g), 1.0), (20, 2.0, scores(g - 0.1, g - 0.1), 0.9)])
-    agg = select(config, layout)["runs"]["plain"]["aggregate"]
-    math_avg = agg["domain_avg"]["math"]
-    assert math_avg["mean"] == pytest.approx(44.0)
-    assert math_avg["std"] == pytest.approx(4.0)
-    assert math_avg["n"] == 3 and agg["step"] == [10, 10, 10]
-    lo, hi = math_avg["ci95"]
+    agg = select(config, layout).runs["plain"].aggregate
+    math_avg = agg.domain_avg["math"]
+    assert math_avg.mean == pytest.approx(44.0)
+    assert math_avg.std == pytest.approx(4.0)
+    assert math_avg.n == 3 and agg.step == [10, 10, 10]
+    lo, hi = math_avg.ci95
     assert 40.0 <= lo < 44.0 < hi <= 48.0
     assert bootstrap_ci([40.0, 44.0, 48.0]) == [lo, hi]  # fixed RNG: reproducible
 
@@ -176,3 +177,49 @@ def test_bootstrap_single_value_and_empty_domains(tmp_path):
     config.eval.domains = {}
     with pytest.raises(ConfigError, match="eval.domains"):
         select(config, Layout.from_config(config))
+
+
+def test_written_selection_reads_back_and_is_refused_when_missing_or_stale(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.3, 0.5), 1.0), (20, 2.0, scores(0.4, 0.6), 0.9)])
+    with pytest.raises(ArtifactError, match=r"selection\.json does not exist: run `entrodrop-bench select CONFIG`"):
+        read_selection(config, layout)
+    written = select(config, layout)
+    assert read_selection(config, layout) == written
+    assert "store/plain/seed0/checkpoint-20/gsm8k.json" in written.inputs.files
+    result = layout.result_file("plain", 0, 20, "gsm8k")
+    result.write_text(result.read_text())  # rewritten unchanged: still current
+    assert read_selection(config, layout) == written
+
+    record = json.loads(result.read_text())
+    record["score"] = 0.1
+    result.write_text(json.dumps(record))
+    with pytest.raises(ArtifactError, match=r"selection\.json is out of date: 1 file\(s\) .*store/plain/seed0/checkpoint-20/"
+                                            r"gsm8k\.json changed.*run `entrodrop-bench select CONFIG`"):
+        read_selection(config, layout)
+    assert select(config, layout).runs["plain"].seeds["0"].selected.step == 10  # re-selecting picks up the change
+
+    write_run(layout, "plain", 1, [(10, 1.0, scores(0.3, 0.5), 1.0)])  # a seed the config does not train: not read
+    assert read_selection(config, layout).runs["plain"].seeds["0"].selected.step == 10
+    layout.manifest_file("plain", 0, 10).unlink()
+    with pytest.raises(ArtifactError, match=r"plain/seed0/checkpoint-10/manifest\.json was removed"):
+        read_selection(config, layout)
+    select(config, layout)
+    config.eval.target_domain = "general"
+    with pytest.raises(ArtifactError, match=r"out of date: the config's selection settings .* changed"):
+        read_selection(config, layout)
+
+
+def test_selection_of_an_older_format_is_refused_with_the_stage_to_rerun(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.3, 0.5), 1.0)])
+    data = json.loads(select(config, layout).model_dump_json())
+    del data["inputs"]
+    layout.selection_file.write_text(json.dumps({**data, "format_version": 1}))
+    with pytest.raises(ArtifactError, match=r"Selection format 1, .* reads format 2: re-run `entrodrop-bench select CONFIG`"):
+        read_selection(config, layout)
+    layout.selection_file.write_text(json.dumps({**data, "format_version": Selection.FORMAT}))
+    with pytest.raises(ArtifactError, match=r"not a valid Selection file \(inputs: Field required\)"):
+        read_selection(config, layout)

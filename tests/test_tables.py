@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from test_selection import make_config, scores, write_run
 
+from entrodrop_bench.artifacts import ArtifactError
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
+from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.tables import latex_escape, r2, relative_pct, write_tables
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -42,6 +44,7 @@ def _md_rows(text: str) -> dict[str, list[str]]:
 
 def test_table1_matches_golden_and_hand_computed_relative_change(tmp_path):
     config, layout = _golden_store(tmp_path)
+    select(config, layout)
     paths = write_tables(config, layout)
     assert sorted(p.name for p in paths) == ["table1.csv", "table1.md", "table1.tex"]
     text = (layout.tables_dir / "table1.md").read_text()
@@ -64,6 +67,25 @@ def test_table1_matches_golden_and_hand_computed_relative_change(tmp_path):
     assert r"50.00 (+8.70\%)" in tex and r"weight\_decay=0.5" in tex and "\\toprule" in tex
 
 
+def test_tables_read_the_written_selection_and_refuse_a_stale_one(tmp_path):
+    config, layout = _golden_store(tmp_path)
+    with pytest.raises(ArtifactError, match=r"selection\.json does not exist: run `entrodrop-bench select CONFIG`"):
+        write_tables(config, layout)
+    select(config, layout)
+    written = layout.selection_file.read_bytes()
+    write_tables(config, layout)
+    assert layout.selection_file.read_bytes() == written, "tables never rewrite the selection"
+    before = (layout.tables_dir / "table1.md").read_text()
+    write_run(layout, "plain", 0, [(20, 4.0, scores(0.9, 0.9), 0.9)])  # better scores: the written selection is stale
+    with pytest.raises(ArtifactError, match=r"out of date: .*store/plain/seed0/checkpoint-20/gsm8k\.json changed.*"
+                                            r"run `entrodrop-bench select CONFIG`"):
+        write_tables(config, layout)
+    assert (layout.tables_dir / "table1.md").read_text() == before
+    select(config, layout)
+    write_tables(config, layout)
+    assert _md_rows((layout.tables_dir / "table1.md").read_text())["Baseline"][3] == "90.00"
+
+
 def _paper_store(tmp_path: Path, table: str, preset: str, target: str):
     ref = json.loads(PAPER_REFERENCE.read_text())[table][preset]
     methods = {name: {"plugin": name} for name in ref["rows"]}
@@ -78,6 +100,7 @@ def _paper_store(tmp_path: Path, table: str, preset: str, target: str):
 @pytest.mark.parametrize(("table", "preset", "target"), [("table1", "qwen3-0.6b-math", "math"), ("table2", "qwen3-0.6b-code", "code")])
 def test_paper_rows_fed_as_store_reproduce_printed_averages_and_relative_change(tmp_path, table, preset, target):
     ref, config, layout = _paper_store(tmp_path, table, preset, target)
+    select(config, layout)
     write_tables(config, layout)
     text = (layout.tables_dir / f"{table}.md").read_text()
     rows = _md_rows(text)
@@ -126,6 +149,7 @@ def test_ablation_tables_3_and_4_with_paper_columns(tmp_path):
         losses = [0.9, 0.7, 0.8] if run != "entrodrop_gamma@gamma_max=0.4" else [0.9, 0.8, 0.6]
         write_run(layout, run, 0, [(10 * i, 5.0 * i, {"gsm8k": s, "svamp": s}, v) for i, v in enumerate(losses, 1)],
                   params=params)
+    select(config, layout)
     paths = {p.name for p in write_tables(config, layout)}
     assert {"table1.md", "table3.md", "table3.tex", "table3.csv", "table4.md", "table4.csv"} <= paths
     t3 = _md_rows((layout.tables_dir / "table3.md").read_text())
@@ -150,6 +174,7 @@ def test_main_table_token_dropout_is_also_table3s_random_row(tmp_path):
     layout = Layout.from_config(config)
     for run, s in {"plain": 0.40, "token_dropout": 0.44, "entrodrop": 0.46, "entrodrop_high": 0.45}.items():
         write_run(layout, run, 0, [(10, 5.0, {"gsm8k": s, "svamp": s}, 0.7)], params=dict(methods[run].get("params", {})))
+    select(config, layout)
     write_tables(config, layout)
     t1 = _md_rows((layout.tables_dir / "table1.md").read_text())
     assert list(t1) == ["Baseline", "+Token Dropout", "+EntroDrop"]
@@ -166,6 +191,7 @@ def test_several_seeds_show_mean_and_std(tmp_path):
     for seed in (0, 1):
         write_run(layout, "plain", seed, [(10, 1.0, scores(0.40 + 0.02 * seed, 0.40 + 0.02 * seed), 1.0)])
         write_run(layout, "entrodrop", seed, [(10, 1.0, scores(0.50, 0.50), 1.0)])
+    select(config, layout)
     write_tables(config, layout)
     rows = _md_rows((layout.tables_dir / "table1.md").read_text())
     assert rows["Baseline"][3] == "41.00 ± 1.41"
@@ -180,6 +206,7 @@ def test_missing_runs_and_metrics_are_noted_not_averaged(tmp_path):
     layout = Layout.from_config(config)
     write_run(layout, "plain", 0, [(10, 1.0, {"gsm8k": 0.4, "svamp": 0.4, "hellaswag": 0.5}, 1.0)], state="running")
     write_run(layout, "entrodrop", 0, [(10, 1.0, scores(0.5, 0.5), 1.0)], state="diverged", reason="loss inf at step 9")
+    select(config, layout)
     write_tables(config, layout)
     text = (layout.tables_dir / "table1.md").read_text()
     rows = _md_rows(text)

@@ -1,4 +1,4 @@
-"""Paper figures from the selection and the training curves, as PNG + PDF (+ HTML for 2c).
+"""Paper figures from the selection `select` wrote and the training curves, as PNG + PDF (+ HTML for 2c).
 
 - fig1c: validation loss of the Baseline by token-entropy group (overall / low / high) vs target epoch
 - fig2a: target-domain score vs training step, one line per method (best grid point)
@@ -30,7 +30,7 @@ from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report.selection import select
+from entrodrop_bench.report.selection import read_selection
 from entrodrop_bench.report.tables import label, main_methods
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
@@ -337,8 +337,9 @@ def _entrodrop_run(selection: dict) -> str | None:
 
 
 def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
-    """Every figure this experiment has data for; skipped ones are listed in figures/NOTES.md."""
-    selection = select(config, layout)
+    """Every figure this experiment has data for, from selection.json (refused when missing or stale) and the
+    runs' validation curves; skipped ones are listed in figures/NOTES.md."""
+    selection = read_selection(config, layout).model_dump()
     out = layout.figures_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(config.train.seeds)

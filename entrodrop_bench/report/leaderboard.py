@@ -1,7 +1,7 @@
 """Leaderboard entries from a selection, and the published, schema-validated `results/leaderboard.json`.
 
-- `build_entries(config, layout)`: one entry per method (its best grid point), written to
-  `layout.leaderboard_entries`.
+- `build_entries(config, layout)`: one entry per method (its best grid point in the selection `select`
+  wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries).
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
   document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.
@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from entrodrop_bench import __version__
+from entrodrop_bench.artifacts import LeaderboardEntries
 from entrodrop_bench.atomic import write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
+from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, leaderboard_entries_file
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.report.leaderboard_html import render
-from entrodrop_bench.report.selection import load_store, select
+from entrodrop_bench.report.selection import load_store, read_selection
 from entrodrop_bench.report.tables import label, relative_pct
 
 SCHEMA_VERSION = 1
@@ -149,8 +150,9 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
 
 
 def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
-    """One entry per method with a selected checkpoint; written to `layout.leaderboard_entries`."""
-    selection = select(config, layout)
+    """One entry per method with a selected checkpoint in selection.json (refused when missing or stale); written
+    to `layout.leaderboard_entries`."""
+    selection = read_selection(config, layout).model_dump()
     store = load_store(layout)
     common = {
         "git_commit": git_commit(),
@@ -162,7 +164,7 @@ def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
     problems = _violations({"schema_version": SCHEMA_VERSION, "updated": common["date"], "entries": entries})
     if problems:
         raise DataError(f"leaderboard entries built from {layout.results_dir} break the schema:\n  " + "\n  ".join(problems))
-    write_json(layout.leaderboard_entries, entries)
+    LeaderboardEntries(entries=entries).write(layout.leaderboard_entries)
     return entries
 
 
@@ -205,7 +207,7 @@ def _entries_file(results_dir_or_run: Path) -> Path:
     p = Path(results_dir_or_run)
     if p.is_file():
         return p
-    candidate = p / "leaderboard_entries.json"
+    candidate = leaderboard_entries_file(p)
     if not candidate.is_file():
         raise UserError(
             f"{candidate} does not exist: publish expects an experiment's results directory (e.g. results/tiny) "
@@ -234,12 +236,7 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page."""
     _check_target(Path(leaderboard))
     source = _entries_file(Path(results_dir_or_run))
-    try:
-        new = json.loads(source.read_text())
-    except ValueError as exc:  # not UTF-8, or not JSON
-        raise DataError(f"{source} is not valid JSON ({exc}); rebuild it with `entrodrop-bench leaderboard build`") from None
-    if not isinstance(new, list):
-        raise DataError(f"{source}: expected a JSON list of leaderboard entries, got {type(new).__name__}")
+    new = LeaderboardEntries.read(source).entries
     leaderboard = Path(leaderboard)
     current = {"schema_version": SCHEMA_VERSION, "updated": "", "entries": []}
     if leaderboard.is_file():
@@ -248,7 +245,7 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
             raise DataError(f"{leaderboard} is not a valid leaderboard; fix or remove it first:\n  " + "\n  ".join(problems))
         current = json.loads(leaderboard.read_text())
     merged = {e["key"]: e for e in current["entries"]}
-    merged.update({e.get("key"): e for e in new if isinstance(e, dict)})
+    merged.update({e.get("key"): e for e in new})
     entries = [merged[k] for k in sorted(merged, key=str)]
     changed = entries != current["entries"] or not leaderboard.is_file()
     document = {

@@ -13,10 +13,16 @@ not depend on the training or evaluation code. Rules:
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
   (highest mean target average, or lowest mean validation loss under `val_loss`); ties go to the
   first grid point in config order.
+
+`select` is the only stage that computes the selection; it writes `selection.json` (artifacts.Selection)
+with a fingerprint of what it read. Tables, figures and the leaderboard read that file through
+`read_selection`, which refuses it once the config's selection settings or any file it was computed
+from has changed, instead of silently reporting an old selection.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -24,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from entrodrop_bench.atomic import write_json
+from entrodrop_bench.artifacts import ArtifactError, Selection, SelectionInputs
 from entrodrop_bench.config import ExperimentConfig, run_names
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import CHECKPOINT_RE, Layout
 
-SELECTION_FORMAT = 1
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
@@ -255,12 +260,13 @@ def weak_isolation(store: dict[tuple[str, int, int], dict[str, dict | None]]) ->
     return {level: sorted(b) for level, b in sorted(out.items())}
 
 
-def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
-    """The selection record (see module docstring), without writing it."""
+def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
+    """The selection (see module docstring), without writing it."""
     domains = config.eval.domains
     if not domains:
         raise ConfigError("eval.domains is empty: selection needs domain -> benchmarks (e.g. math: [gsm8k, svamp])")
     rule, target = config.eval.selection, config.eval.target_domain
+    inputs = selection_inputs(config, layout)  # before reading: a file changed meanwhile then reads as stale
     store = load_store(layout)
     runs: dict[str, dict] = {}
     skipped, missing = [], []
@@ -290,8 +296,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
             "runs": grid,
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
-    return {
-        "format_version": SELECTION_FORMAT,
+    return Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,
         "rule": rule,
@@ -304,13 +309,76 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
         "skipped": skipped,
         "missing": missing,
         "weak_isolation": weak_isolation(store),
-    }
+        "inputs": inputs,
+    })
 
 
-def select(config: ExperimentConfig, layout: Layout) -> dict:
+def select(config: ExperimentConfig, layout: Layout) -> Selection:
     """Compute the selection, write it atomically to `layout.selection_file`, and return it."""
     selection = compute_selection(config, layout)
-    write_json(layout.selection_file, selection)
+    selection.write(layout.selection_file)
+    return selection
+
+
+# --------------------------------------------------------------------------- reading it back
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def input_files(config: ExperimentConfig, layout: Layout) -> list[Path]:
+    """Every file selection reads for this config: per (run, seed) its status, validation curve, checkpoint
+    manifests and store results."""
+    files = []
+    for run in run_names(config):
+        for seed in config.train.seeds:
+            files += [f for f in (layout.status_file(run, seed), layout.val_curve_file(run, seed)) if f.is_file()]
+            files += [layout.manifest_file(run, seed, step) for step, _ in layout.checkpoints(run, seed)]
+            files += layout.result_files(run, seed)
+    return files
+
+
+def _config_digest(config: ExperimentConfig) -> str:
+    """sha256 of the config settings selection reads (methods as a list: their order breaks ties)."""
+    settings = {
+        "name": config.name,
+        "preset": config.preset,
+        "domains": config.eval.domains,
+        "rule": config.eval.selection,
+        "target_domain": config.eval.target_domain,
+        "seeds": list(config.train.seeds),
+        "methods": [[name, mc.model_dump(mode="json")] for name, mc in config.methods.items()],
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def selection_inputs(config: ExperimentConfig, layout: Layout) -> SelectionInputs:
+    """The fingerprint of what a selection for this config reads now (see `read_selection`)."""
+    files = {str(f.relative_to(layout.runs_dir)): _sha256(f) for f in input_files(config, layout)}
+    return SelectionInputs(config=_config_digest(config), files=files)
+
+
+def _changes(then: SelectionInputs, now: SelectionInputs) -> str:
+    """What differs between two fingerprints, in words (a few files named)."""
+    if then.config != now.config:
+        return ("the config's selection settings (name, preset, eval.domains, eval.selection, eval.target_domain, "
+                "train.seeds or methods) changed")
+    changed = [f"{f} changed" for f in sorted(then.files.keys() & now.files.keys()) if then.files[f] != now.files[f]]
+    changed += [f"{f} is new" for f in sorted(now.files.keys() - then.files.keys())]
+    changed += [f"{f} was removed" for f in sorted(then.files.keys() - now.files.keys())]
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    return f"{len(changed)} file(s) it was computed from changed since ({'; '.join(changed[:3])}{more})"
+
+
+def read_selection(config: ExperimentConfig, layout: Layout) -> Selection:
+    """selection.json as `select` wrote it, for the stages that report from it. Raises ArtifactError, naming the
+    file and `entrodrop-bench select CONFIG`, when it is missing, unreadable, or stale: written for other
+    selection settings, or from training/evaluation files that have changed since."""
+    path = layout.selection_file
+    selection = Selection.read(path)
+    now = selection_inputs(config, layout)
+    if selection.inputs != now:
+        raise ArtifactError(f"{path} is out of date: {_changes(selection.inputs, now)}; run `entrodrop-bench select "
+                            f"CONFIG` to recompute it")
     return selection
 
 

@@ -1,4 +1,4 @@
-"""Paper Tables 1-4 from the selection, as Markdown, LaTeX and CSV under `layout.tables_dir`.
+"""Paper Tables 1-4 from the selection `select` wrote, as Markdown, LaTeX and CSV under `layout.tables_dir`.
 
 Conventions (checked against the paper's printed numbers):
 - scores x100; benchmarks to 1 decimal, averages to 2 decimals; Total Avg = mean of the domain averages.
@@ -21,7 +21,7 @@ from pathlib import Path
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
-from entrodrop_bench.report.selection import select
+from entrodrop_bench.report.selection import read_selection
 
 DISPLAY = {
     "plain": "Baseline",
@@ -407,8 +407,8 @@ def build_tables(config: ExperimentConfig, selection: dict) -> list[Table]:
 
 
 def write_tables(config: ExperimentConfig, layout: Layout) -> list[Path]:
-    """Select (fresh from the store), then write `<table>.md`, `.tex` and `.csv` for each table."""
-    selection = select(config, layout)
+    """Write `<table>.md`, `.tex` and `.csv` for each table from selection.json (refused when missing or stale)."""
+    selection = read_selection(config, layout).model_dump()
     paths = []
     for t in build_tables(config, selection):
         for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
