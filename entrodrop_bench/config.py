@@ -10,16 +10,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, resolve_params
+from entrodrop_bench.validation import FieldProblem, validate_model
 
-M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 # Names that become folder or file names (methods, run names, benchmarks, presets, the experiment): one path
 # component, never hidden, never `..`, no separators or spaces, short enough for any filesystem.
@@ -30,15 +34,6 @@ GRID_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
 MAX_RUN_NAME = 200
 TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")  # the embedded world's corpora
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
-
-
-class FieldProblem(ValueError):
-    """Raised by a validator about one key (a dotted path relative to the model it validates, or None: the key
-    the validator is attached to); `validate_model` reports it as `<key path>: <message>`."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def name_problem(value: Any) -> str | None:
@@ -283,6 +278,36 @@ class TinyWorldConfig(Section):
         return self
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a method's grid point, with its params as written (what `run_key` hashes) and as the
+    plugin's own typed Config (what the trainer, pipeline and reports use), resolved once at load."""
+
+    method: str
+    """Method name (a key of `methods`)."""
+    plugin: str
+    """Registered plugin name."""
+    params: dict[str, Any]
+    """The grid point's params as written in the config (method params, then grid values)."""
+    settings: RegularizerConfig
+    """`params` validated into the plugin's Config, defaults filled in."""
+    plugin_cls: type[Regularizer]
+    """The registered plugin class."""
+
+    def build(self) -> Regularizer:
+        """A fresh plugin instance for one training run."""
+        return self.plugin_cls(self.settings)
+
+    @property
+    def role(self) -> TableRole:
+        return self.plugin_cls.table_role(self.settings)
+
+    @property
+    def baseline_dependency(self) -> str | None:
+        """The param that needs the baseline run's minimum-validation step (`j0: auto`), or None."""
+        return self.plugin_cls.baseline_dependency(self.settings)
+
+
 class ExperimentConfig(Section):
     name: str
     """Experiment name, recorded in selections and leaderboard entries (letters, digits, `_-.+`)."""
@@ -299,6 +324,13 @@ class ExperimentConfig(Section):
     """Method name -> plugin and params; each name becomes a run folder (letters, digits, `_-.+`)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where runs, caches and results are written."""
+    _runs: dict[str, RunSpec] = PrivateAttr(default_factory=dict)
+
+    @property
+    def runs(self) -> dict[str, RunSpec]:
+        """Run name -> RunSpec, in config order (methods, then grid points): resolved when the config is validated."""
+        return self._runs
 
     @model_validator(mode="after")
     def _names(self) -> ExperimentConfig:
@@ -317,6 +349,17 @@ class ExperimentConfig(Section):
                 if run in runs:
                     raise FieldProblem(f"methods.{name}", f"run name {run!r} is also a run of method {runs[run]!r}")
                 runs[run] = name
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_plugins(self) -> ExperimentConfig:
+        """Every method's params and grid point validated into its plugin's Config (a ConfigError names the key)."""
+        resolved = {}
+        for name, method in self.methods.items():
+            for run, params in _method_run_names(name, method).items():
+                cls, settings = resolve_params(method.plugin, params, key_path=f"methods.{name}")
+                resolved[run] = RunSpec(name, method.plugin, params, settings, cls)
+        self._runs = resolved
         return self
 
     @model_validator(mode="after")
@@ -339,35 +382,6 @@ class ExperimentConfig(Section):
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _format_loc(prefix: str, loc: tuple) -> str:
-    parts = [prefix] if prefix else []
-    parts += [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-after"))]
-    return ".".join(parts) or "(root)"
-
-
-def validate_model(cls: type[M], data: Any, *, key_path: str = "") -> M:
-    """Validate `data` into `cls`; translate pydantic's errors into one ConfigError naming each key path."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = _format_loc(key_path, err["loc"])
-            value = err.get("input")
-            problem = (err.get("ctx") or {}).get("error")
-            if isinstance(problem, FieldProblem):
-                field = tuple(problem.field.split(".")) if problem.field else ()
-                lines.append(f"{_format_loc(key_path, (*err['loc'], *field))}: {problem}")
-            elif err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(cls.model_fields)) if len(err["loc"]) == 1 else "see the section's fields"
-                lines.append(f"{where}: unknown key (allowed here: {allowed})")
-            elif err["type"] == "missing":
-                lines.append(f"{where}: required key is missing")
-            else:
-                lines.append(f"{where}: {err['msg']} (got {value!r})")
-        raise ConfigError("Invalid config:\n  " + "\n  ".join(lines)) from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -492,10 +506,15 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate an experiment config; every check happens before any compute."""
+    """Read, override and validate an experiment config; every check happens before any compute.
+
+    Validation resolves every method's params and grid point into its plugin's typed Config
+    (`ExperimentConfig.runs`); `check_config` then checks what needs the whole config or the file system.
+    What needs the environment (lm-eval's task list, the code sandbox, the hub: `pipeline.preflight`) is checked
+    when a command that uses it starts, still before any compute."""
     data = apply_overrides(read_yaml(Path(path)), overrides or [])
     config = validate_model(ExperimentConfig, data)
-    check_references(config)
+    check_config(config)
     return config
 
 
@@ -509,26 +528,19 @@ def check_output_dirs(config: ExperimentConfig) -> None:
             raise ConfigError(f"output.{key}: {getattr(config.output, key)!r} ({path}) {problem}")
 
 
-def check_references(config: ExperimentConfig) -> None:
-    """Checks that need more than types: registered plugins, plugin params, local files, output folders."""
-    from entrodrop_bench.regularizer import build_regularizer
-
+def check_config(config: ExperimentConfig) -> None:
+    """Every check of a validated config that needs more than one field's type, in one place (`load_config` calls
+    it): output folders, declared plugin dependencies, local files, domains and benchmarks, precision, tiny world."""
     check_output_dirs(config)
-    for name, method in config.methods.items():
-        for params in expand_grid(method):
-            build_regularizer(method.plugin, params, key_path=f"methods.{name}")
+    check_dependencies(config)
     for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
         if corpus.path is not None and not Path(corpus.path).exists():
             raise ConfigError(f"{key}.path: file {corpus.path} does not exist (expected a local jsonl/json/parquet corpus)")
     for bench, file in config.eval.data_overrides.items():
         if not Path(file).exists():
             raise ConfigError(f"eval.data_overrides.{bench}: file {file} does not exist")
-    unknown = {b for bs in config.eval.domains.values() for b in bs} - set(config.eval.lm_eval_tasks) - set(
-        config.eval.evalplus_datasets
-    )
-    if unknown:
-        raise ConfigError(f"eval.domains: benchmarks {sorted(unknown)} are not in eval.lm_eval_tasks or eval.evalplus_datasets")
-    if config.eval.domains and config.eval.target_domain not in config.eval.domains:
+    check_domains(config.eval)
+    if config.eval.target_domain not in config.eval.domains:
         raise ConfigError(
             f"eval.target_domain: {config.eval.target_domain!r} is not one of eval.domains ({', '.join(config.eval.domains)})"
         )
@@ -547,6 +559,36 @@ def check_references(config: ExperimentConfig) -> None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
 
 
+def check_dependencies(config: ExperimentConfig) -> None:
+    """A run whose plugin declares a `baseline_dependency` (`j0: auto`) needs a baseline method in the experiment."""
+    if any(spec.role.kind == "baseline" for spec in config.runs.values()):
+        return
+    for spec in config.runs.values():
+        if (param := spec.baseline_dependency) is not None:
+            value = getattr(spec.settings, param, None)
+            raise ConfigError(
+                f"methods.{spec.method}.params.{param}: {value!r} needs the step of the baseline run's minimum validation "
+                "loss, but no method of this experiment is a baseline (a plugin whose table role is `baseline`, e.g. "
+                f"`plain: {{plugin: plain}}`). Add one to `methods`, or set {param} explicitly (see `entrodrop-bench plugins`)."
+            )
+
+
+def check_domains(ev: EvalConfig) -> None:
+    """Selection averages domains of benchmarks: at least one domain, each of configured benchmarks. A configured
+    benchmark in no domain is evaluated and listed but counts in no average: a warning, not an error."""
+    if not ev.domains:
+        raise ConfigError("eval.domains is empty: selection (and so `run`, the tables and the leaderboard) needs "
+                          "domain -> benchmarks (e.g. math: [gsm8k, svamp])")
+    benchmarks = [*ev.lm_eval_tasks, *ev.evalplus_datasets]
+    in_domains = {b for bs in ev.domains.values() for b in bs}
+    unknown = in_domains - set(benchmarks)
+    if unknown:
+        raise ConfigError(f"eval.domains: benchmarks {sorted(unknown)} are not in eval.lm_eval_tasks or eval.evalplus_datasets")
+    if outside := [b for b in benchmarks if b not in in_domains]:
+        logger.warning("eval: benchmarks %s are evaluated but in no eval.domains entry, so no average or selection "
+                       "uses them", outside)
+
+
 RUN_KEY_IGNORED_TRAIN_FIELDS = ("seeds", "threads", "parallel_runs")
 """Train fields that do not change what a run learns: the seed enters the key on its own, threads and
 parallel_runs only change how fast it runs."""
@@ -559,7 +601,7 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
     thing share one key (`output.shared_runs_from`) and re-filing a method in another table retrains nothing."""
     from entrodrop_bench import RUN_FORMAT_VERSION
 
-    _, plugin, params = run_names(config)[run]
+    spec = config.runs[run]
     train = config.train.model_dump(mode="json", exclude=set(RUN_KEY_IGNORED_TRAIN_FIELDS))
     ident = {
         "format": RUN_FORMAT_VERSION,
@@ -567,8 +609,8 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "tiny": config.tiny.model_dump(mode="json") if config.tiny else None,
         "data": config.data.model_dump(mode="json"),
         "train": train,
-        "plugin": plugin,
-        "params": params,
+        "plugin": spec.plugin,
+        "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -592,6 +634,5 @@ def _method_run_names(name: str, method: MethodConfig) -> dict[str, dict[str, An
 
 
 def run_names(config: ExperimentConfig) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """Run name -> (method name, plugin, params). A grid point's run name appends `key=value` pairs."""
-    return {run: (name, method.plugin, params) for name, method in config.methods.items()
-            for run, params in _method_run_names(name, method).items()}
+    """Run name -> (method name, plugin, params as written). A grid point's run name appends `key=value` pairs."""
+    return {run: (spec.method, spec.plugin, spec.params) for run, spec in config.runs.items()}

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from entrodrop_bench.atomic import write_json
-from entrodrop_bench.config import ExperimentConfig, run_names
+from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import CHECKPOINT_RE, Layout
 
@@ -264,7 +264,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
     store = load_store(layout)
     runs: dict[str, dict] = {}
     skipped, missing = [], []
-    for run, (method, plugin, params) in run_names(config).items():
+    for run, spec in config.runs.items():
         per_seed: dict[int, dict] = {}
         for seed in config.train.seeds:
             record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target)
@@ -274,9 +274,10 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
             if record is not None:
                 per_seed[seed] = record
         runs[run] = {
-            "method": method,
-            "plugin": plugin,
-            "params": params,
+            "method": spec.method,
+            "plugin": spec.plugin,
+            "params": spec.params,
+            "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
             "seeds": {str(s): r for s, r in per_seed.items()},
             "aggregate": aggregate(per_seed),
         }
@@ -285,6 +286,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> dict:
         grid = [r for r, v in runs.items() if v["method"] == name]
         methods[name] = {
             "plugin": mc.plugin,
+            "role": runs[grid[0]]["role"],
             "table": mc.table or "main",
             "grid_keys": sorted(mc.grid),
             "runs": grid,
