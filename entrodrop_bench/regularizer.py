@@ -36,9 +36,10 @@ from entrodrop_bench.validation import validate_model
 
 
 class RegularizerConfig(BaseModel):
-    """Base of every plugin's config: unknown keys are errors, not silently ignored, and so are inf and nan."""
+    """Base of every plugin's config: unknown keys are errors, not silently ignored, and so are inf and nan. Give
+    every field a `description` (shown by `entrodrop-bench plugins` and `config --explain`; a test checks it)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # Domains of a token, as stored in TokenMeta.domain.
