@@ -77,6 +77,7 @@ class CorpusConfig(Section):
     name: str | None = None
     """Hub dataset config name."""
     split: str = "train"
+    """Dataset split to read (hub datasets and local files alike)."""
     text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     """Fields concatenated (newline-separated) into one document; e.g. [question, answer]."""
     max_unique_tokens: int | None = Field(None, gt=0)
@@ -101,6 +102,7 @@ class DataConfig(Section):
     validation_fraction: float = Field(0.05, gt=0, lt=1)
     """Share of target documents held out for validation loss (never trained on)."""
     max_validation_docs: int = Field(500, gt=0)
+    """Cap on held-out validation documents, so that a validation pass stays short on a large target corpus."""
 
     @model_validator(mode="after")
     def _ratio_sums_to_one(self) -> DataConfig:
@@ -117,6 +119,7 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     """Peak learning rate."""
     schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning-rate schedule after the warmup: cosine decay to 0 at the last step, or constant at `lr`."""
     warmup_fraction: float = Field(0.02, ge=0, lt=1)
     """Linear warmup, as a fraction of total steps."""
     global_batch_tokens: int = Field(4096, gt=0)
@@ -124,6 +127,7 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(16, gt=0)
     """Sequences per forward pass on one device."""
     grad_clip: float = Field(1.0, gt=0)
+    """Clip the global gradient norm of each optimizer step to this value."""
     checkpoint_every_epochs: float = Field(1.0, gt=0)
     """Checkpoint interval, in target-domain epochs."""
     keep_checkpoints: int | None = Field(None, gt=0)
@@ -203,10 +207,13 @@ class EvalConfig(Section):
     selection: Literal["target_avg", "val_loss"] = "target_avg"
     """`target_avg`: the paper's rule; `val_loss`: the held-out validation minimum (no test selection)."""
     batch_size: int = Field(16, gt=0)
+    """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation)."""
     limit: int | None = Field(None, gt=0)
     """Evaluate only the first N examples of each benchmark."""
     num_fewshot: int | None = Field(None, ge=0)
+    """Few-shot examples per lm-eval prompt; None: each task's own default."""
     max_gen_toks: int = Field(256, gt=0)
+    """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
     allow_weak_isolation: bool = False
@@ -257,13 +264,19 @@ class TinyWorldConfig(Section):
     seed: Seed = 1234
     """Seed of the whole generated world: corpora, tokenizer, base model, benchmarks."""
     target_domain: Literal["math", "code"] = "math"
+    """Domain of the generated target corpus and its benchmarks (`tiny_math` or `tiny_code`)."""
     n_target_docs: int = Field(250, gt=0)
+    """Documents in the scarce target corpus (repeated for many epochs in training)."""
     n_general_docs: int = Field(20000, gt=0)
+    """Documents in the general replay corpus."""
     n_benchmark: int = Field(200, gt=0)
     """Held-out examples per tiny benchmark."""
     vocab_size: int = Field(1024, gt=64)
+    """Size of the tiny BPE tokenizer's vocabulary."""
     hidden_size: int = Field(128, gt=0)
+    """Width of the tiny base model (a Qwen3-architecture decoder)."""
     num_layers: int = Field(3, gt=0)
+    """Decoder layers of the tiny base model."""
     num_heads: int = Field(4, gt=0)
     """Attention heads; must divide hidden_size."""
     pretrain_tokens: int = Field(900_000, gt=0)
@@ -316,13 +329,17 @@ class ExperimentConfig(Section):
     paper_table: int | None = None
     """Paper table the preset reproduces (1-4), for side-by-side reference columns."""
     model: ModelConfig = Field(default_factory=ModelConfig)
+    """The base model every method continues pre-training from."""
     tiny: TinyWorldConfig | None = None
     """Only for the embedded preset: how to generate its world."""
     data: DataConfig
+    """Target and general corpora, their mix and the token budget."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    """Optimizer, schedule, batch, seeds and precision, identical for every method."""
     methods: dict[str, MethodConfig] = Field(min_length=1)
     """Method name -> plugin and params; each name becomes a run folder (letters, digits, `_-.+`)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Benchmarks, their domains and the checkpoint selection rule."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where runs, caches and results are written."""
     _runs: dict[str, RunSpec] = PrivateAttr(default_factory=dict)
@@ -636,3 +653,45 @@ def _method_run_names(name: str, method: MethodConfig) -> dict[str, dict[str, An
 def run_names(config: ExperimentConfig) -> dict[str, tuple[str, str, dict[str, Any]]]:
     """Run name -> (method name, plugin, params as written). A grid point's run name appends `key=value` pairs."""
     return {run: (spec.method, spec.plugin, spec.params) for run, spec in config.runs.items()}
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _explain_model(model: BaseModel, prefix: str, lines: list[str]) -> None:
+    """One line per field of `model` (`key = value  [type]  docstring`), sections and maps of sections recursed."""
+    for name, info in type(model).model_fields.items():
+        value, key = getattr(model, name), f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            lines.append(f"{key}:  [{type(value).__name__}]  {_one_line(info.description)}")
+            _explain_model(value, f"{key}.", lines)
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            lines.append(f"{key}:  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+            for item, sub in value.items():
+                _explain_model(sub, f"{key}.{item}.", lines)
+        else:
+            lines.append(f"{key} = {value!r}  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+
+
+def explain_config(config: ExperimentConfig) -> str:
+    """Every section and field of a resolved config with its value, type and docstring, then every run with its
+    plugin's typed params (defaults filled in) and what the plugin declares (`entrodrop-bench config --explain`)."""
+    lines: list[str] = []
+    _explain_model(config, "", lines)
+    lines.append("runs:  (each method's grid points, params resolved into the plugin's own Config)")
+    for run, spec in config.runs.items():
+        role = spec.role
+        declared = [f"table role {role.kind} {role.label!r}"]
+        if spec.baseline_dependency:
+            declared.append(f"needs the baseline run's minimum-validation step ({spec.baseline_dependency})")
+        if signals := spec.plugin_cls.signals(spec.settings):
+            declared.append(f"base-model signals {', '.join(sorted(signals))}")
+        lines.append(f"runs.{run}:  method {spec.method}, plugin {spec.plugin} "
+                     f"[{type(spec.settings).__module__}.{type(spec.settings).__qualname__}]; {'; '.join(declared)}")
+        _explain_model(spec.settings, f"runs.{run}.params.", lines)
+    return "\n".join(lines) + "\n"

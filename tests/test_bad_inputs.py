@@ -264,7 +264,7 @@ CASES: dict[str, Case] = {
     "heads do not divide width": Case(_override("tiny.num_heads=3"), r"tiny\.num_heads: 3 does not divide tiny\.hidden_size 128"),
     "no text fields": Case(_override("data.target.text_fields=[]"), r"data\.target\.text_fields: .*at least 1 item.*\(got \[\]\)"),
     "domain without benchmarks": Case(_override("eval.domains.general=[]"), r"eval\.domains\.general: \[\] is empty"),
-    "no domains for run": Case(_override("eval.domains={}", command="run"), r"eval\.domains is empty: `run` ends with selection"),
+    "no domains": Case(_override("eval.domains={}", command="train"), r"eval\.domains is empty: selection .*needs domain -> benchmarks"),
     "tiny corpus without a tiny world": Case(_override("tiny=null"), r"data\.target\.source: 'tiny_math' is an embedded tiny corpus but the config has no `tiny:` section"),
     "missing data file": Case(lambda t, m: _tiny(t, lambda d: d["data"]["target"].update(path=str(t / "none.jsonl"))), r"data\.target\.path: file .*none\.jsonl does not exist"),
     # --- command-line selections
