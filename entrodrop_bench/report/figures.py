@@ -254,7 +254,8 @@ def load_token_signals(path: Path, plugin: Regularizer | None) -> TokenSignals:
         data = json.loads(Path(path).read_text())
         tokens, entropy, eligible = data["tokens"], data["entropy"], data["eligible"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, eligible ({exc})") from None
+        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, eligible ({exc}); "
+                        "`entrodrop-bench prepare` rewrites it (files of older versions held `gated` instead)") from None
     if not (len(tokens) == len(entropy) == len(eligible)):
         raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and eligible ({len(eligible)}) differ in length")
     values = np.array([math.nan if e is None else float(e) for e in entropy])
