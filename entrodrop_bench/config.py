@@ -168,7 +168,8 @@ class MethodConfig(Section):
     plugin: str
     """Registered regularizer name (see `entrodrop-bench plugins`)."""
     params: dict[str, Any] = Field(default_factory=dict)
-    """Plugin config; validated against the plugin's own Config."""
+    """The plugin's params as written; at load each grid point is validated into the plugin's own typed Config
+    (`ExperimentConfig.runs`, shown by `entrodrop-bench config CONFIG --explain`)."""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     """Sweep: param -> values. Every grid point is its own run (named `<method>@<param>=<value>,...`);
     selection reports the best per method. Values are distinct scalars (numbers, booleans, short words)."""
