@@ -3,6 +3,9 @@
 Each section is a pydantic model whose fields carry their own docstrings (torchtitan style).
 `load_config(path, overrides)` reads the YAML, applies `key.path=value` overrides, and returns an
 `ExperimentConfig`, or raises `ConfigError` naming the key path, the bad value and what is allowed.
+Validation resolves every method's params and grid point into its plugin's own typed Config once
+(`ExperimentConfig.runs`: run name -> RunSpec), which the trainer, the pipeline and the reports use; every
+check that needs the whole config is in `check_config`, which `load_config` runs.
 """
 
 from __future__ import annotations
