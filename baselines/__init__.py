@@ -30,7 +30,9 @@ Adding a method takes one file. Create `baselines/my_method.py`:
 
 Override only the hooks you need: `prepare(ctx)` (build artifacts once, e.g. from ctx.model or
 ctx.target_docs into ctx.cache_dir), `adjust_model(model)` (hooks), `param_groups(model)` (optimizer
-groups, weight decay), `transform_embeddings(embeds, meta)`, `log_values()` (scalars to log). Keep hooks
+groups, weight decay), `before_forward(meta)` (every micro-batch, before its forward), `transform_embeddings(embeds,
+meta)`, `log_values()` (scalars to log), `token_gates(...)` (Figure 2c), and the declarations read at config load:
+`baseline_dependency`, `signals`, `table_role`, `progress_keys` (see entrodrop_bench/regularizer.py). Keep hooks
 vectorized and device/dtype-agnostic. Then add the module to the import list below and use it in a config:
 `methods: {mine: {plugin: my_method, params: {strength: 0.2}}}`. A plugin living in another package
 registers through its own `entrodrop_bench.regularizers` entry point instead (see

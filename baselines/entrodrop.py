@@ -7,7 +7,8 @@ ablation), `target: all` gates every eligible token (= vanilla token dropout). D
 P(m_t = 0) = gamma_j * g_t, gamma_j and the curriculum as in `baselines.masking`.
 
 Signal: `entropy` of p(. | x_<t) (the paper) or `nll` = -log p(x_t | x_<t), computed once by
-`entrodrop_bench.prepare.entropy` with the frozen base model and cached in PrepareContext.cache_dir.
+`entrodrop_bench.prepare.entropy` with the frozen base model and cached in PrepareContext.cache_dir (declared
+through `signals`, so the prepare stage computes it once before runs start).
 Percentiles use numpy's default (linear interpolation between order statistics).
 """
 
@@ -20,7 +21,7 @@ import torch
 from pydantic import Field
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
-from entrodrop_bench.regularizer import TARGET, PrepareContext, TokenMeta, register_regularizer
+from entrodrop_bench.regularizer import TARGET, PrepareContext, TableRole, TokenMeta, register_regularizer
 
 
 def _doc_quantiles(sorted_values: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
@@ -75,6 +76,16 @@ class EntroDrop(TokenDropoutBase):
     config: EntroDropConfig
     version = "1"
 
+    @classmethod
+    def signals(cls, config: EntroDropConfig) -> frozenset[str]:
+        return frozenset() if config.target == "all" else frozenset({config.signal})
+
+    @classmethod
+    def table_role(cls, config: EntroDropConfig) -> TableRole:
+        in_sweep = config.target == "low" and config.schedule != "static"
+        return TableRole(label="+EntroDrop", kind="proposed", targets=config.target,
+                         drop_rate=config.gamma_max if in_sweep else None)
+
     def __init__(self, config: EntroDropConfig) -> None:
         super().__init__(config)
         self.gates: torch.Tensor | None = None
@@ -99,7 +110,7 @@ class EntroDrop(TokenDropoutBase):
             kind=cfg.signal,
             seq_len=ctx.seq_len,
             device=ctx.device,
-            batch_size=int(ctx.extra.get("signal_batch_size", 16)),
+            batch_size=ctx.signal_batch_size,
         )
         self.set_signals(values, offsets, ctx.target_docs, special_ids=set(getattr(ctx.tokenizer, "all_special_ids", []) or []))
 
@@ -114,6 +125,10 @@ class EntroDrop(TokenDropoutBase):
         self.offsets = torch.from_numpy(offsets.astype(np.int64))
         self.lengths = torch.from_numpy(np.diff(offsets).astype(np.int64))
         self._on_device.clear()
+
+    def token_gates(self, signals: np.ndarray, offsets: np.ndarray, eligible: np.ndarray) -> np.ndarray | None:
+        """Eq. 2's gate over `signals` (the base model's entropies, whatever `signal` this run trains on)."""
+        return document_gates(signals, offsets, eligible, self.config.percentile, self.config.target)
 
     def _tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if device not in self._on_device:

@@ -6,7 +6,7 @@ named `*.layers.<i>.self_attn` and `*.layers.<i>.mlp` (Qwen3, Llama, Mistral, Qw
 all use these names). The hooks are identity in eval mode and do not change checkpoints.
 
 Masks are drawn from a generator derived from the micro-batch's TokenMeta.generator (set in
-`transform_embeddings`, which the trainer calls right before each forward), so they are a pure function
+`before_forward`, which the trainer calls right before each forward), so they are a pure function
 of (seed, step, micro-batch) on every device; a forward without it falls back to torch's global RNG.
 Under `train.gradient_checkpointing` a decoder layer's forward runs again in the backward; each hook keeps
 the generator state it drew its mask from, so the recompute draws the very same mask (torch's checkpoint
@@ -22,7 +22,7 @@ from pydantic import Field
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import UserError
-from entrodrop_bench.regularizer import RegularizerConfig, TokenMeta, register_regularizer
+from entrodrop_bench.regularizer import RegularizerConfig, TableRole, TokenMeta, register_regularizer
 
 SUBLAYER = re.compile(r"(^|\.)layers\.\d+\.(self_attn|mlp)$")
 
@@ -43,6 +43,10 @@ class HiddenDropout(TrainingOnly):
     Config = HiddenDropoutConfig
     config: HiddenDropoutConfig
     version = "1"
+
+    @classmethod
+    def table_role(cls, config: HiddenDropoutConfig) -> TableRole:
+        return TableRole(label="+Hidden Dropout", rank=2)
 
     def __init__(self, config: HiddenDropoutConfig) -> None:
         super().__init__(config)
@@ -67,11 +71,10 @@ class HiddenDropout(TrainingOnly):
             h.remove()
         self.handles = []
 
-    def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
+    def before_forward(self, meta: TokenMeta) -> None:
         if self.active():
-            self._generator = device_generator(meta.generator, embeds.device)
+            self._generator = device_generator(meta.generator, meta.domain.device)
             self._drawn_from = {}  # a new micro-batch: the next call of each sub-layer is a first forward
-        return embeds
 
     def _drop(self, x: torch.Tensor, key: int) -> torch.Tensor:
         p = self.config.p

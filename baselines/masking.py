@@ -10,7 +10,9 @@ Curriculum gamma_max(j) (`schedule`):
 - linear:  gamma_max * min(1, j / (2 j0))           (ramp 0 -> gamma_max; reaches gamma_max / 2 at j0 like the sigmoid)
 
 `j0`: an absolute step (int), a fraction of the run's total steps (float in (0, 1)), or `auto`: the step
-of the `plain` run's minimum validation loss (the paper picks j0 where the baseline turns to memorizing).
+of the baseline run's minimum validation loss (the paper picks j0 where the baseline turns to memorizing);
+`auto` is declared through `baseline_dependency`, so the config refuses it without a baseline method and the
+trainer passes the step in PrepareContext.baseline_min_val_step.
 
 Sharpness: the paper gives no value for its k in Eq. 4. Here s = sharpness / total_steps with
 sharpness = 10 by default: gamma_max(j) goes from 12% to 88% of gamma_max within +-20% of the run around
@@ -18,8 +20,7 @@ j0, and at step 0 with j0 at 30% of the run it is ~5% of gamma_max ("near lossle
 
 Randomness: the per-token uniforms and per-sample gammas come from TokenMeta.generator (seeded by the
 trainer from (seed, step, micro-batch)); the per-step gamma is drawn from (run seed, step) so that every
-micro-batch and process of one step share it. The run seed is PrepareContext.extra["seed"] when given,
-else torch.initial_seed() at `prepare` (the trainer seeds torch with the run's seed right before).
+micro-batch and process of one step share it. The run seed is PrepareContext.seed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TokenDropoutConfig(RegularizerConfig):
     j0: int | float | Literal["auto"] = Field(
         "auto",
         description="Midpoint step of the curriculum: absolute step (int >= 0), fraction of total steps (float in (0,1)), "
-        "or `auto` = step of the `plain` run's minimum validation loss (needs a `plain` method in the experiment). "
+        "or `auto` = step of the baseline run's minimum validation loss (needs a baseline method, e.g. `plain`, in the experiment). "
         "Unused by the static schedule.",
     )
     sharpness: float = Field(
@@ -90,23 +91,24 @@ class GammaSchedule:
         return self.gamma_max / (1 + math.exp(-z)) if z >= 0 else self.gamma_max * math.exp(z) / (1 + math.exp(z))
 
 
-def resolve_j0(j0: int | float | str, total_steps: int, plain_min_val_step: int | None, *, plugin: str = "entrodrop") -> float:
-    """j0 as a step number; `auto` needs the plain run's minimum-validation step."""
+def resolve_j0(j0: int | float | str, total_steps: int, baseline_min_val_step: int | None, *, plugin: str = "entrodrop") -> float:
+    """j0 as a step number; `auto` needs the baseline run's minimum-validation step."""
     if j0 == "auto":
-        if plain_min_val_step is None:
+        if baseline_min_val_step is None:
             raise ConfigError(
-                f"methods.<{plugin}>.params.j0: j0=auto needs a `plain` method in the same experiment, trained first: "
-                "j0 is the step of the plain run's minimum validation loss, and no complete plain run (val_curve.json) "
-                "was found. Add `plain: {plugin: plain}` to `methods`, or set j0 to a step (int) or a fraction of the run (float in (0,1))."
+                f"methods.<{plugin}>.params.j0: j0=auto needs the baseline run of the same experiment, trained first: "
+                "j0 is the step of the baseline run's minimum validation loss, and no complete baseline run "
+                "(val_curve.json) was found. Train the baseline method (e.g. `plain: {plugin: plain}`) first, or set "
+                "j0 to a step (int) or a fraction of the run (float in (0,1))."
             )
-        return float(plain_min_val_step)
+        return float(baseline_min_val_step)
     if isinstance(j0, float):
         return j0 * total_steps
     return float(j0)
 
 
-def build_schedule(config: TokenDropoutConfig, total_steps: int, plain_min_val_step: int | None, *, plugin: str) -> GammaSchedule:
-    j0 = 0.0 if config.schedule == "static" else resolve_j0(config.j0, total_steps, plain_min_val_step, plugin=plugin)
+def build_schedule(config: TokenDropoutConfig, total_steps: int, baseline_min_val_step: int | None, *, plugin: str) -> GammaSchedule:
+    j0 = 0.0 if config.schedule == "static" else resolve_j0(config.j0, total_steps, baseline_min_val_step, plugin=plugin)
     return GammaSchedule(config.gamma_max, config.schedule, j0, config.sharpness / max(total_steps, 1))
 
 
@@ -121,6 +123,11 @@ class TokenDropoutBase(TrainingOnly):
 
     Config = TokenDropoutConfig
     config: TokenDropoutConfig
+    progress_keys = ("gamma_max", "gamma")
+
+    @classmethod
+    def baseline_dependency(cls, config: TokenDropoutConfig) -> str | None:
+        return "j0" if config.j0 == "auto" and config.schedule != "static" else None
 
     def __init__(self, config: TokenDropoutConfig) -> None:
         super().__init__(config)
@@ -135,8 +142,8 @@ class TokenDropoutBase(TrainingOnly):
 
     # --- setup ------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:
-        self.schedule = build_schedule(self.config, ctx.total_steps, ctx.plain_min_val_step, plugin=self.name or "token_dropout")
-        self.run_seed = int(ctx.extra.get("seed", torch.initial_seed()))
+        self.schedule = build_schedule(self.config, ctx.total_steps, ctx.baseline_min_val_step, plugin=self.name or "token_dropout")
+        self.run_seed = ctx.seed
         weight = ctx.model.get_input_embeddings().weight.detach()
         if self.config.mask_embedding == "mean":
             self.mask_vector = weight.float().mean(dim=0).cpu()

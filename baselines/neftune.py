@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from baselines.common import TrainingOnly, device_generator
-from entrodrop_bench.regularizer import RegularizerConfig, TokenMeta, register_regularizer
+from entrodrop_bench.regularizer import RegularizerConfig, TableRole, TokenMeta, register_regularizer
 
 
 class NEFTuneConfig(RegularizerConfig):
@@ -25,6 +25,10 @@ class NEFTune(TrainingOnly):
     Config = NEFTuneConfig
     config: NEFTuneConfig
     version = "1"
+
+    @classmethod
+    def table_role(cls, config: NEFTuneConfig) -> TableRole:
+        return TableRole(label="+NEFTune", rank=3)
 
     def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         if not self.active() or self.config.alpha == 0:

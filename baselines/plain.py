@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, register_regularizer
+from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, register_regularizer
 
 
 class PlainConfig(RegularizerConfig):
@@ -15,3 +15,7 @@ class Plain(Regularizer):
 
     Config = PlainConfig
     version = "1"
+
+    @classmethod
+    def table_role(cls, config: PlainConfig) -> TableRole:
+        return TableRole(label="Baseline", kind="baseline", rank=0)

@@ -8,7 +8,7 @@ as many tokens as EntroDrop (which gates a share k of them); compare runs by the
 from __future__ import annotations
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
-from entrodrop_bench.regularizer import register_regularizer
+from entrodrop_bench.regularizer import TableRole, register_regularizer
 
 
 @register_regularizer("token_dropout")
@@ -17,3 +17,7 @@ class TokenDropout(TokenDropoutBase):
 
     Config = TokenDropoutConfig
     version = "1"
+
+    @classmethod
+    def table_role(cls, config: TokenDropoutConfig) -> TableRole:
+        return TableRole(label="+Token Dropout", rank=4, targets="all")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, register_regularizer
+from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, register_regularizer
 
 
 class WeightDecayConfig(RegularizerConfig):
@@ -21,6 +21,10 @@ class WeightDecay(Regularizer):
     Config = WeightDecayConfig
     config: WeightDecayConfig
     version = "1"
+
+    @classmethod
+    def table_role(cls, config: WeightDecayConfig) -> TableRole:
+        return TableRole(label="+Weight Decay", rank=1)
 
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         params = [p for p in model.parameters() if p.requires_grad]  # tied weights appear once

@@ -88,7 +88,7 @@ def build_world(root: Path, shape: dict, general_tokens: int, seed: int = 0) -> 
 
 def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: dict):
     """The Qwen3 presets' training settings on the local world, for `steps` optimizer steps (2 micro-batches each)."""
-    from entrodrop_bench.config import ExperimentConfig, check_references
+    from entrodrop_bench.config import ExperimentConfig, check_config
 
     step_tokens = 2 * shape["micro_batch"] * shape["seq_len"]
     config = ExperimentConfig.model_validate({
@@ -101,9 +101,10 @@ def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: di
                   "micro_batch_size": shape["micro_batch"], "checkpoint_every_epochs": 1e6, "precision": "bf16-mixed",
                   "gradient_checkpointing": True},
         "methods": methods,
+        "eval": {"lm_eval_tasks": ["gsm8k"], "domains": {"math": ["gsm8k"]}},  # never evaluated; selection's minimum
         "output": {"runs_dir": str(root / "runs"), "results_dir": str(root / "results")},
     })
-    check_references(config)
+    check_config(config)
     return config
 
 

@@ -91,6 +91,7 @@ def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None
         step = state["step"] % plan.total_steps
         batch = collate(rows.step_rows(step))
         meta = token_meta(batch, step, plan.total_steps, 0, 0)
+        reg.before_forward(meta)
         with transformed_embeddings(model, lambda embeds: reg.transform_embeddings(embeds, meta)):
             loss, _ = step_loss(model, batch, chunk_elements=chunk_elements)
         loss.backward()
@@ -106,7 +107,7 @@ def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_
 
     reg = build_regularizer(plugin, params)
     reg.prepare(PrepareContext(model=model, base_model_path="bench", tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
-                               seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), plain_min_val_step=0))
+                               seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0, baseline_min_val_step=0))
     reg.adjust_model(model)
     return reg
 

@@ -196,11 +196,23 @@ class Aggregate(_Record):
     val_min: AggregateValMinimum | None = None
 
 
+class TableRoleRecord(_Record):
+    """A run's table role as its plugin declared it (`regularizer.TableRole`), recorded so that the report reads
+    roles from the selection and never needs the plugin."""
+
+    label: str
+    kind: Literal["baseline", "comparison", "proposed"]
+    rank: int
+    targets: Literal["all", "high", "low"] | None
+    drop_rate: float | None
+
+
 class RunSelection(_Record):
     """One run (a method at one grid point)."""
 
     method: str
     plugin: str
+    role: TableRoleRecord
     params: dict[str, Any]
     seeds: dict[str, SeedSelection]
     """Seed (as text, a JSON key) -> its selection; seeds without evaluated checkpoints are absent."""
@@ -211,6 +223,8 @@ class MethodSelection(_Record):
     """One configured method: its grid points and the one that represents it."""
 
     plugin: str
+    role: TableRoleRecord
+    """The role of its first grid point (a method's grid points share label, kind and targets)."""
     table: str
     """Which paper table the method belongs to (`main`, `gamma`, `schedule`, ...)."""
     grid_keys: list[str]

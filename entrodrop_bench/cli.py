@@ -23,6 +23,8 @@ _HELP = {
     "leaderboard": "build this experiment's leaderboard entries from selection.json, or `publish RUN_DIR` / "
                    "`validate FILE`",
     "plugins": "list registered regularizer plugins and their config fields",
+    "config": "print the resolved config (base files merged, overrides applied, defaults filled) as YAML; "
+              "--explain: every field with its value, type and docstring, and each run's typed plugin params",
     "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
     "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
 }
@@ -62,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
     plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    cfg = sub.add_parser("config", help=_HELP["config"], description=_HELP["config"])
+    _add_config_args(cfg)
+    cfg.add_argument("--explain", action="store_true", help="every field with value, type and docstring")
+    cfg.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     benchmarks = sub.add_parser("benchmarks", help=_HELP["benchmarks"], description=_HELP["benchmarks"])
     _add_config_args(benchmarks)
     benchmarks.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -107,7 +113,8 @@ def _plugins() -> int:
         cls = REGULARIZERS.get(name)
         print(f"{name}  ({cls.__module__}, version {cls.version})")
         for field, info in cls.Config.model_fields.items():
-            print(f"    {field} = {info.default!r}  {info.description or ''}")
+            kind = info.annotation.__name__ if isinstance(info.annotation, type) else str(info.annotation).replace("typing.", "")
+            print(f"    {field} = {info.default!r}  [{kind}]  {' '.join((info.description or '').split())}")
     return 0
 
 
@@ -132,6 +139,13 @@ def dispatch(args) -> int:
     if args.command == "benchmarks":
         return _benchmarks(args)
     config, layout = _load(args)
+    if args.command == "config":
+        import yaml
+
+        from entrodrop_bench.config import explain_config
+
+        print(explain_config(config) if args.explain else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+        return 0
     if args.command == "plan":
         import json
 

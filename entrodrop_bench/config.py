@@ -3,6 +3,9 @@
 Each section is a pydantic model whose fields carry their own docstrings (torchtitan style).
 `load_config(path, overrides)` reads the YAML, applies `key.path=value` overrides, and returns an
 `ExperimentConfig`, or raises `ConfigError` naming the key path, the bad value and what is allowed.
+Validation resolves every method's params and grid point into its plugin's own typed Config once
+(`ExperimentConfig.runs`: run name -> RunSpec), which the trainer, the pipeline and the reports use; every
+check that needs the whole config is in `check_config`, which `load_config` runs.
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, resolve_params
+from entrodrop_bench.validation import FieldProblem, validate_model
 
-M = TypeVar("M", bound=BaseModel)
+logger = logging.getLogger(__name__)
 
 # Names that become folder or file names (methods, run names, benchmarks, presets, the experiment): one path
 # component, never hidden, never `..`, no separators or spaces, short enough for any filesystem.
@@ -30,15 +37,6 @@ GRID_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
 MAX_RUN_NAME = 200
 TINY_SOURCES = ("tiny_math", "tiny_code", "tiny_general")  # the embedded world's corpora
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
-
-
-class FieldProblem(ValueError):
-    """Raised by a validator about one key (a dotted path relative to the model it validates, or None: the key
-    the validator is attached to); `validate_model` reports it as `<key path>: <message>`."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def name_problem(value: Any) -> str | None:
@@ -82,6 +80,7 @@ class CorpusConfig(Section):
     name: str | None = None
     """Hub dataset config name."""
     split: str = "train"
+    """Dataset split to read (hub datasets and local files alike)."""
     text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     """Fields concatenated (newline-separated) into one document; e.g. [question, answer]."""
     max_unique_tokens: int | None = Field(None, gt=0)
@@ -106,6 +105,7 @@ class DataConfig(Section):
     validation_fraction: float = Field(0.05, gt=0, lt=1)
     """Share of target documents held out for validation loss (never trained on)."""
     max_validation_docs: int = Field(500, gt=0)
+    """Cap on held-out validation documents, so that a validation pass stays short on a large target corpus."""
 
     @model_validator(mode="after")
     def _ratio_sums_to_one(self) -> DataConfig:
@@ -122,6 +122,7 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     """Peak learning rate."""
     schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning-rate schedule after the warmup: cosine decay to 0 at the last step, or constant at `lr`."""
     warmup_fraction: float = Field(0.02, ge=0, lt=1)
     """Linear warmup, as a fraction of total steps."""
     global_batch_tokens: int = Field(4096, gt=0)
@@ -129,6 +130,7 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(16, gt=0)
     """Sequences per forward pass on one device."""
     grad_clip: float = Field(1.0, gt=0)
+    """Clip the global gradient norm of each optimizer step to this value."""
     checkpoint_every_epochs: float = Field(1.0, gt=0)
     """Checkpoint interval, in target-domain epochs."""
     keep_checkpoints: int | None = Field(None, gt=0)
@@ -169,7 +171,8 @@ class MethodConfig(Section):
     plugin: str
     """Registered regularizer name (see `entrodrop-bench plugins`)."""
     params: dict[str, Any] = Field(default_factory=dict)
-    """Plugin config; validated against the plugin's own Config."""
+    """The plugin's params as written; at load each grid point is validated into the plugin's own typed Config
+    (`ExperimentConfig.runs`, shown by `entrodrop-bench config CONFIG --explain`)."""
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     """Sweep: param -> values. Every grid point is its own run (named `<method>@<param>=<value>,...`);
     selection reports the best per method. Values are distinct scalars (numbers, booleans, short words)."""
@@ -208,10 +211,13 @@ class EvalConfig(Section):
     selection: Literal["target_avg", "val_loss"] = "target_avg"
     """`target_avg`: the paper's rule; `val_loss`: the held-out validation minimum (no test selection)."""
     batch_size: int = Field(16, gt=0)
+    """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation)."""
     limit: int | None = Field(None, gt=0)
     """Evaluate only the first N examples of each benchmark."""
     num_fewshot: int | None = Field(None, ge=0)
+    """Few-shot examples per lm-eval prompt; None: each task's own default."""
     max_gen_toks: int = Field(256, gt=0)
+    """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
     allow_weak_isolation: bool = False
@@ -262,13 +268,19 @@ class TinyWorldConfig(Section):
     seed: Seed = 1234
     """Seed of the whole generated world: corpora, tokenizer, base model, benchmarks."""
     target_domain: Literal["math", "code"] = "math"
+    """Domain of the generated target corpus and its benchmarks (`tiny_math` or `tiny_code`)."""
     n_target_docs: int = Field(250, gt=0)
+    """Documents in the scarce target corpus (repeated for many epochs in training)."""
     n_general_docs: int = Field(20000, gt=0)
+    """Documents in the general replay corpus."""
     n_benchmark: int = Field(200, gt=0)
     """Held-out examples per tiny benchmark."""
     vocab_size: int = Field(1024, gt=64)
+    """Size of the tiny BPE tokenizer's vocabulary."""
     hidden_size: int = Field(128, gt=0)
+    """Width of the tiny base model (a Qwen3-architecture decoder)."""
     num_layers: int = Field(3, gt=0)
+    """Decoder layers of the tiny base model."""
     num_heads: int = Field(4, gt=0)
     """Attention heads; must divide hidden_size."""
     pretrain_tokens: int = Field(900_000, gt=0)
@@ -283,6 +295,36 @@ class TinyWorldConfig(Section):
         return self
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a method's grid point, with its params as written (what `run_key` hashes) and as the
+    plugin's own typed Config (what the trainer, pipeline and reports use), resolved once at load."""
+
+    method: str
+    """Method name (a key of `methods`)."""
+    plugin: str
+    """Registered plugin name."""
+    params: dict[str, Any]
+    """The grid point's params as written in the config (method params, then grid values)."""
+    settings: RegularizerConfig
+    """`params` validated into the plugin's Config, defaults filled in."""
+    plugin_cls: type[Regularizer]
+    """The registered plugin class."""
+
+    def build(self) -> Regularizer:
+        """A fresh plugin instance for one training run."""
+        return self.plugin_cls(self.settings)
+
+    @property
+    def role(self) -> TableRole:
+        return self.plugin_cls.table_role(self.settings)
+
+    @property
+    def baseline_dependency(self) -> str | None:
+        """The param that needs the baseline run's minimum-validation step (`j0: auto`), or None."""
+        return self.plugin_cls.baseline_dependency(self.settings)
+
+
 class ExperimentConfig(Section):
     name: str
     """Experiment name, recorded in selections and leaderboard entries (letters, digits, `_-.+`)."""
@@ -291,14 +333,25 @@ class ExperimentConfig(Section):
     paper_table: int | None = None
     """Paper table the preset reproduces (1-4), for side-by-side reference columns."""
     model: ModelConfig = Field(default_factory=ModelConfig)
+    """The base model every method continues pre-training from."""
     tiny: TinyWorldConfig | None = None
     """Only for the embedded preset: how to generate its world."""
     data: DataConfig
+    """Target and general corpora, their mix and the token budget."""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    """Optimizer, schedule, batch, seeds and precision, identical for every method."""
     methods: dict[str, MethodConfig] = Field(min_length=1)
     """Method name -> plugin and params; each name becomes a run folder (letters, digits, `_-.+`)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Benchmarks, their domains and the checkpoint selection rule."""
     output: OutputConfig = Field(default_factory=OutputConfig)
+    """Where runs, caches and results are written."""
+    _runs: dict[str, RunSpec] = PrivateAttr(default_factory=dict)
+
+    @property
+    def runs(self) -> dict[str, RunSpec]:
+        """Run name -> RunSpec, in config order (methods, then grid points): resolved when the config is validated."""
+        return self._runs
 
     @model_validator(mode="after")
     def _names(self) -> ExperimentConfig:
@@ -317,6 +370,17 @@ class ExperimentConfig(Section):
                 if run in runs:
                     raise FieldProblem(f"methods.{name}", f"run name {run!r} is also a run of method {runs[run]!r}")
                 runs[run] = name
+        return self
+
+    @model_validator(mode="after")
+    def _resolve_plugins(self) -> ExperimentConfig:
+        """Every method's params and grid point validated into its plugin's Config (a ConfigError names the key)."""
+        resolved = {}
+        for name, method in self.methods.items():
+            for run, params in _method_run_names(name, method).items():
+                cls, settings = resolve_params(method.plugin, params, key_path=f"methods.{name}")
+                resolved[run] = RunSpec(name, method.plugin, params, settings, cls)
+        self._runs = resolved
         return self
 
     @model_validator(mode="after")
@@ -339,35 +403,6 @@ class ExperimentConfig(Section):
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _format_loc(prefix: str, loc: tuple) -> str:
-    parts = [prefix] if prefix else []
-    parts += [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-after"))]
-    return ".".join(parts) or "(root)"
-
-
-def validate_model(cls: type[M], data: Any, *, key_path: str = "") -> M:
-    """Validate `data` into `cls`; translate pydantic's errors into one ConfigError naming each key path."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = _format_loc(key_path, err["loc"])
-            value = err.get("input")
-            problem = (err.get("ctx") or {}).get("error")
-            if isinstance(problem, FieldProblem):
-                field = tuple(problem.field.split(".")) if problem.field else ()
-                lines.append(f"{_format_loc(key_path, (*err['loc'], *field))}: {problem}")
-            elif err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(cls.model_fields)) if len(err["loc"]) == 1 else "see the section's fields"
-                lines.append(f"{where}: unknown key (allowed here: {allowed})")
-            elif err["type"] == "missing":
-                lines.append(f"{where}: required key is missing")
-            else:
-                lines.append(f"{where}: {err['msg']} (got {value!r})")
-        raise ConfigError("Invalid config:\n  " + "\n  ".join(lines)) from None
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -492,10 +527,15 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate an experiment config; every check happens before any compute."""
+    """Read, override and validate an experiment config; every check happens before any compute.
+
+    Validation resolves every method's params and grid point into its plugin's typed Config
+    (`ExperimentConfig.runs`); `check_config` then checks what needs the whole config or the file system.
+    What needs the environment (lm-eval's task list, the code sandbox, the hub: `pipeline.preflight`) is checked
+    when a command that uses it starts, still before any compute."""
     data = apply_overrides(read_yaml(Path(path)), overrides or [])
     config = validate_model(ExperimentConfig, data)
-    check_references(config)
+    check_config(config)
     return config
 
 
@@ -509,26 +549,19 @@ def check_output_dirs(config: ExperimentConfig) -> None:
             raise ConfigError(f"output.{key}: {getattr(config.output, key)!r} ({path}) {problem}")
 
 
-def check_references(config: ExperimentConfig) -> None:
-    """Checks that need more than types: registered plugins, plugin params, local files, output folders."""
-    from entrodrop_bench.regularizer import build_regularizer
-
+def check_config(config: ExperimentConfig) -> None:
+    """Every check of a validated config that needs more than one field's type, in one place (`load_config` calls
+    it): output folders, declared plugin dependencies, local files, domains and benchmarks, precision, tiny world."""
     check_output_dirs(config)
-    for name, method in config.methods.items():
-        for params in expand_grid(method):
-            build_regularizer(method.plugin, params, key_path=f"methods.{name}")
+    check_dependencies(config)
     for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
         if corpus.path is not None and not Path(corpus.path).exists():
             raise ConfigError(f"{key}.path: file {corpus.path} does not exist (expected a local jsonl/json/parquet corpus)")
     for bench, file in config.eval.data_overrides.items():
         if not Path(file).exists():
             raise ConfigError(f"eval.data_overrides.{bench}: file {file} does not exist")
-    unknown = {b for bs in config.eval.domains.values() for b in bs} - set(config.eval.lm_eval_tasks) - set(
-        config.eval.evalplus_datasets
-    )
-    if unknown:
-        raise ConfigError(f"eval.domains: benchmarks {sorted(unknown)} are not in eval.lm_eval_tasks or eval.evalplus_datasets")
-    if config.eval.domains and config.eval.target_domain not in config.eval.domains:
+    check_domains(config.eval)
+    if config.eval.target_domain not in config.eval.domains:
         raise ConfigError(
             f"eval.target_domain: {config.eval.target_domain!r} is not one of eval.domains ({', '.join(config.eval.domains)})"
         )
@@ -547,6 +580,36 @@ def check_references(config: ExperimentConfig) -> None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
 
 
+def check_dependencies(config: ExperimentConfig) -> None:
+    """A run whose plugin declares a `baseline_dependency` (`j0: auto`) needs a baseline method in the experiment."""
+    if any(spec.role.kind == "baseline" for spec in config.runs.values()):
+        return
+    for spec in config.runs.values():
+        if (param := spec.baseline_dependency) is not None:
+            value = getattr(spec.settings, param, None)
+            raise ConfigError(
+                f"methods.{spec.method}.params.{param}: {value!r} needs the step of the baseline run's minimum validation "
+                "loss, but no method of this experiment is a baseline (a plugin whose table role is `baseline`, e.g. "
+                f"`plain: {{plugin: plain}}`). Add one to `methods`, or set {param} explicitly (see `entrodrop-bench plugins`)."
+            )
+
+
+def check_domains(ev: EvalConfig) -> None:
+    """Selection averages domains of benchmarks: at least one domain, each of configured benchmarks. A configured
+    benchmark in no domain is evaluated and listed but counts in no average: a warning, not an error."""
+    if not ev.domains:
+        raise ConfigError("eval.domains is empty: selection (and so `run`, the tables and the leaderboard) needs "
+                          "domain -> benchmarks (e.g. math: [gsm8k, svamp])")
+    benchmarks = [*ev.lm_eval_tasks, *ev.evalplus_datasets]
+    in_domains = {b for bs in ev.domains.values() for b in bs}
+    unknown = in_domains - set(benchmarks)
+    if unknown:
+        raise ConfigError(f"eval.domains: benchmarks {sorted(unknown)} are not in eval.lm_eval_tasks or eval.evalplus_datasets")
+    if outside := [b for b in benchmarks if b not in in_domains]:
+        logger.warning("eval: benchmarks %s are evaluated but in no eval.domains entry, so no average or selection "
+                       "uses them", outside)
+
+
 RUN_KEY_IGNORED_TRAIN_FIELDS = ("seeds", "threads", "parallel_runs")
 """Train fields that do not change what a run learns: the seed enters the key on its own, threads and
 parallel_runs only change how fast it runs."""
@@ -559,7 +622,7 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
     thing share one key (`output.shared_runs_from`) and re-filing a method in another table retrains nothing."""
     from entrodrop_bench import RUN_FORMAT_VERSION
 
-    _, plugin, params = run_names(config)[run]
+    spec = config.runs[run]
     train = config.train.model_dump(mode="json", exclude=set(RUN_KEY_IGNORED_TRAIN_FIELDS))
     ident = {
         "format": RUN_FORMAT_VERSION,
@@ -567,8 +630,8 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "tiny": config.tiny.model_dump(mode="json") if config.tiny else None,
         "data": config.data.model_dump(mode="json"),
         "train": train,
-        "plugin": plugin,
-        "params": params,
+        "plugin": spec.plugin,
+        "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -592,6 +655,47 @@ def _method_run_names(name: str, method: MethodConfig) -> dict[str, dict[str, An
 
 
 def run_names(config: ExperimentConfig) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """Run name -> (method name, plugin, params). A grid point's run name appends `key=value` pairs."""
-    return {run: (name, method.plugin, params) for name, method in config.methods.items()
-            for run, params in _method_run_names(name, method).items()}
+    """Run name -> (method name, plugin, params as written). A grid point's run name appends `key=value` pairs."""
+    return {run: (spec.method, spec.plugin, spec.params) for run, spec in config.runs.items()}
+
+
+def _type_name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _explain_model(model: BaseModel, prefix: str, lines: list[str]) -> None:
+    """One line per field of `model` (`key = value  [type]  docstring`), sections and maps of sections recursed."""
+    for name, info in type(model).model_fields.items():
+        value, key = getattr(model, name), f"{prefix}{name}"
+        if isinstance(value, BaseModel):
+            lines.append(f"{key}:  [{type(value).__name__}]  {_one_line(info.description)}")
+            _explain_model(value, f"{key}.", lines)
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            lines.append(f"{key}:  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+            for item, sub in value.items():
+                _explain_model(sub, f"{key}.{item}.", lines)
+        else:
+            lines.append(f"{key} = {value!r}  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+
+
+def explain_config(config: ExperimentConfig) -> str:
+    """Every section and field of a resolved config with its value, type and docstring, then every run with its
+    plugin's typed params (defaults filled in) and what the plugin declares (`entrodrop-bench config --explain`)."""
+    lines: list[str] = []
+    _explain_model(config, "", lines)
+    lines.append("runs:  (each method's grid points, params resolved into the plugin's own Config)")
+    for run, spec in config.runs.items():
+        role = spec.role
+        declared = [f"table role {role.kind} {role.label!r}"]
+        if spec.baseline_dependency:
+            declared.append(f"needs the baseline run's minimum-validation step ({spec.baseline_dependency})")
+        if signals := spec.plugin_cls.signals(spec.settings):
+            declared.append(f"base-model signals {', '.join(sorted(signals))}")
+        lines.append(f"runs.{run}:  method {spec.method}, plugin {spec.plugin} "
+                     f"[{type(spec.settings).__module__}.{type(spec.settings).__qualname__}]; {'; '.join(declared)}")
+        _explain_model(spec.settings, f"runs.{run}.params.", lines)
+    return "\n".join(lines) + "\n"

@@ -66,13 +66,12 @@ def check_train_selection(config: ExperimentConfig, only: list[str] | None, seed
 
 
 def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """(plain jobs, other jobs): plain runs first, since `j0: auto` reads their validation curves."""
-    runs = run_names(config)
+    """(first jobs, later jobs): every run that declares a `baseline_dependency` (`j0: auto`) trains after the
+    baseline runs whose validation curves it reads; the config checked at load that a baseline method exists."""
     check_train_selection(config, only, None)
-    selected = [r for r in runs if not only or r in only]
-    jobs = [(r, s) for r in selected for s in config.train.seeds]
-    first = [j for j in jobs if runs[j[0]][1] == "plain"]
-    return first, [j for j in jobs if j not in first]
+    jobs = [(r, s) for r in config.runs if not only or r in only for s in config.train.seeds]
+    later = [j for j in jobs if config.runs[j[0]].baseline_dependency]
+    return [j for j in jobs if j not in later], later
 
 
 def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | None = None, seeds: list[int] | None = None,
@@ -176,7 +175,9 @@ def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[s
 
 
 def check_eval_config(config: ExperimentConfig) -> None:
-    """Benchmark names and the local code-benchmark files they read, checked before any compute."""
+    """Benchmark names and the local code-benchmark files they read, checked before any compute. Not part of
+    `config.check_config` (load time) because it needs the environment: lm-eval's task registry and the code
+    sandbox (and the evaluate stage's readers, which a core module may not import)."""
     from entrodrop_bench.evaluate import evalplus_runner, livecodebench
     from entrodrop_bench.evaluate.benchmarks import LIVECODEBENCH, check_benchmarks
 
@@ -312,16 +313,6 @@ def stage_leaderboard(config: ExperimentConfig, layout: Layout, echo: Echo = pri
     return entries
 
 
-def check_run_config(config: ExperimentConfig) -> None:
-    """What `run` needs beyond `train`: known benchmarks and domains to select by (checked before any compute)."""
-    from entrodrop_bench.errors import ConfigError
-
-    check_eval_config(config)  # an unknown benchmark fails now, not after hours of training
-    if not config.eval.domains:
-        raise ConfigError("eval.domains is empty: `run` ends with selection, which needs domain -> benchmarks "
-                          "(e.g. math: [gsm8k, svamp]); set it, or run the stages you need one by one")
-
-
 def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> list[str]:
     """Every stage; a run that fails training or a benchmark that fails evaluation does not stop the others.
     `select` writes selection.json, which tables, figures and the leaderboard then read.
@@ -329,7 +320,7 @@ def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, 
     Returns what failed, one line each (empty: everything succeeded).
     """
     tic = time.perf_counter()
-    check_run_config(config)
+    check_eval_config(config)  # an unknown benchmark fails now, not after hours of training
     failures = train_failures(stage_train(config, layout, progress=progress, echo=echo))
     failures += eval_failures(stage_eval(config, layout, progress=progress, echo=echo))
     failures += selection_failures(stage_select(config, layout, echo))

@@ -215,13 +215,15 @@ def checkpoint_bytes(config: ExperimentConfig, bb: Backbone | None) -> tuple[flo
 
 # ------------------------------------------------------------------------------------------------ the plan
 def _gammas(config: ExperimentConfig) -> dict[float, str]:
-    """gamma_max values this config trains (EntroDrop, low-entropy targeting, curriculum) -> run; plain is 0."""
+    """gamma_max values this config trains (runs whose table role declares a drop rate: EntroDrop, low-entropy
+    targeting, curriculum) -> run; the baseline is 0."""
     found: dict[float, str] = {}
-    for run, (_, plugin, params) in run_names(config).items():
-        if plugin == "plain":
+    for run, spec in config.runs.items():
+        role = spec.role
+        if role.kind == "baseline":
             found.setdefault(0.0, run)
-        elif plugin == "entrodrop" and params.get("target", "low") == "low" and params.get("schedule", "sigmoid") != "static":
-            found.setdefault(float(params.get("gamma_max", 0.1)), run)
+        elif role.drop_rate is not None:
+            found.setdefault(float(role.drop_rate), run)
     return found
 
 

@@ -1,6 +1,7 @@
 """The regularizer plugin interface. Every method, EntroDrop included, is one of these.
 
-A plugin is a class with a typed `Config` (pydantic) and no-op hooks that it may override:
+A plugin is a class with a typed `Config` (pydantic, one docstring or `description` per field) and no-op hooks
+that it may override:
 
     @register_regularizer("my_method")
     class MyMethod(Regularizer):
@@ -10,24 +11,33 @@ A plugin is a class with a typed `Config` (pydantic) and no-op hooks that it may
         def transform_embeddings(self, embeds, meta):
             ...
 
+What a plugin declares from its typed config, read at config load (before any compute):
+`baseline_dependency` (the param that needs the baseline run's minimum-validation step, EntroDrop's `j0: auto`),
+`signals` (base-model signals that `prepare` computes once for it), `table_role` (label and role in the paper's
+tables) and `progress_keys` (which `log_values` the progress bar shows).
+
 The training loop calls the hooks in this order: `prepare` once (before the optimizer exists),
-`adjust_model` once, `param_groups` once, then `transform_embeddings` on every training micro-batch.
+`adjust_model` once, `param_groups` once, then on every training micro-batch `before_forward` and
+`transform_embeddings`, and `log_values` once per optimizer step. The report calls `token_gates` (Figure 2c).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from entrodrop_bench.registry import Registry
+from entrodrop_bench.validation import validate_model
 
 
 class RegularizerConfig(BaseModel):
-    """Base of every plugin's config: unknown keys are errors, not silently ignored, and so are inf and nan."""
+    """Base of every plugin's config: unknown keys are errors, not silently ignored, and so are inf and nan. Give
+    every field a `description` (shown by `entrodrop-bench plugins` and `config --explain`; a test checks it)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -70,17 +80,51 @@ class PrepareContext:
     model: torch.nn.Module
     """The model about to be trained, still holding the base weights."""
     base_model_path: str
+    """Local folder of the base model the run starts from."""
     tokenizer: Any
+    """The experiment's tokenizer (HF `PreTrainedTokenizer`)."""
     target_docs: list[list[int]]
     """Token ids of every target-domain training document, indexed by TokenMeta.doc_id."""
     cache_dir: Path
     """Where shared artifacts (the entropy cache) live; shared by every run of the experiment."""
     seq_len: int
+    """Packed training sequence length (data.seq_len)."""
     total_steps: int
+    """Optimizer steps of the run."""
     device: torch.device
-    plain_min_val_step: int | None = None
-    """Step at which the `plain` run of this experiment reached its minimum held-out validation loss, if known."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    """Device the run trains on (where `prepare` may compute its signals)."""
+    seed: int
+    """The run's training seed (also what the trainer seeded torch with right before `prepare`)."""
+    baseline_min_val_step: int | None = None
+    """Step at which this experiment's baseline run reached its minimum held-out validation loss; given only to
+    a plugin whose `baseline_dependency` names a param, and None until that baseline run is complete."""
+    signal_batch_size: int = 16
+    """Sequences per forward pass of the frozen base model when a plugin computes its `signals`."""
+
+
+TableKind = Literal["baseline", "comparison", "proposed"]
+Targets = Literal["all", "high", "low"]
+
+
+@dataclass(frozen=True)
+class TableRole:
+    """Where a method's runs appear in the paper's tables and figures; the report reads these, never plugin names."""
+
+    label: str
+    """Row label, e.g. `Baseline`, `+EntroDrop`; a method named otherwise than its plugin reads `<label> (<method>)`."""
+    kind: TableKind = "comparison"
+    """`baseline`: the row every relative gain is measured against (at most one per experiment is used);
+    `comparison`: a regularization method compared with it; `proposed`: the paper's method (last row, Figures 2c, 4)."""
+    rank: int = 100
+    """Row order in the main table (ascending; ties keep config order): the paper's order for the built-ins."""
+    targets: Targets | None = None
+    """For a token-dropout method, which tokens it may drop (Table 3): all eligible ones (random masking), the high-
+    or the low-signal ones. None: not a token-dropout method."""
+    drop_rate: float | None = None
+    """The maximum drop rate (gamma_max) this run puts in Table 4's sweep; None: not part of the sweep."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class Regularizer:
@@ -89,10 +133,34 @@ class Regularizer:
     Config: ClassVar[type[RegularizerConfig]] = RegularizerConfig
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    progress_keys: ClassVar[tuple[str, ...]] = ()
+    """Keys of `log_values()` the progress bar shows beside the loss and learning rate."""
 
     def __init__(self, config: RegularizerConfig) -> None:
         self.config = config
 
+    # --- declarations, read at config load from the typed config (no instance, no compute) ----------------
+    @classmethod
+    def baseline_dependency(cls, config: RegularizerConfig) -> str | None:
+        """The param of `config` that needs the step of the baseline run's minimum validation loss (EntroDrop's
+        `j0: auto`), or None. Declaring one makes the config refuse an experiment without a baseline method
+        (naming `methods.<name>.params.<param>`), trains this run after the baseline runs, and fills
+        `PrepareContext.baseline_min_val_step`."""
+        return None
+
+    @classmethod
+    def signals(cls, config: RegularizerConfig) -> frozenset[str]:
+        """Per-token signals of the frozen base model over the target training documents that `prepare` reads
+        (`entropy`, `nll`; see `entrodrop_bench.prepare.entropy`): the prepare stage computes exactly these
+        caches once, before runs start in parallel."""
+        return frozenset()
+
+    @classmethod
+    def table_role(cls, config: RegularizerConfig) -> TableRole:
+        """Label and role in the paper's tables. Default: a comparison row labelled with the plugin's name."""
+        return TableRole(label=cls.name)
+
+    # --- hooks ------------------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:
         """Build artifacts shared by every epoch (EntroDrop's entropy cache, mean embedding)."""
 
@@ -107,6 +175,10 @@ class Regularizer:
         """Optimizer parameter groups. Default: every trainable parameter, no weight decay."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}]
 
+    def before_forward(self, meta: TokenMeta) -> None:
+        """Called on every training micro-batch right before its forward pass (before `transform_embeddings`);
+        e.g. derive this micro-batch's generator from `meta.generator` for hooks inside the model."""
+
     def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         """Return the input embeddings [batch, seq, dim] to train on. Called in training mode only."""
         return embeds
@@ -117,6 +189,12 @@ class Regularizer:
         Called once per optimizer step; report that step's values (reset any counters here). The trainer
         averages each over every logged step for the run's summary, so the summary survives a resume."""
         return {}
+
+    def token_gates(self, signals: np.ndarray, offsets: np.ndarray, eligible: np.ndarray) -> np.ndarray | None:
+        """Which tokens this method may drop, given flat per-token base-model entropies of documents delimited by
+        `offsets` and the tokens eligible at all (bool, same length): a bool array, or None when the method has
+        no signal gate. Figure 2c draws it over one validation document."""
+        return None
 
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin_modules=("baselines",))
@@ -132,10 +210,13 @@ def register_regularizer(name: str):
     return decorator
 
 
+def resolve_params(plugin: str, params: dict[str, Any], *, key_path: str = "methods") -> tuple[type[Regularizer], RegularizerConfig]:
+    """The registered plugin class and its typed Config for `params`; errors name `<key_path>.plugin/.params.<key>`."""
+    cls = REGULARIZERS.get(plugin, key_path=f"{key_path}.plugin")
+    return cls, validate_model(cls.Config, params, key_path=f"{key_path}.params")
+
+
 def build_regularizer(plugin: str, params: dict[str, Any], *, key_path: str = "methods") -> Regularizer:
     """Instantiate a registered plugin from its name and params, validating params against its Config."""
-    from entrodrop_bench.config import validate_model  # local: config imports this module
-
-    cls = REGULARIZERS.get(plugin, key_path=f"{key_path}.plugin")
-    config = validate_model(cls.Config, params, key_path=f"{key_path}.params")
+    cls, config = resolve_params(plugin, params, key_path=key_path)
     return cls(config)

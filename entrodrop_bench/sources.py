@@ -145,7 +145,9 @@ def source_problems(config: ExperimentConfig) -> list[str]:
 
 
 def check_sources(config: ExperimentConfig) -> None:
-    """Raise one ConfigError listing every unreachable input, before any download or compute."""
+    """Raise one ConfigError listing every unreachable input, before any download or compute. Not part of
+    `config.check_config` (load time): it reads the environment (hub cache, network, tokens), so `pipeline.preflight`
+    runs it when a command that reads those inputs starts."""
     problems = source_problems(config)
     if problems:
         raise ConfigError("Some inputs have no reachable source (checked before any compute):\n  " + "\n  ".join(problems))

@@ -78,7 +78,7 @@ def mini_assets(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def mini_config(mini_assets, tmp_path):
     """A complete, fast experiment config over the mini assets; tests override what they need."""
-    from entrodrop_bench.config import ExperimentConfig, check_references
+    from entrodrop_bench.config import ExperimentConfig, check_config
 
     def make(**sections) -> ExperimentConfig:
         data = {
@@ -93,12 +93,13 @@ def mini_config(mini_assets, tmp_path):
             },
             "train": {"lr": 3e-3, "global_batch_tokens": 512, "micro_batch_size": 4, "checkpoint_every_epochs": 4, "threads": 1},
             "methods": {"plain": {"plugin": "plain"}},
+            "eval": {"lm_eval_tasks": ["tiny_math"], "domains": {"math": ["tiny_math"]}},
             "output": {"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")},
         }
         for key, value in sections.items():
             data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) and key != "methods" else value
         config = ExperimentConfig.model_validate(data)
-        check_references(config)
+        check_config(config)
         return config
 
     return make

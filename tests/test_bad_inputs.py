@@ -194,7 +194,8 @@ def _garbage_leaderboard_entries(tmp: Path, _) -> list[str]:
 def _lm_eval_file_not_json(tmp: Path, mini_config) -> list[str]:
     bad = tmp / "svamp.json"
     bad.write_text("{\"Body\": 1}\nthis is not json\n")
-    return _mini(tmp, mini_config, lambda d: d["eval"].update(lm_eval_tasks=["svamp"], data_overrides={"svamp": str(bad)}), "eval")
+    return _mini(tmp, mini_config, lambda d: d["eval"].update(lm_eval_tasks=["svamp"], data_overrides={"svamp": str(bad)},
+                                                             domains={"math": ["svamp"]}), "eval")
 
 
 DUPLICATE_SECTION = _tiny_text() + "\ntrain:\n  lr: 0.5\n"
@@ -264,7 +265,7 @@ CASES: dict[str, Case] = {
     "heads do not divide width": Case(_override("tiny.num_heads=3"), r"tiny\.num_heads: 3 does not divide tiny\.hidden_size 128"),
     "no text fields": Case(_override("data.target.text_fields=[]"), r"data\.target\.text_fields: .*at least 1 item.*\(got \[\]\)"),
     "domain without benchmarks": Case(_override("eval.domains.general=[]"), r"eval\.domains\.general: \[\] is empty"),
-    "no domains for run": Case(_override("eval.domains={}", command="run"), r"eval\.domains is empty: `run` ends with selection"),
+    "no domains": Case(_override("eval.domains={}", command="train"), r"eval\.domains is empty: selection .*needs domain -> benchmarks"),
     "tiny corpus without a tiny world": Case(_override("tiny=null"), r"data\.target\.source: 'tiny_math' is an embedded tiny corpus but the config has no `tiny:` section"),
     "missing data file": Case(lambda t, m: _tiny(t, lambda d: d["data"]["target"].update(path=str(t / "none.jsonl"))), r"data\.target\.path: file .*none\.jsonl does not exist"),
     # --- command-line selections
@@ -272,7 +273,7 @@ CASES: dict[str, Case] = {
     "train an unknown seed": Case(_override("--seed", "7", command="train"), r"--seed: \[7\] not in train\.seeds \[0\]"),
     "publish into an html file": Case(_publish_into_html, r"--into: '.*board\.html' must name a \.json file"),
     # --- data files, read before compute
-    "unknown lm-eval task": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(lm_eval_tasks=["gsm9k"]), "run"), r"eval\.lm_eval_tasks: unknown lm-eval task 'gsm9k'"),
+    "unknown lm-eval task": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(lm_eval_tasks=["gsm9k"], domains={"math": ["gsm9k"]}), "run"), r"eval\.lm_eval_tasks: unknown lm-eval task 'gsm9k'"),
     "unknown code benchmark": Case(lambda t, m: _mini(t, m, lambda d: d["eval"].update(evalplus_datasets=["humaneval_pro"]), "run"), r"eval\.evalplus_datasets: unknown code benchmark 'humaneval_pro'"),
     "evalplus dataset not in its schema": Case(_bad_evalplus_file, r"humaneval\.jsonl, line 1: missing fields"),
     "lm-eval data file not JSON": Case(_lm_eval_file_not_json, r"eval\.data_overrides\.svamp: .*svamp\.json, line 2: not a JSON object"),

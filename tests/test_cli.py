@@ -45,3 +45,6 @@ def test_plugins_lists_registered_methods(capsys):
     out = capsys.readouterr().out
     for name in ("plain", "entrodrop", "token_dropout", "neftune", "weight_decay", "hidden_dropout"):
         assert name in out
+    # each field with its default, type and description
+    assert "    percentile = 0.5  [float]  k of Eq. 2: share of each document's eligible tokens" in out
+    assert "    p = 0.1  [float]  Dropout probability on attention and MLP outputs" in out

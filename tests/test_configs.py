@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,8 @@ BAD = {
     "missing data file": (lambda d: d["data"]["target"].update(path="/nonexistent/x.jsonl"), r"data\.target\.path: file /nonexistent/x\.jsonl does not exist"),
     "missing section": (lambda d: d.pop("data"), r"data: required key is missing"),
     "unknown domain benchmark": (lambda d: d["eval"]["domains"].update(math=["nope"]), r"eval\.domains: benchmarks \['nope'\]"),
+    "j0 auto without a baseline": (lambda d: d["methods"].pop("plain"), r"methods\.entrodrop\.params\.j0: 'auto' needs the step of the baseline run"),
+    "no domains": (lambda d: d["eval"].update(domains={}), r"eval\.domains is empty"),
 }
 
 
@@ -119,3 +122,87 @@ def test_tiny_token_dropout_run_keeps_its_name_and_key_when_filed_in_table1():
     assert run_key(config, "token_dropout", 0) != run_key(config, "token_dropout", 1)
     assert run_key(config, "token_dropout", 0) != run_key(load_config(CONFIGS_DIR / "tiny.yaml", ["train.lr=3e-4"]), "token_dropout", 0)
     assert run_key(config, "token_dropout", 0) == run_key(load_config(CONFIGS_DIR / "tiny.yaml", ["train.threads=2", "name=x", "eval.limit=5"]), "token_dropout", 0)
+
+
+def test_explicit_j0_needs_no_baseline(tmp_path):
+    """The dependency is declared from the typed params: without `j0: auto` (or under the static schedule) no
+    baseline is needed."""
+    def mutate(d):
+        d["methods"] = {"entrodrop": {"plugin": "entrodrop", "params": {"j0": 0.3}},
+                        "static": {"plugin": "token_dropout", "params": {"schedule": "static"}}}
+    config = load_config(_write(tmp_path, mutate))
+    assert all(spec.baseline_dependency is None for spec in config.runs.values())
+
+
+def test_benchmark_outside_every_domain_is_a_warning(tmp_path, caplog):
+    config = load_config(_write(tmp_path, lambda d: d["eval"]["lm_eval_tasks"].append("tiny_extra")))
+    assert "tiny_extra" in config.eval.lm_eval_tasks
+    assert "['tiny_extra'] are evaluated but in no eval.domains entry" in caplog.text
+
+
+def test_params_are_resolved_into_each_plugins_typed_config_at_load():
+    from baselines.entrodrop import EntroDropConfig
+    from baselines.weight_decay import WeightDecayConfig
+
+    config = load_config(CONFIGS_DIR / "tiny.yaml")
+    entro = config.runs["entrodrop"]
+    assert isinstance(entro.settings, EntroDropConfig) and entro.settings.percentile == 0.5  # default filled in
+    assert entro.params == {"gamma_max": 0.1, "schedule": "sigmoid", "j0": "auto"}  # as written: what run_key hashes
+    assert entro.baseline_dependency == "j0" and entro.role.kind == "proposed"
+    grid = config.runs["weight_decay@weight_decay=0.5"]
+    assert isinstance(grid.settings, WeightDecayConfig) and grid.settings.weight_decay == 0.5
+    assert run_names(config)["weight_decay@weight_decay=0.5"] == ("weight_decay", "weight_decay", {"weight_decay": 0.5})
+
+
+# Computed by the code before params were typed (commit 134d857): typed params must not retrain anything.
+RUN_KEYS_BEFORE = {"plain": "f9e356a49cbb997a", "entrodrop": "9632324d0d35e117", "token_dropout": "d31aee61c6987170"}
+
+
+def test_run_keys_are_those_of_the_untyped_params():
+    from entrodrop_bench.config import run_key
+
+    config = load_config(CONFIGS_DIR / "tiny.yaml")
+    assert {run: run_key(config, run, config.train.seeds[0]) for run in RUN_KEYS_BEFORE} == RUN_KEYS_BEFORE
+
+
+def test_config_and_regularizer_do_not_import_each_other():
+    import subprocess
+    import sys
+
+    code = "import sys, entrodrop_bench.regularizer; assert 'entrodrop_bench.config' not in sys.modules, 'cycle'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _field_docs(model) -> list[tuple[str, str | None]]:
+    return [(f"{model.__name__}.{name}", info.description) for name, info in model.model_fields.items()]
+
+
+def test_every_config_field_has_a_docstring():
+    """Every field of every core section and of every registered plugin's Config says what it is (shown by
+    `entrodrop-bench plugins` and `config --explain`)."""
+    import inspect
+
+    from entrodrop_bench import config as core
+    from entrodrop_bench.regularizer import REGULARIZERS
+
+    sections = [c for c in vars(core).values() if inspect.isclass(c) and issubclass(c, core.Section) and c is not core.Section]
+    plugins = [REGULARIZERS.get(name).Config for name in REGULARIZERS.names()]
+    assert len(sections) >= 9 and len(plugins) >= 6
+    fields = [f for model in sections + plugins for f in _field_docs(model)]
+    assert [name for name, doc in fields if not (doc or "").strip()] == []
+
+
+def test_config_explain_prints_every_field_with_type_and_docstring(capsys):
+    from entrodrop_bench.cli import main
+
+    assert main(["config", str(CONFIGS_DIR / "tiny.yaml"), "train.lr=3e-4", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "train.lr = 0.0003  [float]  Peak learning rate." in out
+    assert "data.target.source = 'tiny_math'  [str]  `tiny_math`, `tiny_code`" in out
+    assert "runs.entrodrop:  method entrodrop, plugin entrodrop [baselines.entrodrop.EntroDropConfig]; table role proposed" in out
+    assert "runs.entrodrop.params.percentile = 0.5  [float]  k of Eq. 2" in out  # a default, typed
+    assert "runs.weight_decay@weight_decay=0.5.params.weight_decay = 0.5  [float]" in out
+    fields = [line for line in out.splitlines() if " = " in line.split("  [")[0]]
+    assert len(fields) > 100 and all(re.match(r"^\S+ = .*  \[.+\]  \S", line) for line in fields)  # value, type, doc
+    assert main(["config", str(CONFIGS_DIR / "tiny.yaml")]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["lr"] == 1e-3

@@ -15,6 +15,7 @@ from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import build_regularizer
 from entrodrop_bench.report import figures
 from entrodrop_bench.report.figures import (
     figure_2c,
@@ -190,11 +191,17 @@ def test_write_figures_on_empty_store_and_sample_file(tmp_path):
     config = make_config(tmp_path, methods=METHODS)
     layout = Layout.from_config(config)
     layout.sample_entropy_file.parent.mkdir(parents=True)
-    layout.sample_entropy_file.write_text(json.dumps({"tokens": ["a", " b"], "entropy": [None, 0.5], "gated": [False, True], "percentile": 0.5}))
+    layout.sample_entropy_file.write_text(json.dumps({"tokens": ["a", " b", " c", " d", " e"], "entropy": [None, 0.5, 0.1, 0.9, 0.3],
+                                                      "eligible": [False, True, True, True, True]}))
     select(config, layout)
     paths = write_figures(config, layout)
     assert {p.name for p in paths} == {"fig2c_token_entropy.png", "fig2c_token_entropy.pdf", "fig2c_token_entropy.html", "NOTES.md"}
-    assert load_token_signals(layout.sample_entropy_file)[0][0] == "a"
-    layout.sample_entropy_file.write_text(json.dumps({"tokens": ["a"], "entropy": [], "gated": [True]}))
+    # The gate drawn is the proposed method's own (EntroDrop, k = 0.5: at or below the median 0.4 of the eligible).
+    assert (layout.figures_dir / "fig2c_token_entropy.html").read_text().count('class="gated"') == 2
+    assert [g for _, _, g in load_token_signals(layout.sample_entropy_file, config.runs["entrodrop"].build())] == [False, False, True, False, True]
+    high = build_regularizer("entrodrop", {"target": "high"})
+    assert [g for _, _, g in load_token_signals(layout.sample_entropy_file, high)] == [False, True, False, True, False]
+    assert load_token_signals(layout.sample_entropy_file, None)[0][0] == "a"
+    layout.sample_entropy_file.write_text(json.dumps({"tokens": ["a"], "entropy": [], "eligible": [True]}))
     with pytest.raises(DataError, match="differ in length"):
-        load_token_signals(layout.sample_entropy_file)
+        load_token_signals(layout.sample_entropy_file, None)

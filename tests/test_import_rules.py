@@ -19,7 +19,7 @@ import pytest
 
 from entrodrop_bench.paths import PROJECT_ROOT
 
-CORE = {"config", "paths", "artifacts", "errors", "atomic", "registry", "regularizer", "provenance", "distributed", "faults"}
+CORE = {"config", "paths", "artifacts", "errors", "atomic", "registry", "regularizer", "provenance", "distributed", "faults", "validation"}
 STAGES = ("prepare", "train", "evaluate", "report")
 ORCHESTRATION = {"cli", "pipeline", "plan", "sources", "catalog"}
 PACKAGES = ("entrodrop_bench", "baselines")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.paths import Layout
 from entrodrop_bench.regularizer import (
     REGULARIZERS,
     TARGET,
@@ -85,3 +87,53 @@ def test_unknown_name_lists_registered_names():
     assert "methods.mine.plugin" in message and "'entro_drop'" in message
     for name in ("entrodrop", "hidden_dropout", "neftune", "plain", "token_dropout", "weight_decay"):
         assert name in message
+
+
+@pytest.fixture
+def third_party(fresh_registry, monkeypatch):
+    """The fixture package importable and discovered, as if pip-installed."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    importlib.invalidate_caches()
+    fresh_registry.discover()
+    return sys.modules["my_reg_plugin"]
+
+
+def test_third_party_dependency_is_checked_at_load_and_trains_after_the_baseline(third_party, mini_config, monkeypatch):
+    from entrodrop_bench import pipeline
+
+    methods = {"scaled": {"plugin": THIRD_PARTY, "params": {"start": "baseline"}}, "plain": {"plugin": "plain"},
+               "fixed": {"plugin": THIRD_PARTY, "params": {"start": 2}}}
+    with pytest.raises(ConfigError, match=r"methods\.scaled\.params\.start: 'baseline' needs the step of the baseline run"):
+        mini_config(methods={"scaled": methods["scaled"]})
+    config = mini_config(methods=methods)
+    first, later = pipeline._jobs(config, None)
+    assert first == [("plain", 0), ("fixed", 0)] and later == [("scaled", 0)]  # declared, not by name
+
+    seen = {}
+    prepare = third_party.ScaleTargetEmbeddings.prepare
+    monkeypatch.setattr(third_party.ScaleTargetEmbeddings, "prepare",
+                        lambda self, ctx: (seen.setdefault(self.config.start, ctx.baseline_min_val_step), prepare(self, ctx)))
+    states = pipeline.stage_train(config, Layout.from_config(config), progress=False, echo=lambda s: None)
+    assert set(states.values()) == {"complete"}
+    curve = json.loads(Layout.from_config(config).val_curve_file("plain", 0).read_text())
+    best = min((p for p in curve if p["step"] > 0), key=lambda p: (p["overall"], p["step"]))["step"]
+    assert seen == {"baseline": best, 2: None}  # the baseline's step reaches only the run that declared it
+
+
+def test_third_party_table_role_places_and_labels_its_row(third_party, tmp_path):
+    from test_selection import make_config, scores, write_run
+
+    from entrodrop_bench.report.selection import select
+    from entrodrop_bench.report.tables import write_tables
+
+    methods = {"plain": {"plugin": "plain"}, "scaled": {"plugin": THIRD_PARTY, "params": {"start": "baseline"}},
+               "neftune": {"plugin": "neftune"}, "weight_decay": {"plugin": "weight_decay"}, "entrodrop": {"plugin": "entrodrop"}}
+    config = make_config(tmp_path, methods=methods)
+    layout = Layout.from_config(config)
+    for i, run in enumerate(methods):
+        write_run(layout, run, 0, [(10, 1.0, scores(0.40 + i / 100, 0.5), 1.0)], plugin=methods[run]["plugin"])
+    select(config, layout)
+    write_tables(config, layout)
+    rows = [line.split(" | ")[0].lstrip("| ") for line in (layout.tables_dir / "table1.md").read_text().splitlines()
+            if line.startswith("| +") or line.startswith("| Baseline")]
+    assert rows == ["Baseline", "+Weight Decay", "+Scaled Targets (scaled)", "+NEFTune", "+EntroDrop"]

@@ -57,11 +57,11 @@ def target_docs(n: int = 48, length: int = SEQ, seed: int = 0) -> list[list[int]
     return docs
 
 
-def ctx_for(model, docs, tmp_path, *, total_steps: int = 100, plain_min_val_step: int | None = 30) -> PrepareContext:
+def ctx_for(model, docs, tmp_path, *, total_steps: int = 100, baseline_min_val_step: int | None = 30) -> PrepareContext:
     return PrepareContext(
         model=model, base_model_path="", tokenizer=_Tok(), target_docs=docs, cache_dir=tmp_path / "cache",
-        seq_len=SEQ, total_steps=total_steps, device=torch.device("cpu"), plain_min_val_step=plain_min_val_step,
-        extra={"seed": 0},
+        seq_len=SEQ, total_steps=total_steps, device=torch.device("cpu"), seed=0,
+        baseline_min_val_step=baseline_min_val_step,
     )
 
 
@@ -202,7 +202,9 @@ def test_hidden_dropout_identity_in_eval_active_in_train(arch):
         seen.clear()
         embeds = model.get_input_embeddings()(ids)
         with torch.no_grad():
-            return model(inputs_embeds=reg.transform_embeddings(embeds, meta_from(batch, seed=seed))).logits
+            meta = meta_from(batch, seed=seed)
+            reg.before_forward(meta)
+            return model(inputs_embeds=reg.transform_embeddings(embeds, meta)).logits
 
     a, b, c = train_logits(1), train_logits(1), train_logits(2)
     assert torch.equal(a, b) and not torch.equal(a, c)  # a pure function of the micro-batch generator
@@ -444,7 +446,7 @@ def test_j0_forms():
     auto = build_schedule(_cfg(j0="auto"), 1000, 420, plugin="entrodrop")
     assert auto.j0 == 420 and auto.slope == pytest.approx(0.01)
     assert build_schedule(_cfg(j0="auto", sharpness=20), 500, 1, plugin="entrodrop").slope == pytest.approx(0.04)
-    with pytest.raises(ConfigError, match="needs a `plain` method"):
+    with pytest.raises(ConfigError, match="needs the baseline run"):
         build_schedule(_cfg(j0="auto"), 1000, None, plugin="entrodrop")
     assert build_schedule(_cfg(schedule="static"), 1000, None, plugin="entrodrop")(0) == 0.1  # static ignores j0
     for bad in (1.5, 0.0, -3, "soon"):
@@ -452,10 +454,10 @@ def test_j0_forms():
             _cfg(j0=bad)
 
 
-def test_prepare_raises_for_auto_j0_without_plain(tmp_path):
+def test_prepare_raises_for_auto_j0_without_a_baseline_run(tmp_path):
     reg = build_regularizer("token_dropout", {"j0": "auto"})
-    with pytest.raises(ConfigError, match="j0=auto needs a `plain` method"):
-        reg.prepare(ctx_for(tiny_model(), target_docs(n=2), tmp_path, plain_min_val_step=None))
+    with pytest.raises(ConfigError, match="j0=auto needs the baseline run"):
+        reg.prepare(ctx_for(tiny_model(), target_docs(n=2), tmp_path, baseline_min_val_step=None))
 
 
 def test_document_gates_vectorized_matches_loop():
@@ -487,7 +489,7 @@ def test_readme_plugin_example_registers_and_acts_only_on_eligible_target_tokens
     readme = (PROJECT_ROOT / "README.md").read_text()
     section = readme[readme.index("## Adding a regularization method"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    exec(compile(code, "README.md", "exec", dont_inherit=True), {"__name__": "readme_example"})  # not this file's __future__
     name = re.search(r'@register_regularizer\("([^"]+)"\)', code).group(1)
     with pytest.raises(ConfigError):
         build_regularizer(name, {"sigma": -1})
@@ -498,3 +500,6 @@ def test_readme_plugin_example_registers_and_acts_only_on_eligible_target_tokens
     changed = (reg.transform_embeddings(embeds, meta) != embeds).any(-1)
     assert changed.any() and torch.equal(changed, meta.eligible & changed)
     assert not changed[batch["domain"] == GENERAL].any()
+    cls = type(reg)  # the declarations shown in the README
+    assert cls.baseline_dependency(cls.Config(start="baseline")) == "start" and cls.baseline_dependency(cls.Config()) is None
+    assert cls.table_role(cls.Config()).label == "+Target Noise"

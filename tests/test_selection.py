@@ -23,7 +23,7 @@ DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
 
 def make_config(tmp_path: Path, methods: dict | None = None, seeds=(0,), selection="target_avg", domains=None,
                 target="math", preset="tiny", paper_table=1, name="synthetic") -> ExperimentConfig:
-    """A config over a synthetic store; no compute happens, so plugins need not be registered."""
+    """A config over a synthetic store (no compute happens; the plugins named are resolved, so must be registered)."""
     domains = domains or DOMAINS
     benches = sorted({b for bs in domains.values() for b in bs})
     return ExperimentConfig.model_validate({

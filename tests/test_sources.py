@@ -39,7 +39,8 @@ def test_a_local_override_or_cache_makes_the_benchmark_reachable(mini_config, tm
     monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
     local = tmp_path / "gsm8k.jsonl"
     local.write_text('{"question": "1+1?", "answer": "#### 2"}\n')
-    config = mini_config(eval={"lm_eval_tasks": ["gsm8k", "hellaswag"], "data_overrides": {"gsm8k": str(local)}})
+    config = mini_config(eval={"lm_eval_tasks": ["gsm8k", "hellaswag"], "data_overrides": {"gsm8k": str(local)},
+                               "domains": {"math": ["gsm8k", "hellaswag"]}})
     problems = source_problems(config)
     assert len([p for p in problems if "hellaswag" in p]) == 1 and not any("gsm8k" in p for p in problems)
     assert not in_local_cache("Rowan/hellaswag", "dataset")

@@ -1,5 +1,6 @@
-"""Per-token signals of the frozen base model for the trainer's own needs (validation loss groups,
-Figure 2c), through the same cached entropy pass EntroDrop's plugin uses, so each is computed once."""
+"""Per-token signals of the frozen base model: those the methods declare (`Regularizer.signals`) over the target
+training documents, and the trainer's own (validation loss groups, Figure 2c's sample), all through the one cached
+pass of `entrodrop_bench.prepare.entropy`, so each is computed once."""
 
 from __future__ import annotations
 
@@ -22,31 +23,36 @@ def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str
                                         tokenizer=prepared.tokenizer, compute=prepared.writer)
 
 
+def declared_signals(prepared: Prepared) -> list[str]:
+    """Every signal kind a method of the experiment declares it reads over the target training documents."""
+    return sorted({kind for spec in prepared.config.runs.values() for kind in spec.plugin_cls.signals(spec.settings)})
+
+
 def warm_caches(prepared: Prepared) -> None:
-    """Compute the target-train and validation entropies once, before runs start in parallel."""
+    """Compute the declared target-train signals and the validation entropies once, before runs start in parallel."""
     model = prepared.load_base_model()
     model.eval()
-    base_model_signals(prepared, prepared.target_train, model=model)
+    for kind in declared_signals(prepared):
+        base_model_signals(prepared, prepared.target_train, kind=kind, model=model)
     base_model_signals(prepared, prepared.target_val, model=model)
     write_sample_entropy(prepared, model)
 
 
-def write_sample_entropy(prepared: Prepared, model: torch.nn.Module, k: float = 0.5) -> None:
-    """One validation document's tokens, base-model entropy and low-entropy gate, for Figure 2c."""
+def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:
+    """One validation document's tokens, base-model entropy and which tokens any token dropout may touch, for
+    Figure 2c (the report draws the proposed method's own gate over it: `Regularizer.token_gates`)."""
     from entrodrop_bench.atomic import write_json
 
     values, offsets = base_model_signals(prepared, prepared.target_val, model=model)
     doc = prepared.target_val.doc(0)
     sig = values[offsets[0] : offsets[1]]
     eligible = np.isfinite(sig) & ~np.isin(doc, list(prepared.special_ids))
-    threshold = np.quantile(sig[eligible], k) if eligible.any() else np.inf
     tokens = [prepared.tokenizer.decode([int(t)]) for t in doc]
     write_json(
         prepared.layout.sample_entropy_file,
         {
             "tokens": tokens,
             "entropy": [None if not np.isfinite(v) else float(v) for v in sig],
-            "gated": [bool(e and v <= threshold) for e, v in zip(eligible, sig)],
-            "percentile": k,
+            "eligible": [bool(e) for e in eligible],
         },
     )

@@ -30,8 +30,9 @@ from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import Regularizer
 from entrodrop_bench.report.selection import read_selection
-from entrodrop_bench.report.tables import label, main_methods
+from entrodrop_bench.report.tables import baseline_method, label, main_methods, proposed_method
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
 TokenSignals = list[tuple[str, float, bool]]
@@ -99,7 +100,7 @@ def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], d
 def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Target-domain score vs step for each main-table method at its best grid point."""
     domain = selection["target_domain"]
-    runs = [(label(m, selection["methods"][m]["plugin"]), selection["methods"][m]["best_run"]) for m in main_methods(selection)]
+    runs = [(label(m, selection["methods"][m]), selection["methods"][m]["best_run"]) for m in main_methods(selection)]
     fig = _new_figure()
     ax = fig.add_subplot()
     notes = _plot_score_lines(ax, selection, runs, domain)
@@ -112,10 +113,10 @@ def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
 def _schedule_runs(selection: dict) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     methods = selection["methods"]
-    if "plain" in methods:
-        out.append(("Baseline", methods["plain"]["best_run"]))
+    if (base := baseline_method(selection)) is not None:
+        out.append(("Baseline", methods[base]["best_run"]))
     for name, m in methods.items():
-        if m["plugin"] != "entrodrop":
+        if m["role"]["kind"] != "proposed":
             continue
         if m["table"] == "main":
             out.append(("EntroDrop, curriculum (sigmoid) schedule", m["best_run"]))
@@ -151,7 +152,7 @@ def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
     fig = _new_figure(width=max(6.5, 3.2 * len(swept) + 1), height=4.0)
     axes = fig.subplots(1, len(swept), squeeze=False)[0]
     notes = []
-    plain = selection["methods"].get("plain", {}).get("best_run")
+    plain = _best_run(selection, baseline_method(selection))
     base = (selection["runs"][plain]["aggregate"] or {}).get("domain_avg", {}).get(domain) if plain else None
     for ax, name in zip(axes, swept):
         m = selection["methods"][name]
@@ -174,7 +175,7 @@ def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
         finite = [x for x in means if math.isfinite(x)] + ([base["mean"]] if base else [])
         if finite:
             ax.set_ylim(min(finite) - 2, max(finite) + 2)
-        ax.set_title(label(name, m["plugin"]), fontsize=10)
+        ax.set_title(label(name, m), fontsize=10)
         ax.set_ylabel(f"{domain} average (x100)")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Fig. 3: hyper-parameter tuning of the baselines\n(selected checkpoint of each grid point; orange: chosen setting)")
@@ -245,16 +246,22 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
 
 
 # --------------------------------------------------------------------------- Figure 2c
-def load_token_signals(path: Path) -> TokenSignals:
-    """(token, entropy, gated) triples from sample_entropy.json; a null entropy (special token) becomes NaN."""
+def load_token_signals(path: Path, plugin: Regularizer | None) -> TokenSignals:
+    """(token, entropy, gated) triples from sample_entropy.json (written by `prepare`): a null entropy (special
+    or first token) becomes NaN; `gated` is `plugin.token_gates` over the document (all False without a plugin
+    or a gate)."""
     try:
         data = json.loads(Path(path).read_text())
-        tokens, entropy, gated = data["tokens"], data["entropy"], data["gated"]
+        tokens, entropy, eligible = data["tokens"], data["entropy"], data["eligible"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, gated ({exc})") from None
-    if not (len(tokens) == len(entropy) == len(gated)):
-        raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and gated ({len(gated)}) differ in length")
-    return [(str(t), math.nan if e is None else float(e), bool(g)) for t, e, g in zip(tokens, entropy, gated)]
+        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, eligible ({exc}); "
+                        "`entrodrop-bench prepare` rewrites it (files of older versions held `gated` instead)") from None
+    if not (len(tokens) == len(entropy) == len(eligible)):
+        raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and eligible ({len(eligible)}) differ in length")
+    values = np.array([math.nan if e is None else float(e) for e in entropy])
+    gates = plugin.token_gates(values, np.array([0, len(values)]), np.array(eligible, dtype=bool)) if plugin else None
+    gated = [False] * len(values) if gates is None else [bool(g) for g in gates]
+    return [(str(t), v, g) for t, v, g in zip(tokens, values.tolist(), gated)]
 
 
 def _visible(token: str) -> str:
@@ -332,8 +339,17 @@ def _token_html(signals: TokenSignals, norm: Normalize, cmap, notes: list[str]) 
 
 
 # --------------------------------------------------------------------------- all figures
-def _entrodrop_run(selection: dict) -> str | None:
-    return next((m["best_run"] for m in selection["methods"].values() if m["plugin"] == "entrodrop" and m["table"] == "main"), None)
+def _best_run(selection: dict, method: str | None) -> str | None:
+    return selection["methods"][method]["best_run"] if method else None
+
+
+def _gate_plugin(config: ExperimentConfig, selection: dict) -> Regularizer | None:
+    """The main proposed method's plugin at its selected grid point (its first one before any selection)."""
+    method = proposed_method(selection)
+    if method is None:
+        return None
+    run = selection["methods"][method]["best_run"] or selection["methods"][method]["runs"][0]
+    return config.runs[run].build()
 
 
 def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
@@ -343,8 +359,8 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     out = layout.figures_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(config.train.seeds)
-    plain = selection["methods"].get("plain", {}).get("best_run")
-    entro = _entrodrop_run(selection)
+    plain = _best_run(selection, baseline_method(selection))
+    entro = _best_run(selection, proposed_method(selection))
     plain_curve = read_val_curves(layout, plain, seeds) if plain else None
     jobs = [
         lambda: figure_1c(plain_curve, out),
@@ -360,7 +376,7 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
         paths += made
         notes += why
     if layout.sample_entropy_file.is_file():
-        made, why = figure_2c(load_token_signals(layout.sample_entropy_file), out)
+        made, why = figure_2c(load_token_signals(layout.sample_entropy_file, _gate_plugin(config, selection)), out)
         paths += made
         notes += why
     else:

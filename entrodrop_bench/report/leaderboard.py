@@ -27,7 +27,7 @@ from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, 
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.report.leaderboard_html import render
 from entrodrop_bench.report.selection import load_store, read_selection
-from entrodrop_bench.report.tables import label, relative_pct
+from entrodrop_bench.report.tables import baseline_method, label, relative_pct
 
 SCHEMA_VERSION = 1
 VERSION_KEYS = {"lm_eval": "lm_eval", "evalplus": "evalplus", "transformers": "transformers", "torch": "torch"}
@@ -107,12 +107,13 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
     records = [rec for res in results for rec in res.values() if rec]
     first = {b: next((res[b] for res in results if res.get(b)), {}) for b in agg["scores"]}
     domain_of = {b: d for d, bs in selection["domains"].items() for b in bs}
-    plain = selection["methods"].get("plain", {}).get("best_run")
+    base_method = baseline_method(selection)
+    plain = selection["methods"][base_method]["best_run"] if base_method else None
     base = selection["runs"][plain]["aggregate"] if plain else None
     rel: dict[str, float | None] = {}
     for d, s in {**agg["domain_avg"], "total": agg["total_avg"]}.items():
         b = base and (base["total_avg"] if d == "total" else base["domain_avg"].get(d))
-        pct = None if method == "plain" or not b else relative_pct(s["mean"], b["mean"])
+        pct = None if method == base_method or not b else relative_pct(s["mean"], b["mean"])
         rel[d] = None if pct is None else round(pct, 4)  # undefined against a zero baseline
     return {
         "key": entry_key(config, method),
@@ -121,7 +122,7 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
         "paper_table": config.paper_table,
         "method": {
             "name": method,
-            "label": label(method, meth["plugin"]),
+            "label": label(method, meth),
             "plugin": meth["plugin"],
             "plugin_version": _plugin_version(meth["plugin"]),
             "table": meth["table"],

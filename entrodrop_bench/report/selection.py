@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from entrodrop_bench.artifacts import ArtifactError, Selection, SelectionInputs
-from entrodrop_bench.config import ExperimentConfig, run_names
+from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import CHECKPOINT_RE, Layout
 
@@ -270,7 +270,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
     store = load_store(layout)
     runs: dict[str, dict] = {}
     skipped, missing = [], []
-    for run, (method, plugin, params) in run_names(config).items():
+    for run, spec in config.runs.items():
         per_seed: dict[int, dict] = {}
         for seed in config.train.seeds:
             record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target)
@@ -280,9 +280,10 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             if record is not None:
                 per_seed[seed] = record
         runs[run] = {
-            "method": method,
-            "plugin": plugin,
-            "params": params,
+            "method": spec.method,
+            "plugin": spec.plugin,
+            "params": spec.params,
+            "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
             "seeds": {str(s): r for s, r in per_seed.items()},
             "aggregate": aggregate(per_seed),
         }
@@ -291,6 +292,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
         grid = [r for r, v in runs.items() if v["method"] == name]
         methods[name] = {
             "plugin": mc.plugin,
+            "role": runs[grid[0]]["role"],
             "table": mc.table or "main",
             "grid_keys": sorted(mc.grid),
             "runs": grid,
@@ -329,7 +331,7 @@ def input_files(config: ExperimentConfig, layout: Layout) -> list[Path]:
     """Every file selection reads for this config: per (run, seed) its status, validation curve, checkpoint
     manifests and store results."""
     files = []
-    for run in run_names(config):
+    for run in config.runs:
         for seed in config.train.seeds:
             files += [f for f in (layout.status_file(run, seed), layout.val_curve_file(run, seed)) if f.is_file()]
             files += [layout.manifest_file(run, seed, step) for step, _ in layout.checkpoints(run, seed)]

@@ -23,16 +23,6 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
 from entrodrop_bench.report.selection import read_selection
 
-DISPLAY = {
-    "plain": "Baseline",
-    "hidden_dropout": "+Hidden Dropout",
-    "weight_decay": "+Weight Decay",
-    "neftune": "+NEFTune",
-    "token_dropout": "+Token Dropout",
-    "entrodrop": "+EntroDrop",
-}
-# The paper's row order; methods with other plugins go before EntroDrop, in config order.
-ORDER = ["plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout"]
 DASH = "–"
 CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
               "relative_pct", "delta_points", "paper", "diff_vs_paper"]
@@ -83,10 +73,21 @@ def fmt_rel(pct: float | None) -> str:
     return "" if pct is None else f" ({pct:+.2f}%)"
 
 
-def label(method: str, plugin: str) -> str:
-    if method in DISPLAY:
-        return DISPLAY[method]
-    return f"{DISPLAY.get(plugin, plugin)} ({method})"
+def label(method: str, entry: dict) -> str:
+    """A method's row label from its selection entry: its plugin's table-role label, plus the method's name when
+    that differs from the plugin's (e.g. `+EntroDrop (entrodrop_high)`)."""
+    text = entry["role"]["label"]
+    return text if method == entry["plugin"] else f"{text} ({method})"
+
+
+def baseline_method(selection: dict) -> str | None:
+    """The method relative gains are measured against: the first whose plugin's table role is `baseline`."""
+    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "baseline"), None)
+
+
+def proposed_method(selection: dict) -> str | None:
+    """The proposed method of the main table (the first whose plugin's table role is `proposed`)."""
+    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "proposed" and m["table"] == "main"), None)
 
 
 def setting(params: dict, grid_keys: list[str]) -> str:
@@ -121,11 +122,10 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
 
 
 def main_methods(selection: dict) -> list[str]:
+    """Main-table methods in row order: by table-role rank (the paper's order), proposed methods last; ties keep
+    config order."""
     methods = {n: m for n, m in selection["methods"].items() if m["table"] in ("main", None)}
-    known = [n for p in ORDER for n, m in methods.items() if (n if n in ORDER else m["plugin"]) == p]
-    rest = [n for n in methods if n not in known and n != "entrodrop" and methods[n]["plugin"] != "entrodrop"]
-    last = [n for n in methods if n not in known and n not in rest]
-    return known + rest + last
+    return sorted(methods, key=lambda n: (methods[n]["role"]["kind"] == "proposed", methods[n]["role"]["rank"]))
 
 
 def _notes(selection: dict, runs: set[str]) -> list[str]:
@@ -165,14 +165,15 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         f"Scores x100. Avg cells: relative change vs Baseline in percent. Total Avg = mean of domain averages."
     )
     names = main_methods(selection)
-    base_agg = _best_aggregate(selection, "plain")
+    base = baseline_method(selection)
+    base_agg = _best_aggregate(selection, base) if base else None
     paper = _paper_block(config, number)
     comparison = []
     for name in names:
         meth = selection["methods"][name]
         run = meth["best_run"]
         agg = selection["runs"][run]["aggregate"] if run else None
-        lab = label(name, meth["plugin"])
+        lab = label(name, meth)
         ref_scores = ((paper or {}).get("rows", {}).get(name) or (paper or {}).get("rows", {}).get(meth["plugin"]) or {}).get("scores", {})
         row = [lab]
         for d in domains:
@@ -183,8 +184,8 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
                 diff = None if s is None or theirs is None else round(s["mean"] - theirs, 2) + 0.0
                 t.records.append(_record(t.name, name, lab, run, b, s, paper=theirs, diff_vs_paper=diff))
             row.append(_avg_cell(t, name, lab, run, f"{d} Avg", agg and agg["domain_avg"].get(d),
-                                 base_agg and base_agg["domain_avg"].get(d), name == "plain"))
-        row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == "plain"))
+                                 base_agg and base_agg["domain_avg"].get(d), name == base))
+        row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == base))
         row.append(setting(selection["runs"][run]["params"], meth["grid_keys"]) if run and meth["grid_keys"] else DASH)
         row.append(_checkpoint_text(agg))
         t.rows.append(row)
@@ -242,18 +243,19 @@ def _comparison_table(name: str, paper: dict, domains: list[str], rows: list) ->
 
 # --------------------------------------------------------------------------- Table 3: targeting ablation
 def _role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
-    """(method, run) for random / high-entropy / low-entropy masking."""
+    """(method, run) for random / high-entropy / low-entropy masking, from the token-dropout methods' declared
+    targets (the low-entropy row: the proposed method of the main table)."""
     found: dict[str, tuple[str, str] | None] = {"random": None, "high_entropy": None, "low_entropy": None}
     for name, m in selection["methods"].items():
         run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
         if run is None:
             continue
-        params = selection["runs"][run]["params"]
-        if m["plugin"] == "token_dropout":
+        declared = selection["runs"][run]["role"]
+        if declared["targets"] == "all" and declared["kind"] != "proposed":
             role = "random"
-        elif m["plugin"] == "entrodrop" and params.get("target") == "high":
+        elif declared["targets"] == "high":
             role = "high_entropy"
-        elif m["plugin"] == "entrodrop" and m["table"] == "main" and params.get("target", "low") == "low":
+        elif declared["targets"] == "low" and declared["kind"] == "proposed" and m["table"] == "main":
             role = "low_entropy"
         else:
             continue
@@ -302,19 +304,19 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
 
 # --------------------------------------------------------------------------- Table 4: gamma_max sensitivity
 def _gamma_runs(selection: dict) -> list[tuple[float, str, str]]:
-    """(gamma_max, method, run): plain as 0, the gamma sweep, and the main EntroDrop run."""
+    """(gamma_max, method, run): the baseline as 0, then every run of the gamma sweep and of the main table that
+    declares a drop rate (the main proposed run first among equal rates)."""
     rows = []
     for name, m in selection["methods"].items():
         for run in m["runs"]:
-            params = selection["runs"][run]["params"]
-            if m["plugin"] == "plain":
-                rows.append((0.0, name, run))
-            elif (m["plugin"] == "entrodrop" and m["table"] in ("gamma", "main") and params.get("target", "low") == "low"
-                  and params.get("schedule", "sigmoid") != "static" and "gamma_max" in params):
-                rows.append((float(params["gamma_max"]), name, run))
-    rows.sort(key=lambda r: (r[0], r[1] != "entrodrop", r[2]))
+            declared = selection["runs"][run]["role"]
+            if declared["kind"] == "baseline":
+                rows.append((0.0, name, run, False))
+            elif m["table"] in ("gamma", "main") and declared["drop_rate"] is not None:
+                rows.append((float(declared["drop_rate"]), name, run, m["table"] == "main" and declared["kind"] == "proposed"))
+    rows.sort(key=lambda r: (r[0], not r[3], r[2]))
     seen, out = set(), []
-    for g, name, run in rows:
+    for g, name, run, _ in rows:
         if g not in seen:
             seen.add(g)
             out.append((g, name, run))

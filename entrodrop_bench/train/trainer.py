@@ -39,7 +39,7 @@ from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, build_regularizer
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, step_loss
 
 TRAINER_STATE = "trainer_state.pt"
@@ -148,16 +148,17 @@ class ValidationSet:
         return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
 
 
-def plain_min_val_step(prepared: Prepared, seed: int) -> int | None:
-    """Step of the `plain` run's minimum validation loss (EntroDrop's j0 = auto), if that run is complete."""
+def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
+    """Step of the baseline run's minimum validation loss (EntroDrop's j0 = auto), if that run is complete; the
+    baseline is the first run whose plugin's table role is `baseline`."""
     layout = prepared.layout
-    for run, (_, plugin, _) in _runs(prepared).items():
-        if plugin != "plain":
+    for run, spec in prepared.config.runs.items():
+        if spec.role.kind != "baseline":
             continue
         curve_file = layout.val_curve_file(run, seed)
         if not curve_file.is_file():
             curve_file = layout.val_curve_file(run, prepared.config.train.seeds[0])
-        points = _read_json(curve_file)  # unreadable counts as absent: training the plain run first repairs it
+        points = _read_json(curve_file)  # unreadable counts as absent: training the baseline run first repairs it
         if isinstance(points, list):
             curve = [p for p in points if isinstance(p, dict) and p.get("step", 0) > 0 and "overall" in p]
             if curve:
@@ -197,12 +198,6 @@ def run_is_complete(layout, run: str, seed: int) -> bool:
         return False
 
 
-def _runs(prepared: Prepared) -> dict:
-    from entrodrop_bench.config import run_names
-
-    return run_names(prepared.config)
-
-
 class Trainer:
     """Trains one (run, seed): resumes from the newest complete checkpoint, skips when already complete."""
 
@@ -210,7 +205,8 @@ class Trainer:
         self.p = prepared
         self.run = run
         self.seed = seed
-        self.method, self.plugin, self.params = _runs(prepared)[run]
+        self.spec = prepared.config.runs[run]  # the method's plugin and its typed settings, resolved at load
+        self.method, self.plugin, self.params = self.spec.method, self.spec.plugin, self.spec.params
         self.layout = prepared.layout
         self.cfg = prepared.config
         self.plan = prepared.plan
@@ -252,7 +248,7 @@ class Trainer:
     def _setup(self, accelerator):
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()
-        reg = build_regularizer(self.plugin, self.params, key_path=f"methods.{self.method}")
+        reg = self.spec.build()
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -263,8 +259,8 @@ class Trainer:
                 seq_len=self.plan.seq_len,
                 total_steps=self.plan.total_steps,
                 device=accelerator.device,
-                plain_min_val_step=plain_min_val_step(self.p, self.seed),
-                extra={"seed": self.seed},
+                seed=self.seed,
+                baseline_min_val_step=baseline_min_val_step(self.p, self.seed) if self.spec.baseline_dependency else None,
             )
         )
         t = self.cfg.train
@@ -356,7 +352,8 @@ class Trainer:
             log.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
             bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in ("loss", "lr", "gamma_max", "gamma", "tokens_per_s")})
+            shown = ("loss", "lr", *reg.progress_keys, "tokens_per_s")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in shown})
             if step + 1 in ckpt_steps:
                 losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
@@ -385,6 +382,7 @@ class Trainer:
         for i, (micro, start) in enumerate(mine):
             batch = {k: v.to(accelerator.device) for k, v in collate(step_rows[start : start + rows_per_micro]).items()}
             meta = token_meta(batch, step, self.plan.total_steps, self.seed, micro)
+            reg.before_forward(meta)
             method = transformed_embeddings(accelerator.unwrap_model(model), lambda embeds, meta=meta: reg.transform_embeddings(embeds, meta))
             # Gradients sync across processes only on the last micro-batch.
             sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
