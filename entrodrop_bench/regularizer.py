@@ -69,7 +69,6 @@ class PrepareContext:
 
     model: torch.nn.Module
     """The model about to be trained, still holding the base weights."""
-    base_model_path: str
     tokenizer: Any
     target_docs: list[list[int]]
     """Token ids of every target-domain training document, indexed by TokenMeta.doc_id."""

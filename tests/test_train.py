@@ -124,15 +124,13 @@ def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_asse
 
 def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
     """An FSDP checkpoint holds no (sharded) optimizer state: resuming restores the rest, warns, and completes."""
-    from entrodrop_bench.train.trainer import TRAINER_STATE
-
     config = mini_config(methods={"m": {"plugin": "plain"}}, train={"checkpoint_every_epochs": 1})
     prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
     first_ckpt = prepared.plan.checkpoint_steps(1)[0]
     trainer = Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt)
     trainer.save_optimizer = False
     assert trainer.train() == "running"
-    state_file = prepared.layout.checkpoints("m", 0)[-1][1] / TRAINER_STATE
+    state_file = Layout.trainer_state_file(prepared.layout.checkpoints("m", 0)[-1][1])
     assert torch.load(state_file, weights_only=True)["optimizer"] is None
     with caplog.at_level("WARNING", logger="entrodrop_bench.train.trainer"):
         assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
@@ -153,7 +151,7 @@ def test_run_summary_averages_every_logged_step_across_a_resume(mini_config):
     assert trainer.train() == "complete"
     log = [json.loads(line) for line in prepared.layout.train_log_file("m", 0).read_text().splitlines()]
     assert len(log) == prepared.plan.total_steps
-    stats = trainer.status()["stats"]
+    stats = trainer.status().stats
     assert stats["masked_fraction"] == pytest.approx(np.mean([r["masked_fraction"] for r in log]))
     assert 0 < stats["masked_fraction"] < 0.4 * stats["gated_fraction"] + 0.05
 
