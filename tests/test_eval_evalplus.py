@@ -94,10 +94,10 @@ def test_tiny_checkpoint_through_evalplus_into_store(mini_config, mini_assets, c
     summary = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
     assert (summary["evaluated"], summary["failed"]) == (1, 0), summary
     (result,) = load_results(layout)
-    assert result["harness"] == "evalplus" and result["primary_metric"] == "pass@1"
-    assert 0.0 <= result["score"] <= 1.0 and "base_pass@1" in result["metrics"]
-    assert result["provenance"]["n_samples"] == 2  # limit: a 2-task subset file, samples cover every task
-    assert result["provenance"]["sandbox"] == LEVEL and len(result["provenance"]["ground_truth_sha256"]) == 64
+    assert result.harness == "evalplus" and result.primary_metric == "pass@1"
+    assert 0.0 <= result.score <= 1.0 and "base_pass@1" in result.metrics
+    assert result.provenance.n_samples == 2  # limit: a 2-task subset file, samples cover every task
+    assert result.provenance.sandbox == LEVEL and len(result.provenance.ground_truth_sha256) == 64
     samples = layout.eval_work_dir("plain", 0, 4) / "evalplus" / "tiny_code" / "eval" / "samples.jsonl"
     assert [json.loads(line)["task_id"] for line in samples.read_text().splitlines()] == ["tiny/0", "tiny/1"]
 
@@ -227,7 +227,7 @@ def test_code_evaluation_is_refused_without_real_isolation(mini_config, mini_ass
         summary = evaluate_experiment(config, layout, world_benchmarks={"tiny_code": code_file}, progress=False)
         assert (summary["evaluated"], summary["failed"]) == (1, 0), summary
         (result,) = load_results(layout)
-        assert result["provenance"]["sandbox"] == weak and result["provenance"]["sandbox_strong"] is False
+        assert result.provenance.sandbox == weak and result.provenance.sandbox_strong is False
     finally:
         monkeypatch.delenv("ENTRODROP_SANDBOX", raising=False)
         sandbox.isolation_level.cache_clear()

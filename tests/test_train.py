@@ -9,6 +9,7 @@ import torch
 from helpers import ForwardWrapper
 from safetensors.torch import load_file
 
+from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve
 from entrodrop_bench.errors import TrainingDiverged
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
@@ -42,15 +43,15 @@ def test_every_method_sees_the_same_tokens_and_parameters_change(mini_config):
     assert set(states.values()) == {"complete"}
     budgets = {}
     for run in methods:
-        manifests = [json.loads((p / "manifest.json").read_text()) for _, p in layout.checkpoints(run, 0)]
+        manifests = [CheckpointManifest.read(CheckpointManifest.path(p)) for _, p in layout.checkpoints(run, 0)]
         assert manifests, run
-        budgets[run] = [(m["step"], m["tokens_seen"]["target"], m["tokens_seen"]["general"]) for m in manifests]
-        assert manifests[-1]["step"] == manifests[-1]["total_steps"]
-        curve = json.loads(layout.val_curve_file(run, 0).read_text())
-        assert curve[0]["step"] == 0 and all(p["high_entropy"] > p["low_entropy"] for p in curve)
+        budgets[run] = [(m.step, m.tokens_seen["target"], m.tokens_seen["general"]) for m in manifests]
+        assert manifests[-1].step == manifests[-1].total_steps
+        curve = ValCurve.read(ValCurve.path(layout, run, 0)).points
+        assert curve[0].step == 0 and all(p.high_entropy > p.low_entropy for p in curve)
     assert len({tuple(b) for b in budgets.values()}) == 1, budgets
     base = load_file(str(config.model.name_or_path + "/model.safetensors"))
-    final = load_file(str(layout.checkpoints("entrodrop", 0)[-1][1] / "model.safetensors"))
+    final = load_file(str(Layout.weights_file(layout.checkpoints("entrodrop", 0)[-1][1])))
     assert any(not torch.equal(base[k], final[k]) for k in base)
 
 
@@ -82,8 +83,8 @@ def test_non_finite_loss_stops_and_saves_nothing(mini_config):
     prepared = prepare(config, layout, echo=lambda s: None)
     with pytest.raises(TrainingDiverged, match="step 3 of method bad"):
         Trainer(prepared, "bad", 0, progress=False).train()
-    status = json.loads(layout.status_file("bad", 0).read_text())
-    assert status["state"] == "diverged" and "step 3" in status["reason"]
+    status = RunStatus.read(RunStatus.path(layout, "bad", 0))
+    assert status.state == "diverged" and "step 3" in status.reason
     assert [s for s, _ in layout.checkpoints("bad", 0)] == [1, 2]
     for _, path in layout.checkpoints("bad", 0):
         assert all(torch.isfinite(t).all() for t in load_file(str(path / "model.safetensors")).values())
