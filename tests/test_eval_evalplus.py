@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import eval_result
 
 from entrodrop_bench.config import EvalConfig
 from entrodrop_bench.evaluate import sandbox
@@ -294,12 +295,14 @@ def test_cli_refuses_code_evaluation_without_bubblewrap_before_any_compute(comma
 
 
 def test_weak_isolation_shows_in_the_tables_notes():
+    from entrodrop_bench.artifacts import ArtifactError
     from entrodrop_bench.report.selection import weak_isolation
     from entrodrop_bench.report.tables import _notes
 
-    store = {("plain", 0, 4): {"tiny_code": {"provenance": {"sandbox": "unshare"}}, "tiny_gsm": {"provenance": {}},
-                               "humaneval": {"provenance": {"sandbox": "bwrap"}}},
-             ("plain", 0, 8): {"tiny_code": None}}
+    store = {("plain", 0, 4): {"tiny_code": eval_result("plain", 0, 4, "tiny_code", 0.5, sandbox="unshare"),
+                               "tiny_gsm": eval_result("plain", 0, 4, "tiny_gsm", 0.5),
+                               "humaneval": eval_result("plain", 0, 4, "humaneval", 0.5, sandbox="bwrap")},
+             ("plain", 0, 8): {"tiny_code": ArtifactError("unreadable")}}
     assert weak_isolation(store) == {"unshare": ["tiny_code"]}
     notes = _notes({"skipped": [], "runs": {}, "missing": [], "weak_isolation": weak_isolation(store)}, set())
     assert any("tiny_code ran under `unshare`, not bubblewrap" in n for n in notes)
