@@ -4,12 +4,14 @@
       world/                             tiny preset: corpora, tokenizer, base_model, benchmarks
       cache/entropy/<key>.safetensors    per-token signals of the frozen base model
       cache/data/<key>.safetensors       tokenized, split corpora
+      cache/evalplus/                    evalplus ground truth
       train/<run>/seed<k>/               one training run (or a symlink to another experiment's identical
                                          run, `output.shared_runs_from`)
         resolved_config.yaml, train_log.jsonl, val_curve.json, status.json
         checkpoint-<step>/               HF folder (model.safetensors, ...) + manifest.json + trainer_state.pt
       store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json   one eval result each
-      store/.../checkpoint-<step>/work/  checkpoint_hash.json, lm-eval request caches, evalplus samples
+      store/.../checkpoint-<step>/work/  checkpoint_hash.json, failures/<benchmark>.txt, lm-eval request caches,
+                                         evalplus samples
     <results_dir>/                       (config `output.results_dir`)
       selection.json, tables/, figures/, leaderboard_entries.json
     results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
@@ -202,6 +204,15 @@ class Layout:
 
     def eval_work_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.store_dir(run_name, seed, step) / "work"
+
+    def eval_failure_file(self, run_name: str, seed: int, step: int, benchmark: str) -> Path:
+        """Traceback of a benchmark that failed on a checkpoint (removed once it succeeds)."""
+        return self.eval_work_dir(run_name, seed, step) / "failures" / f"{benchmark}.txt"
+
+    @property
+    def evalplus_cache_dir(self) -> Path:
+        """evalplus ground truth, shared by every checkpoint."""
+        return self.runs_dir / "cache" / "evalplus"
 
     def checkpoint_hash_memo(self, run_name: str, seed: int, step: int) -> Path:
         """The checkpoint's content hash with the size and mtime of each file hashed (`evaluate.store`)."""

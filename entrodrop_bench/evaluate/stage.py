@@ -183,11 +183,11 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
             tic = time.perf_counter()
             try:
                 metrics, extra = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
-                                          layout.runs_dir / "cache" / "evalplus")
+                                          layout.evalplus_cache_dir)
             except Exception as exc:  # noqa: BLE001 - one failing benchmark must not stop the others
                 counts["failed"] += 1
                 log.error("eval %s/seed%d/checkpoint-%d %s failed: %s", run, seed, step, bench, exc)
-                write_text(work / "failures" / f"{bench}.txt", traceback.format_exc())
+                write_text(layout.eval_failure_file(run, seed, step, bench), traceback.format_exc())
                 on_pair and on_pair(bench, "failed")
                 continue
             metric = primary_metric(bench, metrics)
@@ -205,7 +205,7 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
                     date=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
                 ),
             ))
-            (work / "failures" / f"{bench}.txt").unlink(missing_ok=True)
+            layout.eval_failure_file(run, seed, step, bench).unlink(missing_ok=True)
             counts["evaluated"] += 1
             on_pair and on_pair(bench, "evaluated")
     return counts
@@ -259,7 +259,7 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
 
 
 def _failure_line(layout: Layout, run: str, seed: int, step: int, bench: str) -> str:
-    note = layout.eval_work_dir(run, seed, step) / "failures" / f"{bench}.txt"
+    note = layout.eval_failure_file(run, seed, step, bench)
     try:
         last = note.read_text().strip().splitlines()[-1]
     except (OSError, IndexError):
