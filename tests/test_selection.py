@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,25 @@ def test_bootstrap_single_value_and_empty_domains(tmp_path):
     config.eval.domains = {}
     with pytest.raises(ConfigError, match="eval.domains"):
         select(config, Layout.from_config(config))
+
+
+def test_a_result_of_another_format_is_missing_with_the_reason_and_a_manifest_of_one_is_refused(tmp_path):
+    """A file this version cannot read is never half-understood: a stored result is listed as missing (re-running
+    evaluate rewrites it), a checkpoint manifest stops the report naming the file and the stage."""
+    from entrodrop_bench.artifacts import ArtifactError, CheckpointManifest, EvalResult
+
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0), (20, 2.0, scores(0.9, 0.9), 0.9)])
+    result = EvalResult.path(layout, "plain", 0, 20, "gsm8k")
+    result.write_text(json.dumps({**json.loads(result.read_text()), "format_version": 7}))
+    sel = select(config, layout)
+    assert sel["runs"]["plain"]["seeds"]["0"]["selected"]["step"] == 10
+    (miss,) = sel["missing"]
+    assert miss["step"] == 20 and miss["benchmark"] == "gsm8k"
+    assert f"{result} was written in EvalResult format 7" in miss["reason"] and "`entrodrop-bench evaluate`" in miss["reason"]
+
+    manifest = CheckpointManifest.path(layout.checkpoint_dir("plain", 0, 10))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 7}))
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(manifest))} was written in CheckpointManifest format 7.*`entrodrop-bench train`"):
+        select(config, layout)
