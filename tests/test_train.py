@@ -192,3 +192,17 @@ def test_processes_that_accelerate_did_not_join_are_refused_before_writing(mini_
     with pytest.raises(UserError, match="WORLD_SIZE=2"):
         Trainer(prepared, "m", 0, progress=False).train()
     assert not prepared.layout.run_dir("m", 0).exists()
+
+
+def test_a_run_status_of_another_format_stops_training_with_what_to_do(tmp_path):
+    from helpers import write_status
+
+    from entrodrop_bench.artifacts import ArtifactError
+    from entrodrop_bench.train.trainer import run_is_complete
+
+    layout = Layout(tmp_path / "runs", tmp_path / "results")
+    write_status(layout, "plain", 0, total_steps=4)
+    path = RunStatus.path(layout, "plain", 0)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 5}))
+    with pytest.raises(ArtifactError, match=r"status\.json was written in RunStatus format 5.*delete the run's folder"):
+        run_is_complete(layout, "plain", 0)
