@@ -130,7 +130,7 @@ def _incompatible_run_dir(tmp, mini_config):
     argv = _mini(tmp, mini_config)
     runs = Path(yaml.safe_load(Path(argv[1]).read_text())["output"]["runs_dir"])
     runs.mkdir(parents=True)
-    (runs / "prepared.json").write_text(json.dumps({"format_version": 999}))
+    Layout.of_runs_dir(str(runs)).prepared_file.write_text(json.dumps({"format_version": 999}))
     return argv
 
 
@@ -184,7 +184,7 @@ def _publish_into_html(tmp: Path, _) -> list[str]:
 
 def _garbage_prepared_record(tmp: Path, _) -> list[str]:
     (tmp / "runs").mkdir()
-    (tmp / "runs" / "prepared.json").write_bytes(bytes(range(128, 256)))
+    Layout.of_runs_dir(str(tmp / "runs")).prepared_file.write_bytes(bytes(range(128, 256)))
     return _override()(tmp, _)
 
 
