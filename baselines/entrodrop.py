@@ -99,6 +99,7 @@ class EntroDrop(TokenDropoutBase):
         super().prepare(ctx)
         if self.config.target == "all":
             return  # vanilla: no signal needed
+        from entrodrop_bench.paths import signals_cache_file
         from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key
 
         cfg = self.config
@@ -106,7 +107,7 @@ class EntroDrop(TokenDropoutBase):
         values, offsets = cached_token_signals(
             ctx.model,
             ctx.target_docs,
-            cache_file=ctx.cache_dir / f"{key}.safetensors",
+            cache_file=signals_cache_file(ctx.cache_dir, key),
             kind=cfg.signal,
             seq_len=ctx.seq_len,
             device=ctx.device,

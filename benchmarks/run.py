@@ -106,7 +106,7 @@ def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_
     from entrodrop_bench.regularizer import PrepareContext, build_regularizer
 
     reg = build_regularizer(plugin, params)
-    reg.prepare(PrepareContext(model=model, base_model_path="bench", tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
+    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
                                seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0, baseline_min_val_step=0))
     reg.adjust_model(model)
     return reg

@@ -5,9 +5,15 @@ them (atomically: a reader sees the old file or the new one, never half of one).
 incompatible version of this code is refused with what wrote it and which stage to re-run, instead of
 being half-understood.
 
-    file                                         model              written by
-    train/<run>/seed<k>/status.json              RunStatus          train
-    (more models are added below as stages move onto them)
+    file                                                    model               written by
+    prepared.json                                           PreparedRecord      prepare
+    train/<run>/seed<k>/status.json                         RunStatus           train
+    train/<run>/seed<k>/val_curve.json                      ValCurve            train
+    train/<run>/seed<k>/checkpoint-<step>/manifest.json     CheckpointManifest  train
+    store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json  EvalResult          evaluate
+    store/.../checkpoint-<step>/work/checkpoint_hash.json   CheckpointHashMemo  evaluate
+    <results_dir>/selection.json                            Selection           select
+    <results_dir>/leaderboard_entries.json                  LeaderboardEntries  leaderboard build
 
 Paths come from `paths.Layout`; nothing here forms a file name.
 """
@@ -15,13 +21,16 @@ Paths come from `paths.Layout`; nothing here forms a file name.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
+from entrodrop_bench.paths import Layout
 
 
 class ArtifactError(DataError):
@@ -32,11 +41,14 @@ class Artifact(BaseModel):
     """Base of every inter-stage file. Subclasses set FORMAT (bump it on an incompatible change) and STAGE
     (the command that writes the file, named in errors so the user knows what to re-run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # NaN stays NaN on disk (a validation group with no tokens), as json.dumps writes it.
+    model_config = ConfigDict(extra="forbid", frozen=False, ser_json_inf_nan="constants")
 
     FORMAT: ClassVar[int] = 1
     STAGE: ClassVar[str] = ""
     """The `entrodrop-bench` command that writes this file (re-running it rewrites the file)."""
+    REMEDY: ClassVar[str] = "re-run `entrodrop-bench {stage}`"
+    """What the user does about a file this version cannot read (`{stage}` is replaced by STAGE)."""
 
     format_version: int = 0
     """Format of the file; set by `write`, checked by `read`."""
@@ -50,12 +62,16 @@ class Artifact(BaseModel):
         except FileNotFoundError:
             raise ArtifactError(f"{path} does not exist: run `entrodrop-bench {cls.STAGE}` first") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{path} cannot be read ({exc}); re-run `entrodrop-bench {cls.STAGE}`") from None
+            raise ArtifactError(f"{path} cannot be read ({exc}); {cls._remedy()}") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path} is not valid JSON ({exc}); re-run `entrodrop-bench {cls.STAGE}`") from None
+            raise ArtifactError(f"{path} is not valid JSON ({exc}); {cls._remedy()}") from None
         return cls.from_data(data, path)
+
+    @classmethod
+    def _remedy(cls) -> str:
+        return cls.REMEDY.format(stage=cls.STAGE)
 
     @classmethod
     def from_data(cls, data: Any, path: Path | str = "<data>"):
@@ -65,8 +81,7 @@ class Artifact(BaseModel):
             return cls.model_validate(cls.upgrade(data))
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()[:5])
-            raise ArtifactError(f"{path} is not a valid {cls.__name__} file ({problems}); re-run "
-                                f"`entrodrop-bench {cls.STAGE}`") from None
+            raise ArtifactError(f"{path} is not a valid {cls.__name__} file ({problems}); {cls._remedy()}") from None
 
     @classmethod
     def read_or_none(cls, path: Path):
@@ -84,12 +99,11 @@ class Artifact(BaseModel):
     @classmethod
     def _check_format(cls, data: Any, path: Path | str) -> None:
         if not isinstance(data, dict):
-            raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}; re-run "
-                                f"`entrodrop-bench {cls.STAGE}`")
+            raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}; {cls._remedy()}")
         version = data.get("format_version", 0)
         if version != cls.FORMAT and version not in cls.READABLE_FORMATS:
             raise ArtifactError(f"{path} was written in {cls.__name__} format {version}, this version of "
-                                f"entrodrop-bench reads format {cls.FORMAT}: re-run `entrodrop-bench {cls.STAGE}`")
+                                f"entrodrop-bench reads format {cls.FORMAT}: {cls._remedy()}")
 
     def write(self, path: Path) -> None:
         """Write atomically (temp file, then rename) with the current format version."""
@@ -98,13 +112,275 @@ class Artifact(BaseModel):
         write_text(path, self.model_dump_json(indent=2) + "\n")
 
 
+_RUN_REMEDY = "delete the run's folder (or use another output.runs_dir) and re-run `entrodrop-bench {stage}`"
+
+
+class CorpusRecord(BaseModel):
+    """Size and content hash of one tokenized corpus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    docs: int
+    """Number of documents."""
+    tokens: int
+    """Number of tokens."""
+    hash: str
+    """`TokenizedCorpus.content_hash()`."""
+
+
+class PreparedRecord(Artifact):
+    """What `prepare` produced for an experiment; its format is the format of the whole runs directory."""
+
+    FORMAT: ClassVar[int] = RUN_FORMAT_VERSION
+    STAGE: ClassVar[str] = "prepare CONFIG"
+    # prepare refuses a runs directory of another format, so re-running it alone does not help.
+    REMEDY: ClassVar[str] = "use another output.runs_dir or delete the old runs, then re-run `entrodrop-bench {stage}`"
+
+    config_hash: str
+    """`ExperimentConfig.config_hash()` of the config that was prepared."""
+    model_path: str
+    """The base model's local folder or hub id."""
+    tokenizer_hash: str
+    """Hash of the tokenizer's full definition (`prepare.stage.tokenizer_hash`)."""
+    target_train: CorpusRecord
+    """The target corpus's training split."""
+    target_val: CorpusRecord
+    """The target corpus's held-out validation split."""
+    general: CorpusRecord
+    """The general-domain corpus mixed into training."""
+    plan: dict[str, Any]
+    """The token-budget plan (`TrainingPlan.to_json()`)."""
+    writer_rank: int
+    """Rank of the process that wrote the record (0 unless launched oddly)."""
+
+    @classmethod
+    def path(cls, layout: Layout) -> Path:
+        return layout.prepared_file
+
+
 class RunStatus(Artifact):
     """State of one training run (run, seed); `train.run_is_complete` also checks the files it promises."""
 
-    STAGE: ClassVar[str] = "train"
+    FORMAT: ClassVar[int] = RUN_FORMAT_VERSION
+    STAGE: ClassVar[str] = "train CONFIG"
+    REMEDY: ClassVar[str] = _RUN_REMEDY
 
     state: Literal["running", "complete", "diverged"]
     """`running` while training (or after a crash), `complete` once the final checkpoint and logs are on disk."""
+    reason: str | None = None
+    """Why the run diverged (None otherwise)."""
+    total_steps: int
+    """Optimizer steps of the whole run."""
+    method: str
+    """Method name in the config (`methods.<name>`)."""
+    plugin: str
+    """Registered regularizer plugin the method uses."""
+    params: dict[str, Any]
+    """The plugin's parameters for this run (one grid point of a sweep)."""
+    seed: int
+    """Training seed."""
+    config_hash: str
+    """`ExperimentConfig.config_hash()` of the experiment that trained the run."""
+    run_key: str
+    """`config.run_key`: what the run trains; another experiment reuses the run when its key is equal."""
+    stats: dict[str, float] = {}
+    """Each value the method logged, averaged over the run (written when it completes)."""
+    updated: str
+    """UTC time of this write (ISO 8601)."""
+
+    @classmethod
+    def path(cls, layout: Layout, run: str, seed: int) -> Path:
+        return layout.status_file(run, seed)
+
+
+class ValPoint(BaseModel):
+    """Held-out validation loss at one step, overall and in the paper's two entropy groups."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    step: int
+    """Optimizer steps done (0: the base model)."""
+    target_epoch: float
+    """Epochs over the target corpus done at `step`."""
+    overall: float
+    """Mean loss over every label token (NaN when a group has no token)."""
+    low_entropy: float
+    """Mean loss over the 50% of tokens the base model is most confident about."""
+    high_entropy: float
+    """Mean loss over the 25% of tokens the base model is least confident about."""
+
+
+class ValCurve(Artifact):
+    """Validation losses of one run at step 0 and every checkpoint, oldest first.
+
+    On disk a bare JSON list of points (format 1, what every version so far wrote); a later format would be an
+    object with `format_version`."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "train CONFIG"
+    REMEDY: ClassVar[str] = _RUN_REMEDY
+
+    points: list[ValPoint] = Field(default_factory=list)
+    """The curve, by increasing step."""
+
+    @classmethod
+    def path(cls, layout: Layout, run: str, seed: int) -> Path:
+        return layout.val_curve_file(run, seed)
+
+    @classmethod
+    def from_data(cls, data: Any, path: Path | str = "<data>") -> ValCurve:
+        if isinstance(data, list):
+            data = {"format_version": 1, "points": data}
+        return super().from_data(data, path)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps([p.model_dump() for p in self.points], indent=2) + "\n")
+
+    def last_step(self) -> int | None:
+        return self.points[-1].step if self.points else None
+
+
+class CheckpointManifest(Artifact):
+    """What one checkpoint holds; written last into the checkpoint folder, so its presence marks it complete."""
+
+    FORMAT: ClassVar[int] = RUN_FORMAT_VERSION
+    STAGE: ClassVar[str] = "train CONFIG"
+    REMEDY: ClassVar[str] = _RUN_REMEDY
+
+    run: str
+    """Run name (`method` or `method@grid-point`)."""
+    method: str
+    """Method name in the config."""
+    plugin: str
+    """Registered regularizer plugin."""
+    params: dict[str, Any]
+    """The plugin's parameters for this run."""
+    seed: int
+    """Training seed."""
+    step: int
+    """Optimizer steps done."""
+    total_steps: int
+    """Optimizer steps of the whole run."""
+    target_epoch: float
+    """Epochs over the target corpus done at `step`."""
+    tokens_seen: dict[str, int]
+    """Target and general tokens trained on up to `step`."""
+    config_hash: str
+    """`ExperimentConfig.config_hash()` of the experiment that trained it."""
+    run_key: str
+    """`config.run_key` of the run."""
+    git_commit: str | None
+    """Commit of the code that trained it (None outside a git checkout)."""
+    val_loss: dict[str, float]
+    """Validation losses at `step` (the keys of a `ValPoint`'s losses)."""
+    weights_sha256: str
+    """sha256 of the checkpoint's weights file."""
+    created: str
+    """UTC time of the save (ISO 8601)."""
+
+    @classmethod
+    def path(cls, checkpoint_dir: Path) -> Path:
+        return Layout.manifest_file(checkpoint_dir)
+
+
+class ResultProvenance(BaseModel):
+    """Where a stored score came from. Harness-specific extras (sandbox, lm-eval seeds, ...) are kept as given."""
+
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
+
+    checkpoint: str
+    """Folder of the evaluated checkpoint."""
+    checkpoint_sha256: str
+    """Content hash of the checkpoint's weights, config and tokenizer (`evaluate.store.checkpoint_sha256`)."""
+    task_version: Any = None
+    """The benchmark task's version."""
+    task_config_hash: str
+    """Hash of everything that defines the task (definition files, data, settings)."""
+    num_fewshot: int | None = None
+    """Few-shot examples in each prompt."""
+    seed: int
+    """Training seed of the checkpoint."""
+    batch_size: int
+    """`eval.batch_size`."""
+    limit: int | None = None
+    """`eval.limit` (None: every example)."""
+    max_gen_toks: int | None = None
+    """Generation cap of the benchmark."""
+    data_file: str | None = None
+    """Data file the benchmark read (None: the task's own data)."""
+    versions: dict[str, str] = {}
+    """Versions of lm_eval, evalplus, transformers, torch and entrodrop_bench."""
+    wall_time_s: float | None = None
+    """Seconds the benchmark took."""
+    date: str | None = None
+    """UTC time of the evaluation (ISO 8601)."""
+
+
+class EvalResult(Artifact):
+    """One benchmark's result on one checkpoint, in the results store."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "eval CONFIG"
+
+    run: str
+    """Run name."""
+    method: str
+    """Method name in the config."""
+    seed: int
+    """Training seed."""
+    step: int
+    """Checkpoint step."""
+    target_epoch: float | None
+    """Epochs over the target corpus at `step` (from the manifest)."""
+    benchmark: str
+    """Benchmark name."""
+    harness: str
+    """`lm-eval` or `evalplus` (also for LiveCodeBench, which runs in evalplus's sandbox)."""
+    metrics: dict[str, Any]
+    """Every metric the harness reported."""
+    primary_metric: str | None
+    """The metric that is the benchmark's score."""
+    score: float | None
+    """The primary metric as a finite number in [0, 1]; None when the harness gave none."""
+    provenance: ResultProvenance
+    """Where the score came from (checkpoint and task hashes decide whether it is still valid)."""
+
+    @classmethod
+    def path(cls, layout: Layout, run: str, seed: int, step: int, benchmark: str) -> Path:
+        return layout.result_file(run, seed, step, benchmark)
+
+    def is_valid_for(self, *, checkpoint_hash: str, task_config_hash: str) -> bool:
+        """Whether this result still stands for a checkpoint and task with these hashes."""
+        return self.provenance.checkpoint_sha256 == checkpoint_hash and self.provenance.task_config_hash == task_config_hash
+
+
+def stored_results(layout: Layout) -> Iterator[tuple[str, int, int, str, EvalResult | ArtifactError]]:
+    """(run, seed, step, benchmark, result) of every file in the results store; a file that cannot be read as a
+    result gives its ArtifactError instead (the report lists it as missing, with the reason)."""
+    for run, seed, step, benchmark, path in layout.result_files():
+        try:
+            yield run, seed, step, benchmark, EvalResult.read(path)
+        except ArtifactError as exc:
+            yield run, seed, step, benchmark, exc
+
+
+class CheckpointHashMemo(Artifact):
+    """Memo of a checkpoint's content hash with each hashed file's size and mtime (recomputed when one changes).
+    Format 0, written before this model, had no format_version and the same fields."""
+
+    FORMAT: ClassVar[int] = 1
+    READABLE_FORMATS: ClassVar[tuple[int, ...]] = (0,)
+    STAGE: ClassVar[str] = "eval CONFIG"
+
+    files: dict[str, list[int]]
+    """File name -> [size in bytes, mtime in ns]."""
+    sha256: str
+    """The checkpoint's content hash."""
+
+    @classmethod
+    def path(cls, layout: Layout, run: str, seed: int, step: int) -> Path:
+        return layout.checkpoint_hash_memo(run, seed, step)
 
 
 # =========================================================================== report: selection, leaderboard entries

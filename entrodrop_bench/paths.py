@@ -4,12 +4,14 @@
       world/                             tiny preset: corpora, tokenizer, base_model, benchmarks
       cache/entropy/<key>.safetensors    per-token signals of the frozen base model
       cache/data/<key>.safetensors       tokenized, split corpora
+      cache/evalplus/                    evalplus ground truth
       train/<run>/seed<k>/               one training run (or a symlink to another experiment's identical
                                          run, `output.shared_runs_from`)
         resolved_config.yaml, train_log.jsonl, val_curve.json, status.json
-        checkpoint-<step>/               HF folder + manifest.json + trainer_state.pt
+        checkpoint-<step>/               HF folder (model.safetensors, ...) + manifest.json + trainer_state.pt
       store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json   one eval result each
-      store/.../checkpoint-<step>/work/  lm-eval request caches, evalplus samples
+      store/.../checkpoint-<step>/work/  checkpoint_hash.json, failures/<benchmark>.txt, lm-eval request caches,
+                                         evalplus samples
     <results_dir>/                       (config `output.results_dir`)
       selection.json, tables/, figures/, leaderboard_entries.json
     results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
@@ -27,6 +29,12 @@ TASKS_DIR = PROJECT_ROOT / "tasks"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 LEADERBOARD_DIR = PROJECT_ROOT / "results"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+CACHE_SUFFIX = ".safetensors"  # every cache is one safetensors file (no pickle)
+
+
+def signals_cache_file(cache_dir: Path, key: str) -> Path:
+    """A per-token signal cache in `cache_dir` (plugins get the folder as `PrepareContext.cache_dir`)."""
+    return cache_dir / f"{key}{CACHE_SUFFIX}"
 
 
 # Checkout folders that hold the project itself: output written there would mix with the code.
@@ -76,16 +84,23 @@ class Layout:
         """Another experiment's runs, read through `output.shared_runs_from` (its results are never read)."""
         return cls(_resolve(runs_dir), _resolve(runs_dir))
 
+    @classmethod
+    def of_results_dir(cls, results_dir: Path) -> Layout:
+        """An experiment's results folder given on the command line (`leaderboard publish`); its runs are never read."""
+        return cls(results_dir, results_dir)
+
     # --- tiny world and caches ---
     @property
     def world_dir(self) -> Path:
         return self.runs_dir / "world"
 
     def entropy_cache(self, key: str) -> Path:
-        return self.runs_dir / "cache" / "entropy" / f"{key}.safetensors"
+        """The base model's per-token signals of a corpus (see `prepare.entropy.signals_cache_key`)."""
+        return signals_cache_file(self.entropy_cache_dir, key)
 
     def data_cache(self, key: str) -> Path:
-        return self.runs_dir / "cache" / "data" / f"{key}.safetensors"
+        """A tokenized, split corpus (see `prepare.stage._corpus_key`)."""
+        return self.runs_dir / "cache" / "data" / f"{key}{CACHE_SUFFIX}"
 
     # --- training ---
     def run_dir(self, run_name: str, seed: int) -> Path:
@@ -101,9 +116,6 @@ class Layout:
     def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.run_dir(run_name, seed) / f"checkpoint-{step}"
 
-    def manifest_file(self, run_name: str, seed: int, step: int) -> Path:
-        return self.checkpoint_dir(run_name, seed, step) / "manifest.json"
-
     def checkpoints(self, run_name: str, seed: int) -> list[tuple[int, Path]]:
         """Complete checkpoints, oldest first. A folder counts only once its manifest.json exists."""
         run = self.run_dir(run_name, seed)
@@ -112,9 +124,24 @@ class Layout:
         found = []
         for child in run.iterdir():
             m = CHECKPOINT_RE.match(child.name)
-            if m and (child / "manifest.json").is_file():
+            if m and self.manifest_file(child).is_file():
                 found.append((int(m.group(1)), child))
         return sorted(found)
+
+    @staticmethod
+    def manifest_file(checkpoint_dir: Path) -> Path:
+        """Written last into a checkpoint folder: its presence marks the checkpoint complete."""
+        return checkpoint_dir / "manifest.json"
+
+    @staticmethod
+    def weights_file(checkpoint_dir: Path) -> Path:
+        """The checkpoint's weights, as HF `save_pretrained(safe_serialization=True)` names them."""
+        return checkpoint_dir / "model.safetensors"
+
+    @staticmethod
+    def trainer_state_file(checkpoint_dir: Path) -> Path:
+        """Optimizer, scheduler and RNG state, the log and the curve so far: what a resume needs."""
+        return checkpoint_dir / "trainer_state.pt"
 
     def train_runs(self) -> list[tuple[str, int]]:
         """(run name, seed) of every training run folder on disk."""
@@ -162,12 +189,37 @@ class Layout:
     def result_file(self, run_name: str, seed: int, step: int, benchmark: str) -> Path:
         return self.store_dir(run_name, seed, step) / f"{benchmark}.json"
 
-    def result_files(self, run_name: str, seed: int) -> list[Path]:
+    def run_result_files(self, run_name: str, seed: int) -> list[Path]:
         """Every stored result of one training run (all checkpoints, all benchmarks), sorted."""
         return sorted((self.runs_dir / "store" / run_name / f"seed{seed}").glob("checkpoint-*/*.json"))
+    def result_files(self) -> list[tuple[str, int, int, str, Path]]:
+        """(run, seed, step, benchmark, path) of every result file in the store, sorted by path."""
+        root = self.runs_dir / "store"
+        if not root.is_dir():
+            return []
+        found = []
+        for path in sorted(root.glob("*/seed*/checkpoint-*/*.json")):
+            ckpt, seed_dir = path.parent, path.parent.parent
+            m = CHECKPOINT_RE.match(ckpt.name)
+            if m and seed_dir.name[4:].isdigit():
+                found.append((seed_dir.parent.name, int(seed_dir.name[4:]), int(m.group(1)), path.stem, path))
+        return found
 
     def eval_work_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.store_dir(run_name, seed, step) / "work"
+
+    def eval_failure_file(self, run_name: str, seed: int, step: int, benchmark: str) -> Path:
+        """Traceback of a benchmark that failed on a checkpoint (removed once it succeeds)."""
+        return self.eval_work_dir(run_name, seed, step) / "failures" / f"{benchmark}.txt"
+
+    @property
+    def evalplus_cache_dir(self) -> Path:
+        """evalplus ground truth, shared by every checkpoint."""
+        return self.runs_dir / "cache" / "evalplus"
+
+    def checkpoint_hash_memo(self, run_name: str, seed: int, step: int) -> Path:
+        """The checkpoint's content hash with the size and mtime of each file hashed (`evaluate.store`)."""
+        return self.eval_work_dir(run_name, seed, step) / "checkpoint_hash.json"
 
     def store_lock(self, run_name: str, seed: int, step: int) -> Path:
         return self.store_dir(run_name, seed, step) / ".lock"
@@ -192,15 +244,11 @@ class Layout:
 
     @property
     def leaderboard_entries(self) -> Path:
-        return leaderboard_entries_file(self.results_dir)
-
-
-def leaderboard_entries_file(results_dir: Path) -> Path:
-    """An experiment's leaderboard entries, given its results folder (what `leaderboard publish` is handed)."""
-    return results_dir / "leaderboard_entries.json"
+        """This experiment's leaderboard entries (`leaderboard publish RESULTS_DIR` reads them through
+        `Layout.of_results_dir`)."""
+        return self.results_dir / "leaderboard_entries.json"
 
 
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
 LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
-LEADERBOARD_HTML = LEADERBOARD_DIR / "leaderboard.html"
 PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "report" / "paper_reference.json"

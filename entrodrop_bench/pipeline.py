@@ -119,13 +119,14 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
                 continue
             status = read_status(source, run, seed)
             key = run_key(config, run, seed)
-            if status.get("run_key") != key:
-                if status:
-                    echo(f"train: {run}/seed{seed} in {source.runs_dir} has other settings (run key "
-                         f"{status.get('run_key')} != {key}); training it here")
+            if status is None:
+                continue
+            if status.run_key != key:
+                echo(f"train: {run}/seed{seed} in {source.runs_dir} has other settings (run key "
+                     f"{status.run_key} != {key}); training it here")
                 continue
             if not run_is_complete(source, run, seed):  # the same test as our own runs: status and every file
-                echo(f"train: {run}/seed{seed} in {source.runs_dir} is not finished (state {status.get('state')}); training it here")
+                echo(f"train: {run}/seed{seed} in {source.runs_dir} is not finished (state {status.state}); training it here")
                 continue
             layout.link_shared_run(run, seed, source.run_dir(run, seed))
             echo(f"train: {run}/seed{seed} shared from {source.run_dir(run, seed)} (identical settings, run key {key})")

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrodrop_bench.artifacts import ArtifactError, PreparedRecord
 from entrodrop_bench.config import ExperimentConfig, expand_grid, run_names
 from entrodrop_bench.paths import PAPER_REFERENCE, PROJECT_ROOT, Layout
 from entrodrop_bench.prepare.data import TrainingPlan, make_plan
@@ -123,7 +124,7 @@ def target_train_tokens(config: ExperimentConfig, layout: Layout) -> tuple[int |
     """Unique target tokens trained on, and where the number comes from."""
     record = _prepared_record(config, layout)
     if record is not None:
-        return int(record["target_train"]["tokens"]), f"measured by prepare ({layout.prepared_file})"
+        return record.target_train.tokens, f"measured by prepare ({PreparedRecord.path(layout)})"
     cap = config.data.target.max_unique_tokens
     if cap is not None:
         return int(cap * (1 - config.data.validation_fraction)), (
@@ -132,16 +133,18 @@ def target_train_tokens(config: ExperimentConfig, layout: Layout) -> tuple[int |
     return None, "unknown until `entrodrop-bench prepare` has read the target corpus (then run plan again)"
 
 
-def _prepared_record(config: ExperimentConfig, layout: Layout) -> dict | None:
-    """The prepare record, when it was written for this config's model and data."""
+def _prepared_record(config: ExperimentConfig, layout: Layout) -> PreparedRecord | None:
+    """The prepare record, when it was written for this config's model and data (a record this version cannot
+    read counts as none: the plan is an estimate, and `prepare` says what to do about the record)."""
     import yaml
 
-    if not (layout.prepared_file.is_file() and layout.experiment_config_file.is_file()):
+    record_file = PreparedRecord.path(layout)
+    if not (record_file.is_file() and layout.experiment_config_file.is_file()):
         return None
     try:
         prepared_config = yaml.safe_load(layout.experiment_config_file.read_text())
-        record = json.loads(layout.prepared_file.read_text())
-    except (OSError, ValueError, yaml.YAMLError):
+        record = PreparedRecord.read(record_file)
+    except (OSError, ValueError, yaml.YAMLError, ArtifactError):
         return None
     mine = config.model_dump(mode="json")
     same = all(prepared_config.get(k) == mine.get(k) for k in ("model", "tiny", "data"))

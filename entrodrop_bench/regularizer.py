@@ -79,8 +79,6 @@ class PrepareContext:
 
     model: torch.nn.Module
     """The model about to be trained, still holding the base weights."""
-    base_model_path: str
-    """Local folder of the base model the run starts from."""
     tokenizer: Any
     """The experiment's tokenizer (HF `PreTrainedTokenizer`)."""
     target_docs: list[list[int]]

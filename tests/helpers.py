@@ -8,6 +8,18 @@ from types import ModuleType
 
 import torch
 
+from entrodrop_bench.artifacts import (
+    CheckpointManifest,
+    CorpusRecord,
+    EvalResult,
+    PreparedRecord,
+    ResultProvenance,
+    RunStatus,
+    ValCurve,
+    ValPoint,
+)
+from entrodrop_bench.paths import Layout
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -28,3 +40,64 @@ class ForwardWrapper(torch.nn.Module):
 
     def forward(self, **kwargs):
         return self.module(**kwargs)
+
+
+# --- inter-stage files, written through the same artifact models as the stages (so format drift fails tests) ---
+def write_status(layout: Layout, run: str, seed: int, *, state: str = "complete", total_steps: int = 0,
+                 method: str | None = None, plugin: str = "plain", params: dict | None = None, reason: str | None = None,
+                 stats: dict | None = None, run_key: str = "key") -> RunStatus:
+    status = RunStatus(state=state, reason=reason, total_steps=total_steps, method=method or run.split("@")[0], plugin=plugin,
+                       params=params or {}, seed=seed, config_hash="cafe", run_key=run_key, stats=stats or {},
+                       updated="2026-01-01T00:00:00+00:00")
+    status.write(RunStatus.path(layout, run, seed))
+    return status
+
+
+def write_val_curve(layout: Layout, run: str, seed: int, points: list[dict]) -> None:
+    """points: {step, target_epoch, overall, low_entropy, high_entropy} each."""
+    ValCurve(points=[ValPoint(**p) for p in points]).write(ValCurve.path(layout, run, seed))
+
+
+def write_manifest(checkpoint_dir: Path, *, run: str, seed: int, step: int, total_steps: int, target_epoch: float,
+                   method: str | None = None, plugin: str = "plain", params: dict | None = None,
+                   val_loss: dict | None = None) -> CheckpointManifest:
+    manifest = CheckpointManifest(
+        run=run, method=method or run.split("@")[0], plugin=plugin, params=params or {}, seed=seed, step=step,
+        total_steps=total_steps, target_epoch=target_epoch, tokens_seen={"target": step * 60, "general": step * 40},
+        config_hash="cafe", run_key="key", git_commit=None, val_loss=val_loss or {}, weights_sha256="00",
+        created="2026-01-01T00:00:00+00:00")
+    manifest.write(CheckpointManifest.path(checkpoint_dir))
+    return manifest
+
+
+def eval_result(run: str, seed: int, step: int, benchmark: str, score: float | None, *, metric: str = "acc,none",
+                method: str | None = None, target_epoch: float | None = None, harness: str = "lm-eval",
+                checkpoint_sha256: str = "00", task_config_hash: str = "t", **provenance) -> EvalResult:
+    """A stored result as the evaluator writes it; `provenance` adds or overrides provenance fields."""
+    prov = {"checkpoint": f"{run}/seed{seed}/checkpoint-{step}", "checkpoint_sha256": checkpoint_sha256,
+            "task_config_hash": task_config_hash, "seed": seed, "batch_size": 16, "num_fewshot": 0, "limit": None,
+            "versions": {"lm_eval": "0.4.13", "transformers": "5.23.0", "torch": "2.13.0"},
+            "date": "2026-01-01T00:00:00+00:00", **provenance}
+    return EvalResult(run=run, method=method or run.split("@")[0], seed=seed, step=step, target_epoch=target_epoch,
+                      benchmark=benchmark, harness=harness, metrics={metric: score}, primary_metric=metric, score=score,
+                      provenance=ResultProvenance(**prov))
+
+
+def write_eval_result(layout: Layout, *args, **kwargs) -> EvalResult:
+    """`eval_result`, written into the layout's store."""
+    result = eval_result(*args, **kwargs)
+    result.write(EvalResult.path(layout, result.run, result.seed, result.step, result.benchmark))
+    return result
+
+
+def write_prepared(layout: Layout, *, tokenizer_hash: str = "tok", target_train: dict | None = None,
+                   target_val: dict | None = None, general: dict | None = None) -> PreparedRecord:
+    """A prepare record; each corpus is {docs, tokens, hash} (defaults fill what is not given)."""
+    def corpus(given: dict | None, name: str) -> CorpusRecord:
+        return CorpusRecord(**{"docs": 1, "tokens": 100, "hash": f"{name}-hash", **(given or {})})
+
+    record = PreparedRecord(config_hash="cafe", model_path="tiny", tokenizer_hash=tokenizer_hash,
+                            target_train=corpus(target_train, "target_train"), target_val=corpus(target_val, "target_val"),
+                            general=corpus(general, "general"), plan={}, writer_rank=0)
+    record.write(PreparedRecord.path(layout))
+    return record

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from entrodrop_bench.artifacts import RunStatus
 from entrodrop_bench.cli import main
-from entrodrop_bench.paths import CONFIGS_DIR
+from entrodrop_bench.paths import CONFIGS_DIR, Layout
 
 
 @dataclass
@@ -116,8 +117,10 @@ def _trained(tmp: Path, mini_config) -> tuple[list[str], Path]:
 
 def _corrupt_checkpoint(tmp, mini_config):
     argv, runs = _trained(tmp, mini_config)
-    status = runs / "train/plain/seed0/status.json"
-    status.write_text(status.read_text().replace('"complete"', '"running"'))
+    layout = Layout.of_runs_dir(str(runs))
+    status = RunStatus.read(RunStatus.path(layout, "plain", 0))
+    status.state = "running"
+    status.write(RunStatus.path(layout, "plain", 0))
     ckpts = sorted((runs / "train/plain/seed0").glob("checkpoint-*"))
     (ckpts[-1] / "model.safetensors").write_bytes(b"not a safetensors file")
     return argv
@@ -127,7 +130,7 @@ def _incompatible_run_dir(tmp, mini_config):
     argv = _mini(tmp, mini_config)
     runs = Path(yaml.safe_load(Path(argv[1]).read_text())["output"]["runs_dir"])
     runs.mkdir(parents=True)
-    (runs / "prepared.json").write_text(json.dumps({"format_version": 999}))
+    Layout.of_runs_dir(str(runs)).prepared_file.write_text(json.dumps({"format_version": 999}))
     return argv
 
 
@@ -181,7 +184,7 @@ def _publish_into_html(tmp: Path, _) -> list[str]:
 
 def _garbage_prepared_record(tmp: Path, _) -> list[str]:
     (tmp / "runs").mkdir()
-    (tmp / "runs" / "prepared.json").write_bytes(bytes(range(128, 256)))
+    Layout.of_runs_dir(str(tmp / "runs")).prepared_file.write_bytes(bytes(range(128, 256)))
     return _override()(tmp, _)
 
 
@@ -281,10 +284,9 @@ CASES: dict[str, Case] = {
     "corpus smaller than one sequence": Case(lambda t, m: _mini(t, m, lambda d: d["data"]["target"].update(path=_jsonl(t / "s.jsonl", ["1 + 1 = 2"] * 5))), r"data\.target: corpus has \d+ tokens, fewer than one sequence \(data\.seq_len = 64\)", CACHES),
     "tokenizer without pad token": Case(_no_pad_model, r"tokenizer of '.*model' has no pad token; set model\.pad_token"),
     "corrupt checkpoint": Case(_corrupt_checkpoint, r"checkpoint .*checkpoint-\d+ is corrupt"),
-    "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json is unreadable; delete it"),
-    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json cannot be read \(.*utf-8.*"
-                                                                        r"re-run `entrodrop-bench leaderboard build CONFIG`"),
-    "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs was written by run format 999"),
+    "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json cannot be read \(.*utf-8.*\); use another output\.runs_dir or delete the old runs"),
+    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json is not valid JSON \(.*utf-8"),
+    "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs/prepared\.json was written in PreparedRecord format 999, this version of entrodrop-bench reads format 1: use another output\.runs_dir or delete the old runs"),
     "leaderboard violating the schema": Case(_bad_leaderboard, r"leaderboard\.json is not a valid leaderboard.*\$\.entries\[0\]"),
 }
 

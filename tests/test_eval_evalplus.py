@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import eval_result
 
 from entrodrop_bench.config import EvalConfig
 from entrodrop_bench.evaluate import sandbox
@@ -94,10 +95,10 @@ def test_tiny_checkpoint_through_evalplus_into_store(mini_config, mini_assets, c
     summary = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
     assert (summary["evaluated"], summary["failed"]) == (1, 0), summary
     (result,) = load_results(layout)
-    assert result["harness"] == "evalplus" and result["primary_metric"] == "pass@1"
-    assert 0.0 <= result["score"] <= 1.0 and "base_pass@1" in result["metrics"]
-    assert result["provenance"]["n_samples"] == 2  # limit: a 2-task subset file, samples cover every task
-    assert result["provenance"]["sandbox"] == LEVEL and len(result["provenance"]["ground_truth_sha256"]) == 64
+    assert result.harness == "evalplus" and result.primary_metric == "pass@1"
+    assert 0.0 <= result.score <= 1.0 and "base_pass@1" in result.metrics
+    assert result.provenance.n_samples == 2  # limit: a 2-task subset file, samples cover every task
+    assert result.provenance.sandbox == LEVEL and len(result.provenance.ground_truth_sha256) == 64
     samples = layout.eval_work_dir("plain", 0, 4) / "evalplus" / "tiny_code" / "eval" / "samples.jsonl"
     assert [json.loads(line)["task_id"] for line in samples.read_text().splitlines()] == ["tiny/0", "tiny/1"]
 
@@ -227,7 +228,7 @@ def test_code_evaluation_is_refused_without_real_isolation(mini_config, mini_ass
         summary = evaluate_experiment(config, layout, world_benchmarks={"tiny_code": code_file}, progress=False)
         assert (summary["evaluated"], summary["failed"]) == (1, 0), summary
         (result,) = load_results(layout)
-        assert result["provenance"]["sandbox"] == weak and result["provenance"]["sandbox_strong"] is False
+        assert result.provenance.sandbox == weak and result.provenance.sandbox_strong is False
     finally:
         monkeypatch.delenv("ENTRODROP_SANDBOX", raising=False)
         sandbox.isolation_level.cache_clear()
@@ -294,12 +295,14 @@ def test_cli_refuses_code_evaluation_without_bubblewrap_before_any_compute(comma
 
 
 def test_weak_isolation_shows_in_the_tables_notes():
+    from entrodrop_bench.artifacts import ArtifactError
     from entrodrop_bench.report.selection import weak_isolation
     from entrodrop_bench.report.tables import _notes
 
-    store = {("plain", 0, 4): {"tiny_code": {"provenance": {"sandbox": "unshare"}}, "tiny_gsm": {"provenance": {}},
-                               "humaneval": {"provenance": {"sandbox": "bwrap"}}},
-             ("plain", 0, 8): {"tiny_code": None}}
+    store = {("plain", 0, 4): {"tiny_code": eval_result("plain", 0, 4, "tiny_code", 0.5, sandbox="unshare"),
+                               "tiny_gsm": eval_result("plain", 0, 4, "tiny_gsm", 0.5),
+                               "humaneval": eval_result("plain", 0, 4, "humaneval", 0.5, sandbox="bwrap")},
+             ("plain", 0, 8): {"tiny_code": ArtifactError("unreadable")}}
     assert weak_isolation(store) == {"unshare": ["tiny_code"]}
     notes = _notes({"skipped": [], "runs": {}, "missing": [], "weak_isolation": weak_isolation(store)}, set())
     assert any("tiny_code ran under `unshare`, not bubblewrap" in n for n in notes)

@@ -105,6 +105,6 @@ def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_fil
     make_checkpoint(mini_assets["model"], layout)
     assert evaluate_experiment(config, layout, progress=False)["evaluated"] == 1
     (result,) = load_results(layout)
-    assert result["benchmark"] == "livecodebench" and result["primary_metric"] == "pass@1"
-    assert result["score"] == 0.0 and result["provenance"]["n_samples"] == 3
-    assert result["provenance"]["sandbox"] == LEVEL
+    assert result.benchmark == "livecodebench" and result.primary_metric == "pass@1"
+    assert result.score == 0.0 and result.provenance.n_samples == 3
+    assert result.provenance.sandbox == LEVEL

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import write_manifest
 
+from entrodrop_bench.artifacts import EvalResult
 from entrodrop_bench.paths import Layout
 
 
@@ -45,10 +47,7 @@ def make_checkpoint(model_dir: Path, layout: Layout, run: str = "plain", seed: i
     """A checkpoint folder in the training stage's on-disk format (HF model + tokenizer + manifest written last)."""
     ckpt = layout.checkpoint_dir(run, seed, step)
     shutil.copytree(model_dir, ckpt)
-    (ckpt / "manifest.json").write_text(json.dumps({
-        "format_version": 1, "run": run, "method": run.split("@")[0], "plugin": "plain", "params": {}, "seed": seed,
-        "step": step, "total_steps": 8, "target_epoch": step / 2, "tokens_seen": {"target": 1, "general": 1},
-        "config_hash": "x", "val_loss": {"overall": 1.0}, "weights_sha256": "", "created": "2026-01-01"}))
+    write_manifest(ckpt, run=run, seed=seed, step=step, total_steps=8, target_epoch=step / 2, val_loss={"overall": 1.0})
     return ckpt
 
 
@@ -84,16 +83,16 @@ def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_
     results = load_results(layout)
     assert len(results) == 6
     for r in results:
-        assert r["harness"] == "lm-eval" and r["format_version"] == 1
-        assert r["primary_metric"] in r["metrics"] and 0.0 <= r["score"] <= 1.0
-        prov = r["provenance"]
-        assert len(prov["checkpoint_sha256"]) == 64 and prov["task_config_hash"] and prov["limit"] == 4
-        assert prov["versions"]["lm_eval"] == "0.4.13" and prov["wall_time_s"] > 0
-        assert prov["num_fewshot"] == 0 and prov["lm_eval_seeds"]["fewshot_seed"] == 1234
-    by = {(r["step"], r["benchmark"]): r for r in results}
-    assert by[(4, "tiny_general")]["primary_metric"] == "acc,none" and "acc_norm,none" in by[(4, "tiny_general")]["metrics"]
-    assert by[(4, "tiny_math")]["primary_metric"] == "exact_match,strict-match"
-    assert by[(4, "tiny_math")]["target_epoch"] == 2.0 and by[(4, "tiny_math")]["method"] == "plain"
+        assert r.harness == "lm-eval" and r.format_version == 1
+        assert r.primary_metric in r.metrics and 0.0 <= r.score <= 1.0
+        prov = r.provenance
+        assert len(prov.checkpoint_sha256) == 64 and prov.task_config_hash and prov.limit == 4
+        assert prov.versions["lm_eval"] == "0.4.13" and prov.wall_time_s > 0
+        assert prov.num_fewshot == 0 and prov.lm_eval_seeds["fewshot_seed"] == 1234
+    by = {(r.step, r.benchmark): r for r in results}
+    assert by[(4, "tiny_general")].primary_metric == "acc,none" and "acc_norm,none" in by[(4, "tiny_general")].metrics
+    assert by[(4, "tiny_math")].primary_metric == "exact_match,strict-match"
+    assert by[(4, "tiny_math")].target_epoch == 2.0 and by[(4, "tiny_math")].method == "plain"
     # One request cache per checkpoint, inside that checkpoint's work dir.
     for step in (4, 8):
         caches = list((layout.eval_work_dir("plain", 0, step) / "lm_cache").glob("*.db"))
@@ -143,7 +142,7 @@ def test_interrupted_result_is_redone_and_corrupt_file_ignored(eval_setup, mini_
     result.write_text('{"format_version": 1, "provenance": ')  # a torn write from some older tool
     summary = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
     assert (summary["evaluated"], summary["skipped"]) == (1, 0)
-    assert json.loads(result.read_text())["score"] is not None
+    assert EvalResult.read(result).score is not None
 
 
 def test_missing_world_file_and_bad_override_fail_before_compute(eval_setup, mini_assets, tmp_path):

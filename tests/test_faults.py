@@ -15,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from entrodrop_bench.artifacts import RunStatus, ValCurve
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
 
@@ -55,7 +56,7 @@ def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tm
     assert proc.poll() is None, "training finished before it could be killed; raise the budget"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert layout.status_file("m", 0).is_file() and json.loads(layout.status_file("m", 0).read_text())["state"] == "running"
+    assert layout.status_file("m", 0).is_file() and RunStatus.read(RunStatus.path(layout, "m", 0)).state == "running"
     assert _cli(cfg_file, "train").wait() == 0
     assert _same(_final(Layout.from_config(ref), "m"), _final(layout, "m"))
 
@@ -96,7 +97,7 @@ def _log_without_timings(layout: Layout, run: str) -> list[dict]:
 
 
 def _finished(layout: Layout, run: str) -> tuple[list[dict], list[dict], list[int]]:
-    curve = json.loads(layout.val_curve_file(run, 0).read_text())
+    curve = ValCurve.read(ValCurve.path(layout, run, 0)).points
     return _log_without_timings(layout, run), curve, [s for s, _ in layout.checkpoints(run, 0)]
 
 
@@ -113,21 +114,21 @@ def test_kill_after_the_final_checkpoint_then_rerun_completes_every_file(mini_co
     ref = config("ref")
     ref_layout = Layout.from_config(ref)
     assert stage_train(ref, ref_layout, progress=False, echo=lambda s: None) == {"m/seed0": "complete"}
-    total = json.loads(ref_layout.status_file("m", 0).read_text())["total_steps"]
+    total = RunStatus.read(RunStatus.path(ref_layout, "m", 0)).total_steps
     crash = config("crash")
     cfg_file, layout = _yaml(crash, tmp_path / "crash.yaml"), Layout.from_config(crash)
     proc = _cli(cfg_file, "train", env={"ENTRODROP_BENCH_FAULT": f"after-replace:checkpoint-{total}"})
     assert proc.wait() == -signal.SIGKILL
     # The damage: the final checkpoint is complete, the files written after it are a checkpoint behind.
     assert layout.checkpoints("m", 0)[-1][0] == total and len(layout.checkpoints("m", 0)) == 2, "rotation follows the logs"
-    assert json.loads(layout.val_curve_file("m", 0).read_text())[-1]["step"] < total
+    assert ValCurve.read(ValCurve.path(layout, "m", 0)).last_step() < total
     assert len(layout.train_log_file("m", 0).read_text().splitlines()) < total
     assert not run_is_complete(layout, "m", 0)
 
     assert _cli(cfg_file, "train").wait() == 0
     assert run_is_complete(layout, "m", 0)
     assert _finished(layout, "m") == _finished(ref_layout, "m")
-    assert json.loads(layout.status_file("m", 0).read_text())["state"] == "complete"
+    assert RunStatus.read(RunStatus.path(layout, "m", 0)).state == "complete"
 
 
 def test_run_marked_complete_with_missing_logs_is_repaired_without_training(mini_config, tmp_path):
@@ -139,8 +140,10 @@ def test_run_marked_complete_with_missing_logs_is_repaired_without_training(mini
     good = _finished(layout, "m")
     final = layout.checkpoints("m", 0)[-1][1] / "model.safetensors"
     stamp = final.stat().st_mtime_ns
-    curve_file, log_file = layout.val_curve_file("m", 0), layout.train_log_file("m", 0)
-    curve_file.write_text(json.dumps(json.loads(curve_file.read_text())[:-1]))
+    curve_file, log_file = ValCurve.path(layout, "m", 0), layout.train_log_file("m", 0)
+    curve = ValCurve.read(curve_file)
+    curve.points.pop()
+    curve.write(curve_file)
     log_file.write_text("".join(log_file.read_text().splitlines(keepends=True)[:-3]))
     messages: list[str] = []
     assert stage_train(config, layout, progress=False, echo=messages.append) == {"m/seed0": "complete"}

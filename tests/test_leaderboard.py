@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import write_prepared
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.artifacts import ArtifactError, LeaderboardEntries
@@ -30,8 +31,7 @@ def _experiment(tmp_path: Path, entro_math: float = 0.50):
 
 def test_entries_carry_everything_a_reader_needs(tmp_path):
     config, layout = _experiment(tmp_path)
-    layout.prepared_file.write_text(json.dumps({"format_version": 1, "tokenizer_hash": "tok1", "target_train": {"hash": "tt1"},
-                                                "target_val": {"hash": "tv1"}, "general": {"hash": "g1"}}))
+    write_prepared(layout, tokenizer_hash="tok1", target_train={"hash": "tt1"}, target_val={"hash": "tv1"}, general={"hash": "g1"})
     select(config, layout)
     entries = build_entries(config, layout)
     assert LeaderboardEntries.read(layout.leaderboard_entries).entries == entries

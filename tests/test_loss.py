@@ -192,6 +192,7 @@ def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path
 
     import entrodrop_bench.train.loss as loss_module
     import entrodrop_bench.train.trainer as train_module
+    from entrodrop_bench.artifacts import ValCurve
     from entrodrop_bench.paths import Layout
     from entrodrop_bench.prepare.stage import prepare
 
@@ -209,10 +210,10 @@ def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path
         assert trainer.train() == "complete"
         assert bool(calls) == chunked
         losses = [json.loads(line)["loss"] for line in layout.train_log_file("plain", 0).read_text().splitlines()]
-        out[chunked] = (losses, load_file(str(layout.checkpoints("plain", 0)[-1][1] / "model.safetensors")),
-                        json.loads(layout.val_curve_file("plain", 0).read_text()))
+        out[chunked] = (losses, load_file(str(Layout.weights_file(layout.checkpoints("plain", 0)[-1][1]))),
+                        ValCurve.read(ValCurve.path(layout, "plain", 0)))
     tol = {"rtol": 1e-2, "atol": 1e-2} if precision == "bf16-mixed" else {"rtol": 1e-5, "atol": 1e-5}
     torch.testing.assert_close(torch.tensor(out[True][0]), torch.tensor(out[False][0]), **tol)
     for name, weight in out[False][1].items():
         torch.testing.assert_close(out[True][1][name], weight, **tol)
-    torch.testing.assert_close(torch.tensor(out[True][2][-1]["overall"]), torch.tensor(out[False][2][-1]["overall"]), **tol)
+    torch.testing.assert_close(torch.tensor(out[True][2].points[-1].overall), torch.tensor(out[False][2].points[-1].overall), **tol)

@@ -3,7 +3,6 @@ cannot reach what the paper reports; the real presets' header comments carry its
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from entrodrop_bench.artifacts import CheckpointManifest, RunStatus
 from entrodrop_bench.config import load_config, run_names
 from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
 from entrodrop_bench.plan import experiment_plan, plan_header
@@ -75,13 +75,13 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
     assert stage_train(config, layout, progress=False, echo=lambda _: None) == {"plain/seed0": "complete"}
     after = experiment_plan(config, layout)
     assert after["target_train_tokens_source"].startswith("measured by prepare")
-    status = json.loads(layout.status_file("plain", 0).read_text())
+    status = RunStatus.read(RunStatus.path(layout, "plain", 0))
     (run,) = after["runs"]
-    assert run["steps"] == status["total_steps"] == before["steps"]
+    assert run["steps"] == status.total_steps == before["steps"]
     trained = layout.checkpoints("plain", 0)
     assert len(trained) >= 3, "several checkpoint intervals plus the final step"
     assert run["checkpoint_steps"] == [step for step, _ in trained] and run["checkpoints"] == len(trained)
-    last = json.loads((trained[-1][1] / "manifest.json").read_text())
-    assert run["target_epochs"] == pytest.approx(last["target_epoch"])
+    last = CheckpointManifest.read(CheckpointManifest.path(trained[-1][1]))
+    assert run["target_epochs"] == pytest.approx(last.target_epoch)
     assert run["evaluations"] == len(trained) * 2 and run["eval_items"] == len(trained) * (20 + 20)
     assert "measured" in after["train_tokens_per_s_source"]

@@ -59,7 +59,7 @@ def target_docs(n: int = 48, length: int = SEQ, seed: int = 0) -> list[list[int]
 
 def ctx_for(model, docs, tmp_path, *, total_steps: int = 100, baseline_min_val_step: int | None = 30) -> PrepareContext:
     return PrepareContext(
-        model=model, base_model_path="", tokenizer=_Tok(), target_docs=docs, cache_dir=tmp_path / "cache",
+        model=model, tokenizer=_Tok(), target_docs=docs, cache_dir=tmp_path / "cache",
         seq_len=SEQ, total_steps=total_steps, device=torch.device("cpu"), seed=0,
         baseline_min_val_step=baseline_min_val_step,
     )

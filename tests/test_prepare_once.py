@@ -14,7 +14,9 @@ import pytest
 import yaml
 from safetensors import safe_open
 
+from entrodrop_bench.artifacts import PreparedRecord, RunStatus
 from entrodrop_bench.config import CorpusConfig
+from entrodrop_bench.paths import Layout
 from entrodrop_bench.prepare.corpora import iter_texts, tokenized_documents
 from entrodrop_bench.prepare.data import pack_documents, tokenize_texts
 
@@ -58,10 +60,11 @@ def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
     signals = [k for k in ranks if k.startswith("cache/entropy/")]
     assert len(corpora) == 2 and len(signals) == 2, ranks  # target + general; target-train + validation entropies
     assert set(ranks.values()) == {"0"}, f"only the main process writes: {ranks}"
-    assert json.loads((runs / "prepared.json").read_text())["writer_rank"] == 0
+    layout = Layout.from_config(config)
+    assert PreparedRecord.read(PreparedRecord.path(layout)).writer_rank == 0
     assert not list(runs.rglob("*.tmp*")), "no leftovers"
     for run in ("plain", "entrodrop"):
-        assert json.loads((runs / "train" / run / "seed0" / "status.json").read_text())["state"] == "complete"
+        assert RunStatus.read(RunStatus.path(layout, run, 0)).state == "complete"
 
 
 def test_processes_that_accelerate_did_not_join_are_refused_before_any_work(mini_config, tmp_path):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
+from helpers import write_eval_result, write_manifest, write_status, write_val_curve
 
 from entrodrop_bench.artifacts import ArtifactError, Selection
 from entrodrop_bench.config import ExperimentConfig
@@ -43,15 +45,10 @@ def make_config(tmp_path: Path, methods: dict | None = None, seeds=(0,), selecti
     })
 
 
-def _write(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-
-
 def write_run(layout: Layout, run: str, seed: int, checkpoints: list[tuple[int, float, dict, float | None]], *,
               method: str | None = None, plugin: str | None = None, params: dict | None = None,
               state: str = "complete", reason: str | None = None, curve: list[dict] | None = None) -> None:
-    """One run: status.json, val_curve.json, checkpoint manifests and store results.
+    """One run: status, validation curve, checkpoint manifests and store results (through the artifact models).
 
     checkpoints: (step, target_epoch, {benchmark: score in [0,1] or None}, val loss).
     """
@@ -59,26 +56,20 @@ def write_run(layout: Layout, run: str, seed: int, checkpoints: list[tuple[int, 
     plugin = plugin or method
     params = params or {}
     total = max((c[0] for c in checkpoints), default=0)
-    _write(layout.status_file(run, seed), {"state": state, "reason": reason, "total_steps": total, "method": method,
-                                           "plugin": plugin, "params": params, "stats": {"masked_fraction": 0.05}})
+    write_status(layout, run, seed, state=state, reason=reason, total_steps=total, method=method, plugin=plugin,
+                 params=params, stats={"masked_fraction": 0.05})
     points = curve or [{"step": 0, "target_epoch": 0.0, "overall": 2.0, "low_entropy": 0.5, "high_entropy": 4.0}] + [
         {"step": s, "target_epoch": e, "overall": v, "low_entropy": v / 4, "high_entropy": v * 2}
         for s, e, _, v in checkpoints if v is not None]
-    _write(layout.val_curve_file(run, seed), points)
+    write_val_curve(layout, run, seed, points)
     for step, epoch, scores, val in checkpoints:
-        _write(layout.checkpoint_dir(run, seed, step) / "manifest.json", {
-            "format_version": 1, "run": run, "method": method, "plugin": plugin, "params": params, "seed": seed,
-            "step": step, "total_steps": total, "target_epoch": epoch, "tokens_seen": {"target": step * 60, "general": step * 40},
-            "config_hash": "cafe", "val_loss": {"overall": val, "low_entropy": 0.1, "high_entropy": 2.0},
-            "weights_sha256": "00", "created": "2026-01-01T00:00:00+00:00"})
+        write_manifest(layout.checkpoint_dir(run, seed, step), run=run, seed=seed, step=step, total_steps=total,
+                       target_epoch=epoch, method=method, plugin=plugin, params=params,
+                       val_loss=None if val is None else {"overall": val, "low_entropy": 0.1, "high_entropy": 2.0})
         for bench, score in scores.items():
             metric = "acc,none" if bench in ("hellaswag", "piqa") else "exact_match,strict-match"
-            _write(layout.result_file(run, seed, step, bench), {
-                "format_version": 1, "run": run, "method": method, "seed": seed, "step": step, "target_epoch": epoch,
-                "benchmark": bench, "harness": "lm-eval", "metrics": {metric: score}, "primary_metric": metric,
-                "score": score, "provenance": {"checkpoint": str(layout.checkpoint_dir(run, seed, step)),
-                                                "versions": {"lm_eval": "0.4.13", "transformers": "5.23.0", "torch": "2.13.0"},
-                                                "num_fewshot": 0, "limit": None, "date": "2026-01-01T00:00:00+00:00"}})
+            write_eval_result(layout, run, seed, step, bench, score, metric=metric, method=method, target_epoch=epoch,
+                              checkpoint=str(layout.checkpoint_dir(run, seed, step)))
 
 
 def scores(g: float, s: float, h: float = 0.5, p: float = 0.7) -> dict:
@@ -202,7 +193,7 @@ def test_written_selection_reads_back_and_is_refused_when_missing_or_stale(tmp_p
 
     write_run(layout, "plain", 1, [(10, 1.0, scores(0.3, 0.5), 1.0)])  # a seed the config does not train: not read
     assert read_selection(config, layout).runs["plain"].seeds["0"].selected.step == 10
-    layout.manifest_file("plain", 0, 10).unlink()
+    Layout.manifest_file(layout.checkpoint_dir("plain", 0, 10)).unlink()
     with pytest.raises(ArtifactError, match=r"plain/seed0/checkpoint-10/manifest\.json was removed"):
         read_selection(config, layout)
     select(config, layout)
@@ -223,3 +214,25 @@ def test_selection_of_an_older_format_is_refused_with_the_stage_to_rerun(tmp_pat
     layout.selection_file.write_text(json.dumps({**data, "format_version": Selection.FORMAT}))
     with pytest.raises(ArtifactError, match=r"not a valid Selection file \(inputs: Field required\)"):
         read_selection(config, layout)
+
+
+def test_a_result_of_another_format_is_missing_with_the_reason_and_a_manifest_of_one_is_refused(tmp_path):
+    """A file this version cannot read is never half-understood: a stored result is listed as missing (re-running
+    evaluate rewrites it), a checkpoint manifest stops the report naming the file and the stage."""
+    from entrodrop_bench.artifacts import ArtifactError, CheckpointManifest, EvalResult
+
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.2, 0.2), 1.0), (20, 2.0, scores(0.9, 0.9), 0.9)])
+    result = EvalResult.path(layout, "plain", 0, 20, "gsm8k")
+    result.write_text(json.dumps({**json.loads(result.read_text()), "format_version": 7}))
+    sel = select(config, layout)
+    assert sel.runs["plain"].seeds["0"].selected.step == 10
+    (miss,) = sel.missing
+    assert miss.step == 20 and miss.benchmark == "gsm8k"
+    assert f"{result} was written in EvalResult format 7" in miss.reason and "`entrodrop-bench eval CONFIG`" in miss.reason
+
+    manifest = CheckpointManifest.path(layout.checkpoint_dir("plain", 0, 10))
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 7}))
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(manifest))} was written in CheckpointManifest format 7.*`entrodrop-bench train CONFIG`"):
+        select(config, layout)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from entrodrop_bench.artifacts import RunStatus
 from entrodrop_bench.config import run_key
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
@@ -19,8 +18,7 @@ def test_identical_runs_are_read_from_the_other_preset_and_different_ones_train(
     first = Layout.from_config(table1)
     assert set(stage_train(table1, first, progress=False).values()) == {"complete"}
     before = _snapshot(first, "plain")
-    status = json.loads(first.status_file("plain", 0).read_text())
-    assert status["run_key"] == run_key(table1, "plain", 0)
+    assert RunStatus.read(RunStatus.path(first, "plain", 0)).run_key == run_key(table1, "plain", 0)
 
     # An ablation-like preset: its own name, outputs and benchmarks; plain identical, neftune with another alpha.
     out = tmp_path / "ablation"
@@ -45,8 +43,9 @@ def test_unfinished_or_existing_runs_are_never_replaced(mini_config, tmp_path):
     table1 = mini_config()
     first = Layout.from_config(table1)
     stage_train(table1, first, progress=False)
-    status = first.status_file("plain", 0)
-    status.write_text(status.read_text().replace('"complete"', '"running"'))
+    status = RunStatus.read(RunStatus.path(first, "plain", 0))
+    status.state = "running"
+    status.write(RunStatus.path(first, "plain", 0))
     out = tmp_path / "other"
     other = mini_config(output={"runs_dir": str(out / "runs"), "results_dir": str(out / "results"),
                                 "shared_runs_from": [str(first.runs_dir)]})

@@ -7,14 +7,13 @@ Slow (~3 min on 2 CPU cores): it builds the full tiny world and trains `plain` a
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from entrodrop_bench.paths import CONFIGS_DIR
+from entrodrop_bench.artifacts import ValCurve
+from entrodrop_bench.paths import CONFIGS_DIR, Layout
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +27,8 @@ def curves(tmp_path_factory) -> dict[str, list[dict]]:
            f"output.runs_dir={tmp / 'runs'}", f"output.results_dir={tmp / 'results'}", "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    files = {run: tmp / "runs" / "train" / run / "seed0" / "val_curve.json" for run in ("plain", "entrodrop")}
-    return {run: json.loads(Path(f).read_text()) for run, f in files.items()}
+    layout = Layout(tmp / "runs", tmp / "results")
+    return {run: [p.model_dump() for p in ValCurve.read(ValCurve.path(layout, run, 0)).points] for run in ("plain", "entrodrop")}
 
 
 def test_plain_overfits_after_a_few_epochs(curves):

@@ -9,6 +9,7 @@ import torch
 from helpers import ForwardWrapper
 from safetensors.torch import load_file
 
+from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve
 from entrodrop_bench.errors import TrainingDiverged
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.pipeline import stage_train
@@ -42,15 +43,15 @@ def test_every_method_sees_the_same_tokens_and_parameters_change(mini_config):
     assert set(states.values()) == {"complete"}
     budgets = {}
     for run in methods:
-        manifests = [json.loads((p / "manifest.json").read_text()) for _, p in layout.checkpoints(run, 0)]
+        manifests = [CheckpointManifest.read(CheckpointManifest.path(p)) for _, p in layout.checkpoints(run, 0)]
         assert manifests, run
-        budgets[run] = [(m["step"], m["tokens_seen"]["target"], m["tokens_seen"]["general"]) for m in manifests]
-        assert manifests[-1]["step"] == manifests[-1]["total_steps"]
-        curve = json.loads(layout.val_curve_file(run, 0).read_text())
-        assert curve[0]["step"] == 0 and all(p["high_entropy"] > p["low_entropy"] for p in curve)
+        budgets[run] = [(m.step, m.tokens_seen["target"], m.tokens_seen["general"]) for m in manifests]
+        assert manifests[-1].step == manifests[-1].total_steps
+        curve = ValCurve.read(ValCurve.path(layout, run, 0)).points
+        assert curve[0].step == 0 and all(p.high_entropy > p.low_entropy for p in curve)
     assert len({tuple(b) for b in budgets.values()}) == 1, budgets
     base = load_file(str(config.model.name_or_path + "/model.safetensors"))
-    final = load_file(str(layout.checkpoints("entrodrop", 0)[-1][1] / "model.safetensors"))
+    final = load_file(str(Layout.weights_file(layout.checkpoints("entrodrop", 0)[-1][1])))
     assert any(not torch.equal(base[k], final[k]) for k in base)
 
 
@@ -82,8 +83,8 @@ def test_non_finite_loss_stops_and_saves_nothing(mini_config):
     prepared = prepare(config, layout, echo=lambda s: None)
     with pytest.raises(TrainingDiverged, match="step 3 of method bad"):
         Trainer(prepared, "bad", 0, progress=False).train()
-    status = json.loads(layout.status_file("bad", 0).read_text())
-    assert status["state"] == "diverged" and "step 3" in status["reason"]
+    status = RunStatus.read(RunStatus.path(layout, "bad", 0))
+    assert status.state == "diverged" and "step 3" in status.reason
     assert [s for s, _ in layout.checkpoints("bad", 0)] == [1, 2]
     for _, path in layout.checkpoints("bad", 0):
         assert all(torch.isfinite(t).all() for t in load_file(str(path / "model.safetensors")).values())
@@ -124,15 +125,13 @@ def test_embedding_transform_reaches_a_wrapped_model_and_its_gradients(mini_asse
 
 def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
     """An FSDP checkpoint holds no (sharded) optimizer state: resuming restores the rest, warns, and completes."""
-    from entrodrop_bench.train.trainer import TRAINER_STATE
-
     config = mini_config(methods={"m": {"plugin": "plain"}}, train={"checkpoint_every_epochs": 1})
     prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
     first_ckpt = prepared.plan.checkpoint_steps(1)[0]
     trainer = Trainer(prepared, "m", 0, progress=False, stop_after_step=first_ckpt)
     trainer.save_optimizer = False
     assert trainer.train() == "running"
-    state_file = prepared.layout.checkpoints("m", 0)[-1][1] / TRAINER_STATE
+    state_file = Layout.trainer_state_file(prepared.layout.checkpoints("m", 0)[-1][1])
     assert torch.load(state_file, weights_only=True)["optimizer"] is None
     with caplog.at_level("WARNING", logger="entrodrop_bench.train.trainer"):
         assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
@@ -153,7 +152,7 @@ def test_run_summary_averages_every_logged_step_across_a_resume(mini_config):
     assert trainer.train() == "complete"
     log = [json.loads(line) for line in prepared.layout.train_log_file("m", 0).read_text().splitlines()]
     assert len(log) == prepared.plan.total_steps
-    stats = trainer.status()["stats"]
+    stats = trainer.status().stats
     assert stats["masked_fraction"] == pytest.approx(np.mean([r["masked_fraction"] for r in log]))
     assert 0 < stats["masked_fraction"] < 0.4 * stats["gated_fraction"] + 0.05
 
@@ -193,3 +192,17 @@ def test_processes_that_accelerate_did_not_join_are_refused_before_writing(mini_
     with pytest.raises(UserError, match="WORLD_SIZE=2"):
         Trainer(prepared, "m", 0, progress=False).train()
     assert not prepared.layout.run_dir("m", 0).exists()
+
+
+def test_a_run_status_of_another_format_stops_training_with_what_to_do(tmp_path):
+    from helpers import write_status
+
+    from entrodrop_bench.artifacts import ArtifactError
+    from entrodrop_bench.train.trainer import run_is_complete
+
+    layout = Layout(tmp_path / "runs", tmp_path / "results")
+    write_status(layout, "plain", 0, total_steps=4)
+    path = RunStatus.path(layout, "plain", 0)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 5}))
+    with pytest.raises(ArtifactError, match=r"status\.json was written in RunStatus format 5.*delete the run's folder"):
+        run_is_complete(layout, "plain", 0)

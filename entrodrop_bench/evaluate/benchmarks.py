@@ -24,6 +24,7 @@ import json
 import re
 from pathlib import Path
 
+from entrodrop_bench.atomic import file_sha256
 from entrodrop_bench.errors import ConfigError, DataError
 from entrodrop_bench.paths import TASKS_DIR
 
@@ -192,8 +193,6 @@ def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, nu
 
             parts["exemplars"] = _sha(json.dumps(load_exemplars(data)[0], sort_keys=True).encode())
     if data is not None:
-        from entrodrop_bench.evaluate.store import file_sha256
-
         parts["data"] = file_sha256(data)
     return _sha(json.dumps(parts, sort_keys=True).encode())[:16], version
 

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,6 +21,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from entrodrop_bench.artifacts import (
+    ArtifactError,
+    CheckpointHashMemo,
+    CheckpointManifest,
+    EvalResult,
+    ResultProvenance,
+)
 from entrodrop_bench.atomic import remove_partials, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.evaluate.benchmarks import (
@@ -68,15 +74,17 @@ class _Loaded:
     def model_and_tokenizer(self) -> tuple[Any, Any]:
         if self._model is None:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
+
+            from entrodrop_bench.prepare.stage import load_causal_lm
 
             if self.config.train.threads:
                 torch.set_num_threads(self.config.train.threads)
             tok = AutoTokenizer.from_pretrained(self.dir)
             if tok.pad_token is None:
                 tok.pad_token = self.config.model.pad_token or tok.eos_token
-            model = AutoModelForCausalLM.from_pretrained(self.dir, dtype=getattr(torch, self.config.model.dtype))
-            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            model = load_causal_lm(self.dir, dtype=self.config.model.dtype,
+                                   device="cuda" if torch.cuda.is_available() else "cpu")
             self._model, self._tok = model, tok
         return self._model, self._tok
 
@@ -97,11 +105,14 @@ class _Loaded:
         return self._lm
 
 
-def _manifest(checkpoint_dir: Path) -> dict:
+def _manifest(checkpoint_dir: Path) -> CheckpointManifest | None:
+    """The checkpoint's manifest; None when this version cannot read it (the result then names the run's method
+    from the run name and leaves the target epoch unknown, as for checkpoints from elsewhere)."""
     try:
-        return json.loads((checkpoint_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
+        return CheckpointManifest.read(CheckpointManifest.path(checkpoint_dir))
+    except ArtifactError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckpt_hash: str,
@@ -160,42 +171,41 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     with FileLock(str(lock)):
         remove_partials(layout.store_dir(run, seed, step))  # left by a process killed mid-write; we hold the lock
         work = layout.eval_work_dir(run, seed, step)
-        ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=work / "checkpoint_hash.json")
+        ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=CheckpointHashMemo.path(layout, run, seed, step))
         manifest = _manifest(checkpoint_dir)
         loaded = _Loaded(checkpoint_dir, config)
         for bench in benchmarks:
             thash, tversion = hashes[bench]
-            if is_valid(read_result(layout.result_file(run, seed, step, bench)), checkpoint_hash=ckpt_hash,
-                        task_config_hash=thash):
+            if is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash):
                 counts["skipped"] += 1
                 on_pair and on_pair(bench, "skipped")
                 continue
             tic = time.perf_counter()
             try:
                 metrics, extra = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
-                                          layout.runs_dir / "cache" / "evalplus")
+                                          layout.evalplus_cache_dir)
             except Exception as exc:  # noqa: BLE001 - one failing benchmark must not stop the others
                 counts["failed"] += 1
                 log.error("eval %s/seed%d/checkpoint-%d %s failed: %s", run, seed, step, bench, exc)
-                write_text(work / "failures" / f"{bench}.txt", traceback.format_exc())
+                write_text(layout.eval_failure_file(run, seed, step, bench), traceback.format_exc())
                 on_pair and on_pair(bench, "failed")
                 continue
             metric = primary_metric(bench, metrics)
-            write_result(layout, run, seed, step, bench, {
-                "run": run, "method": manifest.get("method", run.split("@")[0]), "seed": seed, "step": step,
-                "target_epoch": manifest.get("target_epoch"), "benchmark": bench,
-                "harness": "lm-eval" if harness_of(bench) == "lm-eval" else "evalplus",
-                "metrics": metrics, "primary_metric": metric, "score": clean_score(metrics.get(metric)),
-                "provenance": {
-                    "checkpoint": str(checkpoint_dir), "checkpoint_sha256": ckpt_hash, "task_version": tversion,
-                    "task_config_hash": thash, "num_fewshot": extra.pop("num_fewshot", ev.num_fewshot),
-                    "seed": seed, "batch_size": ev.batch_size, "limit": ev.limit, "max_gen_toks": gen_toks[bench],
-                    "data_file": str(datas[bench]) if datas[bench] else None, "versions": _versions(),
-                    "wall_time_s": round(time.perf_counter() - tic, 3),
-                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
-                },
-            })
-            (work / "failures" / f"{bench}.txt").unlink(missing_ok=True)
+            write_result(layout, EvalResult(
+                run=run, method=manifest.method if manifest else run.split("@")[0], seed=seed, step=step,
+                target_epoch=manifest.target_epoch if manifest else None, benchmark=bench,
+                harness="lm-eval" if harness_of(bench) == "lm-eval" else "evalplus",
+                metrics=metrics, primary_metric=metric, score=clean_score(metrics.get(metric)),
+                provenance=ResultProvenance(
+                    checkpoint=str(checkpoint_dir), checkpoint_sha256=ckpt_hash, task_version=tversion,
+                    task_config_hash=thash, num_fewshot=extra.pop("num_fewshot", ev.num_fewshot),
+                    seed=seed, batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=gen_toks[bench],
+                    data_file=str(datas[bench]) if datas[bench] else None, versions=_versions(),
+                    wall_time_s=round(time.perf_counter() - tic, 3),
+                    date=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
+                ),
+            ))
+            layout.eval_failure_file(run, seed, step, bench).unlink(missing_ok=True)
             counts["evaluated"] += 1
             on_pair and on_pair(bench, "evaluated")
     return counts
@@ -249,7 +259,7 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
 
 
 def _failure_line(layout: Layout, run: str, seed: int, step: int, bench: str) -> str:
-    note = layout.eval_work_dir(run, seed, step) / "failures" / f"{bench}.txt"
+    note = layout.eval_failure_file(run, seed, step, bench)
     try:
         last = note.read_text().strip().splitlines()[-1]
     except (OSError, IndexError):

@@ -1,34 +1,23 @@
-"""The results store: one JSON per (run, seed, checkpoint, benchmark), written atomically.
+"""The results store: one `EvalResult` per (run, seed, checkpoint, benchmark), written atomically.
 
-A stored result is *valid* for a (checkpoint, benchmark) pair when it parses, has this format version, and
-its provenance carries the checkpoint's current content hash and the benchmark's current task config
-hash. Anything else (missing, half-written, other checkpoint weights, other task config) is re-evaluated;
-a change therefore invalidates exactly the pairs it affects. Failures write no result file, so a re-run
-retries them. Only `<benchmark>.json` files sit in a checkpoint's store folder; caches, samples and
-failure notes live in its `work/` subfolder.
+A stored result is *valid* for a (checkpoint, benchmark) pair when it reads as an `EvalResult` of this
+format and its provenance carries the checkpoint's current content hash and the benchmark's current task
+config hash. Anything else (missing, half-written, other format, other checkpoint weights, other task
+config) is re-evaluated; a change therefore invalidates exactly the pairs it affects. Failures write no
+result file, so a re-run retries them. Only `<benchmark>.json` files sit in a checkpoint's store folder;
+caches, samples and failure notes live in its `work/` subfolder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from entrodrop_bench.atomic import write_json
-from entrodrop_bench.paths import CHECKPOINT_RE, Layout
-
-FORMAT_VERSION = 1
-_HASH_CHUNK = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+from entrodrop_bench.artifacts import ArtifactError, CheckpointHashMemo, EvalResult, stored_results
+from entrodrop_bench.atomic import file_sha256
+from entrodrop_bench.paths import Layout
 
 
 def _model_files(checkpoint_dir: Path) -> list[Path]:
@@ -40,37 +29,38 @@ def _model_files(checkpoint_dir: Path) -> list[Path]:
 def checkpoint_sha256(checkpoint_dir: Path, memo: Path | None = None) -> str:
     """Content hash of a checkpoint: weights, config and tokenizer files (not trainer state or manifest).
 
-    Hashing GBs of weights on every run is slow, so `memo` (a JSON in the checkpoint's work dir) keeps the
-    hash with each file's size and mtime; it is recomputed when any of them changes.
+    Hashing GBs of weights on every run is slow, so `memo` (a `CheckpointHashMemo` in the checkpoint's work
+    dir) keeps the hash with each file's size and mtime; it is recomputed when any of them changes, or when
+    the memo cannot be read.
     """
     files = _model_files(checkpoint_dir)
     stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
     if memo is not None:
-        cached = read_result(memo)
-        if cached and cached.get("files") == stamp and isinstance(cached.get("sha256"), str):
-            return cached["sha256"]
+        try:
+            cached = CheckpointHashMemo.read_or_none(memo)
+        except ArtifactError:
+            cached = None  # only a cache: recomputing it is the repair
+        if cached is not None and cached.files == stamp:
+            return cached.sha256
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
     digest = h.hexdigest()
     if memo is not None:
-        write_json(memo, {"files": stamp, "sha256": digest})
+        CheckpointHashMemo(files=stamp, sha256=digest).write(memo)
     return digest
 
 
-def read_result(path: Path) -> dict | None:
+def read_result(layout: Layout, run: str, seed: int, step: int, benchmark: str) -> EvalResult | None:
+    """The stored result, or None when there is none this version can use (it is then re-evaluated)."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        return EvalResult.read_or_none(EvalResult.path(layout, run, seed, step, benchmark))
+    except ArtifactError:
         return None
-    return record if isinstance(record, dict) else None
 
 
-def is_valid(record: dict | None, *, checkpoint_hash: str, task_config_hash: str) -> bool:
-    if not record or record.get("format_version") != FORMAT_VERSION:
-        return False
-    prov = record.get("provenance") or {}
-    return prov.get("checkpoint_sha256") == checkpoint_hash and prov.get("task_config_hash") == task_config_hash
+def is_valid(record: EvalResult | None, *, checkpoint_hash: str, task_config_hash: str) -> bool:
+    return record is not None and record.is_valid_for(checkpoint_hash=checkpoint_hash, task_config_hash=task_config_hash)
 
 
 def clean_score(value: Any) -> float | None:
@@ -81,22 +71,12 @@ def clean_score(value: Any) -> float | None:
     return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
 
 
-def write_result(layout: Layout, run: str, seed: int, step: int, benchmark: str, record: dict) -> Path:
-    path = layout.result_file(run, seed, step, benchmark)
-    write_json(path, {"format_version": FORMAT_VERSION, **record})
+def write_result(layout: Layout, result: EvalResult) -> Path:
+    path = EvalResult.path(layout, result.run, result.seed, result.step, result.benchmark)
+    result.write(path)
     return path
 
 
-def load_results(layout: Layout) -> list[dict]:
-    """Every readable result JSON in the store (unreadable or foreign files are skipped)."""
-    root = layout.runs_dir / "store"
-    out = []
-    if not root.is_dir():
-        return out
-    for path in sorted(root.glob("*/seed*/checkpoint-*/*.json")):
-        if not CHECKPOINT_RE.match(path.parent.name):
-            continue
-        record = read_result(path)
-        if record is not None and record.get("format_version") == FORMAT_VERSION:
-            out.append(record)
-    return out
+def load_results(layout: Layout) -> list[EvalResult]:
+    """Every result in the store this version can read (unreadable, foreign or other-format files are skipped)."""
+    return [r for *_, r in stored_results(layout) if isinstance(r, EvalResult)]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -157,10 +156,6 @@ class EpochStream:
         self.seed = seed
         self.reshuffle = reshuffle
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @property
-    def rows_per_epoch(self) -> float:
-        return self.corpus.n_tokens / self.seq_len
 
     def _order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         key = epoch if self.reshuffle else 0
@@ -340,6 +335,3 @@ def _pad_row(row: dict[str, torch.Tensor], seq_len: int, pad_id: int) -> dict[st
         out[k] = torch.cat([v, pad])
     return out
 
-
-def corpus_fingerprint(source: dict) -> str:
-    return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]

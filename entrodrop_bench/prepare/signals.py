@@ -18,7 +18,7 @@ def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str
     model = model if model is not None else prepared.load_base_model()
     docs = corpus.docs()
     key = entropy.signals_cache_key(model, prepared.tokenizer, docs, seq_len=prepared.plan.seq_len, kind=kind)
-    cache_file = prepared.layout.entropy_cache_dir / f"{key}.safetensors"
+    cache_file = prepared.layout.entropy_cache(key)
     return entropy.cached_token_signals(model, docs, cache_file=cache_file, kind=kind, seq_len=prepared.plan.seq_len,
                                         tokenizer=prepared.tokenizer, compute=prepared.writer)
 

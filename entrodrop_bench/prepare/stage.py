@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import yaml
 
-from entrodrop_bench import RUN_FORMAT_VERSION
-from entrodrop_bench.atomic import write_json, write_text
+from entrodrop_bench.artifacts import CorpusRecord, PreparedRecord
+from entrodrop_bench.atomic import file_sha256, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
 from entrodrop_bench.distributed import process_rank
 from entrodrop_bench.errors import DataError, UserError
@@ -97,21 +97,36 @@ def load_tokenizer(config: ExperimentConfig, model_path: str):
     return tok
 
 
-def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
-    """Load an HF causal LM from safetensors only; remote code only when the config allows it."""
+def load_causal_lm(path: str | Path, *, dtype: str, revision: str | None = None, trust_remote_code: bool | None = None,
+                   safetensors_only: bool = False, attn_implementation: str | None = None,
+                   device: str | torch.device | None = None) -> torch.nn.Module:
+    """The one loader of an HF causal LM (base model and checkpoints). `dtype` is a torch dtype name; options left
+    None are not passed, so transformers' own defaults apply. On `device` in eval mode when one is given."""
     from transformers import AutoModelForCausalLM
 
+    options: dict = {"dtype": getattr(torch, dtype)}
+    if revision is not None:
+        options["revision"] = revision
+    if trust_remote_code is not None:
+        options["trust_remote_code"] = trust_remote_code
+    if safetensors_only:
+        options["use_safetensors"] = True
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(path, **options)
+    if device is not None:
+        model.to(device).eval()
+    return model
+
+
+def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
+    """The base model in `model.dtype`, from safetensors only; remote code only when the config allows it."""
     if config.model.trust_remote_code:
         log.warning("model.trust_remote_code is on: code from %s will run", model_path)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            model_path,
-            revision=config.model.revision,
-            dtype=getattr(torch, config.model.dtype),
-            trust_remote_code=config.model.trust_remote_code,
-            use_safetensors=True,
-            attn_implementation="sdpa",
-        )
+        return load_causal_lm(model_path, dtype=config.model.dtype, revision=config.model.revision,
+                              trust_remote_code=config.model.trust_remote_code, safetensors_only=True,
+                              attn_implementation="sdpa")
     except Exception as exc:
         raise UserError(
             f"model: could not load {model_path!r} as a causal LM from safetensors: {type(exc).__name__}: "
@@ -128,7 +143,7 @@ def tokenizer_hash(tokenizer) -> str:
 def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
     ident = {"corpus": corpus.model_dump(), "tokenizer": tok_hash, "limit": limit}
     if world_file is not None:
-        ident["world_file"] = hashlib.sha256(world_file.read_bytes()).hexdigest()
+        ident["world_file"] = file_sha256(world_file)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -197,33 +212,25 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
 def _write_prepared_record(p: Prepared) -> None:
     layout = p.layout
     write_text(layout.experiment_config_file, yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False))
-    record = {
-        "format_version": RUN_FORMAT_VERSION,
-        "config_hash": p.config.config_hash(),
-        "model_path": p.model_path,
-        "tokenizer_hash": tokenizer_hash(p.tokenizer),
-        "target_train": {"docs": len(p.target_train), "tokens": p.target_train.n_tokens, "hash": p.target_train.content_hash()},
-        "target_val": {"docs": len(p.target_val), "tokens": p.target_val.n_tokens, "hash": p.target_val.content_hash()},
-        "general": {"docs": len(p.general), "tokens": p.general.n_tokens, "hash": p.general.content_hash()},
-        "plan": p.plan.to_json(),
-        "writer_rank": process_rank(),
-    }
-    write_json(layout.prepared_file, record)
+    PreparedRecord(
+        config_hash=p.config.config_hash(),
+        model_path=p.model_path,
+        tokenizer_hash=tokenizer_hash(p.tokenizer),
+        target_train=_corpus_record(p.target_train),
+        target_val=_corpus_record(p.target_val),
+        general=_corpus_record(p.general),
+        plan=p.plan.to_json(),
+        writer_rank=process_rank(),
+    ).write(PreparedRecord.path(layout))
+
+
+def _corpus_record(corpus: TokenizedCorpus) -> CorpusRecord:
+    return CorpusRecord(docs=len(corpus), tokens=corpus.n_tokens, hash=corpus.content_hash())
 
 
 def check_run_format(layout: Layout) -> None:
-    """Refuse a run directory written by an incompatible version of this project."""
-    if not layout.prepared_file.is_file():
-        return
-    try:
-        found = json.loads(layout.prepared_file.read_text()).get("format_version")
-    except (OSError, ValueError, AttributeError):
-        raise DataError(f"{layout.prepared_file} is unreadable; delete it to re-run prepare") from None
-    if found != RUN_FORMAT_VERSION:
-        raise DataError(
-            f"{layout.runs_dir} was written by run format {found}, this version reads format {RUN_FORMAT_VERSION}; "
-            f"use another output.runs_dir or delete the old runs"
-        )
+    """Refuse a run directory written by an incompatible version of this project (its prepare record says which)."""
+    PreparedRecord.read_or_none(PreparedRecord.path(layout))
 
 
 def percentile_groups(signals: np.ndarray) -> tuple[float, float]:

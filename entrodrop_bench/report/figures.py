@@ -26,6 +26,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from entrodrop_bench.artifacts import ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError
@@ -185,23 +186,19 @@ def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
 # --------------------------------------------------------------------------- validation-loss curves
 def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | None:
     """Mean across seeds of val_curve.json points (by step); None when no seed has a curve."""
-    by_step: dict[int, list[dict]] = {}
+    by_step: dict[int, list[ValPoint]] = {}
     for seed in seeds:
-        try:
-            curve = json.loads(layout.val_curve_file(run, seed).read_text())
-        except (OSError, ValueError):
-            continue
-        for p in curve if isinstance(curve, list) else []:
-            if isinstance(p, dict) and "step" in p:
-                by_step.setdefault(int(p["step"]), []).append(p)
+        curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
+        for p in curve.points if curve else []:
+            by_step.setdefault(p.step, []).append(p)
     if not by_step:
         return None
     out = []
     for step in sorted(by_step):
         pts = by_step[step]
-        row = {"step": step, "target_epoch": float(np.mean([p.get("target_epoch") or 0.0 for p in pts]))}
+        row = {"step": step, "target_epoch": float(np.mean([p.target_epoch for p in pts]))}
         for key, _ in GROUPS:
-            vals = [p.get(key) for p in pts if isinstance(p.get(key), (int, float)) and math.isfinite(p.get(key))]
+            vals = [getattr(p, key) for p in pts if math.isfinite(getattr(p, key))]
             row[key] = float(np.mean(vals)) if vals else math.nan
         out.append(row)
     return out

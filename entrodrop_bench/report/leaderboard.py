@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from entrodrop_bench import __version__
-from entrodrop_bench.artifacts import LeaderboardEntries
+from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord
 from entrodrop_bench.atomic import write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, leaderboard_entries_file
+from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.report.leaderboard_html import render
 from entrodrop_bench.report.selection import load_store, read_selection
@@ -41,11 +41,11 @@ def _installed(dist: str) -> str | None:
         return None
 
 
-def _versions(store_records: list[dict]) -> dict[str, str | None]:
+def _versions(store_records: list[EvalResult]) -> dict[str, str | None]:
     """Versions recorded by the evaluator for the selected checkpoints; installed versions fill gaps."""
     found: dict[str, str | None] = {}
     for rec in store_records:
-        for k, v in ((rec.get("provenance") or {}).get("versions") or {}).items():
+        for k, v in rec.provenance.versions.items():
             found.setdefault(k, v)
     out = {k: found.get(k) or _installed(dist) for k, dist in VERSION_KEYS.items()}
     out["entrodrop_bench"] = found.get("entrodrop_bench") or __version__
@@ -53,14 +53,11 @@ def _versions(store_records: list[dict]) -> dict[str, str | None]:
 
 
 def _data_hashes(layout: Layout) -> dict[str, str | None]:
-    try:
-        prepared = json.loads(layout.prepared_file.read_text())
-    except (OSError, ValueError):
+    prepared = PreparedRecord.read_or_none(PreparedRecord.path(layout))
+    if prepared is None:
         return {}
-    out = {k: (prepared.get(k) or {}).get("hash") for k in ("target_train", "target_val", "general") if k in prepared}
-    if "tokenizer_hash" in prepared:
-        out["tokenizer"] = prepared["tokenizer_hash"]
-    return out
+    return {"target_train": prepared.target_train.hash, "target_val": prepared.target_val.hash,
+            "general": prepared.general.hash, "tokenizer": prepared.tokenizer_hash}
 
 
 def _plugin_version(plugin: str) -> str | None:
@@ -104,8 +101,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
     seeds = agg["seeds"]
     picked = [info["seeds"][str(s)]["selected"] for s in seeds]
     results = [store.get((run, s, p["step"]), {}) for s, p in zip(seeds, picked)]
-    records = [rec for res in results for rec in res.values() if rec]
-    first = {b: next((res[b] for res in results if res.get(b)), {}) for b in agg["scores"]}
+    records = [rec for res in results for rec in res.values() if isinstance(rec, EvalResult)]
+    first = {b: next((res[b] for res in results if isinstance(res.get(b), EvalResult)), None) for b in agg["scores"]}
     domain_of = {b: d for d, bs in selection["domains"].items() for b in bs}
     base_method = baseline_method(selection)
     plain = selection["methods"][base_method]["best_run"] if base_method else None
@@ -140,7 +137,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
                             for s, p in zip(seeds, picked)],
         },
         "scores": {
-            b: {"metric": first[b].get("primary_metric"), "harness": first[b].get("harness"), "domain": domain_of[b], **_summary(s)}
+            b: {"metric": first[b] and first[b].primary_metric, "harness": first[b] and first[b].harness,
+                "domain": domain_of[b], **_summary(s)}
             for b, s in agg["scores"].items()
         },
         "domain_averages": {d: _summary(s) for d, s in agg["domain_avg"].items()},
@@ -208,7 +206,7 @@ def _entries_file(results_dir_or_run: Path) -> Path:
     p = Path(results_dir_or_run)
     if p.is_file():
         return p
-    candidate = leaderboard_entries_file(p)
+    candidate = Layout.of_results_dir(p).leaderboard_entries
     if not candidate.is_file():
         raise UserError(
             f"{candidate} does not exist: publish expects an experiment's results directory (e.g. results/tiny) "

@@ -30,75 +30,68 @@ from typing import Any
 
 import numpy as np
 
-from entrodrop_bench.artifacts import ArtifactError, Selection, SelectionInputs
+from entrodrop_bench.artifacts import (
+    ArtifactError,
+    CheckpointManifest,
+    EvalResult,
+    RunStatus,
+    Selection,
+    SelectionInputs,
+    ValCurve,
+    ValPoint,
+    stored_results,
+)
+from entrodrop_bench.atomic import file_sha256
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.paths import CHECKPOINT_RE, Layout
+from entrodrop_bench.paths import Layout
+
+Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError]]
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 
 
 # --------------------------------------------------------------------------- reading the store
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def load_store(layout: Layout) -> dict[tuple[str, int, int], dict[str, dict | None]]:
-    """(run, seed, step) -> benchmark -> stored result record (None when the file is unreadable)."""
-    store: dict[tuple[str, int, int], dict[str, dict | None]] = {}
-    root = layout.runs_dir / "store"
-    if not root.is_dir():
-        return store
-    for path in sorted(root.glob("*/seed*/checkpoint-*/*.json")):
-        ckpt, seed_dir, run_dir = path.parent, path.parent.parent, path.parent.parent.parent
-        m = CHECKPOINT_RE.match(ckpt.name)
-        if not m or not seed_dir.name[4:].isdigit():
-            continue
-        key = (run_dir.name, int(seed_dir.name[4:]), int(m.group(1)))
-        store.setdefault(key, {})[path.stem] = _read_json(path)
+def load_store(layout: Layout) -> Store:
+    """(run, seed, step) -> benchmark -> stored result, or the reason this version cannot read the file."""
+    store: Store = {}
+    for run, seed, step, benchmark, result in stored_results(layout):
+        store.setdefault((run, seed, step), {})[benchmark] = result
     return store
 
 
-def _manifests(layout: Layout, run: str, seed: int) -> dict[int, dict]:
-    out = {}
-    for step, folder in layout.checkpoints(run, seed):
-        record = _read_json(folder / "manifest.json")
-        if isinstance(record, dict):
-            out[step] = record
-    return out
+def _manifests(layout: Layout, run: str, seed: int) -> dict[int, CheckpointManifest]:
+    return {step: CheckpointManifest.read(CheckpointManifest.path(folder)) for step, folder in layout.checkpoints(run, seed)}
 
 
-def _val_curve(layout: Layout, run: str, seed: int) -> list[dict]:
-    curve = _read_json(layout.val_curve_file(run, seed))
-    return [p for p in curve if isinstance(p, dict) and "step" in p] if isinstance(curve, list) else []
+def _val_curve(layout: Layout, run: str, seed: int) -> list[ValPoint]:
+    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
+    return curve.points if curve else []
 
 
-def val_minimum(curve: list[dict]) -> dict | None:
+def val_minimum(curve: list[ValPoint]) -> dict | None:
     """Lowest overall validation loss on the curve: loss, step, target epoch, and whether it is the last point."""
-    points = [p for p in curve if _finite(p.get("overall"))]
+    points = [p for p in curve if math.isfinite(p.overall)]
     if not points:
         return None
-    best = min(points, key=lambda p: (p["overall"], p["step"]))
-    last_step = max(p["step"] for p in points)
+    best = min(points, key=lambda p: (p.overall, p.step))
+    last_step = max(p.step for p in points)
     return {
-        "loss": float(best["overall"]),
-        "step": int(best["step"]),
-        "target_epoch": best.get("target_epoch"),
-        "at_end": best["step"] == last_step and len(points) > 1,
+        "loss": best.overall,
+        "step": best.step,
+        "target_epoch": best.target_epoch,
+        "at_end": best.step == last_step and len(points) > 1,
     }
 
 
 # --------------------------------------------------------------------------- one checkpoint
-def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[str, list[str]], manifest: dict | None,
-                    curve_point: dict | None) -> tuple[dict, list[tuple[str, str]]]:
+def _checkpoint_row(step: int, results: dict[str, EvalResult | ArtifactError], domains: dict[str, list[str]],
+                    manifest: CheckpointManifest | None, curve_point: ValPoint | None) -> tuple[dict, list[tuple[str, str]]]:
     """Scores (x100), domain averages, total average and val loss of one checkpoint; plus its missing benchmarks."""
     scores: dict[str, float | None] = {}
     metrics: dict[str, str | None] = {}
@@ -106,13 +99,13 @@ def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[st
     epoch = None
     for bench in sorted({b for bs in domains.values() for b in bs}):
         record = results.get(bench)
-        if record is None:
-            missing.append((bench, "no result file" if bench not in results else "unreadable result file"))
+        if not isinstance(record, EvalResult):
+            missing.append((bench, "no result file" if record is None else f"unreadable result file: {record}"))
             scores[bench] = None
             continue
-        epoch = record.get("target_epoch", epoch)
-        score = record.get("score")
-        metrics[bench] = record.get("primary_metric")
+        epoch = record.target_epoch
+        score = record.score
+        metrics[bench] = record.primary_metric
         if not _finite(score):
             missing.append((bench, "score is null" if score is None else f"score is not finite ({score!r})"))
             scores[bench] = None
@@ -124,12 +117,12 @@ def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[st
     }
     complete = all(v is not None for v in domain_avg.values())
     val_loss = None
-    if manifest and isinstance(manifest.get("val_loss"), dict):
-        val_loss = manifest["val_loss"].get("overall")
+    if manifest:
+        val_loss = manifest.val_loss.get("overall")
     elif curve_point:
-        val_loss = curve_point.get("overall")
+        val_loss = curve_point.overall
     if epoch is None:
-        epoch = (manifest or {}).get("target_epoch", (curve_point or {}).get("target_epoch"))
+        epoch = manifest.target_epoch if manifest else curve_point.target_epoch if curve_point else None
     row = {
         "step": step,
         "target_epoch": epoch,
@@ -138,7 +131,7 @@ def _checkpoint_row(step: int, results: dict[str, dict | None], domains: dict[st
         "domain_avg": domain_avg,
         "total_avg": float(np.mean(list(domain_avg.values()))) if complete and domain_avg else None,
         "val_loss": float(val_loss) if _finite(val_loss) else None,
-        "trained_at_commit": (manifest or {}).get("git_commit"),
+        "trained_at_commit": manifest.git_commit if manifest else None,
         "complete": complete,
     }
     return row, missing
@@ -157,13 +150,13 @@ def choose(rows: list[dict], rule: str, target_domain: str) -> dict | None:
 def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[str, list[str]], rule: str,
                 target_domain: str) -> tuple[dict | None, str | None, list[dict]]:
     """(per-seed record, skip reason, missing list) of one training run."""
-    status = _read_json(layout.status_file(run, seed))
-    state = status.get("state") if isinstance(status, dict) else None
-    if state == "diverged":
-        return None, f"diverged: {status.get('reason') or 'no reason recorded'}", []
+    status = RunStatus.read_or_none(RunStatus.path(layout, run, seed))
+    state = status.state if status else None
+    if status and status.state == "diverged":
+        return None, f"diverged: {status.reason or 'no reason recorded'}", []
     manifests = _manifests(layout, run, seed)
     curve = _val_curve(layout, run, seed)
-    by_step = {int(p["step"]): p for p in curve}
+    by_step = {p.step: p for p in curve}
     steps = sorted({s for (r, k, s) in store if r == run and k == seed})
     if not steps:
         why = "no evaluated checkpoints in the results store"
@@ -179,7 +172,7 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "selected": chosen,
         "checkpoints": rows,
         "val_min": val_minimum(curve),
-        "masked_fraction": ((status or {}).get("stats") or {}).get("masked_fraction"),
+        "masked_fraction": status.stats.get("masked_fraction") if status else None,
     }
     if chosen is None:
         return record, f"no checkpoint with every benchmark scored{'' if rule == 'target_avg' else ' and a validation loss'}", missing
@@ -249,12 +242,12 @@ def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> st
 
 
 # --------------------------------------------------------------------------- public API
-def weak_isolation(store: dict[tuple[str, int, int], dict[str, dict | None]]) -> dict[str, list[str]]:
+def weak_isolation(store: Store) -> dict[str, list[str]]:
     """Sandbox level -> benchmarks whose generated code ran without bubblewrap (eval.allow_weak_isolation)."""
     out: dict[str, set[str]] = {}
     for results in store.values():
         for bench, rec in results.items():
-            level = ((rec or {}).get("provenance") or {}).get("sandbox")
+            level = getattr(rec.provenance, "sandbox", None) if isinstance(rec, EvalResult) else None
             if level and level != "bwrap":
                 out.setdefault(str(level), set()).add(bench)
     return {level: sorted(b) for level, b in sorted(out.items())}
@@ -323,10 +316,6 @@ def select(config: ExperimentConfig, layout: Layout) -> Selection:
 
 
 # --------------------------------------------------------------------------- reading it back
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def input_files(config: ExperimentConfig, layout: Layout) -> list[Path]:
     """Every file selection reads for this config: per (run, seed) its status, validation curve, checkpoint
     manifests and store results."""
@@ -334,8 +323,8 @@ def input_files(config: ExperimentConfig, layout: Layout) -> list[Path]:
     for run in config.runs:
         for seed in config.train.seeds:
             files += [f for f in (layout.status_file(run, seed), layout.val_curve_file(run, seed)) if f.is_file()]
-            files += [layout.manifest_file(run, seed, step) for step, _ in layout.checkpoints(run, seed)]
-            files += layout.result_files(run, seed)
+            files += [Layout.manifest_file(folder) for _, folder in layout.checkpoints(run, seed)]
+            files += layout.run_result_files(run, seed)
     return files
 
 
@@ -355,7 +344,7 @@ def _config_digest(config: ExperimentConfig) -> str:
 
 def selection_inputs(config: ExperimentConfig, layout: Layout) -> SelectionInputs:
     """The fingerprint of what a selection for this config reads now (see `read_selection`)."""
-    files = {str(f.relative_to(layout.runs_dir)): _sha256(f) for f in input_files(config, layout)}
+    files = {str(f.relative_to(layout.runs_dir)): file_sha256(f) for f in input_files(config, layout)}
     return SelectionInputs(config=_config_digest(config), files=files)
 
 

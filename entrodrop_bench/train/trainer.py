@@ -16,7 +16,6 @@ loss never materializes a large micro-batch's full logits (entrodrop_bench/train
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -32,8 +31,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from entrodrop_bench import RUN_FORMAT_VERSION
-from entrodrop_bench.atomic import atomic_dir, remove_partials, write_json, write_text
+from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve, ValPoint
+from entrodrop_bench.atomic import atomic_dir, file_sha256, remove_partials, write_text
 from entrodrop_bench.config import run_key
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
@@ -42,7 +41,6 @@ from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, step_loss
 
-TRAINER_STATE = "trainer_state.pt"
 logger = logging.getLogger(__name__)
 
 # accelerate's mixed_precision for each train.precision: only bf16-mixed autocasts; bf16-pure holds bf16
@@ -155,28 +153,20 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     for run, spec in prepared.config.runs.items():
         if spec.role.kind != "baseline":
             continue
-        curve_file = layout.val_curve_file(run, seed)
+        curve_file = ValCurve.path(layout, run, seed)
         if not curve_file.is_file():
-            curve_file = layout.val_curve_file(run, prepared.config.train.seeds[0])
-        points = _read_json(curve_file)  # unreadable counts as absent: training the baseline run first repairs it
-        if isinstance(points, list):
-            curve = [p for p in points if isinstance(p, dict) and p.get("step", 0) > 0 and "overall" in p]
-            if curve:
-                return int(min(curve, key=lambda p: (p["overall"], p["step"]))["step"])
+            curve_file = ValCurve.path(layout, run, prepared.config.train.seeds[0])
+        curve = ValCurve.read_or_none(curve_file)
+        points = [p for p in curve.points if p.step > 0] if curve else []
+        if points:
+            return min(points, key=lambda p: (p.overall, p.step)).step
     return None
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_status(layout, run: str, seed: int) -> dict:
-    """A run's status.json, or {} when it is missing or unreadable (a run that has not started, or a torn file)."""
-    status = _read_json(layout.status_file(run, seed))
-    return status if isinstance(status, dict) else {}
+def read_status(layout, run: str, seed: int) -> RunStatus | None:
+    """A run's status, or None when it has none (not started). A status this version cannot read raises
+    ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
+    return RunStatus.read_or_none(RunStatus.path(layout, run, seed))
 
 
 def run_is_complete(layout, run: str, seed: int) -> bool:
@@ -184,12 +174,12 @@ def run_is_complete(layout, run: str, seed: int) -> bool:
     final validation point and every step's log line. A run marked complete with anything missing is not
     (a re-run repairs it from the final checkpoint without training)."""
     status = read_status(layout, run, seed)
-    if status.get("state") != "complete":
+    if status is None or status.state != "complete":
         return False
-    total = status.get("total_steps")
+    total = status.total_steps
     ckpts = layout.checkpoints(run, seed)
-    curve = _read_json(layout.val_curve_file(run, seed))
-    if not ckpts or ckpts[-1][0] != total or not isinstance(curve, list) or not curve or curve[-1].get("step") != total:
+    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
+    if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
         return False
     try:
         lines = layout.train_log_file(run, seed).read_text().splitlines()
@@ -220,29 +210,25 @@ class Trainer:
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
 
     # --- status and bookkeeping -------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> RunStatus | None:
         return read_status(self.layout, self.run, self.seed)
 
     def _write_status(self, state: str, reason: str | None = None, stats: dict | None = None) -> None:
         if not self._writes:
             return
-        write_json(
-            self.layout.status_file(self.run, self.seed),
-            {
-                "format_version": RUN_FORMAT_VERSION,
-                "state": state,
-                "reason": reason,
-                "total_steps": self.plan.total_steps,
-                "method": self.method,
-                "plugin": self.plugin,
-                "params": self.params,
-                "seed": self.seed,
-                "config_hash": self.cfg.config_hash(),
-                "run_key": self.run_key,
-                "stats": stats or {},
-                "updated": datetime.now(timezone.utc).isoformat(),
-            },
-        )
+        RunStatus(
+            state=state,
+            reason=reason,
+            total_steps=self.plan.total_steps,
+            method=self.method,
+            plugin=self.plugin,
+            params=self.params,
+            seed=self.seed,
+            config_hash=self.cfg.config_hash(),
+            run_key=self.run_key,
+            stats=stats or {},
+            updated=datetime.now(timezone.utc).isoformat(),
+        ).write(RunStatus.path(self.layout, self.run, self.seed))
 
     # --- setup ------------------------------------------------------------------------------
     def _setup(self, accelerator):
@@ -252,7 +238,6 @@ class Trainer:
         reg.prepare(
             PrepareContext(
                 model=model,
-                base_model_path=self.p.model_path,
                 tokenizer=self.p.tokenizer,
                 target_docs=self.p.target_train.docs(),
                 cache_dir=self.layout.entropy_cache_dir,
@@ -286,8 +271,8 @@ class Trainer:
         from safetensors.torch import load_file
 
         try:
-            weights = load_file(str(path / "model.safetensors"))
-            state = torch.load(path / TRAINER_STATE, weights_only=True)
+            weights = load_file(str(self.layout.weights_file(path)))
+            state = torch.load(self.layout.trainer_state_file(path), weights_only=True)
         except Exception as exc:
             raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}); delete it to resume from the one before") from None
         model.load_state_dict(weights, strict=False)
@@ -425,7 +410,7 @@ class Trainer:
 
     def _write_logs(self, log: list[dict], val_curve: list[dict]) -> None:
         """The files that follow each checkpoint: validation curve, per-step log, then checkpoint rotation."""
-        write_json(self.layout.val_curve_file(self.run, self.seed), val_curve)
+        ValCurve(points=[ValPoint(**p) for p in val_curve]).write(ValCurve.path(self.layout, self.run, self.seed))
         _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
         self._rotate()
 
@@ -435,29 +420,28 @@ class Trainer:
             self.p.tokenizer.save_pretrained(tmp)
             torch.save(
                 {"optimizer": optimizer.state_dict() if self.save_optimizer else None, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},
-                tmp / TRAINER_STATE,
+                self.layout.trainer_state_file(tmp),
             )
-            write_json(tmp / "manifest.json", self._manifest(step, losses, tmp))
+            self._manifest(step, losses, tmp).write(CheckpointManifest.path(tmp))
 
-    def _manifest(self, step: int, losses: dict, folder: Path) -> dict:
-        return {
-            "format_version": RUN_FORMAT_VERSION,
-            "run": self.run,
-            "method": self.method,
-            "plugin": self.plugin,
-            "params": self.params,
-            "seed": self.seed,
-            "step": step,
-            "total_steps": self.plan.total_steps,
-            "target_epoch": self.plan.target_epoch(step),
-            "tokens_seen": self.plan.tokens_seen(step),
-            "config_hash": self.cfg.config_hash(),
-            "run_key": self.run_key,
-            "git_commit": self.code_commit,
-            "val_loss": losses,
-            "weights_sha256": _sha256(folder / "model.safetensors"),
-            "created": datetime.now(timezone.utc).isoformat(),
-        }
+    def _manifest(self, step: int, losses: dict, folder: Path) -> CheckpointManifest:
+        return CheckpointManifest(
+            run=self.run,
+            method=self.method,
+            plugin=self.plugin,
+            params=self.params,
+            seed=self.seed,
+            step=step,
+            total_steps=self.plan.total_steps,
+            target_epoch=self.plan.target_epoch(step),
+            tokens_seen=self.plan.tokens_seen(step),
+            config_hash=self.cfg.config_hash(),
+            run_key=self.run_key,
+            git_commit=self.code_commit,
+            val_loss=losses,
+            weights_sha256=file_sha256(self.layout.weights_file(folder)),
+            created=datetime.now(timezone.utc).isoformat(),
+        )
 
     def _rotate(self) -> None:
         """Drop old checkpoints beyond `keep_checkpoints`, only after the new save is complete."""
@@ -487,14 +471,6 @@ def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):
     if kind == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup, total)
     return get_constant_schedule_with_warmup(optimizer, warmup)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
