@@ -285,7 +285,8 @@ CASES: dict[str, Case] = {
     "tokenizer without pad token": Case(_no_pad_model, r"tokenizer of '.*model' has no pad token; set model\.pad_token"),
     "corrupt checkpoint": Case(_corrupt_checkpoint, r"checkpoint .*checkpoint-\d+ is corrupt"),
     "run record of binary garbage": Case(_garbage_prepared_record, r"runs/prepared\.json cannot be read \(.*utf-8.*\); use another output\.runs_dir or delete the old runs"),
-    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json is not valid JSON \(.*utf-8"),
+    "leaderboard entries not UTF-8": Case(_garbage_leaderboard_entries, r"results/leaderboard_entries\.json cannot be read \(.*utf-8.*"
+                                                                        r"re-run `entrodrop-bench leaderboard build CONFIG`"),
     "run dir from an incompatible version": Case(_incompatible_run_dir, r"runs/prepared\.json was written in PreparedRecord format 999, this version of entrodrop-bench reads format 1: use another output\.runs_dir or delete the old runs"),
     "leaderboard violating the schema": Case(_bad_leaderboard, r"leaderboard\.json is not a valid leaderboard.*\$\.entries\[0\]"),
 }
