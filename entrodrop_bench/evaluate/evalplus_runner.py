@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from entrodrop_bench.atomic import write_bytes, write_json, write_text
+from entrodrop_bench.atomic import bytes_sha256, write_bytes, write_json, write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.evaluate.sandbox import Limits, run_sandboxed
 
@@ -213,7 +213,7 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     """
     from importlib.metadata import version
 
-    md5 = hashlib.md5(data).hexdigest()
+    md5 = hashlib.md5(data).hexdigest()  # evalplus's own cache key convention for a dataset file, not ours
     name = f"{dataset}-{md5}-evalplus{version('evalplus')}"
     entry, meta_file = (cache_dir / f"{name}.pkl", cache_dir / f"{name}.json") if cache_dir else (None, None)
     if entry is not None:
@@ -222,7 +222,7 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
             want = json.loads(meta)["sha256"] if meta else None
         except (ValueError, KeyError, TypeError):
             want = None
-        if blob is not None and want == hashlib.sha256(blob).hexdigest():
+        if blob is not None and want == bytes_sha256(blob):
             return blob, md5
         if blob is not None or meta is not None:
             log.warning("evalplus ground-truth cache %s does not match its recorded sha256: recomputing", entry)
@@ -237,7 +237,7 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     blob = base64.b64decode(out["pickle_b64"])
     if entry is not None:
         write_bytes(entry, blob)
-        write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": hashlib.sha256(blob).hexdigest(),
+        write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": bytes_sha256(blob),
                                "evalplus": version("evalplus")})
     return blob, md5
 
@@ -283,7 +283,7 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     result = run_sandboxed(cmd, limits=limits, inputs=inputs, env=_sandbox_env(dataset), allow_weak=allow_weak)
     summary = _validated(_result_line(result, "evaluation", work_dir / "evalplus.log"),
                          [p["task_id"] for p in problems], md5)
-    return {**summary, "isolation": result.isolation, "ground_truth_sha256": hashlib.sha256(truth).hexdigest()}
+    return {**summary, "isolation": result.isolation, "ground_truth_sha256": bytes_sha256(truth)}
 
 
 def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, *, work_dir: Path,

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from typing import Any
 
 from entrodrop_bench import __version__
 from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord
-from entrodrop_bench.atomic import write_json, write_text
+from entrodrop_bench.atomic import json_sha256, write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
@@ -82,7 +81,7 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
         "method": method,
         "config": mc.model_dump(mode="json"),
     }
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    digest = json_sha256(ident, length=12)
     backbone = config.model.name_or_path.replace("/", "--") + f"@{config.model.revision or 'default'}"
     return f"{config.preset}/{backbone}/{method}/{digest}"
 

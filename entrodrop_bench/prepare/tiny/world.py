@@ -11,7 +11,6 @@ The whole folder is built under a temp name and renamed into place, so a crash n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from entrodrop_bench.atomic import atomic_dir, write_json
+from entrodrop_bench.atomic import atomic_dir, json_sha256, write_json
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.prepare.tiny import benchmarks as bench
@@ -75,7 +74,7 @@ class TinyWorld:
 
 def world_hash(cfg: TinyWorldConfig) -> str:
     ident = {"cfg": cfg.model_dump(mode="json"), "generator_version": GENERATOR_VERSION}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return json_sha256(ident, length=16)
 
 
 def _is_built(world: TinyWorld, key: str) -> bool:
