@@ -28,7 +28,7 @@ from matplotlib.patches import Rectangle
 from entrodrop_bench.artifacts import SampleEntropy, ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
-from entrodrop_bench.paths import Layout
+from entrodrop_bench.paths import Layout, figure_file, figure_notes_file
 from entrodrop_bench.regularizer import Regularizer
 from entrodrop_bench.report.selection import read_selection
 from entrodrop_bench.report.tables import baseline_method, label, main_methods, proposed_method
@@ -48,7 +48,7 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     """PNG and PDF, each written atomically; the PDF without a creation date so reruns are identical."""
     paths = []
     for fmt, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
-        path = out_dir / f"{name}.{fmt}"
+        path = figure_file(out_dir, name, fmt)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
         paths.append(path)
@@ -296,7 +296,7 @@ def figure_2c(signals: TokenSignals, out_dir: Path, max_tokens: int = 400, width
     n_gated = sum(g for _, _, g in signals)
     ax.set_title(f"Fig. 2c: one target-domain sample by token entropy ({n_gated} of {len(signals)} tokens gated)")
     paths = save(fig, out_dir, "fig2c_token_entropy")
-    html_path = out_dir / "fig2c_token_entropy.html"
+    html_path = figure_file(out_dir, "fig2c_token_entropy", "html")
     write_text(html_path, _token_html(signals, norm, cmap, notes))
     return [*paths, html_path], notes
 
@@ -370,5 +370,6 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     else:
         notes.append(f"fig2c skipped: {layout.sample_entropy_file} not found (written by `prepare`)")
     text = "# Figure notes\n\n" + ("".join(f"- {n}\n" for n in notes) if notes else "Every figure was drawn from complete data.\n")
-    write_text(out / "NOTES.md", text)
-    return paths + [out / "NOTES.md"]
+    notes_file = figure_notes_file(out)
+    write_text(notes_file, text)
+    return paths + [notes_file]
