@@ -283,6 +283,7 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     retrain or re-evaluate everything. Values computed by the code before the hashes moved into atomic.py."""
     from entrodrop_bench.config import load_config, run_key
     from entrodrop_bench.evaluate.benchmarks import task_config_hash
+    from entrodrop_bench.evaluate.store import checkpoint_sha256
     from entrodrop_bench.prepare.entropy import key_from_parts
     from entrodrop_bench.prepare.tiny.world import world_hash
     from entrodrop_bench.report.leaderboard import entry_key
@@ -293,6 +294,12 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert file_sha256(tmp_path / "f") == bytes_sha256(b"entrodrop")
     assert json_sha256({"b": [1, 2.5, None], "a": "x"}, length=16) == "b649bb117135db06"
     assert key_from_parts({"kind": "entropy", "weights": "w", "seq_len": "64"}) == "entropy-c616f5c1465bc9364c2f148b"
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "trainer_state.pt").write_bytes(b"not hashed")
+    assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
     assert config.config_hash() == "5b268ec04158b5b1"
