@@ -306,11 +306,11 @@ class SampleEntropy(Artifact):
     """One target validation document as the base model sees it, for Figure 2c: its tokens, their entropy
     and which of them any token dropout may touch (the report draws the proposed method's gate over it).
 
-    On disk a JSON object without a format marker (format 1, what every version so far wrote)."""
+    On disk a JSON object without a format marker (format 1). Files of versions before `eligible` held `gated`
+    instead; they are refused, and re-running prepare rewrites them."""
 
     FORMAT: ClassVar[int] = 1
     STAGE: ClassVar[str] = "prepare CONFIG"
-    # Files of older versions held `gated` instead of `eligible`.
     REMEDY: ClassVar[str] = "re-run `entrodrop-bench {stage}` to rewrite it"
 
     tokens: list[str]

@@ -478,5 +478,3 @@ def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):
     if kind == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup, total)
     return get_constant_schedule_with_warmup(optimizer, warmup)
-
-
