@@ -9,9 +9,11 @@ being half-understood.
     prepared.json                                           PreparedRecord      prepare
     train/<run>/seed<k>/status.json                         RunStatus           train
     train/<run>/seed<k>/val_curve.json                      ValCurve            train
+    train/<run>/seed<k>/train_log.jsonl                     TrainLog            train
     train/<run>/seed<k>/checkpoint-<step>/manifest.json     CheckpointManifest  train
     store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json  EvalResult          evaluate
     store/.../checkpoint-<step>/work/checkpoint_hash.json   CheckpointHashMemo  evaluate
+    <results_dir>/sample_entropy.json                       SampleEntropy       prepare
     <results_dir>/selection.json                            Selection           select
     <results_dir>/leaderboard_entries.json                  LeaderboardEntries  leaderboard build
 
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
@@ -239,6 +241,105 @@ class ValCurve(Artifact):
 
     def last_step(self) -> int | None:
         return self.points[-1].step if self.points else None
+
+
+class TrainLogRecord(BaseModel):
+    """One optimizer step of a run; the method's own per-step values (`Regularizer.log_values`) ride along as
+    extra keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    step: int
+    """Optimizer steps done after this one (1 for the first)."""
+    loss: float
+    """Training loss of the step."""
+    lr: float
+    """Learning rate the step used."""
+    step_s: float
+    """Wall seconds the step took."""
+    tokens_per_s: float
+    """Tokens the step trained on per wall second."""
+
+
+class TrainLog(Artifact):
+    """The per-step training log of one run, every step since step 1 (steps before a resume included).
+
+    On disk JSON lines, one record per line and no format marker (format 1, what every version so far
+    wrote), so `read` and `write` are this model's own."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "train CONFIG"
+    REMEDY: ClassVar[str] = _RUN_REMEDY
+
+    records: list[TrainLogRecord] = Field(default_factory=list)
+    """The steps, oldest first."""
+
+    @classmethod
+    def path(cls, layout: Layout, run: str, seed: int) -> Path:
+        return layout.train_log_file(run, seed)
+
+    @classmethod
+    def read(cls, path: Path) -> TrainLog:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise ArtifactError(f"{path} does not exist: run `entrodrop-bench {cls.STAGE}` first") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{path} cannot be read ({exc}); {cls._remedy()}") from None
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ArtifactError(f"{path} line {number} is not valid JSON ({exc}); {cls._remedy()}") from None
+        return cls.from_data({"format_version": 1, "records": records}, path)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, "".join(json.dumps(r.model_dump()) + "\n" for r in self.records))
+
+    def last_step(self) -> int | None:
+        return self.records[-1].step if self.records else None
+
+
+class SampleEntropy(Artifact):
+    """One target validation document as the base model sees it, for Figure 2c: its tokens, their entropy
+    and which of them any token dropout may touch (the report draws the proposed method's gate over it).
+
+    On disk a JSON object without a format marker (format 1). Files of versions before `eligible` held `gated`
+    instead; they are refused, and re-running prepare rewrites them."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "prepare CONFIG"
+    REMEDY: ClassVar[str] = "re-run `entrodrop-bench {stage}` to rewrite it"
+
+    tokens: list[str]
+    """Each token of the document, decoded on its own."""
+    entropy: list[float | None]
+    """The base model's entropy at each token; null where it has none (the first token, special tokens)."""
+    eligible: list[bool]
+    """Whether token dropout may touch each token (finite entropy, not a special token)."""
+
+    @model_validator(mode="after")
+    def _same_length(self) -> SampleEntropy:
+        if not len(self.tokens) == len(self.entropy) == len(self.eligible):
+            raise ValueError(f"tokens ({len(self.tokens)}), entropy ({len(self.entropy)}) and eligible "
+                             f"({len(self.eligible)}) differ in length")
+        return self
+
+    @classmethod
+    def path(cls, layout: Layout) -> Path:
+        return layout.sample_entropy_file
+
+    @classmethod
+    def from_data(cls, data: Any, path: Path | str = "<data>") -> SampleEntropy:
+        if isinstance(data, dict) and "format_version" not in data:
+            data = {**data, "format_version": 1}
+        return super().from_data(data, path)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n")
 
 
 class CheckpointManifest(Artifact):

@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temp file in the same folder, fsync, then os.replace.
 
 A reader never sees a half-written file, and a crash mid-write leaves the previous version intact.
-Also the project's one content hash of a file (`file_sha256`).
+Also the project's one set of content hashes (`file_sha256`, `bytes_sha256`, `json_sha256`): every run key,
+config hash, cache key and task hash is one of these, so a digest on disk is computed the same way everywhere.
 """
 
 from __future__ import annotations
@@ -49,6 +50,21 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := fh.read(_HASH_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def bytes_sha256(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_sha256(obj: Any, *, length: int | None = None) -> str:
+    """Hex sha256 of `obj` as JSON with sorted keys (so dict order never matters), cut to `length` characters.
+
+    A value JSON cannot encode (a date a YAML parser made of a method's params) is hashed as its str, as run
+    keys always were; for plain JSON data this changes nothing, so every stored key keeps its value.
+    """
+    digest = bytes_sha256(json.dumps(obj, sort_keys=True, default=str).encode())
+    return digest if length is None else digest[:length]
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

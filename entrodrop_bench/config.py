@@ -10,9 +10,7 @@ check that needs the whole config is in `check_config`, which `load_config` runs
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, resolve_params
 from entrodrop_bench.validation import FieldProblem, validate_model
@@ -402,7 +401,7 @@ class ExperimentConfig(Section):
         return self
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        return json_sha256(self.model_dump(mode="json"), length=16)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -634,7 +633,7 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
         "seed": seed,
     }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_sha256(ident, length=16)
 
 
 def expand_grid(method: MethodConfig) -> list[dict[str, Any]]:

@@ -1,19 +1,22 @@
 """The one module that knows where things live on disk.
 
     <runs_dir>/                          (gitignored; config `output.runs_dir`)
-      world/                             tiny preset: corpora, tokenizer, base_model, benchmarks
+      world/                             tiny preset (`WorldPaths`): world.json, corpora/, benchmarks/,
+                                         tokenizer/, base_model/
       cache/entropy/<key>.safetensors    per-token signals of the frozen base model
       cache/data/<key>.safetensors       tokenized, split corpora
       cache/evalplus/                    evalplus ground truth
       train/<run>/seed<k>/               one training run (or a symlink to another experiment's identical
                                          run, `output.shared_runs_from`)
-        resolved_config.yaml, train_log.jsonl, val_curve.json, status.json
+        resolved_config.yaml, train_log.jsonl, val_curve.json, status.json, train.out (parallel runs' output)
         checkpoint-<step>/               HF folder (model.safetensors, ...) + manifest.json + trainer_state.pt
       store/<run>/seed<k>/checkpoint-<step>/<benchmark>.json   one eval result each
-      store/.../checkpoint-<step>/work/  checkpoint_hash.json, failures/<benchmark>.txt, lm-eval request caches,
-                                         evalplus samples
+      store/.../checkpoint-<step>/work/  checkpoint_hash.json, failures/<benchmark>.txt, and the harnesses'
+                                         records (`EvalWorkDir`): lm-eval task YAMLs, request caches and log,
+                                         evalplus and LiveCodeBench samples (`CodeEvalDir`)
     <results_dir>/                       (config `output.results_dir`)
-      selection.json, tables/, figures/, leaderboard_entries.json
+      selection.json, sample_entropy.json, leaderboard_entries.json
+      tables/<table>.md|.tex|.csv, figures/<figure>.png|.pdf|.html, figures/NOTES.md
     results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
 """
 
@@ -35,6 +38,121 @@ CACHE_SUFFIX = ".safetensors"  # every cache is one safetensors file (no pickle)
 def signals_cache_file(cache_dir: Path, key: str) -> Path:
     """A per-token signal cache in `cache_dir` (plugins get the folder as `PrepareContext.cache_dir`)."""
     return cache_dir / f"{key}{CACHE_SUFFIX}"
+
+
+def evalplus_ground_truth_files(cache_dir: Path, name: str) -> tuple[Path, Path]:
+    """(pickled expected outputs, their sha256 record) of one evalplus ground truth in `cache_dir`
+    (`Layout.evalplus_cache_dir`); `name` is evalplus's own key: dataset, md5 of the problems, evalplus version."""
+    return cache_dir / f"{name}.pkl", cache_dir / f"{name}.json"
+
+
+def figure_file(figures_dir: Path, name: str, fmt: str) -> Path:
+    """One rendering (`fmt`: png, pdf, html) of a figure in `figures_dir` (`Layout.figures_dir`)."""
+    return figures_dir / f"{name}.{fmt}"
+
+
+def figure_notes_file(figures_dir: Path) -> Path:
+    """Which figures were skipped or drawn from partial data, and why."""
+    return figures_dir / "NOTES.md"
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    """Paths inside a tiny world folder (`Layout.world_dir`, or the temp folder a world is built in)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def marker_file(self) -> Path:
+        """Config hash, generator version and build stats; written last, so it marks the world complete."""
+        return self.root / "world.json"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def base_model_dir(self) -> Path:
+        return self.root / "base_model"
+
+    @property
+    def base_model_config(self) -> Path:
+        """The HF config of the base model (its presence: the model was saved)."""
+        return self.base_model_dir / "config.json"
+
+    def corpus_file(self, source: str) -> Path:
+        return self.root / "corpora" / f"{source}.jsonl"
+
+    def benchmark_file(self, name: str) -> Path:
+        return self.root / "benchmarks" / f"{name}.jsonl"
+
+
+@dataclass(frozen=True)
+class CodeEvalDir:
+    """The record of one evalplus or LiveCodeBench evaluation of a checkpoint (`EvalWorkDir.evalplus_dir`,
+    `.livecodebench_dir`, or any folder a caller names): what went into the sandbox and what it said. No sandboxed program can write here."""
+
+    root: Path
+
+    @property
+    def samples_file(self) -> Path:
+        return self.root / "samples.jsonl"
+
+    @property
+    def dataset_file(self) -> Path:
+        """The problems evaluated (the dataset cut to `eval.limit`)."""
+        return self.root / "dataset.jsonl"
+
+    @property
+    def eval_dir(self) -> Path:
+        """Where evalplus's run records its samples and log (a `CodeEvalDir` of its own)."""
+        return self.root / "eval"
+
+    @property
+    def log_file(self) -> Path:
+        """evalplus's output when the evaluation failed."""
+        return self.root / "evalplus.log"
+
+    @property
+    def ground_truth_log(self) -> Path:
+        """evalplus's output when computing the ground truth failed."""
+        return self.root / "evalplus-ground-truth.log"
+
+
+@dataclass(frozen=True)
+class EvalWorkDir:
+    """One checkpoint's evaluation work folder (`Layout.eval_work_dir`): the harnesses' records and caches,
+    never a result (those are `Layout.result_file`)."""
+
+    root: Path
+
+    def lm_eval_task_dir(self, benchmark: str) -> Path:
+        """Where the generated lm-eval task YAML of a benchmark whose data is overridden goes."""
+        return self.root / "tasks" / benchmark
+
+    def lm_eval_task_yaml(self, benchmark: str) -> Path:
+        return self.lm_eval_task_dir(benchmark) / f"{benchmark}.yaml"
+
+    def lm_eval_cache(self, key: str) -> Path:
+        """lm-eval's request cache (`use_cache` prefix) of one checkpoint content hash."""
+        return self.root / "lm_cache" / key
+
+    @property
+    def lm_eval_log(self) -> Path:
+        """lm-eval's progress bars and warnings."""
+        return self.root / "lm_eval.log"
+
+    def evalplus_dir(self, benchmark: str) -> Path:
+        """The `CodeEvalDir` of one evalplus benchmark."""
+        return self.root / "evalplus" / benchmark
+
+    @property
+    def livecodebench_dir(self) -> Path:
+        """The `CodeEvalDir` of LiveCodeBench."""
+        return self.root / "livecodebench"
 
 
 # Checkout folders that hold the project itself: output written there would mix with the code.
@@ -112,6 +230,10 @@ class Layout:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.symlink_to(source.resolve(), target_is_directory=True)
         return path
+
+    def train_output_file(self, run_name: str, seed: int) -> Path:
+        """stdout and stderr of a run trained in its own process (`train.parallel_runs`)."""
+        return self.run_dir(run_name, seed) / "train.out"
 
     def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.run_dir(run_name, seed) / f"checkpoint-{step}"
@@ -233,6 +355,10 @@ class Layout:
     def tables_dir(self) -> Path:
         return self.results_dir / "tables"
 
+    def table_file(self, name: str, suffix: str) -> Path:
+        """One rendering (`suffix`: .md, .tex, .csv) of a table."""
+        return self.tables_dir / f"{name}{suffix}"
+
     @property
     def figures_dir(self) -> Path:
         return self.results_dir / "figures"
@@ -251,4 +377,11 @@ class Layout:
 
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
 LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
+
+
+def leaderboard_page(leaderboard: Path) -> Path:
+    """The HTML page of a leaderboard .json file, written beside it (results/leaderboard.html)."""
+    return leaderboard.with_suffix(".html")
+
+
 PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "report" / "paper_reference.json"

@@ -161,7 +161,7 @@ def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[s
 
     def launch(job: tuple[str, int]) -> tuple[str, str]:
         run, seed = job
-        log_file = layout.run_dir(run, seed) / "train.out"
+        log_file = layout.train_output_file(run, seed)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "entrodrop_bench.cli", "train", str(cfg_file), "--run", run, "--seed", str(seed), "--no-progress"]
         tic = time.perf_counter()

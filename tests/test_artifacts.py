@@ -1,5 +1,5 @@
-"""Inter-stage files: today's on-disk formats still read, other formats are refused with what to do, and no
-module outside paths.py spells an inter-stage file name."""
+"""Inter-stage files: today's on-disk formats still read, other formats are refused with what to do, no module
+outside paths.py spells an inter-stage file name or forms a result path, and the content hashes keep their values."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from entrodrop_bench.artifacts import (
     EvalResult,
     PreparedRecord,
     RunStatus,
+    SampleEntropy,
+    TrainLog,
     ValCurve,
 )
+from entrodrop_bench.atomic import bytes_sha256, file_sha256, json_sha256
 from entrodrop_bench.paths import Layout
 
 # Files exactly as the code before the artifact models wrote them (run folders on users' machines hold these).
@@ -100,6 +103,52 @@ def test_a_file_missing_a_field_is_refused_naming_the_field(tmp_path):
         CheckpointManifest.read(_file(tmp_path, data))
 
 
+def test_a_training_log_in_todays_format_reads_and_writes_back(tmp_path):
+    """train_log.jsonl has always been one JSON object per line, with the method's values as extra keys."""
+    lines = ['{"step": 1, "loss": 3.5, "lr": 0.001, "masked_fraction": 0.25, "step_s": 0.5, "tokens_per_s": 256.0}',
+             '{"step": 2, "loss": NaN, "lr": 0.0005, "masked_fraction": 0.5, "step_s": 0.25, "tokens_per_s": 512.0}']
+    path = tmp_path / "train_log.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    log = TrainLog.read(path)
+    assert [r.step for r in log.records] == [1, 2] and log.last_step() == 2 and math.isnan(log.records[1].loss)
+    assert log.records[0].model_dump()["masked_fraction"] == 0.25
+    log.write(tmp_path / "again.jsonl")
+    assert [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()][0] == json.loads(lines[0])
+    assert TrainLog.read(tmp_path / "again.jsonl").records[0] == log.records[0]
+
+
+def test_a_bad_training_log_is_refused_naming_the_file_and_line(tmp_path):
+    path = tmp_path / "train_log.jsonl"
+    path.write_text('{"step": 1, "loss": 3.5, "lr": 0.001, "step_s": 0.5, "tokens_per_s": 256.0}\n{"step": 2, "lo\n')
+    with pytest.raises(ArtifactError, match=r"train_log\.jsonl line 2 is not valid JSON .*re-run `entrodrop-bench train"):
+        TrainLog.read(path)
+    path.write_text('{"step": 1, "loss": 3.5, "lr": 0.001}\n')
+    with pytest.raises(ArtifactError, match=r"not a valid TrainLog file \(records\.0\.step_s: Field required"):
+        TrainLog.read(path)
+
+
+def test_a_sample_entropy_file_in_todays_format_reads_and_writes_back_the_same(tmp_path):
+    """sample_entropy.json has always been an object of three lists and no format marker; it stays one."""
+    data = {"tokens": ["a", " é", "\n"], "entropy": [None, 0.5, 1.25], "eligible": [False, True, True]}
+    path = tmp_path / "sample_entropy.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    sample = SampleEntropy.read(path)
+    assert sample.tokens == data["tokens"] and sample.entropy == data["entropy"]
+    sample.write(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == path.read_text()
+
+
+@pytest.mark.parametrize("data, problem", [
+    ({"tokens": ["a"], "entropy": [], "eligible": [True]}, r"tokens \(1\), entropy \(0\) and eligible \(1\) differ"),
+    ({"tokens": ["a"], "entropy": [0.5], "gated": [True]}, r"eligible: Field required"),  # a file of older versions
+])
+def test_a_bad_sample_entropy_file_is_refused_naming_the_problem_and_the_stage(tmp_path, data, problem):
+    path = tmp_path / "sample_entropy.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=problem + r".*re-run `entrodrop-bench prepare CONFIG`"):
+        SampleEntropy.read(path)
+
+
 def test_each_model_finds_its_file_through_the_layout(tmp_path):
     layout = Layout(tmp_path / "runs", tmp_path / "results")
     ckpt = layout.checkpoint_dir("plain", 0, 4)
@@ -109,6 +158,8 @@ def test_each_model_finds_its_file_through_the_layout(tmp_path):
     assert EvalResult.path(layout, "plain", 0, 4, "gsm8k") == layout.result_file("plain", 0, 4, "gsm8k")
     assert PreparedRecord.path(layout) == layout.prepared_file
     assert CheckpointHashMemo.path(layout, "plain", 0, 4).parent == layout.eval_work_dir("plain", 0, 4)
+    assert TrainLog.path(layout, "plain", 0) == layout.train_log_file("plain", 0)
+    assert SampleEntropy.path(layout) == layout.sample_entropy_file
 
 
 # --------------------------------------------------------------------------- file names live in paths.py only
@@ -153,3 +204,109 @@ def test_no_module_but_paths_spells_an_inter_stage_file_name():
                 continue
             offenders += [f"{path.relative_to(REPO)}:{line}: {text!r}" for line, text in _file_names_spelled(path.read_text())]
     assert not offenders, "file names belong in entrodrop_bench/paths.py (a Layout method):\n" + "\n".join(offenders)
+
+
+# --------------------------------------------------------------------------- result paths are formed in paths.py only
+# `<path> / "literal"` and `<path> / f"..."` outside paths.py, allowed only where the path is not one of this
+# project's results or caches (file:function; "<module>" for module level):
+NON_RESULT_PATHS = {
+    # the project's own lm-eval task definitions, checked in under tasks/ (inputs)
+    "entrodrop_bench/evaluate/benchmarks.py:local_task_yaml",
+    "entrodrop_bench/evaluate/benchmarks.py:task_config_hash",
+    # task YAMLs inside the installed lm-eval package
+    "entrodrop_bench/evaluate/benchmarks.py:builtin_task_yaml",
+    # LiveCodeBench's few-shot examples beside the user's dataset file (an input)
+    "entrodrop_bench/evaluate/livecodebench.py:load_exemplars",
+    # NLTK's data folder and its punkt_tab layout
+    "entrodrop_bench/evaluate/nltk_data.py:default_root",
+    "entrodrop_bench/evaluate/nltk_data.py:punkt_tab_dir",
+    # the sandbox's private temporary root, removed after each program
+    "entrodrop_bench/evaluate/sandbox.py:_Staging.host_dirs",
+    "entrodrop_bench/evaluate/sandbox.py:run_sandboxed",
+    # the checked-in GPU measurement the planner reads, and a model folder's config.json (inputs)
+    "entrodrop_bench/plan.py:<module>",
+    "entrodrop_bench/plan.py:backbone",
+    # the Hugging Face token file and hub/datasets caches
+    "entrodrop_bench/sources.py:hub_token",
+    "entrodrop_bench/sources.py:in_local_cache",
+}
+
+
+def _path_joins(source: str) -> list[tuple[int, str, str]]:
+    """(line, enclosing function's qualified name, expression) of every `x / "literal"` and `x / f"..."`."""
+    found = []
+
+    def visit(node: ast.AST, scope: list[str]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            scope = [*scope, node.name]
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+                and (isinstance(node.right, ast.JoinedStr)
+                     or isinstance(node.right, ast.Constant) and isinstance(node.right.value, str))):
+            found.append((node.lineno, ".".join(scope) or "<module>", ast.unparse(node)))
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope)
+
+    visit(ast.parse(source), [])
+    return sorted(found)
+
+
+def _all_path_joins() -> dict[str, list[str]]:
+    """file:function -> the path expressions it forms, over entrodrop_bench/ and baselines/ but paths.py."""
+    joins: dict[str, list[str]] = {}
+    for root in ("entrodrop_bench", "baselines"):
+        for path in sorted((REPO / root).rglob("*.py")):
+            if path == REPO / "entrodrop_bench" / "paths.py":
+                continue
+            for line, scope, text in _path_joins(path.read_text()):
+                joins.setdefault(f"{path.relative_to(REPO)}:{scope}", []).append(f"line {line}: {text}")
+    return joins
+
+
+def test_the_path_checker_sees_joins_with_literals_in_their_function():
+    source = ('A = ROOT / "x"\nclass C:\n    def f(self, d):\n        return d / f"{self.n}.json", d / name, 3 / 2\n'
+              'def g(d):\n    return (d / "a") / "b"\n')
+    assert [(line, scope) for line, scope, _ in _path_joins(source)] == [(1, "<module>"), (4, "C.f"), (6, "g"), (6, "g")]
+
+
+def test_no_module_but_paths_forms_a_result_path():
+    joins = _all_path_joins()
+    offenders = [f"{where}: {text}" for where, texts in joins.items() if where not in NON_RESULT_PATHS for text in texts]
+    assert not offenders, ("result paths belong in entrodrop_bench/paths.py (a Layout method or a path class "
+                           "there); a path that is no result goes in NON_RESULT_PATHS with why:\n" + "\n".join(offenders))
+    stale = sorted(NON_RESULT_PATHS - set(joins))
+    assert not stale, f"NON_RESULT_PATHS names functions that form no path any more: {stale}"
+
+
+# --------------------------------------------------------------------------- one set of content hashes
+def test_the_content_hashes_keep_their_values(tmp_path):
+    """Run keys, config hashes, world keys, cache keys and task hashes are stored on disk: a changed digest would
+    retrain or re-evaluate everything. Values computed by the code before the hashes moved into atomic.py."""
+    from entrodrop_bench.config import load_config, run_key
+    from entrodrop_bench.evaluate.benchmarks import task_config_hash
+    from entrodrop_bench.evaluate.store import checkpoint_sha256
+    from entrodrop_bench.prepare.entropy import key_from_parts
+    from entrodrop_bench.prepare.tiny.world import world_hash
+    from entrodrop_bench.report.leaderboard import entry_key
+    from entrodrop_bench.report.selection import _config_digest
+
+    assert bytes_sha256(b"entrodrop") == "8d18496a665a75817095c325acfa273c63e421641d1843e7e0c615928ac03e5a"
+    (tmp_path / "f").write_bytes(b"entrodrop")
+    assert file_sha256(tmp_path / "f") == bytes_sha256(b"entrodrop")
+    assert json_sha256({"b": [1, 2.5, None], "a": "x"}, length=16) == "b649bb117135db06"
+    assert key_from_parts({"kind": "entropy", "weights": "w", "seq_len": "64"}) == "entropy-c616f5c1465bc9364c2f148b"
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / "trainer_state.pt").write_bytes(b"not hashed")
+    assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
+    # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    assert config.config_hash() == "5b268ec04158b5b1"
+    assert run_key(config, "entrodrop", 0) == "9632324d0d35e117"
+    assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "5a0d26b1e428cd5e"
+    assert world_hash(config.tiny) == "c9c8eff5ea845e64"
+    assert _config_digest(config) == "c510d1d04b3d03623a77b8f63c00edc80a19a8e7570f75152441354b236bdc15"
+    assert entry_key(config, "entrodrop") == "tiny/tiny@default/entrodrop/86cf2155804c"
+    # ... and this one tasks/tiny_math.yaml and tasks/utils.py.
+    assert task_config_hash("tiny_math", None, limit=4, num_fewshot=0, max_gen_toks=64) == ("1811956fce52fdb7", "1.0")

@@ -19,12 +19,10 @@ exact_match,none / exact_match,flexible-extract that it reports.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 
-from entrodrop_bench.atomic import file_sha256
+from entrodrop_bench.atomic import bytes_sha256, file_sha256, json_sha256
 from entrodrop_bench.errors import ConfigError, DataError
 from entrodrop_bench.paths import TASKS_DIR
 
@@ -157,10 +155,6 @@ def effective_max_gen_toks(benchmark: str, default: int) -> int:
     return declared_max_gen_toks(benchmark) or default
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, num_fewshot: int | None,
                      max_gen_toks: int) -> tuple[str, str]:
     """(hash, version) of everything that defines a benchmark's task: definition files, data, settings.
@@ -174,14 +168,14 @@ def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, nu
     version = "1"
     local = local_task_yaml(benchmark)
     if local is not None:
-        parts["yaml"] = _sha(local.read_bytes())
-        parts["utils"] = _sha((TASKS_DIR / "utils.py").read_bytes())
+        parts["yaml"] = bytes_sha256(local.read_bytes())
+        parts["utils"] = bytes_sha256((TASKS_DIR / "utils.py").read_bytes())
         version = _yaml_version(local.read_text())
     elif parts["harness"] == "lm-eval":
         builtin = builtin_task_yaml(benchmark)
         parts["lm_eval"] = lm_eval.__version__
         if builtin is not None:
-            parts["yaml"] = _sha(builtin.read_bytes())
+            parts["yaml"] = bytes_sha256(builtin.read_bytes())
             version = _yaml_version(builtin.read_text())
     else:
         import evalplus
@@ -191,10 +185,10 @@ def task_config_hash(benchmark: str, data: Path | None, *, limit: int | None, nu
         if benchmark in LIVECODEBENCH and data is not None:
             from entrodrop_bench.evaluate.livecodebench import load_exemplars
 
-            parts["exemplars"] = _sha(json.dumps(load_exemplars(data)[0], sort_keys=True).encode())
+            parts["exemplars"] = json_sha256(load_exemplars(data)[0])
     if data is not None:
         parts["data"] = file_sha256(data)
-    return _sha(json.dumps(parts, sort_keys=True).encode())[:16], version
+    return json_sha256(parts, length=16), version
 
 
 def _yaml_version(text: str) -> str:

@@ -32,9 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from entrodrop_bench.atomic import write_bytes, write_json, write_text
+from entrodrop_bench.atomic import bytes_sha256, write_bytes, write_json, write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.evaluate.sandbox import Limits, run_sandboxed
+from entrodrop_bench.paths import CodeEvalDir, evalplus_ground_truth_files
 
 log = logging.getLogger(__name__)
 
@@ -213,16 +214,16 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     """
     from importlib.metadata import version
 
-    md5 = hashlib.md5(data).hexdigest()
+    md5 = hashlib.md5(data).hexdigest()  # evalplus's own cache key convention for a dataset file, not ours
     name = f"{dataset}-{md5}-evalplus{version('evalplus')}"
-    entry, meta_file = (cache_dir / f"{name}.pkl", cache_dir / f"{name}.json") if cache_dir else (None, None)
+    entry, meta_file = evalplus_ground_truth_files(cache_dir, name) if cache_dir else (None, None)
     if entry is not None:
         blob, meta = _read_regular(entry), _read_regular(meta_file, 1 << 16)
         try:
             want = json.loads(meta)["sha256"] if meta else None
         except (ValueError, KeyError, TypeError):
             want = None
-        if blob is not None and want == hashlib.sha256(blob).hexdigest():
+        if blob is not None and want == bytes_sha256(blob):
             return blob, md5
         if blob is not None or meta is not None:
             log.warning("evalplus ground-truth cache %s does not match its recorded sha256: recomputing", entry)
@@ -231,13 +232,13 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     result = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "gt", dataset], limits=limits,
                            inputs={"problems.jsonl": data, "evalplus_child.py": CHILD.read_bytes()},
                            env=_sandbox_env(dataset), allow_weak=allow_weak, output_limit=1 << 30)
-    out = _result_line(result, "ground truth", log_dir / "evalplus-ground-truth.log")
+    out = _result_line(result, "ground truth", CodeEvalDir(log_dir).ground_truth_log)
     if out.get("hash") != md5:
         raise RuntimeError(f"evalplus hashed the dataset as {out.get('hash')}, expected {md5}")
     blob = base64.b64decode(out["pickle_b64"])
     if entry is not None:
         write_bytes(entry, blob)
-        write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": hashlib.sha256(blob).hexdigest(),
+        write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": bytes_sha256(blob),
                                "evalplus": version("evalplus")})
     return blob, md5
 
@@ -269,7 +270,8 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     problems = read_problems(dataset_file)
     data = "".join(json.dumps(p) + "\n" for p in problems).encode()
     samples_bytes = "".join(json.dumps(s) + "\n" for s in samples).encode()
-    write_bytes(work_dir / "samples.jsonl", samples_bytes)
+    record = CodeEvalDir(work_dir)
+    write_bytes(record.samples_file, samples_bytes)
     truth, md5 = ground_truth(data, dataset, cache_dir, log_dir=work_dir, allow_weak=allow_weak)
     parallel = parallel or os.cpu_count() or 1
     wall = 120 + 4.0 * len(problems)
@@ -281,9 +283,9 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     cmd = [sys.executable, "-I", "{in}/evalplus_child.py", "eval", dataset, "{in}", str(parallel),
            str(min_time_limit), md5]
     result = run_sandboxed(cmd, limits=limits, inputs=inputs, env=_sandbox_env(dataset), allow_weak=allow_weak)
-    summary = _validated(_result_line(result, "evaluation", work_dir / "evalplus.log"),
+    summary = _validated(_result_line(result, "evaluation", record.log_file),
                          [p["task_id"] for p in problems], md5)
-    return {**summary, "isolation": result.isolation, "ground_truth_sha256": hashlib.sha256(truth).hexdigest()}
+    return {**summary, "isolation": result.isolation, "ground_truth_sha256": bytes_sha256(truth)}
 
 
 def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, *, work_dir: Path,
@@ -294,12 +296,13 @@ def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, 
         raise DataError(f"{benchmark}: evalplus runs offline here and needs a local dataset file: set "
                         f"eval.data_overrides.{benchmark} to an evalplus-schema .jsonl(.gz)")
     problems = read_problems(data)[: limit or None]
-    subset = work_dir / "dataset.jsonl"
+    record = CodeEvalDir(work_dir)
+    subset = record.dataset_file
     write_text(subset, "".join(json.dumps(p) + "\n" for p in problems))
     completions = generate(model, tokenizer, [p["prompt"] for p in problems], batch_size=batch_size,
                            max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
     samples = make_samples(problems, completions)
     dataset = "mbpp" if benchmark == "mbpp" else "humaneval"
-    summary = evaluate_samples(subset, samples, work_dir / "eval", dataset=dataset, cache_dir=cache_dir,
+    summary = evaluate_samples(subset, samples, record.eval_dir, dataset=dataset, cache_dir=cache_dir,
                                allow_weak=allow_weak)
     return summary

@@ -45,6 +45,7 @@ from typing import Any
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.evaluate.sandbox import Limits, run_python
+from entrodrop_bench.paths import CodeEvalDir
 
 DATASET_ID = "livecodebench/code_generation_lite"
 RELEASE = "release_v1"
@@ -225,6 +226,6 @@ def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir
                            max_new_tokens=max_gen_toks, stop=STOP)
     codes = [extract_code(p, c) for p, c in zip(problems, completions)]
     work_dir.mkdir(parents=True, exist_ok=True)
-    write_text(work_dir / "samples.jsonl", "".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
+    write_text(CodeEvalDir(work_dir).samples_file, "".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"
                                                     for p, c in zip(problems, codes)))
     return {**score_solutions(problems, codes, allow_weak=allow_weak), "isolation": level, "lcb_exemplar": source}

@@ -28,7 +28,7 @@ import yaml
 
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.evaluate.benchmarks import GROUP_TASKS, builtin_task_yaml, local_task_yaml
-from entrodrop_bench.paths import TASKS_DIR
+from entrodrop_bench.paths import TASKS_DIR, EvalWorkDir
 
 log = logging.getLogger(__name__)
 _SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
@@ -74,10 +74,11 @@ def _local_splits(splits: dict[str, str], data: Path) -> dict:
     return {**keys, "dataset_kwargs": {"data_files": files}}
 
 
-def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bool]:
-    """(task name to request, whether built-in tasks must be indexed). Writes the override YAML if needed."""
+def task_spec(benchmark: str, data: Path | None, gen_yaml: Path) -> tuple[str, bool]:
+    """(task name to request, whether built-in tasks must be indexed). Writes the override YAML `gen_yaml` if
+    needed."""
     local = local_task_yaml(benchmark)
-    (gen_dir / f"{benchmark}.yaml").unlink(missing_ok=True)  # from an earlier run with another data file
+    gen_yaml.unlink(missing_ok=True)  # from an earlier run with another data file
     if data is None:
         return benchmark, local is None
     if benchmark in GROUP_TASKS:
@@ -95,8 +96,8 @@ def task_spec(benchmark: str, data: Path | None, gen_dir: Path) -> tuple[str, bo
         "dataset_name": None,
         **_local_splits(_splits(source), data.resolve()),
     }
-    gen_dir.mkdir(parents=True, exist_ok=True)
-    (gen_dir / f"{benchmark}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    gen_yaml.parent.mkdir(parents=True, exist_ok=True)
+    gen_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
     return benchmark, False
 
 
@@ -124,17 +125,18 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
         from entrodrop_bench.evaluate.nltk_data import ensure_punkt_tab
 
         ensure_punkt_tab()
-    gen_dir = work_dir / "tasks" / benchmark
-    name, need_defaults = task_spec(benchmark, data, gen_dir)
+    work = EvalWorkDir(work_dir)
+    gen_yaml = work.lm_eval_task_yaml(benchmark)
+    name, need_defaults = task_spec(benchmark, data, gen_yaml)
     # A generated YAML `include:`s its source by absolute path, so tasks/ is indexed only when not overridden
     # (indexing both would register the task twice).
-    include = [str(gen_dir)] if (gen_dir / f"{benchmark}.yaml").is_file() else [str(TASKS_DIR)]
+    include = [str(gen_yaml.parent)] if gen_yaml.is_file() else [str(TASKS_DIR)]
     manager = TaskManager(include_path=include, include_defaults=need_defaults)
-    cache = work_dir / "lm_cache" / cache_key
+    cache = work.lm_eval_cache(cache_key)
     cache.parent.mkdir(parents=True, exist_ok=True)
     # lm-eval's per-request progress bars would bury the harness's one bar over (checkpoint, benchmark)
     # pairs; they and its warnings go to a log beside the checkpoint's cache instead.
-    with open(work_dir / "lm_eval.log", "a") as log, contextlib.redirect_stderr(log):
+    with open(work.lm_eval_log, "a") as log, contextlib.redirect_stderr(log):
         out = simple_evaluate(
             model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
             use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,

@@ -45,7 +45,7 @@ from entrodrop_bench.evaluate.store import (
     read_result,
     write_result,
 )
-from entrodrop_bench.paths import Layout
+from entrodrop_bench.paths import EvalWorkDir, Layout
 
 __all__ = ["evaluate_experiment", "evaluate_checkpoint", "pending_pairs"]
 log = logging.getLogger(__name__)
@@ -133,13 +133,13 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     if harness == "evalplus":
         from entrodrop_bench.evaluate.evalplus_runner import run_evalplus
 
-        out = run_evalplus(model, tok, benchmark, data, work_dir=work / "evalplus" / benchmark,
+        out = run_evalplus(model, tok, benchmark, data, work_dir=EvalWorkDir(work).evalplus_dir(benchmark),
                            batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir,
                            allow_weak=ev.allow_weak_isolation)
     else:
         from entrodrop_bench.evaluate.livecodebench import run_livecodebench
 
-        out = run_livecodebench(model, tok, data, work_dir=work / "livecodebench", batch_size=ev.batch_size,
+        out = run_livecodebench(model, tok, data, work_dir=EvalWorkDir(work).livecodebench_dir, batch_size=ev.batch_size,
                                 limit=ev.limit, max_gen_toks=max_gen_toks, allow_weak=ev.allow_weak_isolation)
     metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
     extra = {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"),

@@ -10,13 +10,12 @@ caches, samples and failure notes live in its `work/` subfolder.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
 from entrodrop_bench.artifacts import ArtifactError, CheckpointHashMemo, EvalResult, stored_results
-from entrodrop_bench.atomic import file_sha256
+from entrodrop_bench.atomic import bytes_sha256, file_sha256
 from entrodrop_bench.paths import Layout
 
 
@@ -42,10 +41,7 @@ def checkpoint_sha256(checkpoint_dir: Path, memo: Path | None = None) -> str:
             cached = None  # only a cache: recomputing it is the repair
         if cached is not None and cached.files == stamp:
             return cached.sha256
-    h = hashlib.sha256()
-    for p in files:
-        h.update(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n")
-    digest = h.hexdigest()
+    digest = bytes_sha256(b"".join(p.name.encode() + b"\0" + file_sha256(p).encode() + b"\n" for p in files))
     if memo is not None:
         CheckpointHashMemo(files=stamp, sha256=digest).write(memo)
     return digest

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from entrodrop_bench.atomic import bytes_sha256, json_sha256
 from entrodrop_bench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     else:
         text = json.dumps(sorted(tokenizer.get_vocab().items()))
     specials = json.dumps(sorted(getattr(tokenizer, "all_special_ids", []) or []))
-    return hashlib.sha256((text + specials).encode()).hexdigest()
+    return bytes_sha256((text + specials).encode())
 
 
 def corpus_fingerprint(docs: Sequence[Sequence[int]]) -> str:
@@ -278,7 +279,7 @@ def signals_key_parts(
 
 def key_from_parts(parts: dict[str, str]) -> str:
     """Short, file-name-safe cache key: `<kind>-<sha256 prefix of the parts>`."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    digest = json_sha256(parts, length=24)
     return f"{parts.get('kind', 'signal')}-{digest}"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from entrodrop_bench.artifacts import SampleEntropy
 from entrodrop_bench.prepare.data import TokenizedCorpus
 from entrodrop_bench.prepare.stage import Prepared
 
@@ -41,18 +42,13 @@ def warm_caches(prepared: Prepared) -> None:
 def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:
     """One validation document's tokens, base-model entropy and which tokens any token dropout may touch, for
     Figure 2c (the report draws the proposed method's own gate over it: `Regularizer.token_gates`)."""
-    from entrodrop_bench.atomic import write_json
-
     values, offsets = base_model_signals(prepared, prepared.target_val, model=model)
     doc = prepared.target_val.doc(0)
     sig = values[offsets[0] : offsets[1]]
     eligible = np.isfinite(sig) & ~np.isin(doc, list(prepared.special_ids))
     tokens = [prepared.tokenizer.decode([int(t)]) for t in doc]
-    write_json(
-        prepared.layout.sample_entropy_file,
-        {
-            "tokens": tokens,
-            "entropy": [None if not np.isfinite(v) else float(v) for v in sig],
-            "eligible": [bool(e) for e in eligible],
-        },
-    )
+    SampleEntropy(
+        tokens=tokens,
+        entropy=[None if not np.isfinite(v) else float(v) for v in sig],
+        eligible=[bool(e) for e in eligible],
+    ).write(SampleEntropy.path(prepared.layout))

@@ -6,7 +6,6 @@ base model's per-token entropies of the validation set (for the Figure 1c/4 loss
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import torch
 import yaml
 
 from entrodrop_bench.artifacts import CorpusRecord, PreparedRecord
-from entrodrop_bench.atomic import file_sha256, write_text
+from entrodrop_bench.atomic import bytes_sha256, file_sha256, json_sha256, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
 from entrodrop_bench.distributed import process_rank
 from entrodrop_bench.errors import DataError, UserError
@@ -137,14 +136,14 @@ def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
 def tokenizer_hash(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return bytes_sha256(text.encode())[:16]
 
 
 def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
     ident = {"corpus": corpus.model_dump(), "tokenizer": tok_hash, "limit": limit}
     if world_file is not None:
         ident["world_file"] = file_sha256(world_file)
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return json_sha256(ident, length=16)
 
 
 def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Layout, world, *, max_tokens: int | None = None,

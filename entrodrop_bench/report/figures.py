@@ -13,7 +13,6 @@ figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no
 
 from __future__ import annotations
 
-import json
 import math
 from html import escape
 from pathlib import Path
@@ -26,11 +25,10 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from entrodrop_bench.artifacts import ValCurve, ValPoint
+from entrodrop_bench.artifacts import SampleEntropy, ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
-from entrodrop_bench.errors import DataError
-from entrodrop_bench.paths import Layout
+from entrodrop_bench.paths import Layout, figure_file, figure_notes_file
 from entrodrop_bench.regularizer import Regularizer
 from entrodrop_bench.report.selection import read_selection
 from entrodrop_bench.report.tables import baseline_method, label, main_methods, proposed_method
@@ -50,7 +48,7 @@ def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     """PNG and PDF, each written atomically; the PDF without a creation date so reruns are identical."""
     paths = []
     for fmt, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None})):
-        path = out_dir / f"{name}.{fmt}"
+        path = figure_file(out_dir, name, fmt)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=150, metadata=meta)
         paths.append(path)
@@ -247,18 +245,11 @@ def load_token_signals(path: Path, plugin: Regularizer | None) -> TokenSignals:
     """(token, entropy, gated) triples from sample_entropy.json (written by `prepare`): a null entropy (special
     or first token) becomes NaN; `gated` is `plugin.token_gates` over the document (all False without a plugin
     or a gate)."""
-    try:
-        data = json.loads(Path(path).read_text())
-        tokens, entropy, eligible = data["tokens"], data["entropy"], data["eligible"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: expected JSON with equal-length lists tokens, entropy, eligible ({exc}); "
-                        "`entrodrop-bench prepare` rewrites it (files of older versions held `gated` instead)") from None
-    if not (len(tokens) == len(entropy) == len(eligible)):
-        raise DataError(f"{path}: tokens ({len(tokens)}), entropy ({len(entropy)}) and eligible ({len(eligible)}) differ in length")
-    values = np.array([math.nan if e is None else float(e) for e in entropy])
-    gates = plugin.token_gates(values, np.array([0, len(values)]), np.array(eligible, dtype=bool)) if plugin else None
+    sample = SampleEntropy.read(Path(path))
+    values = np.array([math.nan if e is None else e for e in sample.entropy])
+    gates = plugin.token_gates(values, np.array([0, len(values)]), np.array(sample.eligible, dtype=bool)) if plugin else None
     gated = [False] * len(values) if gates is None else [bool(g) for g in gates]
-    return [(str(t), v, g) for t, v, g in zip(tokens, values.tolist(), gated)]
+    return [(t, v, g) for t, v, g in zip(sample.tokens, values.tolist(), gated)]
 
 
 def _visible(token: str) -> str:
@@ -305,7 +296,7 @@ def figure_2c(signals: TokenSignals, out_dir: Path, max_tokens: int = 400, width
     n_gated = sum(g for _, _, g in signals)
     ax.set_title(f"Fig. 2c: one target-domain sample by token entropy ({n_gated} of {len(signals)} tokens gated)")
     paths = save(fig, out_dir, "fig2c_token_entropy")
-    html_path = out_dir / "fig2c_token_entropy.html"
+    html_path = figure_file(out_dir, "fig2c_token_entropy", "html")
     write_text(html_path, _token_html(signals, norm, cmap, notes))
     return [*paths, html_path], notes
 
@@ -379,5 +370,6 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     else:
         notes.append(f"fig2c skipped: {layout.sample_entropy_file} not found (written by `prepare`)")
     text = "# Figure notes\n\n" + ("".join(f"- {n}\n" for n in notes) if notes else "Every figure was drawn from complete data.\n")
-    write_text(out / "NOTES.md", text)
-    return paths + [out / "NOTES.md"]
+    notes_file = figure_notes_file(out)
+    write_text(notes_file, text)
+    return paths + [notes_file]

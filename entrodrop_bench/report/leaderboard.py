@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -20,10 +19,10 @@ from typing import Any
 
 from entrodrop_bench import __version__
 from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord
-from entrodrop_bench.atomic import write_json, write_text
+from entrodrop_bench.atomic import json_sha256, write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import DataError, UserError
-from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout
+from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, leaderboard_page
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.report.leaderboard_html import render
 from entrodrop_bench.report.selection import load_store, read_selection
@@ -82,7 +81,7 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
         "method": method,
         "config": mc.model_dump(mode="json"),
     }
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    digest = json_sha256(ident, length=12)
     backbone = config.model.name_or_path.replace("/", "--") + f"@{config.model.revision or 'default'}"
     return f"{config.preset}/{backbone}/{method}/{digest}"
 
@@ -221,7 +220,7 @@ def _check_target(leaderboard: Path) -> None:
 
     if leaderboard.suffix != ".json":
         raise UserError(f"--into: {str(leaderboard)!r} must name a .json file (its HTML page is written beside it, "
-                        f"as {leaderboard.with_suffix('.html').name})")
+                        f"as {leaderboard_page(leaderboard).name})")
     if leaderboard.is_dir():
         raise UserError(f"--into: {str(leaderboard)!r} is a folder; expected a .json file")
     folder = leaderboard.resolve().parent
@@ -257,4 +256,4 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
         raise DataError(f"publishing {source} would make an invalid leaderboard; nothing was written:\n  " + "\n  ".join(problems))
     if changed:
         write_json(leaderboard, document)
-    write_text(leaderboard.with_suffix(".html"), render(document))
+    write_text(leaderboard_page(leaderboard), render(document))

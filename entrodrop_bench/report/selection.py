@@ -22,8 +22,6 @@ from has changed, instead of silently reporting an old selection.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from entrodrop_bench.artifacts import (
     ValPoint,
     stored_results,
 )
-from entrodrop_bench.atomic import file_sha256
+from entrodrop_bench.atomic import file_sha256, json_sha256
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
@@ -339,7 +337,7 @@ def _config_digest(config: ExperimentConfig) -> str:
         "seeds": list(config.train.seeds),
         "methods": [[name, mc.model_dump(mode="json")] for name, mc in config.methods.items()],
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return json_sha256(settings)
 
 
 def selection_inputs(config: ExperimentConfig, layout: Layout) -> SelectionInputs:

@@ -414,7 +414,7 @@ def write_tables(config: ExperimentConfig, layout: Layout) -> list[Path]:
     paths = []
     for t in build_tables(config, selection):
         for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):
-            path = layout.tables_dir / f"{t.name}{suffix}"
+            path = layout.table_file(t.name, suffix)
             write_text(path, render(t))
             paths.append(path)
     return paths

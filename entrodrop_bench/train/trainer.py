@@ -16,7 +16,6 @@ loss never materializes a large micro-batch's full logits (entrodrop_bench/train
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -31,7 +30,15 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve, ValPoint
+from entrodrop_bench.artifacts import (
+    ArtifactError,
+    CheckpointManifest,
+    RunStatus,
+    TrainLog,
+    TrainLogRecord,
+    ValCurve,
+    ValPoint,
+)
 from entrodrop_bench.atomic import atomic_dir, file_sha256, remove_partials, write_text
 from entrodrop_bench.config import run_key
 from entrodrop_bench.errors import TrainingDiverged, UserError
@@ -182,10 +189,10 @@ def run_is_complete(layout, run: str, seed: int) -> bool:
     if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
         return False
     try:
-        lines = layout.train_log_file(run, seed).read_text().splitlines()
-        return len(lines) == total and json.loads(lines[-1]).get("step") == total
-    except (OSError, ValueError, IndexError, AttributeError):
+        log = TrainLog.read(TrainLog.path(layout, run, seed))
+    except ArtifactError:
         return False
+    return len(log.records) == total and log.last_step() == total
 
 
 class Trainer:
@@ -411,7 +418,7 @@ class Trainer:
     def _write_logs(self, log: list[dict], val_curve: list[dict]) -> None:
         """The files that follow each checkpoint: validation curve, per-step log, then checkpoint rotation."""
         ValCurve(points=[ValPoint(**p) for p in val_curve]).write(ValCurve.path(self.layout, self.run, self.seed))
-        _write_jsonl(self.layout.train_log_file(self.run, self.seed), log)
+        TrainLog(records=[TrainLogRecord(**r) for r in log]).write(TrainLog.path(self.layout, self.run, self.seed))
         self._rotate()
 
     def _write_checkpoint(self, path: Path, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
@@ -471,7 +478,3 @@ def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):
     if kind == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup, total)
     return get_constant_schedule_with_warmup(optimizer, warmup)
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -6,22 +6,21 @@
     <root>/tokenizer/                      PreTrainedTokenizerFast
     <root>/base_model/                     Qwen3ForCausalLM (safetensors) + tokenizer
 
-The whole folder is built under a temp name and renamed into place, so a crash never leaves half a world.
+Paths inside it come from `paths.WorldPaths`. The whole folder is built under a temp name and renamed into place, so a crash never leaves half a world.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from entrodrop_bench.atomic import atomic_dir, write_json
+from entrodrop_bench.atomic import atomic_dir, json_sha256, write_json
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
+from entrodrop_bench.paths import WorldPaths
 from entrodrop_bench.prepare.tiny import benchmarks as bench
 from entrodrop_bench.prepare.tiny.corpora import (
     code_function,
@@ -35,47 +34,28 @@ from entrodrop_bench.prepare.tiny.corpora import (
 # Bump whenever a generator changes what it writes: worlds built by an older version are rebuilt.
 GENERATOR_VERSION = 2
 SOURCES = ("tiny_math", "tiny_code", "tiny_general")
-MARKER = "world.json"
 # The base model sees the format mostly on 1-step problems; the target corpus is mostly multi-step.
 PRETRAIN_MATH_STEP_WEIGHTS = {1: 0.6, 2: 0.4}
 TOKENIZER_GENERAL_DOCS = 5000
 
 
-@dataclass(frozen=True)
-class TinyWorld:
-    """Paths into a built tiny world."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return self.root / "tokenizer"
-
-    @property
-    def base_model_dir(self) -> Path:
-        return self.root / "base_model"
+class TinyWorld(WorldPaths):
+    """Paths into a tiny world (`paths.WorldPaths`), refusing corpora and benchmarks the world does not have."""
 
     def corpus_file(self, source: str) -> Path:
         if source not in SOURCES:
             raise DataError(f"tiny corpus {source!r} does not exist (expected one of {', '.join(SOURCES)})")
-        return self.root / "corpora" / f"{source}.jsonl"
+        return super().corpus_file(source)
 
     def benchmark_file(self, name: str) -> Path:
         if name not in SOURCES:
             raise DataError(f"tiny benchmark {name!r} does not exist (expected one of {', '.join(SOURCES)})")
-        return self.root / "benchmarks" / f"{name}.jsonl"
-
-    @property
-    def marker_file(self) -> Path:
-        return self.root / MARKER
+        return super().benchmark_file(name)
 
 
 def world_hash(cfg: TinyWorldConfig) -> str:
     ident = {"cfg": cfg.model_dump(mode="json"), "generator_version": GENERATOR_VERSION}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return json_sha256(ident, length=16)
 
 
 def _is_built(world: TinyWorld, key: str) -> bool:
@@ -88,7 +68,7 @@ def _is_built(world: TinyWorld, key: str) -> bool:
         marker.get("world_hash") == key
         and marker.get("generator_version") == GENERATOR_VERSION
         and all(f.is_file() for f in files)
-        and (world.base_model_dir / "config.json").is_file()
+        and world.base_model_config.is_file()
     )
 
 
@@ -101,9 +81,10 @@ def build_world(cfg: TinyWorldConfig, root: Path, *, log: Callable[[str], None] 
     log(f"tiny world: building {root} (seed {cfg.seed}, target {cfg.target_domain})")
     tic = time.perf_counter()
     with atomic_dir(root) as tmp:
-        stats = _build_into(TinyWorld(tmp), cfg, log)
+        building = TinyWorld(tmp)
+        stats = _build_into(building, cfg, log)
         stats["build_seconds"] = round(time.perf_counter() - tic, 1)
-        write_json(tmp / MARKER, {"world_hash": key, "generator_version": GENERATOR_VERSION, "config": cfg.model_dump(mode="json"), **stats})
+        write_json(building.marker_file, {"world_hash": key, "generator_version": GENERATOR_VERSION, "config": cfg.model_dump(mode="json"), **stats})
     log(f"tiny world: built in {time.perf_counter() - tic:.0f}s")
     return world
 
