@@ -418,6 +418,19 @@ class ResultProvenance(BaseModel):
     """UTC time of the evaluation (ISO 8601)."""
 
 
+class ItemOutcomes(BaseModel):
+    """Per-item scores of one benchmark on one checkpoint, in the harness's item order: what paired statistics
+    and held-out selection need (the benchmark's score is their mean, up to the harness's own aggregation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str]
+    """Item ids, stable across checkpoints and methods (lm-eval `doc_id`, evalplus `task_id`, LiveCodeBench
+    `question_id`), so two methods' outcomes pair up item by item."""
+    scores: list[float]
+    """The primary metric per item (0/1 for exact match and pass@1), aligned with `ids`."""
+
+
 class EvalResult(Artifact):
     """One benchmark's result on one checkpoint, in the results store."""
 
@@ -446,6 +459,8 @@ class EvalResult(Artifact):
     """The primary metric as a finite number in [0, 1]; None when the harness gave none."""
     provenance: ResultProvenance
     """Where the score came from (checkpoint and task hashes decide whether it is still valid)."""
+    items: ItemOutcomes | None = None
+    """Per-item outcomes; None in results written before they were kept (re-evaluated when a statistic needs them)."""
 
     @classmethod
     def path(cls, layout: Layout, run: str, seed: int, step: int, benchmark: str) -> Path:
