@@ -50,6 +50,18 @@ def test_no_effect_rejects_about_five_percent():
     assert 2 <= rejections <= 22, rejections
 
 
+def test_hierarchical_no_effect_rejects_at_most_about_five_percent():
+    rng = np.random.default_rng(9)
+    rejections = 0
+    for r in range(200):
+        difficulty = rng.uniform(0.1, 0.9, size=40)
+        seed_shift = rng.normal(0.0, 0.05, size=(3, 1))  # each training seed of method a lands a bit apart
+        a = rng.binomial(1, np.clip(difficulty + seed_shift, 0, 1)).astype(float)
+        b = rng.binomial(1, np.broadcast_to(difficulty, (3, 40))).astype(float)
+        rejections += paired_bootstrap(a, b, seed=r, n_resamples=499).p_value < 0.05
+    assert rejections <= 22, rejections  # conservative by design (see the module docstring), never liberal
+
+
 def test_reproducible_for_a_seed_and_different_across_seeds():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=50), rng.normal(size=50)
