@@ -3,7 +3,8 @@
 - Tasks: lm-eval built-ins by name (gsm8k, minerva_math*, hendrycks_math*, hellaswag, arc_challenge, piqa,
   mmlu, ifeval, ...) and the project's YAMLs in tasks/ (svamp, college_math, olympiadbench, tiny_math,
   tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
-  built-ins (~6 s) only when a built-in is requested.
+  built-ins (~6 s) only when a built-in is requested, and that index is built once per process (see
+  `_builtin_task_manager`).
 - Local data: a benchmark with a data file (config `eval.data_overrides`, or the tiny world's file) runs
   from a generated YAML in the checkpoint's work dir that `include:`s the original task and swaps in
   `dataset_path: json` + `data_files`, so prompts, filters and metrics stay the original task's. The file
@@ -19,8 +20,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,42 @@ def task_hash(samples: dict[str, list[dict]], name: str) -> str | None:
     return hash_string("".join(one(samples[k]) for k in sorted(samples)))
 
 
+@functools.cache
+def _builtin_task_manager() -> Any:
+    """lm-eval's index of its built-ins plus tasks/, shared by every benchmark and checkpoint of a process.
+
+    Building it walks ~15k YAMLs (~6 s, more on a busy machine) and it holds only name -> file entries:
+    each `simple_evaluate` builds fresh task objects by re-reading the YAML, so reuse changes no result.
+    tasks/ and the installed built-ins do not change while a process runs.
+    """
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=[str(TASKS_DIR)], include_defaults=True)
+
+
+@contextlib.contextmanager
+def _without_unread_work() -> Iterator[None]:
+    """Switch off, for one `simple_evaluate` call, two lm-eval costs whose output the harness never uses.
+
+    - `add_env_info` runs torch's collect_env (`pip list` and other subprocesses) at the end of every call,
+      ~0.4 s per (checkpoint, benchmark), for environment text this module does not read (the stored
+      result's provenance records package versions itself).
+    - `apply_template` compiles a task's Jinja prompt template again for every document; the same template
+      string compiles to the same template, so the compiled one is reused.
+    Neither touches requests, model outputs or metrics (the tiny preset's stored results are identical).
+    """
+    from unittest import mock
+
+    import lm_eval.evaluator
+    import lm_eval.utils
+
+    compile_template = functools.lru_cache(maxsize=256)(lm_eval.utils.env.from_string)
+    with (mock.patch.object(lm_eval.evaluator, "add_env_info", lambda results: None),
+          mock.patch.object(lm_eval.utils, "apply_template",
+                            lambda template, doc: compile_template(template).render(**doc))):
+        yield
+
+
 def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str, batch_size: int,
                 limit: int | None, num_fewshot: int | None, max_gen_toks: int) -> dict:
     """Evaluate one benchmark; returns {"metrics", "n_samples", "n_shot", "version", "raw_config"}."""
@@ -130,13 +169,17 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
     name, need_defaults = task_spec(benchmark, data, gen_yaml)
     # A generated YAML `include:`s its source by absolute path, so tasks/ is indexed only when not overridden
     # (indexing both would register the task twice).
-    include = [str(gen_yaml.parent)] if gen_yaml.is_file() else [str(TASKS_DIR)]
-    manager = TaskManager(include_path=include, include_defaults=need_defaults)
+    if gen_yaml.is_file():
+        manager = TaskManager(include_path=[str(gen_yaml.parent)], include_defaults=need_defaults)
+    elif need_defaults:
+        manager = _builtin_task_manager()
+    else:
+        manager = TaskManager(include_path=[str(TASKS_DIR)], include_defaults=False)
     cache = work.lm_eval_cache(cache_key)
     cache.parent.mkdir(parents=True, exist_ok=True)
     # lm-eval's per-request progress bars would bury the harness's one bar over (checkpoint, benchmark)
     # pairs; they and its warnings go to a log beside the checkpoint's cache instead.
-    with open(work.lm_eval_log, "a") as log, contextlib.redirect_stderr(log):
+    with open(work.lm_eval_log, "a") as log, contextlib.redirect_stderr(log), _without_unread_work():
         out = simple_evaluate(
             model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
             use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
