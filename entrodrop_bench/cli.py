@@ -107,14 +107,14 @@ def _leaderboard(args) -> int:
 
 
 def _plugins() -> int:
+    from entrodrop_bench.config import type_name
     from entrodrop_bench.regularizer import REGULARIZERS
 
     for name in REGULARIZERS.names():
         cls = REGULARIZERS.get(name)
         print(f"{name}  ({cls.__module__}, version {cls.version})")
         for field, info in cls.Config.model_fields.items():
-            kind = info.annotation.__name__ if isinstance(info.annotation, type) else str(info.annotation).replace("typing.", "")
-            print(f"    {field} = {info.default!r}  [{kind}]  {' '.join((info.description or '').split())}")
+            print(f"    {field} = {info.default!r}  [{type_name(info.annotation)}]  {' '.join((info.description or '').split())}")
     return 0
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -658,7 +660,20 @@ def run_names(config: ExperimentConfig) -> dict[str, tuple[str, str, dict[str, A
     return {run: (spec.method, spec.plugin, spec.params) for run, spec in config.runs.items()}
 
 
-def _type_name(annotation: Any) -> str:
+def type_name(annotation: Any) -> str:
+    """A field's type as a reader writes it: `int | None`, `Literal['a', 'b']`, `list[str]` (bounds such as
+    `ge=0` live in the docstring, not here)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(type_name(a) for a in args)}]"
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
@@ -674,11 +689,11 @@ def _explain_model(model: BaseModel, prefix: str, lines: list[str]) -> None:
             lines.append(f"{key}:  [{type(value).__name__}]  {_one_line(info.description)}")
             _explain_model(value, f"{key}.", lines)
         elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
-            lines.append(f"{key}:  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+            lines.append(f"{key}:  [{type_name(info.annotation)}]  {_one_line(info.description)}")
             for item, sub in value.items():
                 _explain_model(sub, f"{key}.{item}.", lines)
         else:
-            lines.append(f"{key} = {value!r}  [{_type_name(info.annotation)}]  {_one_line(info.description)}")
+            lines.append(f"{key} = {value!r}  [{type_name(info.annotation)}]  {_one_line(info.description)}")
 
 
 def explain_config(config: ExperimentConfig) -> str:
