@@ -180,6 +180,17 @@ def test_holm_runs_across_the_rows_of_each_table(tmp_path, monkeypatch):
     raw_p = next(r.columns["math"].p for r in tables["table1"].rows if r.run == "entrodrop")
     assert raw_p <= p_in["table3"] <= p_in["table1"]  # a family of two inflates less than one of four
 
+    write_tables(config, layout)
+    t3 = (layout.tables_dir / "table3.md").read_text()
+    assert next(line for line in t3.splitlines() if line.startswith("| Low-entropy")).split(" | ")[2].endswith("†")
+    t4 = (layout.tables_dir / "table4.md").read_text()
+    assert next(line for line in t4.splitlines() if line.startswith("| γ_max = 0.1 |")).split(" | ")[1].endswith("†")
+    assert "Baseline (γ = 0) | " in t4 and "†" not in next(line for line in t4.splitlines() if "Baseline (γ = 0)" in line)
+    records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))
+    by_run = {r["run"]: r for r in records if r["column"] == "math Avg"}
+    assert [float(by_run[r.run]["p_holm"]) for r in tables["table4"].rows] == pytest.approx(
+        [r.columns["math"].p_holm for r in tables["table4"].rows], abs=1e-4)
+
 
 def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop"}})
