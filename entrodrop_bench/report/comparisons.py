@@ -108,8 +108,8 @@ def compare(a: RunItems, b: RunItems, domains: dict[str, list[str]]) -> dict[str
     out: dict[str, BootstrapResult | None] = {}
     for column in [*domains, TOTAL]:
         weights = _weights(domains, column)
-        pairs = [_paired_arrays(a, b, seeds, bench) for bench in weights]
-        if not seeds or any(p is None for p in pairs):
+        pairs = [_paired_arrays(a, b, seeds, bench) for bench in weights] if seeds else []
+        if not pairs or any(p is None for p in pairs):
             out[column] = None
         else:
             out[column] = _bootstrap([p[0] for p in pairs], [p[1] for p in pairs], list(weights.values()))
