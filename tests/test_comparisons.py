@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_selection import item_means, make_config, scores, write_run
 
+from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.report import comparisons
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
@@ -250,3 +251,18 @@ def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):
     write_tables(config, layout)
     md = (layout.tables_dir / "table1.md").read_text()
     assert "†" not in md and "per-item" not in md
+
+
+def test_malformed_item_outcomes_are_refused_naming_the_result(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop"}})
+    layout = Layout.from_config(config)
+    items = _baseline_items(np.random.default_rng(4), n=10)
+    _write(layout, "plain", 0, items)
+    _write(layout, "entrodrop", 0, items)
+    path = layout.result_file("entrodrop", 0, 10, "svamp")
+    record = json.loads(path.read_text())
+    record["items"]["ids"][1] = record["items"]["ids"][0]  # two outcomes for one item
+    path.write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"entrodrop/seed0/checkpoint-10/svamp: per-item outcomes must hold as many "
+                                        r"unique item ids as scores.*9 unique ids of 10"):
+        select(config, layout)
