@@ -1,7 +1,8 @@
 """Leaderboard entries from a selection, and the published, schema-validated `results/leaderboard.json`.
 
 - `build_entries(config, layout)`: one entry per method (its best grid point in the selection `select`
-  wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries).
+  wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries). An entry carries its
+  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any.
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
   document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.

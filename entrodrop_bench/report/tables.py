@@ -183,15 +183,15 @@ def _notes(selection: dict, runs: set[str]) -> list[str]:
 def main_table(config: ExperimentConfig, selection: dict) -> Table:
     """Rows = methods at their best grid point; columns = benchmarks and averages per domain, Total Avg."""
     target = selection["target_domain"]
-    name = main_table_name(selection)
-    number = int(name.removeprefix("table"))
+    table_name = main_table_name(selection)
+    number = int(table_name.removeprefix("table"))
     domains = [target] + [d for d in selection["domains"] if d != target]
     headers = ["Method"]
     for d in domains:
         headers += [*selection["domains"][d], f"{d} Avg"]
     headers += ["Total Avg", "Setting", "Checkpoint"]
     rule = "highest " + target + " average" if selection["rule"] == "target_avg" else "lowest validation loss"
-    t = Table(name, f"Table {number}: {' and '.join(domains)} benchmarks ({selection['experiment']})", headers)
+    t = Table(table_name, f"Table {number}: {' and '.join(domains)} benchmarks ({selection['experiment']})", headers)
     t.notes.append(
         f"Each method at its best grid point; checkpoint with the {rule} (rule `{selection['rule']}`). "
         f"Scores x100. Avg cells: relative change vs Baseline in percent. Total Avg = mean of domain averages."
