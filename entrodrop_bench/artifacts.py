@@ -517,8 +517,11 @@ class Summary(_Record):
     mean: float
     std: float
     """Sample standard deviation (0 for one seed)."""
-    ci95: list[float]
-    """95% percentile-bootstrap interval of the mean (fixed RNG, so reruns give the same interval)."""
+    ci95: list[float] | None
+    """95% percentile-bootstrap interval (fixed RNG, so reruns give the same interval): of the mean across seeds
+    with several seeds; with one seed, of the score over the benchmark items (per-item outcomes resampled, for
+    a domain or total average each benchmark's items); None with one seed whose results lack per-item outcomes
+    (one value alone has no interval)."""
     n: int
     """Number of seeds."""
 
@@ -652,12 +655,64 @@ class SelectionInputs(_Record):
     config's runs), as path relative to runs_dir -> sha256 of its content."""
 
 
+class PairedDifference(_Record):
+    """One method's average minus the Baseline's, paired over items (and seeds), x100."""
+
+    difference: float
+    """Point estimate, in points."""
+    ci95: list[float]
+    """95% paired-bootstrap percentile interval of the difference."""
+    p: float
+    """Two-sided bootstrap p-value for "no difference"."""
+    p_holm: float
+    """`p` after Holm's correction across the rows of the same table (per column)."""
+
+
+class RowComparison(_Record):
+    """One table row (a method's run) against the Baseline's selected run."""
+
+    method: str
+    run: str
+    seeds: list[int]
+    """Training seeds paired with the Baseline's (both have a selected checkpoint with per-item outcomes)."""
+    columns: dict[str, PairedDifference | None]
+    """Each domain average and `total` -> the comparison; None when a result it needs lacks per-item outcomes."""
+
+
+class TableComparisons(_Record):
+    """The comparisons of one table, in row order (the Baseline's own row left out)."""
+
+    rows: list[RowComparison]
+
+
+class Comparisons(_Record):
+    """Every table's rows against the Baseline (`report.comparisons`)."""
+
+    test: str
+    """The test, in words."""
+    resamples: int
+    """Bootstrap resamples per comparison."""
+    seed: int
+    """Seed of the bootstrap's random generator (reruns give the same numbers)."""
+    baseline: str | None
+    """The method compared against (table role `baseline`); None when there is none."""
+    baseline_run: str | None
+    """Its selected run; None when it has no selected checkpoint (then there are no comparisons)."""
+    tables: dict[str, TableComparisons]
+    """Table name (`table1`/`table2`, `table3`, `table4`) -> its comparisons."""
+    lacking_items: list[str]
+    """Selected results (`run/seed<k>/checkpoint-<step>/<benchmark>`) without per-item outcomes."""
+    notes: list[str]
+    """What is absent and why."""
+
+
 class Selection(Artifact):
     """Each method's representative checkpoint, written by `select` and read by tables, figures and the
     leaderboard (which never recompute it)."""
 
     STAGE: ClassVar[str] = "select CONFIG"
-    FORMAT: ClassVar[int] = 2  # 2: `inputs` added; format 1 cannot be checked for staleness
+    # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
+    FORMAT: ClassVar[int] = 3
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str
@@ -677,6 +732,8 @@ class Selection(Artifact):
     weak_isolation: dict[str, list[str]]
     """Sandbox level -> benchmarks whose generated code ran without bubblewrap."""
     inputs: SelectionInputs
+    comparisons: Comparisons
+    """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
 
 class LeaderboardEntries(Artifact):

@@ -12,6 +12,7 @@ from entrodrop_bench.artifacts import (
     CheckpointManifest,
     CorpusRecord,
     EvalResult,
+    ItemOutcomes,
     PreparedRecord,
     ResultProvenance,
     RunStatus,
@@ -72,15 +73,19 @@ def write_manifest(checkpoint_dir: Path, *, run: str, seed: int, step: int, tota
 
 def eval_result(run: str, seed: int, step: int, benchmark: str, score: float | None, *, metric: str = "acc,none",
                 method: str | None = None, target_epoch: float | None = None, harness: str = "lm-eval",
-                checkpoint_sha256: str = "00", task_config_hash: str = "t", **provenance) -> EvalResult:
-    """A stored result as the evaluator writes it; `provenance` adds or overrides provenance fields."""
+                checkpoint_sha256: str = "00", task_config_hash: str = "t", items: list[float] | None = None,
+                **provenance) -> EvalResult:
+    """A stored result as the evaluator writes it; `provenance` adds or overrides provenance fields. `items`:
+    per-item scores, kept as the result's per-item outcomes with ids `<benchmark>/<index>`."""
     prov = {"checkpoint": f"{run}/seed{seed}/checkpoint-{step}", "checkpoint_sha256": checkpoint_sha256,
             "task_config_hash": task_config_hash, "seed": seed, "batch_size": 16, "num_fewshot": 0, "limit": None,
             "versions": {"lm_eval": "0.4.13", "transformers": "5.23.0", "torch": "2.13.0"},
             "date": "2026-01-01T00:00:00+00:00", **provenance}
     return EvalResult(run=run, method=method or run.split("@")[0], seed=seed, step=step, target_epoch=target_epoch,
                       benchmark=benchmark, harness=harness, metrics={metric: score}, primary_metric=metric, score=score,
-                      provenance=ResultProvenance(**prov))
+                      provenance=ResultProvenance(**prov),
+                      items=None if items is None else ItemOutcomes(ids=[f"{benchmark}/{i}" for i in range(len(items))],
+                                                                    scores=[float(x) for x in items]))
 
 
 def write_eval_result(layout: Layout, *args, **kwargs) -> EvalResult:

@@ -47,10 +47,13 @@ def make_config(tmp_path: Path, methods: dict | None = None, seeds=(0,), selecti
 
 def write_run(layout: Layout, run: str, seed: int, checkpoints: list[tuple[int, float, dict, float | None]], *,
               method: str | None = None, plugin: str | None = None, params: dict | None = None,
-              state: str = "complete", reason: str | None = None, curve: list[dict] | None = None) -> None:
+              state: str = "complete", reason: str | None = None, curve: list[dict] | None = None,
+              items: dict[int, dict[str, list[float]]] | None = None) -> None:
     """One run: status, validation curve, checkpoint manifests and store results (through the artifact models).
 
     checkpoints: (step, target_epoch, {benchmark: score in [0,1] or None}, val loss).
+    items: step -> benchmark -> per-item scores, kept as those results' per-item outcomes (ids `<benchmark>/<i>`);
+    `item_means` turns them into the matching checkpoint scores.
     """
     method = method or run.split("@")[0]
     plugin = plugin or method
@@ -69,7 +72,13 @@ def write_run(layout: Layout, run: str, seed: int, checkpoints: list[tuple[int, 
         for bench, score in scores.items():
             metric = "acc,none" if bench in ("hellaswag", "piqa") else "exact_match,strict-match"
             write_eval_result(layout, run, seed, step, bench, score, metric=metric, method=method, target_epoch=epoch,
-                              checkpoint=str(layout.checkpoint_dir(run, seed, step)))
+                              checkpoint=str(layout.checkpoint_dir(run, seed, step)),
+                              items=(items or {}).get(step, {}).get(bench))
+
+
+def item_means(per_bench: dict[str, list[float]]) -> dict:
+    """Benchmark -> score: the mean of its per-item scores (what the harness reports for 0/1 items)."""
+    return {b: sum(v) / len(v) for b, v in per_bench.items()}
 
 
 def scores(g: float, s: float, h: float = 0.5, p: float = 0.7) -> dict:
@@ -209,7 +218,7 @@ def test_selection_of_an_older_format_is_refused_with_the_stage_to_rerun(tmp_pat
     data = json.loads(select(config, layout).model_dump_json())
     del data["inputs"]
     layout.selection_file.write_text(json.dumps({**data, "format_version": 1}))
-    with pytest.raises(ArtifactError, match=r"Selection format 1, .* reads format 2: re-run `entrodrop-bench select CONFIG`"):
+    with pytest.raises(ArtifactError, match=r"Selection format 1, .* reads format 3: re-run `entrodrop-bench select CONFIG`"):
         read_selection(config, layout)
     layout.selection_file.write_text(json.dumps({**data, "format_version": Selection.FORMAT}))
     with pytest.raises(ArtifactError, match=r"not a valid Selection file \(inputs: Field required\)"):

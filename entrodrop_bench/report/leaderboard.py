@@ -1,7 +1,8 @@
 """Leaderboard entries from a selection, and the published, schema-validated `results/leaderboard.json`.
 
 - `build_entries(config, layout)`: one entry per method (its best grid point in the selection `select`
-  wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries).
+  wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries). An entry carries its
+  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any.
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
   document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.
@@ -90,6 +91,23 @@ def _summary(s: dict) -> dict:
     return {"mean": s["mean"], "std": s["std"], "n": s["n"], **({"ci95": s["ci95"]} if s.get("ci95") else {})}
 
 
+def _vs_baseline(selection: dict, method: str, run: str) -> dict | None:
+    """The method's paired comparisons with the Baseline, from the first table (main, 3, 4) that has its run as a
+    row: Holm's correction is over that table's rows. None for the Baseline itself or a run in no table."""
+    for table, found in selection["comparisons"]["tables"].items():
+        row = next((r for r in found["rows"] if r["method"] == method and r["run"] == run), None)
+        if row is not None:
+            return {
+                "table": table,
+                "baseline": selection["comparisons"]["baseline"],
+                "seeds": row["seeds"],
+                "columns": {c: None if d is None else {"diff": d["difference"], "ci95": d["ci95"], "p": d["p"],
+                                                       "p_holm": d["p_holm"]}
+                            for c, d in row["columns"].items()},
+            }
+    return None
+
+
 def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: str, store: dict, common: dict) -> dict | None:
     meth = selection["methods"][method]
     run = meth["best_run"]
@@ -111,7 +129,7 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
         b = base and (base["total_avg"] if d == "total" else base["domain_avg"].get(d))
         pct = None if method == base_method or not b else relative_pct(s["mean"], b["mean"])
         rel[d] = None if pct is None else round(pct, 4)  # undefined against a zero baseline
-    return {
+    entry = {
         "key": entry_key(config, method),
         "experiment": config.name,
         "preset": config.preset,
@@ -145,6 +163,9 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
         "relative_to_plain_pct": rel,
         "provenance": {**common, "versions": _versions(records)},
     }
+    if (compared := _vs_baseline(selection, method, run)) is not None:
+        entry["vs_baseline"] = compared
+    return entry
 
 
 def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:

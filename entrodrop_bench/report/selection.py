@@ -9,7 +9,9 @@ not depend on the training or evaluation code. Rules:
   `val_loss`: the checkpoint with the lowest held-out validation loss (no test-set selection).
   Ties go to the earliest step.
 - Runs whose status is `diverged` are skipped, with their reason, in `skipped`.
-- Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean.
+- Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean. One seed:
+  an item-level bootstrap CI from the results' per-item outcomes, or none without them (never a zero-width one).
+- Paired comparisons of every table's methods against the Baseline (`report.comparisons`), from per-item outcomes.
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
   (highest mean target average, or lowest mean validation loss under `val_loss`); ties go to the
   first grid point in config order.
@@ -43,6 +45,7 @@ from entrodrop_bench.atomic import file_sha256, json_sha256
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
 
 Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError]]
 
@@ -189,28 +192,39 @@ def bootstrap_ci(values: list[float], level: float = 0.95) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def summarize(values: list[float]) -> dict:
-    """mean, sample std (0 for one seed), 95% bootstrap CI and n."""
+def summarize(values: list[float], one_seed_ci: list[float] | None = None) -> dict:
+    """mean, sample std (0 for one seed), 95% CI and n. The CI is a bootstrap across seeds; one value has none
+    of its own, so it is `one_seed_ci` (an item-level interval, or None when there is none)."""
     arr = np.asarray(values, dtype=float)
     return {
         "mean": float(arr.mean()),
         "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "ci95": bootstrap_ci(values),
+        "ci95": bootstrap_ci(values) if arr.size > 1 else one_seed_ci,
         "n": int(arr.size),
     }
 
 
-def aggregate(per_seed: dict[int, dict]) -> dict | None:
-    """Mean/std/CI across the seeds that have a selected checkpoint."""
+def aggregate(per_seed: dict[int, dict], domains: dict[str, list[str]] | None = None,
+              items: dict[str, dict[str, float]] | None = None) -> dict | None:
+    """Mean/std/CI across the seeds that have a selected checkpoint. With one seed, `items` (its selected
+    checkpoint's benchmark -> item id -> score) give the scores and averages item-level intervals."""
     chosen = {s: r["selected"] for s, r in sorted(per_seed.items()) if r and r.get("selected")}
     if not chosen:
         return None
     sel = list(chosen.values())
+
+    def one_seed_ci(column: str, value: float) -> list[float] | None:
+        if len(sel) > 1 or not items or domains is None:
+            return None
+        return mean_interval(items, domains, column, value)
+
     out: dict[str, Any] = {
         "seeds": list(chosen),
-        "scores": {b: summarize([r["scores"][b] for r in sel]) for b in sel[0]["scores"]},
-        "domain_avg": {d: summarize([r["domain_avg"][d] for r in sel]) for d in sel[0]["domain_avg"]},
-        "total_avg": summarize([r["total_avg"] for r in sel]),
+        "scores": {b: summarize([r["scores"][b] for r in sel], one_seed_ci(b, sel[0]["scores"][b]))
+                   for b in sel[0]["scores"]},
+        "domain_avg": {d: summarize([r["domain_avg"][d] for r in sel], one_seed_ci(d, sel[0]["domain_avg"][d]))
+                       for d in sel[0]["domain_avg"]},
+        "total_avg": summarize([r["total_avg"] for r in sel], one_seed_ci(TOTAL, sel[0]["total_avg"])),
         "step": [r["step"] for r in sel],
         "target_epoch": [r["target_epoch"] for r in sel],
     }
@@ -276,7 +290,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "params": spec.params,
             "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
             "seeds": {str(s): r for s, r in per_seed.items()},
-            "aggregate": aggregate(per_seed),
+            "aggregate": aggregate(per_seed, domains, _one_seed_items(store, run, per_seed, domains)),
         }
     methods = {}
     for name, mc in config.methods.items():
@@ -289,6 +303,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "runs": grid,
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
+    compared = comparisons({"methods": methods, "runs": runs, "target_domain": target}, domains, store)
     return Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,
@@ -303,7 +318,19 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
         "missing": missing,
         "weak_isolation": weak_isolation(store),
         "inputs": inputs,
+        "comparisons": compared,
     })
+
+
+def _one_seed_items(store: Store, run: str, per_seed: dict[int, dict], domains: dict[str, list[str]]) -> dict | None:
+    """Benchmark -> item id -> score at the selected checkpoint of a run with exactly one selected seed (what its
+    item-level intervals resample); None otherwise."""
+    chosen = [(s, r["selected"]["step"]) for s, r in per_seed.items() if r and r.get("selected")]
+    if len(chosen) != 1:
+        return None
+    (seed, step), = chosen
+    found, _ = run_items(store, run, {seed: step}, [b for bs in domains.values() for b in bs])
+    return found.get(seed)
 
 
 def select(config: ExperimentConfig, layout: Layout) -> Selection:

@@ -7,6 +7,8 @@ Conventions (checked against the paper's printed numbers):
 - Table 3's deltas are absolute points vs random masking.
 - with several seeds a cell reads `mean ± std`; the CSV adds the 95% bootstrap CI.
 - paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
+- an average marked † differs from the Baseline's significantly (Holm-adjusted p < 0.05 of a paired bootstrap
+  over items, computed by `select`); the CSV carries the difference, its 95% CI, p and the Holm-adjusted p.
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ from pathlib import Path
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
+from entrodrop_bench.report.comparisons import TOTAL, significant
+from entrodrop_bench.report.rows import (
+    baseline_method,
+    gamma_runs,
+    has_gamma_table,
+    has_targeting_table,
+    main_methods,
+    main_table_name,
+    role_runs,
+)
 from entrodrop_bench.report.selection import read_selection
 
 DASH = "–"
 CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
-              "relative_pct", "delta_points", "paper", "diff_vs_paper"]
+              "relative_pct", "delta_points", "paper", "diff_vs_paper",
+              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm"]
+MARK = "†"
 
 
 @dataclass
@@ -80,11 +94,6 @@ def label(method: str, entry: dict) -> str:
     return text if method == entry["plugin"] else f"{text} ({method})"
 
 
-def baseline_method(selection: dict) -> str | None:
-    """The method relative gains are measured against: the first whose plugin's table role is `baseline`."""
-    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "baseline"), None)
-
-
 def proposed_method(selection: dict) -> str | None:
     """The proposed method of the main table (the first whose plugin's table role is `proposed`)."""
     return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "proposed" and m["table"] == "main"), None)
@@ -121,11 +130,33 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
     return rec
 
 
-def main_methods(selection: dict) -> list[str]:
-    """Main-table methods in row order: by table-role rank (the paper's order), proposed methods last; ties keep
-    config order."""
-    methods = {n: m for n, m in selection["methods"].items() if m["table"] in ("main", None)}
-    return sorted(methods, key=lambda n: (methods[n]["role"]["kind"] == "proposed", methods[n]["role"]["rank"]))
+def _row_comparisons(selection: dict, table: str) -> dict[str, dict]:
+    """Run -> column -> its paired comparison with the Baseline (None where absent), for one table."""
+    found = selection["comparisons"]["tables"].get(table)
+    return {r["run"]: r["columns"] for r in found["rows"]} if found else {}
+
+
+def _comparison_fields(diff: dict | None) -> dict:
+    """The CSV columns of one paired comparison (empty when there is none)."""
+    if diff is None:
+        return {}
+    return {"diff_vs_baseline": diff["difference"], "diff_ci95_low": diff["ci95"][0], "diff_ci95_high": diff["ci95"][1],
+            "p": diff["p"], "p_holm": diff["p_holm"]}
+
+
+def _mark(diff: dict | None) -> str:
+    return MARK if significant(diff) else ""
+
+
+def _comparison_notes(selection: dict, table: str) -> list[str]:
+    """The footnote on the significance marks, when the table has any comparison (a table without per-item
+    outcomes reads as before); and what is absent for lack of per-item outcomes."""
+    rows = _row_comparisons(selection, table)
+    if not any(d is not None for columns in rows.values() for d in columns.values()):
+        return []
+    comp = selection["comparisons"]
+    return [f"{MARK} Holm-adjusted p < 0.05 vs the Baseline: {comp['test']} ({comp['resamples']} resamples, seed "
+            f"{comp['seed']}); the CSV carries each difference, its 95% CI, p and p_holm.", *comp["notes"]]
 
 
 def _notes(selection: dict, runs: set[str]) -> list[str]:
@@ -152,14 +183,15 @@ def _notes(selection: dict, runs: set[str]) -> list[str]:
 def main_table(config: ExperimentConfig, selection: dict) -> Table:
     """Rows = methods at their best grid point; columns = benchmarks and averages per domain, Total Avg."""
     target = selection["target_domain"]
-    number = 2 if target == "code" else 1
+    table_name = main_table_name(selection)
+    number = int(table_name.removeprefix("table"))
     domains = [target] + [d for d in selection["domains"] if d != target]
     headers = ["Method"]
     for d in domains:
         headers += [*selection["domains"][d], f"{d} Avg"]
     headers += ["Total Avg", "Setting", "Checkpoint"]
     rule = "highest " + target + " average" if selection["rule"] == "target_avg" else "lowest validation loss"
-    t = Table(f"table{number}", f"Table {number}: {' and '.join(domains)} benchmarks ({selection['experiment']})", headers)
+    t = Table(table_name, f"Table {number}: {' and '.join(domains)} benchmarks ({selection['experiment']})", headers)
     t.notes.append(
         f"Each method at its best grid point; checkpoint with the {rule} (rule `{selection['rule']}`). "
         f"Scores x100. Avg cells: relative change vs Baseline in percent. Total Avg = mean of domain averages."
@@ -168,6 +200,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
     base = baseline_method(selection)
     base_agg = _best_aggregate(selection, base) if base else None
     paper = _paper_block(config, number)
+    compared = _row_comparisons(selection, t.name)
     comparison = []
     for name in names:
         meth = selection["methods"][name]
@@ -184,8 +217,9 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
                 diff = None if s is None or theirs is None else round(s["mean"] - theirs, 2) + 0.0
                 t.records.append(_record(t.name, name, lab, run, b, s, paper=theirs, diff_vs_paper=diff))
             row.append(_avg_cell(t, name, lab, run, f"{d} Avg", agg and agg["domain_avg"].get(d),
-                                 base_agg and base_agg["domain_avg"].get(d), name == base))
-        row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"], name == base))
+                                 base_agg and base_agg["domain_avg"].get(d), name == base, compared.get(run, {}).get(d)))
+        row.append(_avg_cell(t, name, lab, run, "Total Avg", agg and agg["total_avg"], base_agg and base_agg["total_avg"],
+                             name == base, compared.get(run, {}).get(TOTAL)))
         row.append(setting(selection["runs"][run]["params"], meth["grid_keys"]) if run and meth["grid_keys"] else DASH)
         row.append(_checkpoint_text(agg))
         t.rows.append(row)
@@ -196,6 +230,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         t.records += [rec for _, recs in comparison for rec in recs]
     elif config.preset == "tiny":
         t.notes.append("Preset `tiny`: no paper reference columns (the paper has no tiny setting).")
+    t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, {r for n in names for r in selection["methods"][n]["runs"]})
     return t
 
@@ -205,10 +240,11 @@ def _best_aggregate(selection: dict, method: str) -> dict | None:
     return selection["runs"][m["best_run"]]["aggregate"] if m and m["best_run"] else None
 
 
-def _avg_cell(t: Table, method: str, lab: str, run: str | None, column: str, s: dict | None, base: dict | None, is_base: bool) -> str:
+def _avg_cell(t: Table, method: str, lab: str, run: str | None, column: str, s: dict | None, base: dict | None,
+              is_base: bool, diff: dict | None) -> str:
     rel = None if (is_base or not s or not base) else relative_pct(s["mean"], base["mean"])
-    t.records.append(_record(t.name, method, lab, run, column, s, relative_pct=rel))
-    return fmt_cell(s, 2) + ("" if not s else fmt_rel(rel))
+    t.records.append(_record(t.name, method, lab, run, column, s, relative_pct=rel, **_comparison_fields(diff)))
+    return fmt_cell(s, 2) + ("" if not s else fmt_rel(rel) + _mark(diff))
 
 
 def _checkpoint_text(agg: dict | None) -> str:
@@ -242,27 +278,6 @@ def _comparison_table(name: str, paper: dict, domains: list[str], rows: list) ->
 
 
 # --------------------------------------------------------------------------- Table 3: targeting ablation
-def _role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
-    """(method, run) for random / high-entropy / low-entropy masking, from the token-dropout methods' declared
-    targets (the low-entropy row: the proposed method of the main table)."""
-    found: dict[str, tuple[str, str] | None] = {"random": None, "high_entropy": None, "low_entropy": None}
-    for name, m in selection["methods"].items():
-        run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
-        if run is None:
-            continue
-        declared = selection["runs"][run]["role"]
-        if declared["targets"] == "all" and declared["kind"] != "proposed":
-            role = "random"
-        elif declared["targets"] == "high":
-            role = "high_entropy"
-        elif declared["targets"] == "low" and declared["kind"] == "proposed" and m["table"] == "main":
-            role = "low_entropy"
-        else:
-            continue
-        found[role] = found[role] or (name, run)
-    return found
-
-
 TABLE3_ROWS = [
     ("random", "Random masking", "all tokens"),
     ("high_entropy", "High-entropy", "top 50% entropy"),
@@ -271,8 +286,8 @@ TABLE3_ROWS = [
 
 
 def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
-    roles = _role_runs(selection)
-    if roles["random"] is None and roles["high_entropy"] is None:
+    roles = role_runs(selection)
+    if not has_targeting_table(roles):
         return None
     target = selection["target_domain"]
     paper = _paper_block(config, 3)
@@ -280,51 +295,34 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
     t = Table("table3", f"Table 3: which tokens to mask ({selection['experiment']})", headers)
     t.notes.append(f"Avg {target}: {target}-domain average (x100) at the selected checkpoint; Δ in points vs random masking.")
     rand = roles["random"] and selection["runs"][roles["random"][1]]["aggregate"]
+    compared = _row_comparisons(selection, t.name)
     for role, title, scope in TABLE3_ROWS:
         method, run = roles[role] or (role, None)
         agg = selection["runs"][run]["aggregate"] if run else None
         s = agg["domain_avg"].get(target) if agg else None
         base = rand["domain_avg"].get(target) if rand else None
         delta = None if role == "random" or not s or not base else round(r2(s["mean"]) - r2(base["mean"]), 2) + 0.0
-        row = [title, scope, fmt_cell(s, 2), DASH if delta is None else f"{delta:+.2f}"]
+        diff = compared.get(run, {}).get(target)
+        row = [title, scope, fmt_cell(s, 2) + ("" if not s else _mark(diff)), DASH if delta is None else f"{delta:+.2f}"]
         ref = paper["rows"].get(role) if paper else None
-        diff = None
+        paper_diff = None
         if paper:
-            diff = None if not s or not ref else round(r2(s["mean"]) - ref["avg"], 2) + 0.0
+            paper_diff = None if not s or not ref else round(r2(s["mean"]) - ref["avg"], 2) + 0.0
             row += [fmt_num(ref and ref["avg"], 2), DASH if not ref or ref["delta"] is None else f"{ref['delta']:+.2f}",
-                    DASH if diff is None else f"{diff:+.2f}"]
+                    DASH if paper_diff is None else f"{paper_diff:+.2f}"]
         t.rows.append(row)
         t.records.append(_record(t.name, method, title, run, f"{target} Avg", s, delta_points=delta,
-                                 paper=ref and ref["avg"], diff_vs_paper=diff))
+                                 paper=ref and ref["avg"], diff_vs_paper=paper_diff, **_comparison_fields(diff)))
     if roles["low_entropy"] is None:
         t.notes.append("low-entropy row: no main `entrodrop` method in this config.")
+    t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, {r for _, r in filter(None, roles.values())})
     return t
 
 
 # --------------------------------------------------------------------------- Table 4: gamma_max sensitivity
-def _gamma_runs(selection: dict) -> list[tuple[float, str, str]]:
-    """(gamma_max, method, run): the baseline as 0, then every run of the gamma sweep and of the main table that
-    declares a drop rate (the main proposed run first among equal rates)."""
-    rows = []
-    for name, m in selection["methods"].items():
-        for run in m["runs"]:
-            declared = selection["runs"][run]["role"]
-            if declared["kind"] == "baseline":
-                rows.append((0.0, name, run, False))
-            elif m["table"] in ("gamma", "main") and declared["drop_rate"] is not None:
-                rows.append((float(declared["drop_rate"]), name, run, m["table"] == "main" and declared["kind"] == "proposed"))
-    rows.sort(key=lambda r: (r[0], not r[3], r[2]))
-    seen, out = set(), []
-    for g, name, run, _ in rows:
-        if g not in seen:
-            seen.add(g)
-            out.append((g, name, run))
-    return out
-
-
 def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
-    if not any(m["table"] == "gamma" for m in selection["methods"].values()):
+    if not has_gamma_table(selection):
         return None
     target = selection["target_domain"]
     paper = _paper_block(config, 4)
@@ -333,8 +331,9 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
     t.notes.append("Best epoch: target-domain epoch at the minimum held-out validation loss ('>E': still falling at the last "
                    "evaluation, epoch E). γ_max = 0 is the Baseline.")
     ref_rows = {r["gamma_max"]: r for r in (paper or {}).get("rows", [])}
+    compared = _row_comparisons(selection, t.name)
     runs = set()
-    for g, method, run in _gamma_runs(selection):
+    for g, method, run in gamma_runs(selection):
         runs.add(run)
         agg = selection["runs"][run]["aggregate"]
         s = agg["domain_avg"].get(target) if agg else None
@@ -344,14 +343,17 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         loss = vm and vm["loss"]
         name = "Baseline (γ = 0)" if g == 0 else f"γ_max = {g:g}"
         loss_text = DASH if not loss else f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
-        row = [name, fmt_cell(s, 2), ep_text, loss_text]
+        diff = compared.get(run, {}).get(target)
+        row = [name, fmt_cell(s, 2) + ("" if not s else _mark(diff)), ep_text, loss_text]
         ref = ref_rows.get(g)
         if paper:
             row += [fmt_num(ref and ref["avg"], 2), (ref or {}).get("best_epoch", DASH), DASH if not ref else f"{ref['min_val_loss']:.3f}"]
         t.rows.append(row)
-        t.records.append(_record(t.name, method, name, run, f"{target} Avg", s, paper=ref and ref["avg"]))
+        t.records.append(_record(t.name, method, name, run, f"{target} Avg", s, paper=ref and ref["avg"],
+                                 **_comparison_fields(diff)))
         t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"]))
         t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"]))
+    t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, runs)
     return t
 
@@ -370,7 +372,7 @@ def to_markdown(t: Table) -> str:
 
 _LATEX = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"),
           ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("γ", r"$\gamma$"), (">", r"$>$"),
-          ("–", "--"), ("−", "-")]
+          ("–", "--"), ("−", "-"), (MARK, r"$^\dagger$")]
 
 
 def latex_escape(text: str) -> str:

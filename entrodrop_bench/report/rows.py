@@ -1,0 +1,87 @@
+"""Which runs fill the rows of each paper table, read from a selection (as a dict).
+
+Shared by `select`, which computes each table's paired comparisons against the Baseline, and by the tables,
+which render them: both must agree on a table's rows, since Holm's correction runs across exactly those.
+"""
+
+from __future__ import annotations
+
+
+def baseline_method(selection: dict) -> str | None:
+    """The method relative gains are measured against: the first whose plugin's table role is `baseline`."""
+    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "baseline"), None)
+
+
+def main_table_name(selection: dict) -> str:
+    """`table2` when the target domain is code (the paper's Table 2), else `table1`."""
+    return "table2" if selection["target_domain"] == "code" else "table1"
+
+
+def main_methods(selection: dict) -> list[str]:
+    """Main-table methods in row order: by table-role rank (the paper's order), proposed methods last; ties keep
+    config order."""
+    methods = {n: m for n, m in selection["methods"].items() if m["table"] in ("main", None)}
+    return sorted(methods, key=lambda n: (methods[n]["role"]["kind"] == "proposed", methods[n]["role"]["rank"]))
+
+
+def role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
+    """(method, run) for random / high-entropy / low-entropy masking, from the token-dropout methods' declared
+    targets (the low-entropy row: the proposed method of the main table)."""
+    found: dict[str, tuple[str, str] | None] = {"random": None, "high_entropy": None, "low_entropy": None}
+    for name, m in selection["methods"].items():
+        run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
+        if run is None:
+            continue
+        declared = selection["runs"][run]["role"]
+        if declared["targets"] == "all" and declared["kind"] != "proposed":
+            role = "random"
+        elif declared["targets"] == "high":
+            role = "high_entropy"
+        elif declared["targets"] == "low" and declared["kind"] == "proposed" and m["table"] == "main":
+            role = "low_entropy"
+        else:
+            continue
+        found[role] = found[role] or (name, run)
+    return found
+
+
+def has_targeting_table(roles: dict[str, tuple[str, str] | None]) -> bool:
+    """Table 3 exists when a random or a high-entropy masking method is configured."""
+    return roles["random"] is not None or roles["high_entropy"] is not None
+
+
+def gamma_runs(selection: dict) -> list[tuple[float, str, str]]:
+    """(gamma_max, method, run): the baseline as 0, then every run of the gamma sweep and of the main table that
+    declares a drop rate (the main proposed run first among equal rates)."""
+    rows = []
+    for name, m in selection["methods"].items():
+        for run in m["runs"]:
+            declared = selection["runs"][run]["role"]
+            if declared["kind"] == "baseline":
+                rows.append((0.0, name, run, False))
+            elif m["table"] in ("gamma", "main") and declared["drop_rate"] is not None:
+                rows.append((float(declared["drop_rate"]), name, run, m["table"] == "main" and declared["kind"] == "proposed"))
+    rows.sort(key=lambda r: (r[0], not r[3], r[2]))
+    seen, out = set(), []
+    for g, name, run, _ in rows:
+        if g not in seen:
+            seen.add(g)
+            out.append((g, name, run))
+    return out
+
+
+def has_gamma_table(selection: dict) -> bool:
+    """Table 4 exists when a method of the `gamma` table is configured."""
+    return any(m["table"] == "gamma" for m in selection["methods"].values())
+
+
+def table_rows(selection: dict) -> dict[str, list[tuple[str, str]]]:
+    """Table name -> the (method, run) of each of its rows with a run, for every table this selection has."""
+    main = [(n, selection["methods"][n]["best_run"]) for n in main_methods(selection)]
+    tables = {main_table_name(selection): [(n, r) for n, r in main if r]}
+    roles = role_runs(selection)
+    if has_targeting_table(roles):
+        tables["table3"] = [r for r in roles.values() if r is not None]
+    if has_gamma_table(selection):
+        tables["table4"] = [(name, run) for _, name, run in gamma_runs(selection)]
+    return tables
