@@ -466,9 +466,12 @@ class EvalResult(Artifact):
     def path(cls, layout: Layout, run: str, seed: int, step: int, benchmark: str) -> Path:
         return layout.result_file(run, seed, step, benchmark)
 
-    def is_valid_for(self, *, checkpoint_hash: str, task_config_hash: str) -> bool:
-        """Whether this result still stands for a checkpoint and task with these hashes."""
-        return self.provenance.checkpoint_sha256 == checkpoint_hash and self.provenance.task_config_hash == task_config_hash
+    def is_valid_for(self, *, checkpoint_hash: str, task_config_hash: str, need_items: bool = False) -> bool:
+        """Whether this result still stands for a checkpoint and task with these hashes. A result without per-item
+        outcomes stands for its score; with `need_items` (a statistic needs them) it does not."""
+        return (self.provenance.checkpoint_sha256 == checkpoint_hash
+                and self.provenance.task_config_hash == task_config_hash
+                and not (need_items and self.items is None))
 
 
 def stored_results(layout: Layout) -> Iterator[tuple[str, int, int, str, EvalResult | ArtifactError]]:
