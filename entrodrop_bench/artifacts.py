@@ -685,7 +685,7 @@ class SelectionInputs(_Record):
     `report.selection.read_selection`)."""
 
     config: str
-    """sha256 of the config settings that selection reads (name, preset, eval.domains, eval.selection,
+    """sha256 of the config settings that selection reads (name, preset, eval.domains, eval.selection, eval.heldout_seed,
     eval.target_domain, train.seeds, methods)."""
     files: dict[str, str]
     """Every file selection read (status, validation curve, checkpoint manifests, store results of the
