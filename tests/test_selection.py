@@ -343,3 +343,16 @@ def test_on_pure_noise_heldout_is_unbiased_and_the_paper_rule_is_not(tmp_path):
     # Held-out: sd of one seed's report half ~6.5 points, of the mean over 24 seeds ~1.3: within 3 sd of 50.
     assert abs(agg.heldout.report_avg - 50.0) < 4.0
     assert agg.heldout.optimism > 3.0 and agg.heldout.selection_avg - 50.0 > 4.0  # the selection half is optimistic too
+
+
+def test_heldout_skips_unscored_checkpoints_like_the_paper_rule(tmp_path):
+    n = 10
+    good = {b: [1.0, 0.0] * (n // 2) for b in ("gsm8k", "svamp", "hellaswag", "piqa")}
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, selection="heldout")
+    layout = Layout.from_config(config)
+    # Step 20 never had piqa evaluated: neither rule can pick it, and it does not stop the held-out view.
+    write_run(layout, "plain", 0, [(10, 1.0, item_means(good), 1.0),
+                                   (20, 2.0, {"gsm8k": 1.0, "svamp": 1.0, "hellaswag": 1.0}, 0.9)],
+              items={10: good, 20: {b: [1.0] * n for b in ("gsm8k", "svamp", "hellaswag")}})
+    seed = select(config, layout).runs["plain"].seeds["0"]
+    assert seed.selected.step == 10 and seed.heldout.step == 10 and seed.heldout.paper_avg == pytest.approx(50.0)

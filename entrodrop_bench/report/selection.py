@@ -138,12 +138,13 @@ def _half(rec: EvalResult | ArtifactError | str, selecting: set[str], in_selecti
 
 def heldout_pick(halves: tuple[Store, Store], store: Store, run: str, seed: int, steps: list[int],
                  domains: dict[str, list[str]], target_domain: str) -> dict | None:
-    """The held-out view of one (run, seed) (artifacts.HeldoutPick); None when a checkpoint lacks items."""
+    """The held-out view of one (run, seed) (artifacts.HeldoutPick), over the checkpoints the paper's rule may pick
+    (every benchmark scored); None when one of them lacks per-item outcomes, so both rules see the same ones."""
     def rows(s: Store) -> list[dict]:
         return [_checkpoint_row(step, s.get((run, seed, step), {}), domains, None, None)[0] for step in steps]
 
     on_selection, on_report, on_all = rows(halves[0]), rows(halves[1]), rows(store)
-    if not all(r["complete"] for r in on_selection + on_report):
+    if any(a["complete"] and not (h["complete"] and r["complete"]) for a, h, r in zip(on_all, on_selection, on_report)):
         return None
     picked = choose(on_selection, "target_avg", target_domain)
     paper = choose(on_all, "target_avg", target_domain)
