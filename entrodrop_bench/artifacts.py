@@ -466,9 +466,12 @@ class EvalResult(Artifact):
     def path(cls, layout: Layout, run: str, seed: int, step: int, benchmark: str) -> Path:
         return layout.result_file(run, seed, step, benchmark)
 
-    def is_valid_for(self, *, checkpoint_hash: str, task_config_hash: str) -> bool:
-        """Whether this result still stands for a checkpoint and task with these hashes."""
-        return self.provenance.checkpoint_sha256 == checkpoint_hash and self.provenance.task_config_hash == task_config_hash
+    def is_valid_for(self, *, checkpoint_hash: str, task_config_hash: str, need_items: bool = False) -> bool:
+        """Whether this result still stands for a checkpoint and task with these hashes. A result without per-item
+        outcomes stands for its score; with `need_items` (a statistic needs them) it does not."""
+        return (self.provenance.checkpoint_sha256 == checkpoint_hash
+                and self.provenance.task_config_hash == task_config_hash
+                and not (need_items and self.items is None))
 
 
 def stored_results(layout: Layout) -> Iterator[tuple[str, int, int, str, EvalResult | ArtifactError]]:
@@ -555,6 +558,21 @@ class ValMinimum(_Record):
     """The minimum is the curve's last point (the loss may still be falling)."""
 
 
+class HeldoutPick(_Record):
+    """One (run, seed) under the held-out view (`report.selection`): each benchmark's items split once, by a
+    seeded hash of the item id, into a selection half and a report half; the checkpoint is picked on the
+    selection half's target-domain average and scored on the report half. Averages x100."""
+
+    step: int
+    """The checkpoint picked on the selection half (ties: the earliest)."""
+    selection_avg: float
+    """Its target-domain average on the selection half (what picked it; optimistic)."""
+    report_avg: float
+    """Its target-domain average on the report half (unbiased for that checkpoint)."""
+    paper_avg: float
+    """The paper rule's (`target_avg`) target-domain average on every item, at the checkpoint that rule picks."""
+
+
 class SeedSelection(_Record):
     """What selection found for one (run, seed)."""
 
@@ -567,6 +585,8 @@ class SeedSelection(_Record):
     val_min: ValMinimum | None
     masked_fraction: float | None
     """Fraction of target tokens the regularizer masked (from the run's status)."""
+    heldout: HeldoutPick | None = None
+    """The held-out view of this seed; None when a checkpoint's result lacks per-item outcomes."""
 
 
 class AggregateValMinimum(_Record):
@@ -574,6 +594,21 @@ class AggregateValMinimum(_Record):
     target_epoch: Summary | None
     at_end: bool
     """Some seed's minimum is its curve's last point."""
+
+
+class HeldoutSummary(_Record):
+    """A run's `HeldoutPick`s averaged over the seeds of its aggregate (x100)."""
+
+    step: list[int]
+    """Picked checkpoint per seed."""
+    selection_avg: float
+    report_avg: float
+    """Target-domain average on the report half: the held-out score."""
+    paper_avg: float
+    optimism: float
+    """`paper_avg - report_avg`: how much the paper's rule (best checkpoint on the same test items it reports)
+    overstates the target-domain score; positive on average, since picking the maximum of noisy scores
+    selects upward noise."""
 
 
 class Aggregate(_Record):
@@ -589,6 +624,8 @@ class Aggregate(_Record):
     val_loss: Summary | None
     """None unless every selected checkpoint has a validation loss."""
     val_min: AggregateValMinimum | None = None
+    heldout: HeldoutSummary | None = None
+    """The held-out view across the same seeds; None unless every one of them has it."""
 
 
 class TableRoleRecord(_Record):
@@ -648,7 +685,7 @@ class SelectionInputs(_Record):
     `report.selection.read_selection`)."""
 
     config: str
-    """sha256 of the config settings that selection reads (name, preset, eval.domains, eval.selection,
+    """sha256 of the config settings that selection reads (name, preset, eval.domains, eval.selection, eval.heldout_seed,
     eval.target_domain, train.seeds, methods)."""
     files: dict[str, str]
     """Every file selection read (status, validation curve, checkpoint manifests, store results of the

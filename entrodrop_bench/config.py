@@ -209,8 +209,21 @@ class EvalConfig(Section):
     """Domain -> benchmarks averaged into it (e.g. math: [gsm8k, svamp])."""
     target_domain: str = "math"
     """Domain whose average selects each method's checkpoint."""
-    selection: Literal["target_avg", "val_loss"] = "target_avg"
-    """`target_avg`: the paper's rule; `val_loss`: the held-out validation minimum (no test selection)."""
+    selection: Literal["target_avg", "val_loss", "heldout"] = "target_avg"
+    """`target_avg`: the paper's rule, the checkpoint with the best target-domain average on the test items, which
+    then reports that same (optimistic) score; `val_loss`: the held-out validation minimum (no test selection);
+    `heldout`: each benchmark's items are split once, by a seeded hash of the item id (`heldout_seed`), into a
+    selection half and a report half, the same for every method: the checkpoint with the best target-domain
+    average on the selection half is chosen, and every benchmark is scored on the report half. Needs per-item
+    outcomes (results without them are re-evaluated)."""
+    heldout_seed: int = 0
+    """Seed of the item-id hash that splits each benchmark's items into selection and report halves (`heldout`,
+    and the optimism shown under `target_avg`)."""
+    per_item: bool = False
+    """Re-evaluate stored results that lack per-item outcomes (written before they were kept), so that paired
+    comparisons and held-out scores cover every result. New results always keep them; off, older results stay
+    valid for their scores and the statistics that need items leave them out (and say so). `selection: heldout`
+    implies it."""
     batch_size: int = Field(16, gt=0)
     """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation)."""
     limit: int | None = Field(None, gt=0)
@@ -226,6 +239,11 @@ class EvalConfig(Section):
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of
     `nobody` (as root) or of this user. Off: code evaluation without bubblewrap is refused before any work.
     The level used is recorded in every result's provenance (`sandbox`) and in the tables' notes."""
+
+    @property
+    def needs_items(self) -> bool:
+        """Whether a stored result without per-item outcomes must be re-evaluated."""
+        return self.per_item or self.selection == "heldout"
 
     @model_validator(mode="after")
     def _benchmark_names(self) -> EvalConfig:

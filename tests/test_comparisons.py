@@ -227,7 +227,7 @@ def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
     assert row.columns["general"] is None and row.columns["total"] is None
     assert sel.comparisons.lacking_items == ["entrodrop/seed0/checkpoint-10/piqa"]
     (note,) = sel.comparisons.notes
-    assert "entrodrop/seed0/checkpoint-10/piqa" in note and "`entrodrop-bench eval CONFIG` re-evaluates" in note
+    assert "entrodrop/seed0/checkpoint-10/piqa" in note and "`entrodrop-bench eval CONFIG` with eval.per_item: true re-evaluates" in note
     write_tables(config, layout)
     md = (layout.tables_dir / "table1.md").read_text()
     assert note in md

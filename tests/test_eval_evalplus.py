@@ -71,6 +71,7 @@ def test_hostile_solutions_fail_and_canonical_still_pass(code_file, tmp_path):
     assert out["per_task"]["tiny/0"] == {"base": "pass", "plus": "pass"}
     assert out["per_task"]["tiny/1"]["base"] == "fail" and out["per_task"]["tiny/2"]["base"] != "pass"
     assert out["pass@1"] == pytest.approx(1 / 3)
+    assert out["items"] == {"ids": ["tiny/0", "tiny/1", "tiny/2"], "scores": [1.0, 0.0, 0.0]}
     if LEVEL == "bwrap":  # the documented fallbacks do not protect the file system
         assert victim.read_text() == "keep me" and not Path(f"{victim}.x").exists()
     # A second run in the same folder re-evaluates (no stale `_eval_results.json` reuse, no Y/N prompt).
@@ -98,6 +99,8 @@ def test_tiny_checkpoint_through_evalplus_into_store(mini_config, mini_assets, c
     assert result.harness == "evalplus" and result.primary_metric == "pass@1"
     assert 0.0 <= result.score <= 1.0 and "base_pass@1" in result.metrics
     assert result.provenance.n_samples == 2  # limit: a 2-task subset file, samples cover every task
+    assert result.items.ids == ["tiny/0", "tiny/1"] and set(result.items.scores) <= {0.0, 1.0}
+    assert sum(result.items.scores) / 2 == pytest.approx(result.score)
     assert result.provenance.sandbox == LEVEL and len(result.provenance.ground_truth_sha256) == 64
     samples = layout.eval_work_dir("plain", 0, 4) / "evalplus" / "tiny_code" / "eval" / "samples.jsonl"
     assert [json.loads(line)["task_id"] for line in samples.read_text().splitlines()] == ["tiny/0", "tiny/1"]

@@ -70,6 +70,7 @@ def test_correct_pass_wrong_and_hostile_fail(lcb_file, tmp_path):
     good = [lcb.extract_code(p, "\n" + GOOD[p["question_id"]] + "\n### Question\ntrailing prose") for p in problems]
     out = lcb.score_solutions(problems, good, allow_weak=WEAK_OK)
     assert out["pass@1"] == 1.0, out["per_task"]
+    assert out["items"] == {"ids": [p["question_id"] for p in problems], "scores": [1.0] * len(problems)}
     victim = tmp_path / "keep.txt"
     victim.write_text("keep")
     bad = ["print(4)\n",  # wrong answer on the private test only
@@ -107,4 +108,5 @@ def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_fil
     (result,) = load_results(layout)
     assert result.benchmark == "livecodebench" and result.primary_metric == "pass@1"
     assert result.score == 0.0 and result.provenance.n_samples == 3
+    assert result.items.ids == [p["question_id"] for p in lcb.read_problems(lcb_file)] and result.items.scores == [0.0] * 3
     assert result.provenance.sandbox == LEVEL

@@ -90,6 +90,10 @@ def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_
         assert prov.versions["lm_eval"] == "0.4.13" and prov.wall_time_s > 0
         assert prov.num_fewshot == 0 and prov.lm_eval_seeds["fewshot_seed"] == 1234
     by = {(r.step, r.benchmark): r for r in results}
+    for r in results:  # per-item outcomes: lm-eval's doc ids, the same on every checkpoint, averaging to the score
+        assert r.items is not None and r.items.ids == ["0", "1", "2", "3"], (r.benchmark, r.items)
+        assert sum(r.items.scores) / len(r.items.scores) == pytest.approx(r.score, abs=1e-9)
+        assert r.items.ids == by[(8, r.benchmark)].items.ids
     assert by[(4, "tiny_general")].primary_metric == "acc,none" and "acc_norm,none" in by[(4, "tiny_general")].metrics
     assert by[(4, "tiny_math")].primary_metric == "exact_match,strict-match"
     assert by[(4, "tiny_math")].target_epoch == 2.0 and by[(4, "tiny_math")].method == "plain"
@@ -108,7 +112,16 @@ def test_tiny_checkpoint_through_lm_eval_and_store_idempotency(eval_setup, mini_
     monkeypatch.setattr(evaluation._Loaded, "model_and_tokenizer", boom)
     again = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
     assert (again["evaluated"], again["skipped"]) == (0, 6)
+    # A result written before items were kept stays valid for its score...
+    old = EvalResult.path(layout, "plain", 0, 4, "svamp")
+    old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "items"}))
+    assert EvalResult.read(old).items is None
+    assert evaluate_experiment(config, layout, world_benchmarks=world, progress=False)["skipped"] == 6
     monkeypatch.undo()
+    # ...and is re-evaluated, alone, once a statistic needs items.
+    needs, _ = make(["tiny_math", "tiny_general", "svamp"], per_item=True)
+    redo = evaluate_experiment(needs, layout, world_benchmarks=world, progress=False)
+    assert (redo["evaluated"], redo["skipped"]) == (1, 5) and EvalResult.read(old).items is not None
 
     # A changed task input (the svamp data file) invalidates only svamp, on every checkpoint.
     files["svamp"].write_text(json.dumps(json.loads(files["svamp"].read_text())[:3]))
@@ -185,3 +198,27 @@ def test_two_processes_do_not_duplicate_work(eval_setup, mini_assets, tmp_path):
     outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
     assert sorted(o["evaluated"] for o in outs) == [0, 1]
     assert sorted(o["skipped"] for o in outs) == [0, 1]
+
+
+def test_item_outcomes_read_the_primary_metrics_filter_only():
+    from entrodrop_bench.evaluate.lm_eval_runner import item_outcomes
+
+    samples = {"gsm8k": [{"doc_id": d, "filter": f, "exact_match": float(f == "strict-match" and d == 1)}
+                         for d in (0, 1, 2) for f in ("strict-match", "flexible-extract")]}
+    assert item_outcomes(samples, "gsm8k", "exact_match,strict-match") == {"ids": ["0", "1", "2"],
+                                                                          "scores": [0.0, 1.0, 0.0]}
+    assert item_outcomes(samples, "gsm8k", "exact_match,flexible-extract")["scores"] == [0.0, 0.0, 0.0]
+    # A group: ids carry the subtask, since doc ids restart in each one.
+    group = {"mmlu_b": [{"doc_id": 0, "filter": "none", "acc": True}], "mmlu_a": [{"doc_id": 0, "filter": "none", "acc": 0}]}
+    assert item_outcomes(group, "mmlu", "acc,none") == {"ids": ["mmlu_a/0", "mmlu_b/0"], "scores": [0.0, 1.0]}
+    assert item_outcomes(samples, "gsm8k", "acc,none") is None and item_outcomes(samples, "gsm8k", "pass@1") is None
+
+
+def test_items_that_do_not_average_to_the_score_are_refused():
+    from entrodrop_bench.evaluate.stage import _item_outcomes
+
+    assert _item_outcomes("b", {"ids": ["a", "b"], "scores": [1.0, 0.0]}, 0.5).ids == ["a", "b"]
+    with pytest.raises(RuntimeError, match="mean of 2 per-item scores"):
+        _item_outcomes("b", {"ids": ["a", "b"], "scores": [1.0, 1.0]}, 0.5)
+    with pytest.raises(RuntimeError, match="repeat an item id"):
+        _item_outcomes("b", {"ids": ["a", "a"], "scores": [1.0, 0.0]}, 0.5)

@@ -19,6 +19,7 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.report.selection import bootstrap_ci, read_selection, select
+from entrodrop_bench.report.tables import main_table
 
 DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
 
@@ -245,3 +246,113 @@ def test_a_result_of_another_format_is_missing_with_the_reason_and_a_manifest_of
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "format_version": 7}))
     with pytest.raises(ArtifactError, match=rf"{re.escape(str(manifest))} was written in CheckpointManifest format 7.*`entrodrop-bench train CONFIG`"):
         select(config, layout)
+
+
+# --------------------------------------------------------------------------- held-out selection (issue 14)
+def _halves(benchmark: str, n: int, seed: int = 0) -> list[bool]:
+    """Which of `<benchmark>/<i>` (i < n) are in the selection half: the split select makes (ids in sorted order)."""
+    from entrodrop_bench.report.statistics import split_items
+
+    ids = [f"{benchmark}/{i}" for i in range(n)]
+    ordered = sorted(ids)
+    selecting = {i for i, s in zip(ordered, split_items(ordered, seed)) if s}
+    return [i in selecting for i in ids]
+
+
+def test_heldout_picks_on_the_selection_half_and_reports_the_report_half(tmp_path):
+    n = 40
+    half = {b: _halves(b, n) for b in ("gsm8k", "svamp", "hellaswag", "piqa")}
+
+    def plant(on_selection: float, on_report: float) -> dict[str, list[float]]:
+        """Math items scoring `on_selection` on the selection half and `on_report` on the report half (0/1 items:
+        the first fraction of each half's items are right); general items all right."""
+        out = {}
+        for b, sel in half.items():
+            if b in ("hellaswag", "piqa"):
+                out[b] = [1.0] * n
+                continue
+            counts = {True: 0, False: 0}
+            rate = {True: on_selection, False: on_report}
+            row = []
+            for s in sel:
+                counts[s] += 1
+                row.append(1.0 if counts[s] <= rate[s] * sel.count(s) else 0.0)
+            out[b] = row
+        return out
+
+    # Step 20 is the best checkpoint on the report half only; step 30 on the selection half; step 10 in between.
+    items = {10: plant(0.5, 0.5), 20: plant(0.0, 1.0), 30: plant(1.0, 0.25)}
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, selection="heldout")
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(s, s / 10, item_means(items[s]), 1.0) for s in (10, 20, 30)], items=items)
+    seed = select(config, layout).runs["plain"].seeds["0"]
+    assert seed.selected.step == 30  # never 20, which only the report half favours
+    assert seed.selected.domain_avg["math"] == pytest.approx(25.0)  # reported on the report half
+    assert seed.heldout.selection_avg == pytest.approx(100.0) and seed.heldout.report_avg == pytest.approx(25.0)
+    rows = {r.step: r for r in seed.checkpoints}  # every checkpoint row is scored on the report half
+    assert rows[20].domain_avg["math"] == pytest.approx(100.0) and rows[10].domain_avg["math"] == pytest.approx(50.0)
+    # The paper's rule on the same store picks on every item (step 30: 62.5) and reports that same number.
+    heldout_table = main_table(config, select(config, layout).model_dump())
+    assert "selection half of the items, scored on the report half" in heldout_table.notes[0]
+    assert not any("Optimism" in note for note in heldout_table.notes)
+    paper_config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
+    paper = select(paper_config, layout)
+    run = paper.runs["plain"]
+    assert run.seeds["0"].selected.step == 30 and run.seeds["0"].selected.domain_avg["math"] == pytest.approx(62.5)
+    assert run.aggregate.heldout.optimism == pytest.approx(62.5 - 25.0)
+    # Under the paper's rule the table notes each method's optimism and the CSV carries it; columns stay the same.
+    table = main_table(paper_config, paper.model_dump())
+    assert any("Optimism of the paper's rule" in note and "+37.5" in note for note in table.notes)
+    assert table.headers == heldout_table.headers
+    optimism = {r["column"]: r["mean"] for r in table.records if r["column"].startswith("math Avg ")}
+    assert optimism == {"math Avg held-out": "25.000000", "math Avg optimism": "37.500000"}
+
+
+def test_heldout_needs_items_and_says_so(tmp_path):
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, selection="heldout")
+    layout = Layout.from_config(config)
+    write_run(layout, "plain", 0, [(10, 1.0, scores(0.3, 0.5), 1.0)])  # results without per-item outcomes
+    sel = select(config, layout)
+    assert sel.runs["plain"].seeds["0"].selected is None and sel.runs["plain"].aggregate is None
+    assert any("per-item outcomes" in s.reason for s in sel.skipped)
+    assert {m.benchmark for m in sel.missing} == {"gsm8k", "svamp", "hellaswag", "piqa"}
+    assert all("no per-item outcomes" in m.reason for m in sel.missing)
+    # The paper's rule still selects from scores alone, with no held-out view.
+    paper = select(make_config(tmp_path, methods={"plain": {"plugin": "plain"}}), layout).runs["plain"]
+    assert paper.seeds["0"].selected.step == 10 and paper.aggregate.heldout is None
+
+
+def test_on_pure_noise_heldout_is_unbiased_and_the_paper_rule_is_not(tmp_path):
+    """Every checkpoint is a coin flip per item (true score 50): the paper's rule reports the maximum of noisy
+    averages, biased upward; the held-out score is the report half of a checkpoint picked on the other half."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    seeds, steps, n = range(24), (10, 20, 30, 40, 50, 60, 70, 80), 60
+    domains = {"math": ["gsm8k", "svamp"], "general": ["piqa"]}
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, seeds=seeds, domains=domains)
+    layout = Layout.from_config(config)
+    for seed in seeds:
+        items = {s: {b: rng.integers(0, 2, n).astype(float).tolist() for b in ("gsm8k", "svamp", "piqa")} for s in steps}
+        write_run(layout, "plain", seed, [(s, s / 10, item_means(items[s]), 1.0) for s in steps], items=items)
+    agg = select(config, layout).runs["plain"].aggregate
+    assert agg.heldout.step and len(agg.heldout.step) == len(seeds)
+    # The paper's number is the selected checkpoints' math average; ~+6.5 points expected (max of 8, sd ~4.6).
+    assert agg.domain_avg["math"].mean == pytest.approx(agg.heldout.paper_avg)
+    assert agg.heldout.paper_avg - 50.0 > 4.0
+    # Held-out: sd of one seed's report half ~6.5 points, of the mean over 24 seeds ~1.3: within 3 sd of 50.
+    assert abs(agg.heldout.report_avg - 50.0) < 4.0
+    assert agg.heldout.optimism > 3.0 and agg.heldout.selection_avg - 50.0 > 4.0  # the selection half is optimistic too
+
+
+def test_heldout_skips_unscored_checkpoints_like_the_paper_rule(tmp_path):
+    n = 10
+    good = {b: [1.0, 0.0] * (n // 2) for b in ("gsm8k", "svamp", "hellaswag", "piqa")}
+    config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, selection="heldout")
+    layout = Layout.from_config(config)
+    # Step 20 never had piqa evaluated: neither rule can pick it, and it does not stop the held-out view.
+    write_run(layout, "plain", 0, [(10, 1.0, item_means(good), 1.0),
+                                   (20, 2.0, {"gsm8k": 1.0, "svamp": 1.0, "hellaswag": 1.0}, 0.9)],
+              items={10: good, 20: {b: [1.0] * n for b in ("gsm8k", "svamp", "hellaswag")}})
+    seed = select(config, layout).runs["plain"].seeds["0"]
+    assert seed.selected.step == 10 and seed.heldout.step == 10 and seed.heldout.paper_avg == pytest.approx(50.0)

@@ -8,8 +8,8 @@
    function), then `evalplus.sanitize`.
 3. Evaluation by evalplus in fresh sandboxes (`sandbox.run_sandboxed`), driven by `_evalplus_child.py`,
    which is passed in as a file with the problems, the samples and the ground truth, all read-only.
-   Nothing comes back but one JSON line on stdout, validated against the task ids asked for; pass@1 is
-   recomputed here. No folder a generated program could write to is ever reused or read back.
+   Nothing comes back but one JSON line on stdout, validated against the task ids asked for; pass@1 and
+   the per-task outcomes (`items`) are recomputed here from the validated verdicts. No folder a generated program could write to is ever reused or read back.
 4. Ground truth (evalplus's expected outputs) is computed once per dataset in a sandbox that runs no
    generated code, cached under the runs folder with its sha256, and verified against it before each
    use: no evaluation can change what another one reads.
@@ -254,14 +254,18 @@ def _validated(out: dict, task_ids: list[str], md5: str) -> dict:
     n = len(task_ids)
     base = sum(per_task[t]["base"] == "pass" for t in task_ids)
     plus = sum(per_task[t]["base"] == "pass" and per_task[t]["plus"] == "pass" for t in task_ids)
-    return {"pass@1": plus / n, "base_pass@1": base / n, "n_tasks": n, "per_task": {t: per_task[t] for t in task_ids}}
+    # Items score the primary metric, pass@1 over base + plus tests (a task passes only when both do).
+    items = {"ids": list(task_ids),
+             "scores": [float(per_task[t]["base"] == "pass" and per_task[t]["plus"] == "pass") for t in task_ids]}
+    return {"pass@1": plus / n, "base_pass@1": base / n, "n_tasks": n, "per_task": {t: per_task[t] for t in task_ids},
+            "items": items}
 
 
 def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *, dataset: str = "humaneval",
                      parallel: int | None = None, cache_dir: Path | None = None,
                      min_time_limit: float = MIN_TIME_LIMIT_S, allow_weak: bool = False) -> dict:
     """Run evalplus on samples in a fresh sandbox; returns {"pass@1", "base_pass@1", "n_tasks", "per_task",
-    "isolation", "ground_truth_sha256"}.
+    "items", "isolation", "ground_truth_sha256"} (`items`: task ids in dataset order and each one's pass@1, 0 or 1).
 
     Problems, samples, ground truth and the driver go in as read-only files; the sandbox's only output is
     one JSON line on stdout, validated here. `work_dir` is the harness's record (samples.jsonl, and

@@ -203,12 +203,13 @@ def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S
 
 def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | None = None,
                     allow_weak: bool = False) -> dict:
-    """pass@1 (greedy: one solution per problem) with per-problem verdicts."""
+    """pass@1 (greedy: one solution per problem) with per-problem verdicts and `items` (question ids, 0/1)."""
     with ThreadPoolExecutor(max_workers=parallel or os.cpu_count() or 1) as pool:
         verdicts = list(pool.map(lambda pc: check_problem(*pc, allow_weak=allow_weak), zip(problems, codes)))
     per_task = {p["question_id"]: v for p, v in zip(problems, verdicts)}
     n = len(problems)
-    return {"pass@1": sum(v["passed"] for v in verdicts) / n, "n_tasks": n, "per_task": per_task}
+    items = {"ids": [str(p["question_id"]) for p in problems], "scores": [float(bool(v["passed"])) for v in verdicts]}
+    return {"pass@1": sum(v["passed"] for v in verdicts) / n, "n_tasks": n, "per_task": per_task, "items": items}
 
 
 def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir: Path, batch_size: int,

@@ -12,6 +12,9 @@
   (mmlu, minerva_math) cannot take one override file: override a subtask instead.
 - Request cache: one sqlite cache per checkpoint *content* (`work/lm_cache/<checkpoint hash>`): lm-eval's
   cache keys ignore model identity, so a shared cache would return another model's answers.
+- Per-item outcomes: from the same logged samples, each document's value of the primary metric under the
+  primary metric's filter (`exact_match,strict-match` reads the samples of filter `strict-match`), ids being
+  lm-eval's `doc_id` (`<subtask>/<doc_id>` for a group); see `item_outcomes`.
 - Task hash: samples are logged so that the result carries lm-eval's own task hash (the one its
   `EvaluationTracker` writes as `task_hashes`: sha256 over each sample's doc, prompt and target hashes);
   a group's hash is taken over its subtasks' hashes in name order.
@@ -30,7 +33,12 @@ from typing import Any
 import yaml
 
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.evaluate.benchmarks import GROUP_TASKS, builtin_task_yaml, local_task_yaml
+from entrodrop_bench.evaluate.benchmarks import (
+    GROUP_TASKS,
+    builtin_task_yaml,
+    local_task_yaml,
+    primary_metric,
+)
 from entrodrop_bench.paths import TASKS_DIR, EvalWorkDir
 
 log = logging.getLogger(__name__)
@@ -118,6 +126,29 @@ def task_hash(samples: dict[str, list[dict]], name: str) -> str | None:
     return hash_string("".join(one(samples[k]) for k in sorted(samples)))
 
 
+def item_outcomes(samples: dict[str, list[dict]], name: str, metric: str | None) -> dict | None:
+    """{"ids", "scores"}: each document's value of `metric` ("<metric>,<filter>"), from lm-eval's logged samples.
+
+    A task logs one sample per (document, filter); only the primary metric's filter counts, so a document
+    appears once. A group's ids are prefixed with the subtask name (doc ids restart in each subtask).
+    None when there is no metric or the samples do not carry it.
+    """
+    if metric is None or "," not in metric or not samples:
+        return None
+    key, filter_key = metric.split(",", 1)
+    tasks = [name] if name in samples else sorted(samples)
+    ids, scores = [], []
+    for task in tasks:
+        for s in samples[task]:
+            if s.get("filter") != filter_key:
+                continue
+            if key not in s:
+                return None
+            ids.append(str(s["doc_id"]) if task == name else f"{task}/{s['doc_id']}")
+            scores.append(float(s[key]))
+    return {"ids": ids, "scores": scores} if ids else None
+
+
 @functools.cache
 def _builtin_task_manager() -> Any:
     """lm-eval's index of its built-ins plus tasks/, shared by every benchmark and checkpoint of a process.
@@ -156,7 +187,7 @@ def _without_unread_work() -> Iterator[None]:
 
 def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str, batch_size: int,
                 limit: int | None, num_fewshot: int | None, max_gen_toks: int) -> dict:
-    """Evaluate one benchmark; returns {"metrics", "n_samples", "n_shot", "version", "raw_config"}."""
+    """Evaluate one benchmark; returns {"metrics", "items", "n_samples", "n_shot", "version", "task_hash", "seeds"}."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
@@ -190,6 +221,7 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
     metrics = {k: v for k, v in out["results"][name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {
         "metrics": metrics,
+        "items": item_outcomes(out.get("samples") or {}, name, primary_metric(benchmark, metrics)),
         "n_samples": (out.get("n-samples") or {}).get(name),
         "n_shot": (out.get("n-shot") or {}).get(name),
         "version": (out.get("versions") or {}).get(name),

@@ -3,6 +3,8 @@
 - lm-eval benchmarks (`eval.lm_eval_tasks`) run through `lm_eval_runner`, code benchmarks
   (`eval.evalplus_datasets`: humaneval, mbpp, tiny_code; and `livecodebench`) through `evalplus_runner`
   / `livecodebench`, whose generated programs run in `sandbox`.
+- Every result keeps its per-item outcomes (`EvalResult.items`), checked to average to its score. A
+  result written before they were kept is still valid, unless `eval.needs_items` (then it is re-evaluated).
 - Idempotent: a (checkpoint, benchmark) pair is evaluated only when it has no valid result (see `store`);
   a per-checkpoint file lock keeps two eval processes from doing the same work; results are written one
   benchmark at a time, atomically, so an interrupted eval resumes where it stopped.
@@ -26,6 +28,7 @@ from entrodrop_bench.artifacts import (
     CheckpointHashMemo,
     CheckpointManifest,
     EvalResult,
+    ItemOutcomes,
     ResultProvenance,
 )
 from entrodrop_bench.atomic import remove_partials, write_text
@@ -116,8 +119,8 @@ def _manifest(checkpoint_dir: Path) -> CheckpointManifest | None:
 
 
 def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckpt_hash: str,
-             config: ExperimentConfig, cache_dir: Path) -> tuple[dict, dict]:
-    """(metrics, extra provenance) of one benchmark on one loaded checkpoint."""
+             config: ExperimentConfig, cache_dir: Path) -> tuple[dict, dict, dict | None]:
+    """(metrics, extra provenance, per-item outcomes {"ids", "scores"}) of one benchmark on one loaded checkpoint."""
     ev = config.eval
     harness = harness_of(benchmark)
     max_gen_toks = effective_max_gen_toks(benchmark, ev.max_gen_toks)
@@ -128,7 +131,7 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=max_gen_toks)
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
-                                "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}
+                                "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}, out["items"]
     model, tok = loaded.model_and_tokenizer()
     if harness == "evalplus":
         from entrodrop_bench.evaluate.evalplus_runner import run_evalplus
@@ -148,7 +151,22 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         extra["ground_truth_sha256"] = out["ground_truth_sha256"]
     if harness == "livecodebench":  # LiveCodeBench's base-model prompt is one-shot; say whose example it was
         extra.update(num_fewshot=1, lcb_exemplar=out.get("lcb_exemplar"))
-    return metrics, extra
+    return metrics, extra, out.get("items")
+
+
+def _item_outcomes(bench: str, items: dict | None, score: float | None) -> ItemOutcomes | None:
+    """The harness's per-item outcomes, checked: unique ids, and their mean is the stored score (an item list
+    that disagrees with the score would make every paired statistic describe another number)."""
+    if items is None or score is None:
+        return None
+    outcomes = ItemOutcomes(ids=items["ids"], scores=items["scores"])
+    if not outcomes.ids or len(outcomes.ids) != len(outcomes.scores) or len(set(outcomes.ids)) != len(outcomes.ids):
+        raise RuntimeError(f"{bench}: the harness's per-item outcomes are empty, misaligned or repeat an item id")
+    mean = sum(outcomes.scores) / len(outcomes.scores)
+    if abs(mean - score) > 1e-6:
+        raise RuntimeError(f"{bench}: the mean of {len(outcomes.scores)} per-item scores is {mean:.6f}, "
+                           f"but the benchmark's score is {score:.6f}")
+    return outcomes
 
 
 def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,
@@ -176,26 +194,29 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
         loaded = _Loaded(checkpoint_dir, config)
         for bench in benchmarks:
             thash, tversion = hashes[bench]
-            if is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash):
+            if is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
+                        need_items=ev.needs_items):
                 counts["skipped"] += 1
                 on_pair and on_pair(bench, "skipped")
                 continue
             tic = time.perf_counter()
             try:
-                metrics, extra = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
-                                          layout.evalplus_cache_dir)
+                metrics, extra, raw_items = _run_one(loaded, bench, datas[bench], work, ckpt_hash, config,
+                                                     layout.evalplus_cache_dir)
+                metric = primary_metric(bench, metrics)
+                score = clean_score(metrics.get(metric))
+                items = _item_outcomes(bench, raw_items, score)
             except Exception as exc:  # noqa: BLE001 - one failing benchmark must not stop the others
                 counts["failed"] += 1
                 log.error("eval %s/seed%d/checkpoint-%d %s failed: %s", run, seed, step, bench, exc)
                 write_text(layout.eval_failure_file(run, seed, step, bench), traceback.format_exc())
                 on_pair and on_pair(bench, "failed")
                 continue
-            metric = primary_metric(bench, metrics)
             write_result(layout, EvalResult(
                 run=run, method=manifest.method if manifest else run.split("@")[0], seed=seed, step=step,
                 target_epoch=manifest.target_epoch if manifest else None, benchmark=bench,
                 harness="lm-eval" if harness_of(bench) == "lm-eval" else "evalplus",
-                metrics=metrics, primary_metric=metric, score=clean_score(metrics.get(metric)),
+                metrics=metrics, primary_metric=metric, score=score, items=items,
                 provenance=ResultProvenance(
                     checkpoint=str(checkpoint_dir), checkpoint_sha256=ckpt_hash, task_version=tversion,
                     task_config_hash=thash, num_fewshot=extra.pop("num_fewshot", ev.num_fewshot),

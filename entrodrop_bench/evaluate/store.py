@@ -3,7 +3,7 @@
 A stored result is *valid* for a (checkpoint, benchmark) pair when it reads as an `EvalResult` of this
 format and its provenance carries the checkpoint's current content hash and the benchmark's current task
 config hash. Anything else (missing, half-written, other format, other checkpoint weights, other task
-config) is re-evaluated; a change therefore invalidates exactly the pairs it affects. Failures write no
+config, or no per-item outcomes when they are needed: `eval.needs_items`) is re-evaluated; a change therefore invalidates exactly the pairs it affects. Failures write no
 result file, so a re-run retries them. Only `<benchmark>.json` files sit in a checkpoint's store folder;
 caches, samples and failure notes live in its `work/` subfolder.
 """
@@ -55,8 +55,10 @@ def read_result(layout: Layout, run: str, seed: int, step: int, benchmark: str) 
         return None
 
 
-def is_valid(record: EvalResult | None, *, checkpoint_hash: str, task_config_hash: str) -> bool:
-    return record is not None and record.is_valid_for(checkpoint_hash=checkpoint_hash, task_config_hash=task_config_hash)
+def is_valid(record: EvalResult | None, *, checkpoint_hash: str, task_config_hash: str, need_items: bool = False) -> bool:
+    """Whether `record` stands for this checkpoint and task; with `need_items`, only if it keeps per-item outcomes."""
+    return record is not None and record.is_valid_for(checkpoint_hash=checkpoint_hash, task_config_hash=task_config_hash,
+                                                      need_items=need_items)
 
 
 def clean_score(value: Any) -> float | None:

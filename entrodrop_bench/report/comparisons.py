@@ -177,7 +177,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], store: dict) -> 
     if lacking:
         notes.append(f"{len(lacking)} selected result(s) lack per-item outcomes, so the paired comparisons that need "
                      f"them are absent: {', '.join(lacking[:10])}{' and more (see lacking_items)' if len(lacking) > 10 else ''}; "
-                     f"`entrodrop-bench eval CONFIG` re-evaluates them with per-item outcomes")
+                     f"`entrodrop-bench eval CONFIG` with eval.per_item: true re-evaluates them with per-item outcomes")
     return Comparisons(test=TEST, resamples=RESAMPLES, seed=SEED, baseline=base_method, baseline_run=base_run,
                        tables=tables, lacking_items=lacking, notes=notes)
 

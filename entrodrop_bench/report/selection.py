@@ -7,14 +7,23 @@ not depend on the training or evaluation code. Rules:
   or non-finite score is never selected; every missing (checkpoint, benchmark) is listed in `missing`.
 - `target_avg` (the paper's rule): the checkpoint with the highest target-domain average.
   `val_loss`: the checkpoint with the lowest held-out validation loss (no test-set selection).
+  `heldout`: each benchmark's items are split once, by a seeded hash of the item id
+  (`statistics.split_items`, seed `eval.heldout_seed`, over every id the store holds for that benchmark,
+  so the split is the same for every method and checkpoint), into a selection half and a report half; the
+  checkpoint with the highest target-domain average on the selection half is chosen, and every score of
+  the selection (checkpoint rows, averages, intervals, paired comparisons) is on the report half. Results
+  without per-item outcomes count as missing.
   Ties go to the earliest step.
+- Held-out view (`heldout` fields, every rule but `val_loss`): per seed the held-out pick, its selection-
+  and report-half target averages, and the paper rule's target average; across seeds the optimism, paper
+  rule minus held-out score, which the tables print under `target_avg`.
 - Runs whose status is `diverged` are skipped, with their reason, in `skipped`.
 - Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean. One seed:
   an item-level bootstrap CI from the results' per-item outcomes, or none without them (never a zero-width one).
 - Paired comparisons of every table's methods against the Baseline (`report.comparisons`), from per-item outcomes.
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
-  (highest mean target average, or lowest mean validation loss under `val_loss`); ties go to the
-  first grid point in config order.
+  (highest mean target average, or lowest mean validation loss under `val_loss`, or highest mean
+  selection-half target average under `heldout`); ties go to the first grid point in config order.
 
 `select` is the only stage that computes the selection; it writes `selection.json` (artifacts.Selection)
 with a fingerprint of what it read. Tables, figures and the leaderboard read that file through
@@ -34,6 +43,7 @@ from entrodrop_bench.artifacts import (
     ArtifactError,
     CheckpointManifest,
     EvalResult,
+    ItemOutcomes,
     RunStatus,
     Selection,
     SelectionInputs,
@@ -46,8 +56,11 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
+from entrodrop_bench.report.statistics import split_items
 
-Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError]]
+Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError | str]]
+NO_ITEMS = ("no per-item outcomes (a result written before they were kept): `entrodrop-bench eval CONFIG` "
+            "re-evaluates it under eval.selection: heldout or eval.per_item: true")
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -90,6 +103,58 @@ def val_minimum(curve: list[ValPoint]) -> dict | None:
     }
 
 
+def split_store(store: Store, seed: int) -> tuple[Store, Store]:
+    """(selection half, report half) of the store: each result restricted to its benchmark's items of that half,
+    its score the mean of those items. Each benchmark's items are split once, over every id the store holds for
+    it, so every method and checkpoint sees the same halves. A result without per-item outcomes becomes the
+    reason `NO_ITEMS` in both halves (its checkpoint is then incomplete)."""
+    ids: dict[str, set[str]] = {}
+    for results in store.values():
+        for bench, rec in results.items():
+            if isinstance(rec, EvalResult) and rec.items is not None:
+                ids.setdefault(bench, set()).update(rec.items.ids)
+    selecting = {}
+    for bench, found in ids.items():
+        ordered = sorted(found)
+        # One item cannot be split: its selection half is empty, so neither half scores that benchmark.
+        selecting[bench] = {i for i, sel in zip(ordered, split_items(ordered, seed)) if sel} if len(ordered) > 1 else set()
+    halves: tuple[Store, Store] = ({}, {})
+    for key, results in store.items():
+        for bench, rec in results.items():
+            for half, in_selection in zip(halves, (True, False)):
+                half.setdefault(key, {})[bench] = _half(rec, selecting.get(bench, set()), in_selection)
+    return halves
+
+
+def _half(rec: EvalResult | ArtifactError | str, selecting: set[str], in_selection: bool) -> EvalResult | ArtifactError | str:
+    if not isinstance(rec, EvalResult):
+        return rec
+    if rec.items is None:
+        return NO_ITEMS
+    kept = [(i, x) for i, x in zip(rec.items.ids, rec.items.scores) if (i in selecting) == in_selection]
+    score = float(np.mean([x for _, x in kept])) if kept else None
+    return rec.model_copy(update={"score": score, "items": ItemOutcomes(ids=[i for i, _ in kept], scores=[x for _, x in kept])})
+
+
+def heldout_pick(halves: tuple[Store, Store], store: Store, run: str, seed: int, steps: list[int],
+                 domains: dict[str, list[str]], target_domain: str) -> dict | None:
+    """The held-out view of one (run, seed) (artifacts.HeldoutPick), over the checkpoints the paper's rule may pick
+    (every benchmark scored); None when one of them lacks per-item outcomes, so both rules see the same ones."""
+    def rows(s: Store) -> list[dict]:
+        return [_checkpoint_row(step, s.get((run, seed, step), {}), domains, None, None)[0] for step in steps]
+
+    on_selection, on_report, on_all = rows(halves[0]), rows(halves[1]), rows(store)
+    if any(a["complete"] and not (h["complete"] and r["complete"]) for a, h, r in zip(on_all, on_selection, on_report)):
+        return None
+    picked = choose(on_selection, "target_avg", target_domain)
+    paper = choose(on_all, "target_avg", target_domain)
+    if picked is None or paper is None:
+        return None
+    report = next(r for r in on_report if r["step"] == picked["step"])
+    return {"step": picked["step"], "selection_avg": picked["domain_avg"][target_domain],
+            "report_avg": report["domain_avg"][target_domain], "paper_avg": paper["domain_avg"][target_domain]}
+
+
 # --------------------------------------------------------------------------- one checkpoint
 def _checkpoint_row(step: int, results: dict[str, EvalResult | ArtifactError], domains: dict[str, list[str]],
                     manifest: CheckpointManifest | None, curve_point: ValPoint | None) -> tuple[dict, list[tuple[str, str]]]:
@@ -101,7 +166,8 @@ def _checkpoint_row(step: int, results: dict[str, EvalResult | ArtifactError], d
     for bench in sorted({b for bs in domains.values() for b in bs}):
         record = results.get(bench)
         if not isinstance(record, EvalResult):
-            missing.append((bench, "no result file" if record is None else f"unreadable result file: {record}"))
+            why = record if isinstance(record, str) else f"unreadable result file: {record}" if record else "no result file"
+            missing.append((bench, why))
             scores[bench] = None
             continue
         epoch = record.target_epoch
@@ -149,8 +215,9 @@ def choose(rows: list[dict], rule: str, target_domain: str) -> dict | None:
 
 # --------------------------------------------------------------------------- one run, one seed
 def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[str, list[str]], rule: str,
-                target_domain: str) -> tuple[dict | None, str | None, list[dict]]:
-    """(per-seed record, skip reason, missing list) of one training run."""
+                target_domain: str, halves: tuple[Store, Store] | None = None) -> tuple[dict | None, str | None, list[dict]]:
+    """(per-seed record, skip reason, missing list) of one training run. `halves` (`split_store`) give the held-out
+    view; under `heldout` the checkpoint rows are scored on the report half."""
     status = RunStatus.read_or_none(RunStatus.path(layout, run, seed))
     state = status.state if status else None
     if status and status.state == "diverged":
@@ -162,21 +229,29 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
     if not steps:
         why = "no evaluated checkpoints in the results store"
         return None, why if state else f"{why} and no status.json (not trained?)", []
+    shown = halves[1] if rule == "heldout" else store
     rows, missing = [], []
     for step in steps:
-        row, miss = _checkpoint_row(step, store[(run, seed, step)], domains, manifests.get(step), by_step.get(step))
+        row, miss = _checkpoint_row(step, shown[(run, seed, step)], domains, manifests.get(step), by_step.get(step))
         rows.append(row)
         missing += [{"run": run, "seed": seed, "step": step, "benchmark": b, "reason": why} for b, why in miss]
-    chosen = choose(rows, rule, target_domain)
+    pick = heldout_pick(halves, store, run, seed, steps, domains, target_domain) if halves else None
+    if rule == "heldout":
+        chosen = next((r for r in rows if pick and r["step"] == pick["step"]), None)
+    else:
+        chosen = choose(rows, rule, target_domain)
     record = {
         "state": state or "unknown",
         "selected": chosen,
         "checkpoints": rows,
         "val_min": val_minimum(curve),
         "masked_fraction": status.stats.get("masked_fraction") if status else None,
+        "heldout": pick,
     }
     if chosen is None:
-        return record, f"no checkpoint with every benchmark scored{'' if rule == 'target_avg' else ' and a validation loss'}", missing
+        needs = {"target_avg": "", "val_loss": " and a validation loss",
+                 "heldout": " with per-item outcomes (held-out selection)"}[rule]
+        return record, f"no checkpoint with every benchmark scored{needs}", missing
     return record, None, missing
 
 
@@ -228,6 +303,7 @@ def aggregate(per_seed: dict[int, dict], domains: dict[str, list[str]] | None = 
         "step": [r["step"] for r in sel],
         "target_epoch": [r["target_epoch"] for r in sel],
     }
+    out["heldout"] = _heldout_summary([per_seed[s].get("heldout") for s in chosen])
     losses = [r["val_loss"] for r in sel if r["val_loss"] is not None]
     out["val_loss"] = summarize(losses) if len(losses) == len(sel) else None
     mins = [per_seed[s]["val_min"] for s in chosen if per_seed[s].get("val_min")]
@@ -241,11 +317,22 @@ def aggregate(per_seed: dict[int, dict], domains: dict[str, list[str]] | None = 
     return out
 
 
+def _heldout_summary(picks: list[dict | None]) -> dict | None:
+    """Mean over seeds of their held-out picks (artifacts.HeldoutSummary); None unless every seed has one."""
+    if not picks or any(p is None for p in picks):
+        return None
+    mean = {k: float(np.mean([p[k] for p in picks])) for k in ("selection_avg", "report_avg", "paper_avg")}
+    return {"step": [p["step"] for p in picks], **mean, "optimism": mean["paper_avg"] - mean["report_avg"]}
+
+
 def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> str | None:
     scored = [(name, r["aggregate"]) for name, r in runs.items() if r.get("aggregate")]
     if rule == "val_loss":
         scored = [(n, a) for n, a in scored if a.get("val_loss")]
         key = [a["val_loss"]["mean"] for _, a in scored]
+    elif rule == "heldout":  # on the selection half too: the report half never picks anything
+        scored = [(n, a) for n, a in scored if a.get("heldout")]
+        key = [-a["heldout"]["selection_avg"] for _, a in scored]
     else:
         key = [-a["domain_avg"][target_domain]["mean"] for _, a in scored]
     if not scored:
@@ -273,12 +360,15 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
     rule, target = config.eval.selection, config.eval.target_domain
     inputs = selection_inputs(config, layout)  # before reading: a file changed meanwhile then reads as stale
     store = load_store(layout)
+    halves = split_store(store, config.eval.heldout_seed) if rule != "val_loss" else None
+    # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
+    shown = halves[1] if rule == "heldout" else store
     runs: dict[str, dict] = {}
     skipped, missing = [], []
     for run, spec in config.runs.items():
         per_seed: dict[int, dict] = {}
         for seed in config.train.seeds:
-            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target)
+            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target, halves)
             missing += miss
             if reason:
                 skipped.append({"run": run, "seed": seed, "reason": reason})
@@ -290,7 +380,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "params": spec.params,
             "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
             "seeds": {str(s): r for s, r in per_seed.items()},
-            "aggregate": aggregate(per_seed, domains, _one_seed_items(store, run, per_seed, domains)),
+            "aggregate": aggregate(per_seed, domains, _one_seed_items(shown, run, per_seed, domains)),
         }
     methods = {}
     for name, mc in config.methods.items():
@@ -303,7 +393,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "runs": grid,
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
-    compared = comparisons({"methods": methods, "runs": runs, "target_domain": target}, domains, store)
+    compared = comparisons({"methods": methods, "runs": runs, "target_domain": target}, domains, shown)
     return Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,
@@ -360,6 +450,7 @@ def _config_digest(config: ExperimentConfig) -> str:
         "preset": config.preset,
         "domains": config.eval.domains,
         "rule": config.eval.selection,
+        "heldout_seed": config.eval.heldout_seed,
         "target_domain": config.eval.target_domain,
         "seeds": list(config.train.seeds),
         "methods": [[name, mc.model_dump(mode="json")] for name, mc in config.methods.items()],
