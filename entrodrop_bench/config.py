@@ -234,6 +234,14 @@ class EvalConfig(Section):
     """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
+    workers: int = Field(1, gt=0)
+    """Local evaluation worker processes. Each claims whole checkpoints that still have pending benchmarks through
+    the store's per-checkpoint try-locks (flock: a killed worker's claim vanishes with it), loads the model once
+    and runs all of that checkpoint's benchmarks, so N workers split the work without overlap. On CPU, N
+    single-thread workers (`threads: 1`) keep N cores busy through lm-eval's serial stretches; on one GPU they
+    share the device. Two `eval` processes on one machine split the work the same way."""
+    threads: int | None = Field(None, gt=0)
+    """torch CPU threads per evaluation worker (None: `train.threads`)."""
     allow_weak_isolation: bool = False
     """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of
