@@ -139,7 +139,8 @@ class TrainConfig(Section):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     """Training seeds, each its own run folder (`seed<k>`): distinct integers in [0, 2**32)."""
     threads: int | None = Field(None, gt=0)
-    """torch CPU threads per run (None: torch default)."""
+    """torch CPU threads per run, and of `prepare`'s own compute (tiny world pre-training, entropy pass; None: torch
+    default)."""
     parallel_runs: int = Field(1, gt=0)
     """Runs trained side by side on CPU, one process each (two single-thread runs beat one two-thread run)."""
     precision: Literal["fp32", "bf16-mixed", "bf16-pure"] = "fp32"
