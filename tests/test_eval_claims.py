@@ -23,11 +23,12 @@ STEPS = (2, 4, 6, 8)
 BENCHES = ("tiny_math", "tiny_general")
 
 
-def _setup(mini_config, mini_assets, tmp_path, **eval_overrides):
+def _setup(mini_config, mini_assets, tmp_path: Path, **eval_overrides):
     files = tiny_benchmark_files(tmp_path / "bench")
     world = {k: files[k] for k in BENCHES}
     ev = EvalConfig(lm_eval_tasks=list(BENCHES), batch_size=4, limit=3, max_gen_toks=8, **eval_overrides)
-    config = mini_config().model_copy(update={"eval": ev})
+    config = mini_config(output={"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")})
+    config = config.model_copy(update={"eval": ev})
     layout = Layout.from_config(config)
     for step in STEPS:
         make_checkpoint(mini_assets["model"], layout, step=step)
@@ -114,3 +115,15 @@ def test_a_killed_eval_process_leaves_no_stale_claim(mini_config, mini_assets, t
     summary = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
     total = len(STEPS) * len(BENCHES)
     assert (summary["evaluated"], summary["skipped"], summary["failed"]) == (total - 1, 1, 0)
+
+
+def test_without_the_request_cache_the_results_are_the_same_and_no_cache_is_written(mini_config, mini_assets, tmp_path):
+    stored = {}
+    for cache in (True, False):
+        config, layout, world = _setup(mini_config, mini_assets, tmp_path / str(cache), request_cache=cache)
+        summary = evaluate_experiment(config, layout, world_benchmarks=world, progress=False)
+        assert summary["evaluated"] == len(STEPS) * len(BENCHES)
+        stored[cache] = sorted((r.step, r.benchmark, r.score, r.items.scores if r.items else None) for r in load_results(layout))
+        dbs = list(layout.runs_dir.rglob("lm_cache/*.db"))
+        assert bool(dbs) == cache
+    assert stored[True] == stored[False]

@@ -137,7 +137,7 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     if harness == "lm-eval":
         from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
-        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16],
+        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16] if ev.request_cache else None,
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=max_gen_toks)
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
