@@ -306,7 +306,7 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
-    assert config.config_hash() == "a9fb06e4a2b9ba26"  # eval.heldout_seed, eval.per_item added
+    assert config.config_hash() == "5b1ba5865017caa0"  # eval.workers, eval.threads, eval.request_cache added
     assert run_key(config, "entrodrop", 0) == "9632324d0d35e117"
     assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "5a0d26b1e428cd5e"
     assert world_hash(config.tiny) == "c9c8eff5ea845e64"
