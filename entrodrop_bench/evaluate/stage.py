@@ -323,8 +323,8 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
 
     With `eval.workers` > 1, that many local worker processes claim the checkpoints with pending work (see
     `claim_and_evaluate`); otherwise this process is the one worker. Returns {"checkpoints", "evaluated",
-    "skipped", "failed", "wall_s", "failures", "workers"} (`workers`: how many worked, 0 when nothing was left); `failures` says, one line per failed (checkpoint,
-    benchmark), what failed and where its traceback is.
+    "skipped", "failed", "wall_s", "failures", "workers"}: `workers` is how many worked (0 when nothing was left),
+    and `failures` says, one line per failed (checkpoint, benchmark), what failed and where its traceback is.
     """
     from tqdm.auto import tqdm
 
@@ -373,6 +373,7 @@ def _worker_main(config_json: str, layout: Layout, ckpts: list, benchmarks: list
     if threads := eval_threads(config):
         torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
     def report(*pair: Any) -> None:
         if pair[-1] != "skipped":  # done by another worker, which reports it
             ticks.put(pair)
