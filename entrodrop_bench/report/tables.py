@@ -363,14 +363,16 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
     t = Table("table3", f"Table 3: which tokens to mask ({selection['experiment']})", headers)
     t.notes.append(f"Avg {target}: {target}-domain average (x100) at the selected checkpoint; Δ in points vs random masking.")
     if roles["random_matched"]:
-        t.notes.append("Random masking is the paper's row, at the same γ_max as EntroDrop (so it masks about 1/k times as "
-                       "many tokens, k = EntroDrop's gated share); the rate-matched row sets γ_max before training so that "
-                       "its expected masked fraction equals the named method's (γ_max × gated share measured at prepare, "
-                       "same curriculum; baselines/masking.py).")
+        t.notes.append("Random masking is the paper's row, at its own γ_max (at EntroDrop's γ_max it masks about 1/k times "
+                       "as many tokens, k = EntroDrop's gated share); the rate-matched row's γ_max was set before training "
+                       "so that its expected masked fraction (gated share measured at prepare × γ_max × the curriculum's "
+                       "mean, baselines/masking.py) equals that of the method named.")
     t.notes.append(MASKED_NOTE)
     rand = roles["random"] and selection["runs"][roles["random"][1]]["aggregate"]
     compared = _row_comparisons(selection, t.name)
     for role, title, scope in TABLE3_ROWS:
+        if role == "random_matched" and roles[role] is None:
+            continue  # an optional row: only where a rate-matched method is configured
         method, run = roles[role] or (role, None)
         agg = selection["runs"][run]["aggregate"] if run else None
         s = agg["domain_avg"].get(target) if agg else None
