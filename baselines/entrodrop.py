@@ -62,6 +62,8 @@ class EntroDropConfig(TokenDropoutConfig):
     # Its rate is its gate share times gamma_max; other methods match it (token_dropout's `gamma_max: {match: ...}`).
     RATE_MATCHING: ClassVar[bool] = False
 
+    gamma_max: float = Field(0.1, description="Upper bound of the dropout ratio gamma, in [0, 1] (paper default 0.1; "
+                                              "Table 4 grid 0.05-0.4).")
     signal: Literal["entropy", "nll"] = Field(
         "entropy", description="Per-token signal of the frozen base model: entropy of p(.|x_<t) (paper) or nll = -log p(x_t|x_<t)."
     )

@@ -60,7 +60,7 @@ class TokenDropoutConfig(RegularizerConfig):
     gamma_max: float | RateMatch = Field(
         0.1,
         description="Upper bound of the dropout ratio gamma, in [0, 1] (paper default 0.1; Table 4 grid 0.05-0.4); "
-        "token_dropout also takes `{match: <method>}`: the gamma_max whose expected masked fraction of eligible target "
+        "or `{match: <method>}`: the gamma_max whose expected masked fraction of eligible target "
         "tokens equals that method's (e.g. EntroDrop's), resolved before training from the gated share measured at prepare.",
     )
     schedule: Literal["sigmoid", "static", "linear"] = Field(
