@@ -127,7 +127,8 @@ def _check_launch(accelerator) -> None:
 
 
 class ValidationSet:
-    """Held-out target rows plus each label token's base-model entropy, for the three loss groups."""
+    """Held-out target rows plus each label token's base-model entropy, for the three loss groups, and each
+    label token's document, for the per-document losses."""
 
     def __init__(self, prepared: Prepared, signals: np.ndarray, offsets: np.ndarray) -> None:
         seq_len = prepared.plan.seq_len
@@ -152,9 +153,8 @@ class ValidationSet:
                chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> tuple[dict[str, float], list[float]]:
         """(mean loss of each token group, mean loss of each document in `doc_ids`) from one forward pass.
 
-        Every process runs the whole validation set (it is not sharded across processes: under FSDP every rank
-        must take part in each forward anyway), so both are complete, in document order, on every process;
-        the main process writes them."""
+        Every process runs the whole validation set (it is not sharded across processes), so both are complete
+        and in document order on every process, with nothing to gather; the main process writes them."""
         was_training = model.training
         model.eval()
         chunks = []
