@@ -224,6 +224,7 @@ def weighted_bootstrap(a: object, weights: object, b: object | None = None, *, s
         res = stats.bootstrap(
             (x[0], w), lambda v, u, axis: (v * u).sum(axis=axis) / u.sum(axis=axis), paired=True, vectorized=True,
             n_resamples=n_resamples, confidence_level=confidence, method="percentile", rng=rng,
+            batch=max(1, _CHUNK_ENTRIES // x.shape[1]),  # a validation set may hold many thousand documents
         )
         return _summarize(point, res.bootstrap_distribution, confidence)
     return _summarize(point, _hierarchical_weighted(x, w, n_resamples, rng), confidence)
