@@ -159,7 +159,7 @@ def test_table4_shows_intervals_over_documents_and_a_planted_loss_difference(tmp
     assert not t4["γ_max = 0.2"][4].endswith("†") and t4["Baseline (γ = 0)"][4] == "–"
     assert t4["γ_max = 0.1"][2] == "6.0"  # one seed: just the epoch of the minimum
     text = (layout.tables_dir / "table4.md").read_text()
-    assert f"over {N_DOCS} validation documents" in text
+    assert f"over {N_DOCS} validation documents" in text and "One training seed" in text
     tex = (layout.tables_dir / "table4.tex").read_text()
     assert f"{lo:.3f}" in tex and r"$^\dagger$" in tex
     records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))
@@ -184,6 +184,7 @@ def test_several_seeds_give_a_best_epoch_range_and_hierarchical_intervals(tmp_pa
     assert t4["γ_max = 0.1"][2] == "6.0"  # both seeds agree
     assert t4["γ_max = 0.2"][2] == "3.0->9.0"
     assert " ± " in t4["γ_max = 0.1"][3] and "[" in t4["γ_max = 0.1"][3]
+    assert "One training seed" not in (layout.tables_dir / "table4.md").read_text()
     records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))
     epoch = next(r for r in records if r["run"] == GAMMA_RUN and r["column"] == "best epoch")
     assert (float(epoch["range_low"]), float(epoch["range_high"]), epoch["n_seeds"]) == (3.0, 9.0, "2")

@@ -458,6 +458,10 @@ def _val_loss_notes(selection: dict, runs: set[str], val_compared: dict) -> list
         notes.append(f"Min val loss [95% CI] and Δ min val loss (minus the Baseline's, {MARK}: Holm-adjusted p < 0.05): "
                      f"{VAL_LOSS_TEST}; {VAL_LOSS_RESAMPLES} resamples over {n} validation documents, seed {VAL_LOSS_SEED}. "
                      f"The CSV carries the intervals, p and p_holm.")
+        if len(selection["seeds"]) == 1:
+            notes.append("One training seed: these intervals cover which validation documents were drawn, not how "
+                         "another training seed would differ, so a small significant Δ may not repeat across seeds "
+                         "(several train.seeds resample seeds too).")
     lacking = [r for r in sorted(runs) if (selection["runs"][r]["aggregate"] or {}).get("val_min")
                and not selection["runs"][r]["aggregate"]["val_min"].get("documents")]
     if lacking:
