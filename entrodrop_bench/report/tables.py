@@ -11,6 +11,9 @@ Conventions (checked against the paper's printed numbers):
   `masked_fraction`, averaged over its steps, then over seeds); `–` for methods that mask nothing.
 - an average marked † differs from the Baseline's significantly (Holm-adjusted p < 0.05 of a paired bootstrap
   over items, computed by `select`); the CSV carries the difference, its 95% CI, p and the Holm-adjusted p.
+- Table 4's minimum validation loss carries a 95% bootstrap CI over validation documents, and its difference
+  from the Baseline's a paired one (`report.val_loss`); the best epoch is a range across seeds (`lo-hi`).
+  CSV: `ci_over` says what a ci95 resamples, `range_low`/`range_high` the best epoch's range.
 """
 
 from __future__ import annotations
@@ -37,11 +40,14 @@ from entrodrop_bench.report.rows import (
     role_runs,
 )
 from entrodrop_bench.report.selection import read_selection
+from entrodrop_bench.report.val_loss import RESAMPLES as VAL_LOSS_RESAMPLES
+from entrodrop_bench.report.val_loss import SEED as VAL_LOSS_SEED
+from entrodrop_bench.report.val_loss import TEST as VAL_LOSS_TEST
 
 DASH = "–"
 CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
               "relative_pct", "delta_points", "paper", "diff_vs_paper",
-              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm"]
+              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm", "ci_over", "range_low", "range_high"]
 MARK = "†"
 MASKED = "Masked (realized)"
 MASKED_NOTE = (f"{MASKED}: share of eligible target tokens (not a document's first token, not special) whose input "
@@ -415,14 +421,15 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         return None
     target = selection["target_domain"]
     paper = _paper_block(config, 4)
-    headers = ["γ_max", f"Avg {target}", "Best epoch", "Min val loss"] + (["Paper avg", "Paper best epoch", "Paper min val loss"] if paper else [])
+    headers = ["γ_max", f"Avg {target}", "Best epoch", "Min val loss", "Δ min val loss"] + (["Paper avg", "Paper best epoch", "Paper min val loss"] if paper else [])
     headers.append(MASKED)
     t = Table("table4", f"Table 4: sensitivity to γ_max ({selection['experiment']})", headers)
     t.notes.append("Best epoch: target-domain epoch at the minimum held-out validation loss ('>E': still falling at the last "
-                   "evaluation, epoch E). γ_max = 0 is the Baseline.")
+                   "evaluation, epoch E; with several seeds the range across seeds). γ_max = 0 is the Baseline.")
     t.notes.append(MASKED_NOTE)
     ref_rows = {r["gamma_max"]: r for r in (paper or {}).get("rows", [])}
     compared = _row_comparisons(selection, t.name)
+    val_compared = _val_loss_comparisons(selection)
     runs = set()
     for g, method, run in gamma_runs(selection):
         runs.add(run)
@@ -430,12 +437,13 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         s = agg["domain_avg"].get(target) if agg else None
         vm = (agg or {}).get("val_min")
         epoch = vm and vm["target_epoch"]
-        ep_text = DASH if not epoch else (">" if vm["at_end"] else "") + f"{epoch['mean']:.1f}" + (f" ± {epoch['std']:.1f}" if epoch["n"] > 1 else "")
-        loss = vm and vm["loss"]
+        epochs = _best_epochs(selection, run)
         name = "Baseline (γ = 0)" if g == 0 else f"γ_max = {g:g}"
-        loss_text = DASH if not loss else f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
+        loss = vm and vm["loss"]
         diff = compared.get(run, {}).get(target)
-        row = [name, fmt_cell(s, 2) + ("" if not s else _mark(diff)), ep_text, loss_text]
+        val_diff = val_compared.get(run)
+        row = [name, fmt_cell(s, 2) + ("" if not s else _mark(diff)), _epoch_text(epochs), _val_loss_text(vm),
+               DASH if val_diff is None else _val_diff_text(val_diff)]
         ref = ref_rows.get(g)
         if paper:
             row += [fmt_num(ref and ref["avg"], 2), (ref or {}).get("best_epoch", DASH), DASH if not ref else f"{ref['min_val_loss']:.3f}"]
@@ -443,11 +451,89 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         t.rows.append(row)
         t.records.append(_record(t.name, method, name, run, f"{target} Avg", s, paper=ref and ref["avg"],
                                  **_comparison_fields(diff)))
-        t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"]))
-        t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"]))
+        t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"],
+                                 range_low=min(e for e, _ in epochs) if epochs else None,
+                                 range_high=max(e for e, _ in epochs) if epochs else None))
+        t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"],
+                                 ci_over=_ci_over(vm)))
+        if g != 0:
+            t.records.append(_record(t.name, method, name, run, "min val loss vs Baseline", None,
+                                     ci_over=val_diff and "validation documents", **_comparison_fields(val_diff)))
+    t.notes += _val_loss_notes(selection, runs, val_compared)
     t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, runs)
     return t
+
+
+def _val_loss_comparisons(selection: dict) -> dict[str, dict]:
+    """Run -> its minimum validation loss minus the Baseline's (report.val_loss), for Table 4's rows that have one."""
+    found = selection["comparisons"]["tables"].get("table4")
+    return {r["run"]: r["val_loss"] for r in found["rows"] if r.get("val_loss")} if found else {}
+
+
+def _best_epochs(selection: dict, run: str) -> list[tuple[float, bool]]:
+    """(target epoch of the minimum validation loss, whether it is the curve's last point) of each seed of the
+    run's aggregate that has one."""
+    agg = selection["runs"][run]["aggregate"]
+    seeds = selection["runs"][run]["seeds"]
+    mins = [(seeds.get(str(s)) or {}).get("val_min") for s in (agg["seeds"] if agg else [])]
+    return [(m["target_epoch"], m["at_end"]) for m in mins if m and m["target_epoch"] is not None]
+
+
+def _epoch_text(epochs: list[tuple[float, bool]]) -> str:
+    """One seed: its epoch ('>E' when the loss was still falling); several: the range across seeds, `lo-hi`."""
+    if not epochs:
+        return DASH
+    lo, hi = min(epochs), max(epochs)
+
+    def one(e: tuple[float, bool]) -> str:
+        return (">" if e[1] else "") + f"{e[0]:.1f}"
+
+    return one(lo) if lo == hi else f"{one(lo)}-{one(hi)}"
+
+
+def _ci_over(vm: dict | None) -> str | None:
+    """What the minimum validation loss's CSV ci95 resamples."""
+    if not vm or not vm["loss"].get("ci95"):
+        return None
+    return "validation documents" if vm.get("documents") else "seeds"
+
+
+def _val_loss_text(vm: dict | None) -> str:
+    """`loss [lo, hi]` (the interval over validation documents), `mean ± std` with several seeds."""
+    if not vm:
+        return DASH
+    loss = vm["loss"]
+    text = f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
+    if vm.get("documents") and loss.get("ci95"):
+        text += f" [{loss['ci95'][0]:.3f}, {loss['ci95'][1]:.3f}]"
+    return text
+
+
+def _val_diff_text(diff: dict) -> str:
+    return f"{diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" + _mark(diff)
+
+
+def _val_loss_notes(selection: dict, runs: set[str], val_compared: dict) -> list[str]:
+    """How the validation-loss intervals were computed, or why a row has none."""
+    notes = []
+    with_docs = [r for r in sorted(runs) if ((selection["runs"][r]["aggregate"] or {}).get("val_min") or {}).get("documents")]
+    if with_docs:
+        n = selection["runs"][with_docs[0]]["aggregate"]["val_min"]["documents"]
+        notes.append(f"Min val loss [95% CI] and Δ min val loss (minus the Baseline's, {MARK}: Holm-adjusted p < 0.05): "
+                     f"{VAL_LOSS_TEST}; {VAL_LOSS_RESAMPLES} resamples over {n} validation documents, seed {VAL_LOSS_SEED}. "
+                     f"The CSV carries the intervals, p and p_holm.")
+        if len(selection["seeds"]) == 1:
+            notes.append("One training seed: these intervals cover which validation documents were drawn, not how "
+                         "another training seed would differ, so a small significant Δ may not repeat across seeds "
+                         "(several train.seeds resample seeds too).")
+    lacking = [r for r in sorted(runs) if (selection["runs"][r]["aggregate"] or {}).get("val_min")
+               and not selection["runs"][r]["aggregate"]["val_min"].get("documents")]
+    if lacking:
+        notes.append(f"no interval over validation documents for {', '.join(lacking)}: a validation curve without "
+                     "per-document losses (val_curve.json format 1, written before they were kept; training again "
+                     "writes them)")
+    return notes
 
 
 # --------------------------------------------------------------------------- rendering

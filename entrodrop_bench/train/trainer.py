@@ -4,7 +4,8 @@ Per optimizer step: the plan's rows for that step, split into micro-batches; eac
 embeddings go through the method's `transform_embeddings` (the only place methods touch data, applied by
 a forward hook on the embedding module so that any accelerate wrapper works), the
 loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
-schedule advances. At each checkpoint step: held-out validation loss in three entropy groups, then an
+schedule advances. At each checkpoint step: held-out validation loss in three entropy groups (and per
+document, from the same forward pass), then an
 atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
 
 Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds fp32 master weights (read in
@@ -126,7 +127,8 @@ def _check_launch(accelerator) -> None:
 
 
 class ValidationSet:
-    """Held-out target rows plus each label token's base-model entropy, for the three loss groups."""
+    """Held-out target rows plus each label token's base-model entropy, for the three loss groups, and each
+    label token's document, for the per-document losses."""
 
     def __init__(self, prepared: Prepared, signals: np.ndarray, offsets: np.ndarray) -> None:
         seq_len = prepared.plan.seq_len
@@ -139,9 +141,20 @@ class ValidationSet:
         low, high = percentile_groups(signals)
         valid = self.batch["labels"][:, 1:] != IGNORE_INDEX
         self.groups = {"overall": valid, "low_entropy": valid & (sig <= low), "high_entropy": valid & (sig >= high)}
+        # Per-document losses: each label token's document (a document may span rows), the documents with at
+        # least one label token (their index in the validation split, in order), and their label-token counts.
+        label_docs = doc[valid]
+        self.doc_ids = torch.unique(label_docs)  # sorted
+        self._doc_slot = torch.searchsorted(self.doc_ids, label_docs)
+        self.doc_tokens = torch.bincount(self._doc_slot, minlength=len(self.doc_ids))
 
     @torch.inference_mode()
-    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> dict[str, float]:
+    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int,
+               chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> tuple[dict[str, float], list[float]]:
+        """(mean loss of each token group, mean loss of each document in `doc_ids`) from one forward pass.
+
+        Every process runs the whole validation set (it is not sharded across processes), so both are complete
+        and in document order on every process, with nothing to gather; the main process writes them."""
         was_training = model.training
         model.eval()
         chunks = []
@@ -150,7 +163,15 @@ class ValidationSet:
             chunks.append(step_loss(model, b, chunk_elements=chunk_elements)[1].cpu())
         model.train(was_training)
         per_token = torch.cat(chunks)
-        return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
+        groups = {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
+        return groups, self.doc_losses(per_token)
+
+    def doc_losses(self, per_token: torch.Tensor) -> list[float]:
+        """Mean loss over each document's label tokens (float64 sums), aligned with `doc_ids`; weighted by
+        `doc_tokens` they average to the `overall` group's loss."""
+        sums = torch.zeros(len(self.doc_ids), dtype=torch.float64)
+        sums.index_add_(0, self._doc_slot, per_token[self.groups["overall"]].double())
+        return (sums / self.doc_tokens).tolist()
 
 
 def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
@@ -238,6 +259,7 @@ class Trainer:
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
         self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
+        self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> RunStatus | None:
@@ -351,15 +373,16 @@ class Trainer:
         model, optimizer = accelerator.prepare(model, optimizer)
         accelerator.init_trackers("tb")
         self._write_status("running")
+        val = self._validation_set()
         if start > 0 and accelerator.is_main_process:
             # A kill after a checkpoint but before the files written after it leaves them behind the checkpoint
             # (at the final step, for good): rewrite them from the checkpoint's own record.
             self._write_logs(log, val_curve)
 
-        val = self._validation_set()
         device = accelerator.device
         if start == 0 and not val_curve:
-            val_curve.append({"step": 0, "target_epoch": 0.0, **val.losses(model, device, rows_per_micro, self._chunk_elements)})
+            losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+            val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -375,8 +398,9 @@ class Trainer:
             shown = ("loss", "lr", *reg.progress_keys, "tokens_per_s")
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in shown})
             if step + 1 in ckpt_steps:
-                losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
-                val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
+                losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+                val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
+                                  "doc_losses": doc_losses})
                 accelerator.wait_for_everyone()
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
                 if accelerator.is_main_process:
@@ -427,7 +451,9 @@ class Trainer:
         from entrodrop_bench.prepare.signals import base_model_signals
 
         values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
-        return ValidationSet(self.p, values, offsets)
+        val = ValidationSet(self.p, values, offsets)
+        self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
+        return val
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save(self, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
@@ -445,7 +471,9 @@ class Trainer:
 
     def _write_logs(self, log: list[dict], val_curve: list[dict]) -> None:
         """The files that follow each checkpoint: validation curve, per-step log, then checkpoint rotation."""
-        ValCurve(points=[ValPoint(**p) for p in val_curve]).write(ValCurve.path(self.layout, self.run, self.seed))
+        doc_ids, doc_tokens = self._val_docs
+        ValCurve(points=[ValPoint(**p) for p in val_curve], doc_ids=doc_ids, doc_tokens=doc_tokens).write(
+            ValCurve.path(self.layout, self.run, self.seed))
         TrainLog(records=[TrainLogRecord(**r) for r in log]).write(TrainLog.path(self.layout, self.run, self.seed))
         self._rotate()
 
