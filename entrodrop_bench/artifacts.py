@@ -7,6 +7,7 @@ being half-understood.
 
     file                                                    model               written by
     prepared.json                                           PreparedRecord      prepare
+    cache/gate_shares.json                                  GateShares          prepare
     train/<run>/seed<k>/status.json                         RunStatus           train
     train/<run>/seed<k>/val_curve.json                      ValCurve            train
     train/<run>/seed<k>/train_log.jsonl                     TrainLog            train
@@ -160,6 +161,39 @@ class PreparedRecord(Artifact):
         return layout.prepared_file
 
 
+class GateShare(BaseModel):
+    """How much of the target training corpus one masking run's gate passes (`Regularizer.token_gates` over the
+    signal the method declares; a method without signals has no gate and passes every eligible token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    signal: str | None
+    """The base-model signal the gate read (None: no gate)."""
+    eligible_tokens: int
+    """Target training tokens any token dropout may touch (not a document's first token, not special)."""
+    gated_tokens: int
+    """Of those, the tokens the gate passes."""
+    gated_fraction: float
+    """`gated_tokens / eligible_tokens`: the g of a rate-matched gamma_max (`baselines.masking`)."""
+
+
+class GateShares(Artifact):
+    """Per run of a masking method (one that declares `expected_masked_fraction`), its gated share of the eligible
+    target training tokens, measured once by `prepare`; rate-matched runs resolve their gamma_max from it."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "prepare CONFIG"
+
+    runs: dict[str, GateShare]
+    """Run name -> its gate share."""
+
+    @classmethod
+    def path(cls, layout: Layout) -> Path:
+        return layout.gate_shares_file
+
+
 class RunStatus(Artifact):
     """State of one training run (run, seed); `train.run_is_complete` also checks the files it promises."""
 
@@ -187,6 +221,9 @@ class RunStatus(Artifact):
     """`config.run_key`: what the run trains; another experiment reuses the run when its key is equal."""
     stats: dict[str, float] = {}
     """Each value the method logged, averaged over the run (written when it completes)."""
+    resolved: dict[str, Any] = {}
+    """Params the method resolved before training (`Regularizer.resolved_params`: a rate-matched gamma_max, j0's
+    step); empty for a method that resolves none, and in statuses written before this field existed."""
     updated: str
     """UTC time of this write (ISO 8601)."""
 
@@ -621,6 +658,8 @@ class SeedSelection(_Record):
     val_min: ValMinimum | None
     masked_fraction: float | None
     """Fraction of target tokens the regularizer masked (from the run's status)."""
+    resolved: dict[str, Any] = {}
+    """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
     """The held-out view of this seed; None when a checkpoint's result lacks per-item outcomes."""
 
@@ -678,6 +717,8 @@ class TableRoleRecord(_Record):
     rank: int
     targets: Literal["all", "high", "low"] | None
     drop_rate: float | None
+    rate_matched_to: str | None = None
+    """The method whose expected masked fraction this run matches (Table 3's rate-matched row)."""
 
 
 class RunSelection(_Record):

@@ -67,7 +67,7 @@ def _file(tmp_path: Path, data) -> Path:
 
 
 # Optional fields added since these files were first written: an old file reads, and writes back with their default.
-ADDED_SINCE = {EvalResult: {"items": None}}
+ADDED_SINCE = {EvalResult: {"items": None}, RunStatus: {"resolved": {}}}
 
 
 @pytest.mark.parametrize("model", list(TODAY), ids=lambda m: m.__name__)
@@ -324,12 +324,12 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
-    assert config.config_hash() == "a9fb06e4a2b9ba26"  # eval.heldout_seed, eval.per_item added
+    assert config.config_hash() == "98802c51884a6e8b"  # methods.token_dropout_matched added
     assert run_key(config, "entrodrop", 0) == "9632324d0d35e117"
     assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "5a0d26b1e428cd5e"
     assert world_hash(config.tiny) == "c9c8eff5ea845e64"
-    # eval.heldout_seed joined the digest: it decides the held-out view selection.json records.
-    assert _config_digest(config) == "e6635e4e7900f32c8a525f82743a321347ecb623e3534339eb2085848a3bda51"
+    # eval.heldout_seed joined the digest: it decides the held-out view selection.json records (and the methods).
+    assert _config_digest(config) == "a2c5ce1f27e1dc7f60fd7a4fb10ee79b557e9974020da8cc04f87dc291a593df"
     assert entry_key(config, "entrodrop") == "tiny/tiny@default/entrodrop/86cf2155804c"
     # ... and this one tasks/tiny_math.yaml and tasks/utils.py.
     assert task_config_hash("tiny_math", None, limit=4, num_fewshot=0, max_gen_toks=64) == ("1811956fce52fdb7", "1.0")

@@ -250,6 +250,7 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "checkpoints": rows,
         "val_min": val_minimum(curve),
         "masked_fraction": status.stats.get("masked_fraction") if status else None,
+        "resolved": dict(status.resolved) if status else {},
         "heldout": pick,
     }
     if chosen is None:

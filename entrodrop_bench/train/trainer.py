@@ -191,6 +191,28 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
+def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+    """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    spec = prepared.config.runs[run]
+    if spec.rate_dependency is None:
+        return None
+    from entrodrop_bench.prepare.signals import gate_shares
+
+    param, method = spec.rate_dependency
+    shares = gate_shares(prepared)
+    target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
+    target = prepared.config.runs[target_run]
+    fraction = target.plugin_cls.expected_masked_fraction(
+        target.settings, gated_fraction=shares[target_run].gated_fraction, total_steps=prepared.plan.total_steps,
+        baseline_min_val_step=baseline_min_val_step(prepared, seed) if target.baseline_dependency else None)
+    if fraction is None:
+        raise UserError(f"methods.{spec.method}.params.{param}: method {method!r} gives no expected masked fraction "
+                        "to match (its plugin's expected_masked_fraction returned None)")
+    own = shares[run].gated_fraction if run in shares else 1.0
+    return fraction, own
+
+
 def read_status(layout, run: str, seed: int) -> RunStatus | None:
     """A run's status, or None when it has none (not started). A status this version cannot read raises
     ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
@@ -236,6 +258,7 @@ class Trainer:
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
+        self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
         self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
 
     # --- status and bookkeeping -------------------------------------------------------------
@@ -256,6 +279,7 @@ class Trainer:
             config_hash=self.cfg.config_hash(),
             run_key=self.run_key,
             stats=stats or {},
+            resolved=self._resolved,
             updated=datetime.now(timezone.utc).isoformat(),
         ).write(RunStatus.path(self.layout, self.run, self.seed))
 
@@ -264,6 +288,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()
         reg = self.spec.build()
+        matched = rate_match(self.p, self.run, self.seed)
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -275,8 +300,11 @@ class Trainer:
                 device=accelerator.device,
                 seed=self.seed,
                 baseline_min_val_step=baseline_min_val_step(self.p, self.seed) if self.spec.baseline_dependency else None,
+                matched_masked_fraction=matched[0] if matched else None,
+                gated_fraction=matched[1] if matched else None,
             )
         )
+        self._resolved = reg.resolved_params()
         t = self.cfg.train
         if t.precision == "bf16-pure":
             logger.warning(PURE_BF16_WARNING, t.lr)
