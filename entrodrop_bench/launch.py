@@ -25,7 +25,6 @@ ended, and waits for all of them.
 from __future__ import annotations
 
 import getpass
-import os
 import pickle
 import shutil
 import signal
@@ -577,8 +576,3 @@ def format_status(report: dict) -> str:
         lines += ["", "no jobs launched (entrodrop-bench launch CONFIG --executor slurm|local)"]
     return "\n".join(lines)
 
-
-def slurm_env_ok() -> bool:
-    """Whether SLURM's client commands are here (the tests and `launch` check it)."""
-    return all(shutil.which(tool) for tool in ("sbatch", "squeue", "scontrol")) and bool(os.environ.get("SLURM_CONF") or
-                                                                                     Path("/etc/slurm/slurm.conf").exists())
