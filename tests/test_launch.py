@@ -258,6 +258,8 @@ def test_local_executor_runs_the_same_jobs_and_a_relaunch_submits_nothing(tiny_w
     assert jobs["train/plain/seed0"].depends_on == [jobs["prepare"].job_id]
     assert jobs["report"].depends_on == [jobs["eval/0"].job_id]
     assert "4 local job(s) done" in out
+    # Without a terminal the trainer logs plain progress lines (rate and ETA) into the job's output.
+    assert "train: plain/seed0 step 10/10 (100%)" in Path(jobs["train/plain/seed0"].stdout).read_text()
 
     before = _store_mtimes(tmp_path / "runs")
     again = _cli("launch", cfg, *_overrides(tmp_path, ONE_RUN), "--executor", "local").stdout
