@@ -186,7 +186,8 @@ def test_requeue_and_scancel_mid_run_then_relaunch_give_the_weights_of_an_uninte
 
     # Preemption: SLURM's signal to the job; submitit checkpoints the call and requeues the same job id.
     subprocess.run(["scancel", "--signal=USR2", train_id], env=slurm, check=True)
-    _wait(lambda: _slurm_job(slurm, train_id)["Restarts"] == "1", "the requeue", layout)
+    _wait(lambda: (lambda info: (info["JobState"], info["Restarts"]))(_slurm_job(slurm, train_id)) == ("PENDING", "1"),
+          "the requeue", layout)
     # SLURM makes a requeued job eligible only two minutes later; the test does not wait for that.
     subprocess.run(["scontrol", "update", f"JobId={train_id}", "StartTime=now"], env=slurm, check=True)
     _wait(lambda: Layout.manifest_file(layout.checkpoint_dir("plain", 0, 8)).is_file(), "checkpoint-8 after the requeue",
