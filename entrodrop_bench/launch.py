@@ -334,7 +334,10 @@ def plan_jobs(config: ExperimentConfig, layout: Layout, states: dict[str, tuple[
         for key in eval_keys:
             need(Planned(key, "eval", after_ok=list(prep) if not trainers else [], after_start=trainers))
     evals = [k for k in eval_keys if k in new_or_running]
-    if todo or not _report_current(config, layout):
+    if "report" in in_flight and not todo:
+        new_or_running.add("report")  # waits for the evaluation jobs still in flight: nothing new to add
+    elif todo or not _report_current(config, layout):
+        # A report still pending from an earlier launch would not wait for what is submitted now: a new one does.
         todo.append(Planned("report", "report", after_ok=evals))
     return todo, sorted(in_flight & new_or_running)
 
@@ -417,6 +420,11 @@ def launch(config: ExperimentConfig, layout: Layout, executor: Executor, *, wait
         _check_other_config(config, current, states)
         _list_failed(current, states, echo)
         todo, kept = plan_jobs(config, layout, states)
+        other = [k for k in kept if current[k].executor != executor]
+        if other and todo:
+            raise UserError(f"{', '.join(other)} still run under the {current[other[0]].executor} executor, which "
+                            f"--executor {executor} jobs cannot wait for; wait for them to end (or cancel them), "
+                            "then launch again")
         job_ids = {k: current[k].job_id for k in kept}
         for key in kept:
             echo(f"launch: {key} is already {states[key][0]} as job {current[key].job_id}; not submitted again")

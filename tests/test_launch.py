@@ -314,6 +314,12 @@ def test_relaunch_keeps_in_flight_jobs_and_resubmits_failed_ones_listing_their_l
         report = launch.format_status(launch.status(config, layout))
         assert f"train/plain/seed0                         {live.pid:<11} running" in report
         assert f"logs: {failed_paths.stdout}" in report
+
+        # Everything still in flight (a second launch while the first one's jobs run): nothing is submitted twice.
+        keys = ["train/plain/seed0", "train/entrodrop/seed0", "eval/0", "report"]
+        LaunchJobs(jobs=[record(k, str(live.pid)) for k in keys]).write(LaunchJobs.path(layout))
+        states = launch.job_states(layout, list(launch.read_jobs(layout).current().values()))
+        assert launch.plan_jobs(config, layout, states) == ([], sorted(keys))
     finally:
         live.kill()
         live.wait()
