@@ -14,7 +14,7 @@ Percentiles use numpy's default (linear interpolation between order statistics).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,11 @@ def document_gates(values: np.ndarray, offsets: np.ndarray, eligible: np.ndarray
 
 
 class EntroDropConfig(TokenDropoutConfig):
+    # Its rate is its gate share times gamma_max; other methods match it (token_dropout's `gamma_max: {match: ...}`).
+    RATE_MATCHING: ClassVar[bool] = False
+
+    gamma_max: float = Field(0.1, description="Upper bound of the dropout ratio gamma, in [0, 1] (paper default 0.1; "
+                                              "Table 4 grid 0.05-0.4).")
     signal: Literal["entropy", "nll"] = Field(
         "entropy", description="Per-token signal of the frozen base model: entropy of p(.|x_<t) (paper) or nll = -log p(x_t|x_<t)."
     )

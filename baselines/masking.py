@@ -14,6 +14,21 @@ of the baseline run's minimum validation loss (the paper picks j0 where the base
 `auto` is declared through `baseline_dependency`, so the config refuses it without a baseline method and the
 trainer passes the step in PrepareContext.baseline_min_val_step.
 
+Rate matching (`gamma_max: {match: <method>}`, token_dropout only): gamma_max is set before training so that this
+run's expected masked fraction of eligible target tokens equals that method's. The expected masked fraction of a
+run of T steps is (`expected_masked_fraction`)
+
+    F = g * (1/T) * sum_{j<T} E[gamma_j] = g * gamma_max * C,    C = (1/T) * sum_{j<T} curve(j) / 2,
+
+where g is the share of eligible tokens the method's gate passes (measured by `prepare` over the target training
+documents; 1 without a gate), curve(j) = gamma_max(j) / gamma_max the curriculum, and 1/2 the mean of U(0, 1).
+Matching F_self = F_target gives
+
+    gamma_max_self = gamma_max_target * g_target * C_target / (g_self * C_self),
+
+which for the same schedule, j0 and sharpness on both sides (C cancels) is gamma_max_target * g_target / g_self:
+vanilla token dropout (g_self = 1) matched to EntroDrop at gamma_max 0.1 with g = 0.5 trains at gamma_max 0.05.
+
 Sharpness: the paper gives no value for its k in Eq. 4. Here s = sharpness / total_steps with
 sharpness = 10 by default: gamma_max(j) goes from 12% to 88% of gamma_max within +-20% of the run around
 j0, and at step 0 with j0 at 30% of the run it is ~5% of gamma_max ("near lossless" early training).
@@ -27,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -35,11 +50,19 @@ from pydantic import Field, field_validator
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.regularizer import PrepareContext, RegularizerConfig, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, TokenMeta
 
 
 class TokenDropoutConfig(RegularizerConfig):
-    gamma_max: float = Field(0.1, ge=0, le=1, description="Upper bound of the dropout ratio gamma (paper default 0.1; Table 4 grid 0.05-0.4).")
+    RATE_MATCHING: ClassVar[bool] = True
+    """Whether `gamma_max: {match: <method>}` is accepted (vanilla token dropout: yes; EntroDrop: no)."""
+
+    gamma_max: float | RateMatch = Field(
+        0.1,
+        description="Upper bound of the dropout ratio gamma, in [0, 1] (paper default 0.1; Table 4 grid 0.05-0.4); "
+        "or `{match: <method>}`: the gamma_max whose expected masked fraction of eligible target "
+        "tokens equals that method's (e.g. EntroDrop's), resolved before training from the gated share measured at prepare.",
+    )
     schedule: Literal["sigmoid", "static", "linear"] = Field(
         "sigmoid", description="Curriculum of gamma_max(j): sigmoid (paper Eq. 4), static (gamma_max from step 0) or linear ramp."
     )
@@ -59,6 +82,22 @@ class TokenDropoutConfig(RegularizerConfig):
     mask_embedding: Literal["mean", "zero"] = Field(
         "mean", description="Replacement input embedding: mean of the base model's input embedding matrix (paper A.3) or zeros."
     )
+
+    @field_validator("gamma_max", mode="before")
+    @classmethod
+    def _check_gamma_max(cls, value):
+        # One message per mistake, instead of pydantic's error per union member.
+        if isinstance(value, (dict, RateMatch)):
+            if not cls.RATE_MATCHING:
+                raise ValueError("rate matching ({match: <method>}) is offered by token_dropout only: give a number in [0, 1]")
+            found = value.model_dump() if isinstance(value, RateMatch) else value
+            if set(found) != {"match"} or not isinstance(found["match"], str):
+                raise ValueError("expected {match: <method name>} (one key, `match`, naming a method of this experiment)")
+            return RateMatch(match=found["match"])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            also = " or {match: <method>}" if cls.RATE_MATCHING else ""
+            raise ValueError(f"must be a number in [0, 1]{also}")
+        return float(value)
 
     @field_validator("j0")
     @classmethod
@@ -107,9 +146,42 @@ def resolve_j0(j0: int | float | str, total_steps: int, baseline_min_val_step: i
     return float(j0)
 
 
-def build_schedule(config: TokenDropoutConfig, total_steps: int, baseline_min_val_step: int | None, *, plugin: str) -> GammaSchedule:
+def build_schedule(config: TokenDropoutConfig, total_steps: int, baseline_min_val_step: int | None, *, plugin: str,
+                   gamma_max: float | None = None) -> GammaSchedule:
+    """The run's curriculum; `gamma_max` replaces the config's (a rate-matched one, resolved before training)."""
     j0 = 0.0 if config.schedule == "static" else resolve_j0(config.j0, total_steps, baseline_min_val_step, plugin=plugin)
-    return GammaSchedule(config.gamma_max, config.schedule, j0, config.sharpness / max(total_steps, 1))
+    peak = config.gamma_max if gamma_max is None else gamma_max
+    if isinstance(peak, RateMatch):
+        raise RuntimeError(f"gamma_max {{match: {peak.match}}} must be resolved (matched_gamma_max) before building the schedule")
+    return GammaSchedule(peak, config.schedule, j0, config.sharpness / max(total_steps, 1))
+
+
+def curriculum_mean(schedule: GammaSchedule, total_steps: int) -> float:
+    """C = (1/T) sum_{j<T} E[gamma_j] / gamma_max with gamma_j ~ U(0, gamma_max(j)): the mean drop probability of a
+    candidate token per unit of gamma_max (steps weigh equally, as in the logged per-step masked fraction)."""
+    if schedule.gamma_max == 0 or total_steps <= 0:
+        return 0.0
+    unit = GammaSchedule(1.0, schedule.kind, schedule.j0, schedule.slope)
+    return float(np.mean([unit(j) for j in range(total_steps)])) / 2
+
+
+def matched_gamma_max(config: TokenDropoutConfig, ctx: PrepareContext, *, plugin: str) -> float:
+    """gamma_max whose expected masked fraction (g_self * gamma_max * C_self) equals ctx.matched_masked_fraction."""
+    target = config.gamma_max
+    if ctx.matched_masked_fraction is None:
+        raise RuntimeError(f"gamma_max {{match: {target.match}}}: PrepareContext.matched_masked_fraction was not given "
+                           "(the trainer fills it for a plugin that declares a rate_dependency)")
+    unit = build_schedule(config, ctx.total_steps, ctx.baseline_min_val_step, plugin=plugin, gamma_max=1.0)
+    per_unit = (1.0 if ctx.gated_fraction is None else ctx.gated_fraction) * curriculum_mean(unit, ctx.total_steps)
+    if ctx.matched_masked_fraction == 0:
+        return 0.0
+    gamma_max = ctx.matched_masked_fraction / per_unit if per_unit > 0 else math.inf
+    if gamma_max > 1:
+        raise ConfigError(
+            f"gamma_max: {{match: {target.match}}}: method {target.match!r} masks {ctx.matched_masked_fraction:.4f} of the "
+            f"eligible target tokens in expectation, more than this run can at gamma_max 1 ({per_unit:.4f}); lower "
+            f"{target.match}'s gamma_max or give this run a number")
+    return gamma_max
 
 
 class TokenDropoutBase(TrainingOnly):
@@ -129,6 +201,19 @@ class TokenDropoutBase(TrainingOnly):
     def baseline_dependency(cls, config: TokenDropoutConfig) -> str | None:
         return "j0" if config.j0 == "auto" and config.schedule != "static" else None
 
+    @classmethod
+    def rate_dependency(cls, config: TokenDropoutConfig) -> tuple[str, str] | None:
+        return ("gamma_max", config.gamma_max.match) if isinstance(config.gamma_max, RateMatch) else None
+
+    @classmethod
+    def expected_masked_fraction(cls, config: TokenDropoutConfig, *, gated_fraction: float, total_steps: int,
+                                 baseline_min_val_step: int | None) -> float | None:
+        """g * gamma_max * C (module docstring); None while gamma_max is an unresolved `{match: ...}`."""
+        if isinstance(config.gamma_max, RateMatch):
+            return None
+        schedule = build_schedule(config, total_steps, baseline_min_val_step, plugin=cls.name or "token_dropout")
+        return gated_fraction * config.gamma_max * curriculum_mean(schedule, total_steps) if config.gamma_max else 0.0
+
     def __init__(self, config: TokenDropoutConfig) -> None:
         super().__init__(config)
         self.schedule: GammaSchedule | None = None
@@ -142,7 +227,9 @@ class TokenDropoutBase(TrainingOnly):
 
     # --- setup ------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:
-        self.schedule = build_schedule(self.config, ctx.total_steps, ctx.baseline_min_val_step, plugin=self.name or "token_dropout")
+        plugin = self.name or "token_dropout"
+        gamma_max = matched_gamma_max(self.config, ctx, plugin=plugin) if isinstance(self.config.gamma_max, RateMatch) else None
+        self.schedule = build_schedule(self.config, ctx.total_steps, ctx.baseline_min_val_step, plugin=plugin, gamma_max=gamma_max)
         self.run_seed = ctx.seed
         weight = ctx.model.get_input_embeddings().weight.detach()
         if self.config.mask_embedding == "mean":
@@ -153,6 +240,12 @@ class TokenDropoutBase(TrainingOnly):
     def gate(self, meta: TokenMeta) -> torch.Tensor | None:
         """Bool [batch, seq] of tokens this method may drop (None: every eligible token)."""
         return None
+
+    def resolved_params(self) -> dict[str, float]:
+        """gamma_max as trained (a rate-matched one resolved) and j0 as a step (None before `prepare`)."""
+        if self.schedule is None:
+            return {}
+        return {"gamma_max": self.schedule.gamma_max, "j0": self.schedule.j0}
 
     # --- per step ---------------------------------------------------------------------------
     def step_gamma(self, step: int, gamma_max: float) -> float:

@@ -7,6 +7,7 @@ being half-understood.
 
     file                                                    model               written by
     prepared.json                                           PreparedRecord      prepare
+    cache/gate_shares.json                                  GateShares          prepare
     train/<run>/seed<k>/status.json                         RunStatus           train
     train/<run>/seed<k>/val_curve.json                      ValCurve            train
     train/<run>/seed<k>/train_log.jsonl                     TrainLog            train
@@ -161,6 +162,39 @@ class PreparedRecord(Artifact):
         return layout.prepared_file
 
 
+class GateShare(BaseModel):
+    """How much of the target training corpus one masking run's gate passes (`Regularizer.token_gates` over the
+    signal the method declares; a method without signals has no gate and passes every eligible token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    signal: str | None
+    """The base-model signal the gate read (None: no gate)."""
+    eligible_tokens: int
+    """Target training tokens any token dropout may touch (not a document's first token, not special)."""
+    gated_tokens: int
+    """Of those, the tokens the gate passes."""
+    gated_fraction: float
+    """`gated_tokens / eligible_tokens`: the g of a rate-matched gamma_max (`baselines.masking`)."""
+
+
+class GateShares(Artifact):
+    """Per run of a masking method (one that declares `expected_masked_fraction`), its gated share of the eligible
+    target training tokens, measured once by `prepare`; rate-matched runs resolve their gamma_max from it."""
+
+    FORMAT: ClassVar[int] = 1
+    STAGE: ClassVar[str] = "prepare CONFIG"
+
+    runs: dict[str, GateShare]
+    """Run name -> its gate share."""
+
+    @classmethod
+    def path(cls, layout: Layout) -> Path:
+        return layout.gate_shares_file
+
+
 class RunStatus(Artifact):
     """State of one training run (run, seed); `train.run_is_complete` also checks the files it promises."""
 
@@ -188,6 +222,9 @@ class RunStatus(Artifact):
     """`config.run_key`: what the run trains; another experiment reuses the run when its key is equal."""
     stats: dict[str, float] = {}
     """Each value the method logged, averaged over the run (written when it completes)."""
+    resolved: dict[str, Any] = {}
+    """Params the method resolved before training (`Regularizer.resolved_params`: a rate-matched gamma_max, j0's
+    step); empty for a method that resolves none, and in statuses written before this field existed."""
     updated: str
     """UTC time of this write (ISO 8601)."""
 
@@ -211,20 +248,47 @@ class ValPoint(BaseModel):
     """Mean loss over the 50% of tokens the base model is most confident about."""
     high_entropy: float
     """Mean loss over the 25% of tokens the base model is least confident about."""
+    doc_losses: list[float] | None = None
+    """Mean loss over each validation document's label tokens, aligned with the curve's `doc_ids` (format 2;
+    None in format-1 curves, and at points recorded by a version before it in a run resumed since)."""
+
+
+# Decimals kept of a per-document loss on disk: far below the bootstrap's resolution, and it keeps files small.
+DOC_LOSS_DECIMALS = 6
 
 
 class ValCurve(Artifact):
-    """Validation losses of one run at step 0 and every checkpoint, oldest first.
+    """Validation losses of one run at step 0 and every checkpoint, oldest first, with each validation
+    document's loss at every point (from the same forward pass as the run-level numbers).
 
-    On disk a bare JSON list of points (format 1, what every version so far wrote); a later format would be an
-    object with `format_version`."""
+    On disk format 2 is an object: `format_version`, `doc_ids`, `doc_tokens` (once per run) and `points`, one
+    line each. Format 1, what every version before wrote, is a bare JSON list of points; it still reads, with no
+    per-document losses (statistics that need them then say so)."""
 
-    FORMAT: ClassVar[int] = 1
+    FORMAT: ClassVar[int] = 2
+    READABLE_FORMATS: ClassVar[tuple[int, ...]] = (1,)
     STAGE: ClassVar[str] = "train CONFIG"
     REMEDY: ClassVar[str] = _RUN_REMEDY
 
     points: list[ValPoint] = Field(default_factory=list)
     """The curve, by increasing step."""
+    doc_ids: list[int] | None = None
+    """Validation documents with at least one label token, by their index in the prepared validation split,
+    in order; None in format-1 files."""
+    doc_tokens: list[int] | None = None
+    """Label tokens of each document of `doc_ids`: the weights under which the per-document losses average to
+    `overall` (a token-weighted mean, as the run-level loss is)."""
+
+    @model_validator(mode="after")
+    def _docs_align(self) -> ValCurve:
+        n = None if self.doc_ids is None else len(self.doc_ids)
+        if (self.doc_tokens is None) != (n is None) or (n is not None and len(self.doc_tokens) != n):
+            raise ValueError(f"doc_ids ({n}) and doc_tokens ({None if self.doc_tokens is None else len(self.doc_tokens)}) "
+                             "must both be given, with one entry per document")
+        for p in self.points:
+            if p.doc_losses is not None and len(p.doc_losses) != (n or 0):
+                raise ValueError(f"step {p.step}: {len(p.doc_losses)} per-document losses for {n or 0} doc_ids")
+        return self
 
     @classmethod
     def path(cls, layout: Layout, run: str, seed: int) -> Path:
@@ -237,8 +301,17 @@ class ValCurve(Artifact):
         return super().from_data(data, path)
 
     def write(self, path: Path) -> None:
+        self.format_version = self.FORMAT
+        points = []
+        for p in self.points:
+            point = p.model_dump()
+            if p.doc_losses is not None:
+                point["doc_losses"] = [round(x, DOC_LOSS_DECIMALS) for x in p.doc_losses]
+            points.append(json.dumps(point))
+        head = [f'"format_version": {self.FORMAT}', f'"doc_ids": {json.dumps(self.doc_ids)}',
+                f'"doc_tokens": {json.dumps(self.doc_tokens)}']
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps([p.model_dump() for p in self.points], indent=2) + "\n")
+        write_text(path, "{" + ",\n".join(head) + ',\n"points": [\n' + ",\n".join(points) + "\n]}\n")
 
     def last_step(self) -> int | None:
         return self.points[-1].step if self.points else None
@@ -586,15 +659,22 @@ class SeedSelection(_Record):
     val_min: ValMinimum | None
     masked_fraction: float | None
     """Fraction of target tokens the regularizer masked (from the run's status)."""
+    resolved: dict[str, Any] = {}
+    """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
     """The held-out view of this seed; None when a checkpoint's result lacks per-item outcomes."""
 
 
 class AggregateValMinimum(_Record):
     loss: Summary
+    """The minima across seeds. With `documents` set, its ci95 is a bootstrap over validation documents
+    (token-weighted, seeds then documents with several seeds; `report.val_loss`)."""
     target_epoch: Summary | None
     at_end: bool
     """Some seed's minimum is its curve's last point."""
+    documents: int | None = None
+    """Validation documents `loss.ci95` resamples; None when a seed's curve has no per-document losses (format
+    1): then ci95 is across seeds with several seeds and None with one."""
 
 
 class HeldoutSummary(_Record):
@@ -638,6 +718,8 @@ class TableRoleRecord(_Record):
     rank: int
     targets: Literal["all", "high", "low"] | None
     drop_rate: float | None
+    rate_matched_to: str | None = None
+    """The method whose expected masked fraction this run matches (Table 3's rate-matched row)."""
 
 
 class RunSelection(_Record):
@@ -715,6 +797,10 @@ class RowComparison(_Record):
     """Training seeds paired with the Baseline's (both have a selected checkpoint with per-item outcomes)."""
     columns: dict[str, PairedDifference | None]
     """Each domain average and `total` -> the comparison; None when a result it needs lacks per-item outcomes."""
+    val_loss: PairedDifference | None = None
+    """Table 4 only: minimum validation loss minus the Baseline's (in nats, not x100), paired over validation
+    documents by id (and seeds), Holm across Table 4's rows (`report.val_loss`); None elsewhere, or when a curve
+    has no per-document losses."""
 
 
 class TableComparisons(_Record):
@@ -750,7 +836,8 @@ class Selection(Artifact):
 
     STAGE: ClassVar[str] = "select CONFIG"
     # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
-    FORMAT: ClassVar[int] = 3
+    # 4: Table 4's validation-loss intervals over documents (`val_min.documents`, `val_loss` comparisons).
+    FORMAT: ClassVar[int] = 4
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str

@@ -10,6 +10,7 @@ check that needs the whole config is in `check_config`, which `load_config` runs
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import re
@@ -24,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, resolve_params
+from entrodrop_bench.regularizer import (
+    Regularizer,
+    RegularizerConfig,
+    TableRole,
+    declares_masking_rate,
+    resolve_params,
+)
 from entrodrop_bench.validation import FieldProblem, validate_model
 
 logger = logging.getLogger(__name__)
@@ -391,7 +398,15 @@ class RunSpec:
 
     @property
     def role(self) -> TableRole:
-        return self.plugin_cls.table_role(self.settings)
+        """The plugin's declared table role; a rate-matched run's names the method it matches."""
+        role = self.plugin_cls.table_role(self.settings)
+        dependency = self.rate_dependency
+        return dataclasses.replace(role, rate_matched_to=dependency[1]) if dependency else role
+
+    @property
+    def rate_dependency(self) -> tuple[str, str] | None:
+        """(param, method) when a param is set from another method's masking rate (`{match: <method>}`), or None."""
+        return self.plugin_cls.rate_dependency(self.settings)
 
     @property
     def baseline_dependency(self) -> str | None:
@@ -631,6 +646,7 @@ def check_config(config: ExperimentConfig) -> None:
     it): output folders, declared plugin dependencies, local files, domains and benchmarks, precision, tiny world."""
     check_output_dirs(config)
     check_dependencies(config)
+    check_rate_dependencies(config)
     for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
         if corpus.path is not None and not Path(corpus.path).exists():
             raise ConfigError(f"{key}.path: file {corpus.path} does not exist (expected a local jsonl/json/parquet corpus)")
@@ -678,6 +694,33 @@ def check_dependencies(config: ExperimentConfig) -> None:
             )
 
 
+def check_rate_dependencies(config: ExperimentConfig) -> None:
+    """A param given as `{match: <method>}` (a plugin's `rate_dependency`) names another method of this experiment
+    that has one run and declares a masking rate (`expected_masked_fraction`), and is not rate-matched itself."""
+    for spec in config.runs.values():
+        if (dependency := spec.rate_dependency) is None:
+            continue
+        param, target = dependency
+        key = f"methods.{spec.method}.params.{param}: {{match: {target}}}"
+        if target not in config.methods:
+            raise ConfigError(f"{key} names no method of this experiment (methods: {', '.join(config.methods)}); name the "
+                              "token-dropout method whose masking rate this run should match, e.g. entrodrop")
+        if target == spec.method:
+            raise ConfigError(f"{key} names this method itself; name another token-dropout method, e.g. entrodrop")
+        runs = [r for r, s in config.runs.items() if s.method == target]
+        if len(runs) != 1:
+            raise ConfigError(f"{key}: method {target!r} has {len(runs)} runs (a grid: {', '.join(runs)}), so its masking "
+                              "rate is not one number; name a method without a grid")
+        other = config.runs[runs[0]]
+        if not declares_masking_rate(other.plugin_cls):
+            raise ConfigError(f"{key}: method {target!r} (plugin {other.plugin}) masks no tokens: its plugin declares no "
+                              "masking rate (`expected_masked_fraction`); name a token-dropout method with a gate or a "
+                              "rate, e.g. entrodrop")
+        if other.rate_dependency is not None:
+            raise ConfigError(f"{key}: method {target!r} is rate-matched itself ({{match: {other.rate_dependency[1]}}}); "
+                              "name the method it matches, or give it a number")
+
+
 def check_domains(ev: EvalConfig) -> None:
     """Selection averages domains of benchmarks: at least one domain, each of configured benchmarks. A configured
     benchmark in no domain is evaluated and listed but counts in no average: a warning, not an error."""
@@ -718,6 +761,10 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
         "seed": seed,
     }
+    if (dependency := spec.rate_dependency) is not None:
+        # A rate-matched param's value follows the matched method's settings (only such runs get this key).
+        matched = next(s for s in config.runs.values() if s.method == dependency[1])
+        ident["rate_matched_to"] = {"plugin": matched.plugin, "params": matched.params}
     return json_sha256(ident, length=16)
 
 
@@ -790,6 +837,8 @@ def explain_config(config: ExperimentConfig) -> str:
         declared = [f"table role {role.kind} {role.label!r}"]
         if spec.baseline_dependency:
             declared.append(f"needs the baseline run's minimum-validation step ({spec.baseline_dependency})")
+        if spec.rate_dependency:
+            declared.append(f"{spec.rate_dependency[0]} matches the masking rate of method {spec.rate_dependency[1]}")
         if signals := spec.plugin_cls.signals(spec.settings):
             declared.append(f"base-model signals {', '.join(sorted(signals))}")
         lines.append(f"runs.{run}:  method {spec.method}, plugin {spec.plugin} "

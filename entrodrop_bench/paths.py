@@ -6,6 +6,7 @@
       cache/entropy/<key>.safetensors    per-token signals of the frozen base model
       cache/data/<key>.safetensors       tokenized, split corpora
       cache/evalplus/                    evalplus ground truth
+      cache/gate_shares.json             each masking run's gated share of the target training tokens
       train/<run>/seed<k>/               one training run (or a symlink to another experiment's identical
                                          run, `output.shared_runs_from`)
         resolved_config.yaml, train_log.jsonl, val_curve.json, status.json, train.out (parallel runs' output)
@@ -309,6 +310,11 @@ class Layout:
     @property
     def entropy_cache_dir(self) -> Path:
         return self.runs_dir / "cache" / "entropy"
+
+    @property
+    def gate_shares_file(self) -> Path:
+        """Each masking run's gated share of the target training tokens, measured by `prepare`."""
+        return self.runs_dir / "cache" / "gate_shares.json"
 
     # --- evaluation store ---
     def store_dir(self, run_name: str, seed: int, step: int) -> Path:

@@ -67,10 +67,11 @@ def check_train_selection(config: ExperimentConfig, only: list[str] | None, seed
 
 def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """(first jobs, later jobs): every run that declares a `baseline_dependency` (`j0: auto`) trains after the
-    baseline runs whose validation curves it reads; the config checked at load that a baseline method exists."""
+    baseline runs whose validation curves it reads; the config checked at load that a baseline method exists. A
+    rate-matched run (`rate_dependency`) trains later too: the rate it matches may depend on that step."""
     check_train_selection(config, only, None)
     jobs = [(r, s) for r in config.runs if not only or r in only for s in config.train.seeds]
-    later = [j for j in jobs if config.runs[j[0]].baseline_dependency]
+    later = [j for j in jobs if config.runs[j[0]].baseline_dependency or config.runs[j[0]].rate_dependency]
     return [j for j in jobs if j not in later], later
 
 

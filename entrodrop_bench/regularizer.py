@@ -13,6 +13,8 @@ that it may override:
 
 What a plugin declares from its typed config, read at config load (before any compute):
 `baseline_dependency` (the param that needs the baseline run's minimum-validation step, EntroDrop's `j0: auto`),
+`rate_dependency` (a param set from another method's masking rate, token dropout's `gamma_max: {match: entrodrop}`),
+`expected_masked_fraction` (a token-dropout method's masking rate, pure arithmetic on its config),
 `signals` (base-model signals that `prepare` computes once for it), `table_role` (label and role in the paper's
 tables) and `progress_keys` (which `log_values` the progress bar shows).
 
@@ -29,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from entrodrop_bench.registry import Registry
 from entrodrop_bench.validation import validate_model
@@ -40,6 +42,15 @@ class RegularizerConfig(BaseModel):
     every field a `description` (shown by `entrodrop-bench plugins` and `config --explain`; a test checks it)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RateMatch(RegularizerConfig):
+    """A param value `{match: <method>}`: set the param, before training, so that this run's expected masked fraction
+    of eligible target tokens equals that of `<method>`, another method of the same experiment (a plugin accepting
+    it declares the param in `rate_dependency`)."""
+
+    match: str = Field(description="Method (a key of `methods`) whose expected masked fraction this run matches; it must "
+                                   "declare a masking rate (`expected_masked_fraction`, e.g. entrodrop).")
 
 
 # Domains of a token, as stored in TokenMeta.domain.
@@ -98,6 +109,13 @@ class PrepareContext:
     a plugin whose `baseline_dependency` names a param, and None until that baseline run is complete."""
     signal_batch_size: int = 16
     """Sequences per forward pass of the frozen base model when a plugin computes its `signals`."""
+    matched_masked_fraction: float | None = None
+    """Given only to a plugin whose `rate_dependency` names a method: that method's expected masked fraction of
+    eligible target tokens over a run of `total_steps` (its `expected_masked_fraction`, at the gated share that
+    `prepare` measured for it); the plugin sets its param so that its own expected fraction equals it."""
+    gated_fraction: float | None = None
+    """Given with `matched_masked_fraction`: the share of eligible target tokens this run's own gate passes, as
+    `prepare` measured it (1.0 for a method without a gate)."""
 
 
 TableKind = Literal["baseline", "comparison", "proposed"]
@@ -120,6 +138,9 @@ class TableRole:
     or the low-signal ones. None: not a token-dropout method."""
     drop_rate: float | None = None
     """The maximum drop rate (gamma_max) this run puts in Table 4's sweep; None: not part of the sweep."""
+    rate_matched_to: str | None = None
+    """The method whose expected masked fraction this run matches (filled in by the harness from the plugin's
+    `rate_dependency`; Table 3's rate-matched row). None: not rate-matched."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +165,24 @@ class Regularizer:
         `j0: auto`), or None. Declaring one makes the config refuse an experiment without a baseline method
         (naming `methods.<name>.params.<param>`), trains this run after the baseline runs, and fills
         `PrepareContext.baseline_min_val_step`."""
+        return None
+
+    @classmethod
+    def rate_dependency(cls, config: RegularizerConfig) -> tuple[str, str] | None:
+        """(param, method): the param of `config` whose value is `{match: <method>}` (`RateMatch`), set before
+        training so that this run's expected masked fraction equals that method's, or None. The config refuses,
+        naming `methods.<name>.params.<param>`, a method that does not exist, has several runs (a grid), declares
+        no masking rate (`expected_masked_fraction`) or is itself rate-matched; this run trains after the baseline
+        runs and gets `PrepareContext.matched_masked_fraction` and `gated_fraction`."""
+        return None
+
+    @classmethod
+    def expected_masked_fraction(cls, config: RegularizerConfig, *, gated_fraction: float, total_steps: int,
+                                 baseline_min_val_step: int | None) -> float | None:
+        """Expected share of eligible target tokens (`TokenMeta.eligible`) this method masks, averaged over the
+        `total_steps` optimizer steps of a run, when its gate passes a share `gated_fraction` of them (measured by
+        `prepare` through `token_gates` over the signal it declares; 1.0 without a gate). Pure arithmetic on the
+        config. None (the default): the method masks no tokens, and no other method can match its rate."""
         return None
 
     @classmethod
@@ -181,6 +220,11 @@ class Regularizer:
         """Return the input embeddings [batch, seq, dim] to train on. Called in training mode only."""
         return embeds
 
+    def resolved_params(self) -> dict[str, Any]:
+        """Params whose values `prepare` resolved (a rate-matched `gamma_max`, `j0: auto`'s step), recorded in the
+        run's status (`RunStatus.resolved`) so that the report shows what was trained. Default: none."""
+        return {}
+
     def log_values(self) -> dict[str, float]:
         """Scalars for the progress bar, TensorBoard and the step log (gamma, masked fraction...).
 
@@ -189,9 +233,11 @@ class Regularizer:
         return {}
 
     def token_gates(self, signals: np.ndarray, offsets: np.ndarray, eligible: np.ndarray) -> np.ndarray | None:
-        """Which tokens this method may drop, given flat per-token base-model entropies of documents delimited by
+        """Which tokens this method may drop, given flat per-token base-model signals of documents delimited by
         `offsets` and the tokens eligible at all (bool, same length): a bool array, or None when the method has
-        no signal gate. Figure 2c draws it over one validation document."""
+        no signal gate. Figure 2c draws it over one validation document's entropies; `prepare` measures each
+        masking method's gated share with it over the target training documents and the signal the method declares
+        (`signals`; a method that declares none has no gate)."""
         return None
 
 
@@ -218,3 +264,9 @@ def build_regularizer(plugin: str, params: dict[str, Any], *, key_path: str = "m
     """Instantiate a registered plugin from its name and params, validating params against its Config."""
     cls, config = resolve_params(plugin, params, key_path=key_path)
     return cls(config)
+
+
+def declares_masking_rate(cls: type[Regularizer]) -> bool:
+    """Whether a plugin implements `expected_masked_fraction` (a token-dropout method), so that another method can
+    match its masking rate (`rate_dependency`) and `prepare` measures its gated share."""
+    return cls.expected_masked_fraction.__func__ is not Regularizer.expected_masked_fraction.__func__

@@ -67,7 +67,7 @@ def _file(tmp_path: Path, data) -> Path:
 
 
 # Optional fields added since these files were first written: an old file reads, and writes back with their default.
-ADDED_SINCE = {EvalResult: {"items": None}}
+ADDED_SINCE = {EvalResult: {"items": None}, RunStatus: {"resolved": {}}}
 
 
 @pytest.mark.parametrize("model", list(TODAY), ids=lambda m: m.__name__)
@@ -81,14 +81,32 @@ def test_a_file_in_todays_format_reads_and_writes_back_the_same(model, tmp_path)
     assert json.loads(again.read_text().replace("NaN", '"NaN"')) == want
 
 
-def test_a_validation_curve_in_todays_format_reads(tmp_path):
-    """val_curve.json has always been a bare list of points; it stays one."""
+def test_a_validation_curve_of_format_1_still_reads_without_per_document_losses(tmp_path):
+    """val_curve.json was a bare list of points (format 1); it still reads, with no per-document losses, and
+    is written back as format 2 with the same points."""
     points = [{"step": 0, "target_epoch": 0.0, "overall": 3.0, "low_entropy": 1.0, "high_entropy": 5.0},
               {"step": 4, "target_epoch": 1.0, "overall": 2.5, "low_entropy": "NaN", "high_entropy": 4.0}]
     curve = ValCurve.read(_file(tmp_path, points))
     assert [p.step for p in curve.points] == [0, 4] and math.isnan(curve.points[1].low_entropy)
+    assert curve.doc_ids is None and curve.doc_tokens is None and all(p.doc_losses is None for p in curve.points)
     curve.write(tmp_path / "again.json")
-    assert json.loads((tmp_path / "again.json").read_text().replace("NaN", '"NaN"')) == points
+    again = json.loads((tmp_path / "again.json").read_text().replace("NaN", '"NaN"'))
+    assert again["format_version"] == 2 and again["doc_ids"] is None
+    assert again["points"] == [{**p, "doc_losses": None} for p in points]
+
+
+def test_a_validation_curve_of_format_2_keeps_per_document_losses(tmp_path):
+    data = {"format_version": 2, "doc_ids": [0, 3, 7], "doc_tokens": [10, 4, 6],
+            "points": [{"step": 0, "target_epoch": 0.0, "overall": 2.0, "low_entropy": 1.0, "high_entropy": 3.0,
+                        "doc_losses": [2.1234567891, 1.5, 2.0]}]}
+    curve = ValCurve.read(_file(tmp_path, data))
+    curve.write(tmp_path / "again.json")
+    again = ValCurve.read(tmp_path / "again.json")
+    assert again.doc_ids == [0, 3, 7] and again.doc_tokens == [10, 4, 6]
+    assert again.points[0].doc_losses == [2.123457, 1.5, 2.0]  # kept to 6 decimals
+    bad = {**data, "doc_tokens": [10, 4]}
+    with pytest.raises(ArtifactError, match="doc_ids \\(3\\) and doc_tokens \\(2\\)"):
+        ValCurve.read(_file(tmp_path, bad))
 
 
 @pytest.mark.parametrize("model", [*TODAY, ValCurve], ids=lambda m: m.__name__)
@@ -306,12 +324,12 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
-    assert config.config_hash() == "a9fb06e4a2b9ba26"  # eval.heldout_seed, eval.per_item added
+    assert config.config_hash() == "98802c51884a6e8b"  # methods.token_dropout_matched added
     assert run_key(config, "entrodrop", 0) == "9632324d0d35e117"
     assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "5a0d26b1e428cd5e"
     assert world_hash(config.tiny) == "c9c8eff5ea845e64"
-    # eval.heldout_seed joined the digest: it decides the held-out view selection.json records.
-    assert _config_digest(config) == "e6635e4e7900f32c8a525f82743a321347ecb623e3534339eb2085848a3bda51"
+    # eval.heldout_seed joined the digest: it decides the held-out view selection.json records (and the methods).
+    assert _config_digest(config) == "a2c5ce1f27e1dc7f60fd7a4fb10ee79b557e9974020da8cc04f87dc291a593df"
     assert entry_key(config, "entrodrop") == "tiny/tiny@default/entrodrop/86cf2155804c"
     # ... and this one tasks/tiny_math.yaml and tasks/utils.py.
     assert task_config_hash("tiny_math", None, limit=4, num_fewshot=0, max_gen_toks=64) == ("1811956fce52fdb7", "1.0")

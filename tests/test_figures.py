@@ -105,7 +105,8 @@ def _val_series(layout: Layout, run: str, seeds, key: str) -> tuple[list, list]:
     """(target epochs, `key` loss) averaged over seeds by step, read straight from val_curve.json."""
     by_step: dict[int, list[dict]] = {}
     for seed in seeds:
-        for point in json.loads(layout.val_curve_file(run, seed).read_text()):
+        data = json.loads(layout.val_curve_file(run, seed).read_text())
+        for point in data["points"] if isinstance(data, dict) else data:  # format 2 is an object, 1 a bare list
             by_step.setdefault(point["step"], []).append(point)
     steps = sorted(by_step)
     return ([float(np.mean([p["target_epoch"] for p in by_step[s]])) for s in steps],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from entrodrop_bench.artifacts import ValCurve
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.regularizer import (
@@ -115,8 +115,9 @@ def test_third_party_dependency_is_checked_at_load_and_trains_after_the_baseline
                         lambda self, ctx: (seen.setdefault(self.config.start, ctx.baseline_min_val_step), prepare(self, ctx)))
     states = pipeline.stage_train(config, Layout.from_config(config), progress=False, echo=lambda s: None)
     assert set(states.values()) == {"complete"}
-    curve = json.loads(Layout.from_config(config).val_curve_file("plain", 0).read_text())
-    best = min((p for p in curve if p["step"] > 0), key=lambda p: (p["overall"], p["step"]))["step"]
+    layout = Layout.from_config(config)
+    curve = ValCurve.read(ValCurve.path(layout, "plain", 0)).points  # format 2 is an object, not a bare list
+    best = min((p for p in curve if p.step > 0), key=lambda p: (p.overall, p.step)).step
     assert seen == {"baseline": best, 2: None}  # the baseline's step reaches only the run that declared it
 
 

@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from safetensors import safe_open
 
-from entrodrop_bench.artifacts import PreparedRecord, RunStatus
+from entrodrop_bench.artifacts import PreparedRecord, RunStatus, ValCurve
 from entrodrop_bench.config import CorpusConfig
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.prepare.corpora import iter_texts, tokenized_documents
@@ -65,6 +66,11 @@ def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
     assert not list(runs.rglob("*.tmp*")), "no leftovers"
     for run in ("plain", "entrodrop"):
         assert RunStatus.read(RunStatus.path(layout, run, 0)).state == "complete"
+        # every process validates the whole set: the per-document losses the main process wrote are complete
+        curve = ValCurve.read(ValCurve.path(layout, run, 0))
+        w = np.array(curve.doc_tokens, dtype=float)
+        for point in curve.points:
+            assert float((np.array(point.doc_losses) * w).sum() / w.sum()) == pytest.approx(point.overall, rel=1e-5)
 
 
 def test_processes_that_accelerate_did_not_join_are_refused_before_any_work(mini_config, tmp_path):

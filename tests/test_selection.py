@@ -219,7 +219,7 @@ def test_selection_of_an_older_format_is_refused_with_the_stage_to_rerun(tmp_pat
     data = json.loads(select(config, layout).model_dump_json())
     del data["inputs"]
     layout.selection_file.write_text(json.dumps({**data, "format_version": 1}))
-    with pytest.raises(ArtifactError, match=r"Selection format 1, .* reads format 3: re-run `entrodrop-bench select CONFIG`"):
+    with pytest.raises(ArtifactError, match=rf"Selection format 1, .* reads format {Selection.FORMAT}: re-run `entrodrop-bench select CONFIG`"):
         read_selection(config, layout)
     layout.selection_file.write_text(json.dumps({**data, "format_version": Selection.FORMAT}))
     with pytest.raises(ArtifactError, match=r"not a valid Selection file \(inputs: Field required\)"):

@@ -7,9 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from entrodrop_bench.artifacts import SampleEntropy
+from entrodrop_bench.artifacts import GateShare, GateShares, SampleEntropy
+from entrodrop_bench.atomic import json_sha256
+from entrodrop_bench.config import RunSpec
 from entrodrop_bench.prepare.data import TokenizedCorpus
-from entrodrop_bench.prepare.stage import Prepared
+from entrodrop_bench.prepare.stage import Prepared, tokenizer_hash
+from entrodrop_bench.regularizer import declares_masking_rate
 
 
 def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +40,67 @@ def warm_caches(prepared: Prepared) -> None:
         base_model_signals(prepared, prepared.target_train, kind=kind, model=model)
     base_model_signals(prepared, prepared.target_val, model=model)
     write_sample_entropy(prepared, model)
+    gate_shares(prepared, model=model)
+
+
+def gate_signal(spec: RunSpec) -> str | None:
+    """The signal a run's gate reads: the one its plugin declares (entropy when it declares several and entropy is
+    among them, else the first by name); None when it declares none (no gate)."""
+    declared = sorted(spec.plugin_cls.signals(spec.settings))
+    if not declared:
+        return None
+    return "entropy" if "entropy" in declared else declared[0]
+
+
+def eligible_tokens(corpus: TokenizedCorpus, special_ids: set[int]) -> np.ndarray:
+    """Flat bool: tokens any token dropout may touch (`TokenMeta.eligible`): not a document's first, not special."""
+    eligible = ~np.isin(corpus.tokens, np.array(sorted(special_ids), dtype=corpus.tokens.dtype))
+    lengths = np.diff(corpus.offsets)
+    eligible[corpus.offsets[:-1][lengths > 0]] = False
+    return eligible
+
+
+def measure_gate_share(prepared: Prepared, spec: RunSpec, key: str, model: torch.nn.Module | None = None) -> GateShare:
+    """A run's gated share of the eligible target training tokens, through its plugin's public `token_gates`."""
+    corpus = prepared.target_train
+    eligible = eligible_tokens(corpus, prepared.special_ids)
+    kind = gate_signal(spec)
+    gates = None
+    if kind is not None:
+        values, offsets = base_model_signals(prepared, corpus, kind=kind, model=model)
+        eligible &= np.isfinite(values)
+        gates = spec.build().token_gates(values, offsets, eligible)
+    n = int(eligible.sum())
+    gated = n if gates is None else int((np.asarray(gates, dtype=bool) & eligible).sum())
+    return GateShare(key=key, signal=kind if gates is not None else None, eligible_tokens=n, gated_tokens=gated,
+                     gated_fraction=gated / n if n else 1.0)
+
+
+def gate_shares(prepared: Prepared, *, model: torch.nn.Module | None = None) -> dict[str, GateShare]:
+    """Run -> gated share, for every run of a masking method (`expected_masked_fraction`): read from
+    `GateShares` when measured for the same corpus, base model and settings, else measured (and written by the
+    writer process). Grid points with the same gate settings are measured once."""
+    layout = prepared.layout
+    written = GateShares.read_or_none(GateShares.path(layout))
+    have = dict(written.runs) if written else {}
+    base = {"corpus": prepared.target_train.content_hash(), "model": prepared.model_path,
+            "dtype": prepared.config.model.dtype, "tokenizer": tokenizer_hash(prepared.tokenizer)}
+    found: dict[str, GateShare] = {}
+    measured: dict[str, GateShare] = {}
+    for run, spec in prepared.config.runs.items():
+        if not declares_masking_rate(spec.plugin_cls):
+            continue
+        settings = spec.settings.model_dump(mode="json", exclude={"gamma_max"})  # the gate does not depend on the rate
+        key = json_sha256({**base, "plugin": spec.plugin, "settings": settings}, length=16)
+        if run in have and have[run].key == key:
+            found[run] = have[run]
+            continue
+        if key not in measured:
+            measured[key] = measure_gate_share(prepared, spec, key, model)
+        found[run] = measured[key]
+    if measured and prepared.writer:
+        GateShares(runs={**have, **found}).write(GateShares.path(layout))
+    return found
 
 
 def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:

@@ -25,15 +25,21 @@ def main_methods(selection: dict) -> list[str]:
 
 
 def role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
-    """(method, run) for random / high-entropy / low-entropy masking, from the token-dropout methods' declared
-    targets (the low-entropy row: the proposed method of the main table)."""
-    found: dict[str, tuple[str, str] | None] = {"random": None, "high_entropy": None, "low_entropy": None}
+    """(method, run) for random / rate-matched random / high-entropy / low-entropy masking, from the token-dropout
+    methods' declared targets (the low-entropy row: the proposed method of the main table; the rate-matched row: a
+    random-masking run whose rate matches another method's, `rate_matched_to`)."""
+    found: dict[str, tuple[str, str] | None] = {"random": None, "random_matched": None, "high_entropy": None,
+                                                "low_entropy": None}
     for name, m in selection["methods"].items():
         run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
         if run is None:
             continue
         declared = selection["runs"][run]["role"]
-        if declared["targets"] == "all" and declared["kind"] != "proposed":
+        if declared.get("rate_matched_to"):
+            if declared["targets"] != "all":
+                continue
+            role = "random_matched"
+        elif declared["targets"] == "all" and declared["kind"] != "proposed":
             role = "random"
         elif declared["targets"] == "high":
             role = "high_entropy"
@@ -46,8 +52,8 @@ def role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
 
 
 def has_targeting_table(roles: dict[str, tuple[str, str] | None]) -> bool:
-    """Table 3 exists when a random or a high-entropy masking method is configured."""
-    return roles["random"] is not None or roles["high_entropy"] is not None
+    """Table 3 exists when a random (equal-rate or rate-matched) or a high-entropy masking method is configured."""
+    return any(roles[r] is not None for r in ("random", "random_matched", "high_entropy"))
 
 
 def gamma_runs(selection: dict) -> list[tuple[float, str, str]]:

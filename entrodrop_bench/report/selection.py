@@ -21,6 +21,8 @@ not depend on the training or evaluation code. Rules:
 - Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean. One seed:
   an item-level bootstrap CI from the results' per-item outcomes, or none without them (never a zero-width one).
 - Paired comparisons of every table's methods against the Baseline (`report.comparisons`), from per-item outcomes.
+- Table 4's minimum validation loss: an interval over validation documents, and each row minus the Baseline
+  paired by document (`report.val_loss`), from the per-document losses of the validation curves.
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
   (highest mean target average, or lowest mean validation loss under `val_loss`, or highest mean
   selection-half target average under `heldout`); ties go to the first grid point in config order.
@@ -57,6 +59,8 @@ from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
 from entrodrop_bench.report.statistics import split_items
+from entrodrop_bench.report.val_loss import add_comparisons as add_val_loss_comparisons
+from entrodrop_bench.report.val_loss import add_intervals as add_val_loss_intervals
 
 Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError | str]]
 NO_ITEMS = ("no per-item outcomes (a result written before they were kept): `entrodrop-bench eval CONFIG` "
@@ -246,6 +250,7 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "checkpoints": rows,
         "val_min": val_minimum(curve),
         "masked_fraction": status.stats.get("masked_fraction") if status else None,
+        "resolved": dict(status.resolved) if status else {},
         "heldout": pick,
     }
     if chosen is None:
@@ -393,7 +398,9 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "runs": grid,
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
+    doc_losses = add_val_loss_intervals(layout, runs)  # Table 4: intervals over validation documents
     compared = comparisons({"methods": methods, "runs": runs, "target_domain": target}, domains, shown)
+    add_val_loss_comparisons(compared, doc_losses)
     return Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,

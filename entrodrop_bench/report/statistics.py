@@ -12,6 +12,9 @@ Pure functions on numpy arrays (no file I/O), so the tables can call them on wha
 - Domain averages (`domain_bootstrap`): a domain score is the mean of several benchmarks' means; each
   benchmark's items are resampled independently (paired across the two methods) and the benchmark means
   are averaged, so a 40-item benchmark weighs as much as a 1000-item one, as in the tables.
+- Token-weighted means over documents (`weighted_bootstrap`): a validation loss is a mean over tokens, so
+  documents (the resampled unit) weigh by their token counts; a method's loss or the paired difference of
+  two, hierarchical over seeds then documents with several seeds.
 - Holm's step-down correction (`holm`) across the methods of one table.
 - Held-out checkpoint selection (`split_items`, `heldout_select`, `selection_optimism`): the paper's rule
   picks the checkpoint with the best test score and reports that same score, which is biased upward. Here
@@ -170,6 +173,61 @@ def domain_bootstrap(a: Sequence[object], b: Sequence[object], *, seed: int = 0,
         raise ValueError(f"domain_bootstrap: every benchmark must hold the same seeds, got seed counts {sorted(seeds)}")
     point = float(np.mean([d.mean() for d in diffs]))
     return _summarize(point, _hierarchical_means(diffs, n_resamples, np.random.default_rng(seed)), confidence)
+
+
+# --------------------------------------------------------------------------- token-weighted means (validation loss)
+def _weighted_inputs(a: object, b: object | None, weights: object) -> tuple[np.ndarray, np.ndarray]:
+    """(a - b, or a alone, as [seeds, docs]; weights as [docs]) after checking shapes and values."""
+    x = _as_scores(a, "weighted_bootstrap (a)")
+    if b is not None:
+        x, y = _paired(a, b, "weighted_bootstrap")
+        x = x - y
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (x.shape[1],):
+        raise ValueError(f"weighted_bootstrap: expected one weight per document ({x.shape[1]}), got shape {w.shape}")
+    if not np.isfinite(w).all() or w.min() <= 0:
+        raise ValueError("weighted_bootstrap: weights (tokens per document) must be finite and positive")
+    return x, w
+
+
+def _hierarchical_weighted(x: np.ndarray, w: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of mean_s (sum_d w_d x[s, d] / sum_d w_d) with seeds, then documents within each
+    drawn seed, resampled; the denominator is each resample's own (a ratio estimator, like the loss itself)."""
+    n_seeds, n_docs = x.shape
+    chunk = max(1, _CHUNK_ENTRIES // (n_seeds * n_docs))
+    out = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        r = min(chunk, n_resamples - start)
+        seeds = rng.integers(n_seeds, size=(r, n_seeds))
+        docs = rng.integers(n_docs, size=(r, n_seeds, n_docs))
+        wd = w[docs]
+        out[start:start + r] = ((x[seeds[:, :, None], docs] * wd).sum(axis=2) / wd.sum(axis=2)).mean(axis=1)
+    return out
+
+
+def weighted_bootstrap(a: object, weights: object, b: object | None = None, *, seed: int = 0,
+                       n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> BootstrapResult:
+    """Bootstrap over documents of a token-weighted mean (a validation loss), or of a paired difference of two.
+
+    `a` (and `b`) are per-document mean losses shaped [docs] or [seeds, docs], documents in the same order
+    (paired by document, and row s of both from training seed s); `weights` are the documents' token counts,
+    so that the statistic, per seed sum_d w_d x_d / sum_d w_d, is the run-level loss, and the mean over seeds.
+    With `b` it is that of a - b: both methods on the same resampled documents. One seed: scipy's paired
+    bootstrap over documents; several: seeds, then documents within each drawn seed. `seed` seeds the
+    resampling (not a training seed). The p-value is meaningful for a difference only.
+    """
+    _check_bootstrap_args(n_resamples, confidence)
+    x, w = _weighted_inputs(a, b, weights)
+    point = float(((x * w).sum(axis=1) / w.sum()).mean())
+    rng = np.random.default_rng(seed)
+    if x.shape[0] == 1:
+        res = stats.bootstrap(
+            (x[0], w), lambda v, u, axis: (v * u).sum(axis=axis) / u.sum(axis=axis), paired=True, vectorized=True,
+            n_resamples=n_resamples, confidence_level=confidence, method="percentile", rng=rng,
+            batch=max(1, _CHUNK_ENTRIES // x.shape[1]),  # a validation set may hold many thousand documents
+        )
+        return _summarize(point, res.bootstrap_distribution, confidence)
+    return _summarize(point, _hierarchical_weighted(x, w, n_resamples, rng), confidence)
 
 
 # --------------------------------------------------------------------------- multiple comparisons

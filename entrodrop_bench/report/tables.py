@@ -7,8 +7,13 @@ Conventions (checked against the paper's printed numbers):
 - Table 3's deltas are absolute points vs random masking.
 - with several seeds a cell reads `mean ± std`; the CSV adds the 95% bootstrap CI.
 - paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
+- `Masked (realized)`: each token-dropout run's realized masked fraction of eligible target tokens (its logged
+  `masked_fraction`, averaged over its steps, then over seeds); `–` for methods that mask nothing.
 - an average marked † differs from the Baseline's significantly (Holm-adjusted p < 0.05 of a paired bootstrap
   over items, computed by `select`); the CSV carries the difference, its 95% CI, p and the Holm-adjusted p.
+- Table 4's minimum validation loss carries a 95% bootstrap CI over validation documents, and its difference
+  from the Baseline's a paired one (`report.val_loss`); the best epoch is a range across seeds (`lo-hi`).
+  CSV: `ci_over` says what a ci95 resamples, `range_low`/`range_high` the best epoch's range.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,12 +40,19 @@ from entrodrop_bench.report.rows import (
     role_runs,
 )
 from entrodrop_bench.report.selection import read_selection
+from entrodrop_bench.report.val_loss import RESAMPLES as VAL_LOSS_RESAMPLES
+from entrodrop_bench.report.val_loss import SEED as VAL_LOSS_SEED
+from entrodrop_bench.report.val_loss import TEST as VAL_LOSS_TEST
 
 DASH = "–"
 CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
               "relative_pct", "delta_points", "paper", "diff_vs_paper",
-              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm"]
+              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm", "ci_over", "range_low", "range_high"]
 MARK = "†"
+MASKED = "Masked (realized)"
+MASKED_NOTE = (f"{MASKED}: share of eligible target tokens (not a document's first token, not special) whose input "
+               "embedding the run masked, logged per step and averaged over the run (and over seeds); – for methods "
+               "that mask nothing.")
 
 
 @dataclass
@@ -130,6 +143,36 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
     return rec
 
 
+def masked_summary(selection: dict, run: str | None) -> dict | None:
+    """A token-dropout run's realized masked fraction across its seeds (mean, sample std, n); None for a run whose
+    method masks nothing (no declared `targets`) or that logged no masked fraction."""
+    entry = selection["runs"].get(run) if run else None
+    if not entry or entry["role"]["targets"] is None:
+        return None
+    values = [rec["masked_fraction"] for rec in entry["seeds"].values() if rec.get("masked_fraction") is not None]
+    if not values:
+        return None
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values), "ci95": None}
+
+
+def fmt_masked(summary: dict | None) -> str:
+    """A masked fraction in percent: `1.84%`, or `1.84 ± 0.02%` over several seeds."""
+    if not summary:
+        return DASH
+    if summary["n"] > 1:
+        return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}%"
+    return f"{100 * summary['mean']:.2f}%"
+
+
+def _masked_cell(t: Table, method: str, lab: str, run: str | None, selection: dict) -> str:
+    """The row's `Masked (realized)` cell, and its CSV record (a fraction, not percent) when the run masks."""
+    summary = masked_summary(selection, run)
+    if summary:
+        t.records.append(_record(t.name, method, lab, run, "masked fraction", summary))
+    return fmt_masked(summary)
+
+
 def _row_comparisons(selection: dict, table: str) -> dict[str, dict]:
     """Run -> column -> its paired comparison with the Baseline (None where absent), for one table."""
     found = selection["comparisons"]["tables"].get(table)
@@ -189,7 +232,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
     headers = ["Method"]
     for d in domains:
         headers += [*selection["domains"][d], f"{d} Avg"]
-    headers += ["Total Avg", "Setting", "Checkpoint"]
+    headers += ["Total Avg", "Setting", "Checkpoint", MASKED]
     rule = {"target_avg": f"highest {target} average",
             "heldout": f"highest {target} average on the selection half of the items, scored on the report half",
             }.get(selection["rule"], "lowest validation loss")
@@ -224,6 +267,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
                              name == base, compared.get(run, {}).get(TOTAL)))
         row.append(setting(selection["runs"][run]["params"], meth["grid_keys"]) if run and meth["grid_keys"] else DASH)
         row.append(_checkpoint_text(agg))
+        row.append(_masked_cell(t, name, lab, run, selection))
         t.rows.append(row)
         if paper:
             comparison.append(_paper_row(name, meth["plugin"], lab, agg, domains, paper))
@@ -232,6 +276,7 @@ def main_table(config: ExperimentConfig, selection: dict) -> Table:
         t.records += [rec for _, recs in comparison for rec in recs]
     elif config.preset == "tiny":
         t.notes.append("Preset `tiny`: no paper reference columns (the paper has no tiny setting).")
+    t.notes.append(MASKED_NOTE)
     t.notes += _optimism(t, selection, names)
     t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, {r for n in names for r in selection["methods"][n]["runs"]})
@@ -307,6 +352,7 @@ def _comparison_table(name: str, paper: dict, domains: list[str], rows: list) ->
 # --------------------------------------------------------------------------- Table 3: targeting ablation
 TABLE3_ROWS = [
     ("random", "Random masking", "all tokens"),
+    ("random_matched", "Random masking, rate-matched", "all tokens"),
     ("high_entropy", "High-entropy", "top 50% entropy"),
     ("low_entropy", "Low-entropy (EntroDrop)", "bottom 50% entropy"),
 ]
@@ -319,17 +365,28 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
     target = selection["target_domain"]
     paper = _paper_block(config, 3)
     headers = ["Targeting", "Masked tokens", f"Avg {target}", "Δ vs random"] + (["Paper", "Paper Δ", "Ours − paper"] if paper else [])
+    headers.append(MASKED)
     t = Table("table3", f"Table 3: which tokens to mask ({selection['experiment']})", headers)
     t.notes.append(f"Avg {target}: {target}-domain average (x100) at the selected checkpoint; Δ in points vs random masking.")
+    if roles["random_matched"]:
+        t.notes.append("Random masking is the paper's row, at its own γ_max (at EntroDrop's γ_max it masks about 1/k times "
+                       "as many tokens, k = EntroDrop's gated share); the rate-matched row's γ_max was set before training "
+                       "so that its expected masked fraction (gated share measured at prepare × γ_max × the curriculum's "
+                       "mean, baselines/masking.py) equals that of the method named.")
+    t.notes.append(MASKED_NOTE)
     rand = roles["random"] and selection["runs"][roles["random"][1]]["aggregate"]
     compared = _row_comparisons(selection, t.name)
     for role, title, scope in TABLE3_ROWS:
+        if role == "random_matched" and roles[role] is None:
+            continue  # an optional row: only where a rate-matched method is configured
         method, run = roles[role] or (role, None)
         agg = selection["runs"][run]["aggregate"] if run else None
         s = agg["domain_avg"].get(target) if agg else None
         base = rand["domain_avg"].get(target) if rand else None
         delta = None if role == "random" or not s or not base else round(r2(s["mean"]) - r2(base["mean"]), 2) + 0.0
         diff = compared.get(run, {}).get(target)
+        if role == "random_matched" and run:
+            scope = _matched_scope(selection, run)
         row = [title, scope, fmt_cell(s, 2) + ("" if not s else _mark(diff)), DASH if delta is None else f"{delta:+.2f}"]
         ref = paper["rows"].get(role) if paper else None
         paper_diff = None
@@ -337,14 +394,25 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
             paper_diff = None if not s or not ref else round(r2(s["mean"]) - ref["avg"], 2) + 0.0
             row += [fmt_num(ref and ref["avg"], 2), DASH if not ref or ref["delta"] is None else f"{ref['delta']:+.2f}",
                     DASH if paper_diff is None else f"{paper_diff:+.2f}"]
-        t.rows.append(row)
         t.records.append(_record(t.name, method, title, run, f"{target} Avg", s, delta_points=delta,
                                  paper=ref and ref["avg"], diff_vs_paper=paper_diff, **_comparison_fields(diff)))
+        row.append(_masked_cell(t, method, title, run, selection))
+        t.rows.append(row)
     if roles["low_entropy"] is None:
         t.notes.append("low-entropy row: no main `entrodrop` method in this config.")
     t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, {r for _, r in filter(None, roles.values())})
     return t
+
+
+def _matched_scope(selection: dict, run: str) -> str:
+    """`all tokens, γ_max 0.052 (rate of entrodrop)`: the rate-matched run's gamma_max as resolved before training
+    (recorded in its status; the mean over seeds), or only what it matches before it has trained."""
+    target = selection["runs"][run]["role"]["rate_matched_to"]
+    resolved = [rec["resolved"]["gamma_max"] for rec in selection["runs"][run]["seeds"].values()
+                if isinstance((rec.get("resolved") or {}).get("gamma_max"), (int, float))]
+    gamma = f"γ_max {statistics.fmean(resolved):.3g} " if resolved else ""
+    return f"all tokens, {gamma}(rate of {target})"
 
 
 # --------------------------------------------------------------------------- Table 4: gamma_max sensitivity
@@ -353,12 +421,15 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         return None
     target = selection["target_domain"]
     paper = _paper_block(config, 4)
-    headers = ["γ_max", f"Avg {target}", "Best epoch", "Min val loss"] + (["Paper avg", "Paper best epoch", "Paper min val loss"] if paper else [])
+    headers = ["γ_max", f"Avg {target}", "Best epoch", "Min val loss", "Δ min val loss"] + (["Paper avg", "Paper best epoch", "Paper min val loss"] if paper else [])
+    headers.append(MASKED)
     t = Table("table4", f"Table 4: sensitivity to γ_max ({selection['experiment']})", headers)
     t.notes.append("Best epoch: target-domain epoch at the minimum held-out validation loss ('>E': still falling at the last "
-                   "evaluation, epoch E). γ_max = 0 is the Baseline.")
+                   "evaluation, epoch E; with several seeds the range across seeds). γ_max = 0 is the Baseline.")
+    t.notes.append(MASKED_NOTE)
     ref_rows = {r["gamma_max"]: r for r in (paper or {}).get("rows", [])}
     compared = _row_comparisons(selection, t.name)
+    val_compared = _val_loss_comparisons(selection)
     runs = set()
     for g, method, run in gamma_runs(selection):
         runs.add(run)
@@ -366,23 +437,103 @@ def gamma_table(config: ExperimentConfig, selection: dict) -> Table | None:
         s = agg["domain_avg"].get(target) if agg else None
         vm = (agg or {}).get("val_min")
         epoch = vm and vm["target_epoch"]
-        ep_text = DASH if not epoch else (">" if vm["at_end"] else "") + f"{epoch['mean']:.1f}" + (f" ± {epoch['std']:.1f}" if epoch["n"] > 1 else "")
-        loss = vm and vm["loss"]
+        epochs = _best_epochs(selection, run)
         name = "Baseline (γ = 0)" if g == 0 else f"γ_max = {g:g}"
-        loss_text = DASH if not loss else f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
+        loss = vm and vm["loss"]
         diff = compared.get(run, {}).get(target)
-        row = [name, fmt_cell(s, 2) + ("" if not s else _mark(diff)), ep_text, loss_text]
+        val_diff = val_compared.get(run)
+        row = [name, fmt_cell(s, 2) + ("" if not s else _mark(diff)), _epoch_text(epochs), _val_loss_text(vm),
+               DASH if val_diff is None else _val_diff_text(val_diff)]
         ref = ref_rows.get(g)
         if paper:
             row += [fmt_num(ref and ref["avg"], 2), (ref or {}).get("best_epoch", DASH), DASH if not ref else f"{ref['min_val_loss']:.3f}"]
+        row.append(_masked_cell(t, method, name, run, selection))
         t.rows.append(row)
         t.records.append(_record(t.name, method, name, run, f"{target} Avg", s, paper=ref and ref["avg"],
                                  **_comparison_fields(diff)))
-        t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"]))
-        t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"]))
+        t.records.append(_record(t.name, method, name, run, "best epoch", epoch, paper=ref and ref["best_epoch"],
+                                 range_low=min(e for e, _ in epochs) if epochs else None,
+                                 range_high=max(e for e, _ in epochs) if epochs else None))
+        t.records.append(_record(t.name, method, name, run, "min val loss", loss, paper=ref and ref["min_val_loss"],
+                                 ci_over=_ci_over(vm)))
+        if g != 0:
+            t.records.append(_record(t.name, method, name, run, "min val loss vs Baseline", None,
+                                     ci_over=val_diff and "validation documents", **_comparison_fields(val_diff)))
+    t.notes += _val_loss_notes(selection, runs, val_compared)
     t.notes += _comparison_notes(selection, t.name)
     t.notes += _notes(selection, runs)
     return t
+
+
+def _val_loss_comparisons(selection: dict) -> dict[str, dict]:
+    """Run -> its minimum validation loss minus the Baseline's (report.val_loss), for Table 4's rows that have one."""
+    found = selection["comparisons"]["tables"].get("table4")
+    return {r["run"]: r["val_loss"] for r in found["rows"] if r.get("val_loss")} if found else {}
+
+
+def _best_epochs(selection: dict, run: str) -> list[tuple[float, bool]]:
+    """(target epoch of the minimum validation loss, whether it is the curve's last point) of each seed of the
+    run's aggregate that has one."""
+    agg = selection["runs"][run]["aggregate"]
+    seeds = selection["runs"][run]["seeds"]
+    mins = [(seeds.get(str(s)) or {}).get("val_min") for s in (agg["seeds"] if agg else [])]
+    return [(m["target_epoch"], m["at_end"]) for m in mins if m and m["target_epoch"] is not None]
+
+
+def _epoch_text(epochs: list[tuple[float, bool]]) -> str:
+    """One seed: its epoch ('>E' when the loss was still falling); several: the range across seeds, `lo-hi`."""
+    if not epochs:
+        return DASH
+    lo, hi = min(epochs), max(epochs)
+
+    def one(e: tuple[float, bool]) -> str:
+        return (">" if e[1] else "") + f"{e[0]:.1f}"
+
+    return one(lo) if lo == hi else f"{one(lo)}-{one(hi)}"
+
+
+def _ci_over(vm: dict | None) -> str | None:
+    """What the minimum validation loss's CSV ci95 resamples."""
+    if not vm or not vm["loss"].get("ci95"):
+        return None
+    return "validation documents" if vm.get("documents") else "seeds"
+
+
+def _val_loss_text(vm: dict | None) -> str:
+    """`loss [lo, hi]` (the interval over validation documents), `mean ± std` with several seeds."""
+    if not vm:
+        return DASH
+    loss = vm["loss"]
+    text = f"{loss['mean']:.3f}" + (f" ± {loss['std']:.3f}" if loss["n"] > 1 else "")
+    if vm.get("documents") and loss.get("ci95"):
+        text += f" [{loss['ci95'][0]:.3f}, {loss['ci95'][1]:.3f}]"
+    return text
+
+
+def _val_diff_text(diff: dict) -> str:
+    return f"{diff['difference']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" + _mark(diff)
+
+
+def _val_loss_notes(selection: dict, runs: set[str], val_compared: dict) -> list[str]:
+    """How the validation-loss intervals were computed, or why a row has none."""
+    notes = []
+    with_docs = [r for r in sorted(runs) if ((selection["runs"][r]["aggregate"] or {}).get("val_min") or {}).get("documents")]
+    if with_docs:
+        n = selection["runs"][with_docs[0]]["aggregate"]["val_min"]["documents"]
+        notes.append(f"Min val loss [95% CI] and Δ min val loss (minus the Baseline's, {MARK}: Holm-adjusted p < 0.05): "
+                     f"{VAL_LOSS_TEST}; {VAL_LOSS_RESAMPLES} resamples over {n} validation documents, seed {VAL_LOSS_SEED}. "
+                     f"The CSV carries the intervals, p and p_holm.")
+        if len(selection["seeds"]) == 1:
+            notes.append("One training seed: these intervals cover which validation documents were drawn, not how "
+                         "another training seed would differ, so a small significant Δ may not repeat across seeds "
+                         "(several train.seeds resample seeds too).")
+    lacking = [r for r in sorted(runs) if (selection["runs"][r]["aggregate"] or {}).get("val_min")
+               and not selection["runs"][r]["aggregate"]["val_min"].get("documents")]
+    if lacking:
+        notes.append(f"no interval over validation documents for {', '.join(lacking)}: a validation curve without "
+                     "per-document losses (val_curve.json format 1, written before they were kept; training again "
+                     "writes them)")
+    return notes
 
 
 # --------------------------------------------------------------------------- rendering

@@ -4,7 +4,8 @@ Per optimizer step: the plan's rows for that step, split into micro-batches; eac
 embeddings go through the method's `transform_embeddings` (the only place methods touch data, applied by
 a forward hook on the embedding module so that any accelerate wrapper works), the
 loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
-schedule advances. At each checkpoint step: held-out validation loss in three entropy groups, then an
+schedule advances. At each checkpoint step: held-out validation loss in three entropy groups (and per
+document, from the same forward pass), then an
 atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
 
 Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds fp32 master weights (read in
@@ -129,7 +130,8 @@ def _check_launch(accelerator) -> None:
 
 
 class ValidationSet:
-    """Held-out target rows plus each label token's base-model entropy, for the three loss groups."""
+    """Held-out target rows plus each label token's base-model entropy, for the three loss groups, and each
+    label token's document, for the per-document losses."""
 
     def __init__(self, prepared: Prepared, signals: np.ndarray, offsets: np.ndarray) -> None:
         seq_len = prepared.plan.seq_len
@@ -142,9 +144,20 @@ class ValidationSet:
         low, high = percentile_groups(signals)
         valid = self.batch["labels"][:, 1:] != IGNORE_INDEX
         self.groups = {"overall": valid, "low_entropy": valid & (sig <= low), "high_entropy": valid & (sig >= high)}
+        # Per-document losses: each label token's document (a document may span rows), the documents with at
+        # least one label token (their index in the validation split, in order), and their label-token counts.
+        label_docs = doc[valid]
+        self.doc_ids = torch.unique(label_docs)  # sorted
+        self._doc_slot = torch.searchsorted(self.doc_ids, label_docs)
+        self.doc_tokens = torch.bincount(self._doc_slot, minlength=len(self.doc_ids))
 
     @torch.inference_mode()
-    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> dict[str, float]:
+    def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int,
+               chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> tuple[dict[str, float], list[float]]:
+        """(mean loss of each token group, mean loss of each document in `doc_ids`) from one forward pass.
+
+        Every process runs the whole validation set (it is not sharded across processes), so both are complete
+        and in document order on every process, with nothing to gather; the main process writes them."""
         was_training = model.training
         model.eval()
         chunks = []
@@ -153,7 +166,15 @@ class ValidationSet:
             chunks.append(step_loss(model, b, chunk_elements=chunk_elements)[1].cpu())
         model.train(was_training)
         per_token = torch.cat(chunks)
-        return {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
+        groups = {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
+        return groups, self.doc_losses(per_token)
+
+    def doc_losses(self, per_token: torch.Tensor) -> list[float]:
+        """Mean loss over each document's label tokens (float64 sums), aligned with `doc_ids`; weighted by
+        `doc_tokens` they average to the `overall` group's loss."""
+        sums = torch.zeros(len(self.doc_ids), dtype=torch.float64)
+        sums.index_add_(0, self._doc_slot, per_token[self.groups["overall"]].double())
+        return (sums / self.doc_tokens).tolist()
 
 
 def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
@@ -171,6 +192,28 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
         if points:
             return min(points, key=lambda p: (p.overall, p.step)).step
     return None
+
+
+def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+    """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    spec = prepared.config.runs[run]
+    if spec.rate_dependency is None:
+        return None
+    from entrodrop_bench.prepare.signals import gate_shares
+
+    param, method = spec.rate_dependency
+    shares = gate_shares(prepared)
+    target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
+    target = prepared.config.runs[target_run]
+    fraction = target.plugin_cls.expected_masked_fraction(
+        target.settings, gated_fraction=shares[target_run].gated_fraction, total_steps=prepared.plan.total_steps,
+        baseline_min_val_step=baseline_min_val_step(prepared, seed) if target.baseline_dependency else None)
+    if fraction is None:
+        raise UserError(f"methods.{spec.method}.params.{param}: method {method!r} gives no expected masked fraction "
+                        "to match (its plugin's expected_masked_fraction returned None)")
+    own = shares[run].gated_fraction if run in shares else 1.0
+    return fraction, own
 
 
 def read_status(layout, run: str, seed: int) -> RunStatus | None:
@@ -218,6 +261,8 @@ class Trainer:
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
+        self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
+        self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> RunStatus | None:
@@ -237,6 +282,7 @@ class Trainer:
             config_hash=self.cfg.config_hash(),
             run_key=self.run_key,
             stats=stats or {},
+            resolved=self._resolved,
             updated=datetime.now(timezone.utc).isoformat(),
         ).write(RunStatus.path(self.layout, self.run, self.seed))
 
@@ -245,6 +291,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()
         reg = self.spec.build()
+        matched = rate_match(self.p, self.run, self.seed)
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -256,8 +303,11 @@ class Trainer:
                 device=accelerator.device,
                 seed=self.seed,
                 baseline_min_val_step=baseline_min_val_step(self.p, self.seed) if self.spec.baseline_dependency else None,
+                matched_masked_fraction=matched[0] if matched else None,
+                gated_fraction=matched[1] if matched else None,
             )
         )
+        self._resolved = reg.resolved_params()
         t = self.cfg.train
         if t.precision == "bf16-pure":
             logger.warning(PURE_BF16_WARNING, t.lr)
@@ -326,15 +376,16 @@ class Trainer:
         model, optimizer = accelerator.prepare(model, optimizer)
         accelerator.init_trackers("tb")
         self._write_status("running")
+        val = self._validation_set()
         if start > 0 and accelerator.is_main_process:
             # A kill after a checkpoint but before the files written after it leaves them behind the checkpoint
             # (at the final step, for good): rewrite them from the checkpoint's own record.
             self._write_logs(log, val_curve)
 
-        val = self._validation_set()
         device = accelerator.device
         if start == 0 and not val_curve:
-            val_curve.append({"step": 0, "target_epoch": 0.0, **val.losses(model, device, rows_per_micro, self._chunk_elements)})
+            losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+            val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -353,8 +404,9 @@ class Trainer:
             shown = ("loss", "lr", *reg.progress_keys, "tokens_per_s")
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in shown})
             if step + 1 in ckpt_steps:
-                losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
-                val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses})
+                losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+                val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
+                                  "doc_losses": doc_losses})
                 accelerator.wait_for_everyone()
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
                 if accelerator.is_main_process:
@@ -405,7 +457,9 @@ class Trainer:
         from entrodrop_bench.prepare.signals import base_model_signals
 
         values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
-        return ValidationSet(self.p, values, offsets)
+        val = ValidationSet(self.p, values, offsets)
+        self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
+        return val
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save(self, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
@@ -423,7 +477,9 @@ class Trainer:
 
     def _write_logs(self, log: list[dict], val_curve: list[dict]) -> None:
         """The files that follow each checkpoint: validation curve, per-step log, then checkpoint rotation."""
-        ValCurve(points=[ValPoint(**p) for p in val_curve]).write(ValCurve.path(self.layout, self.run, self.seed))
+        doc_ids, doc_tokens = self._val_docs
+        ValCurve(points=[ValPoint(**p) for p in val_curve], doc_ids=doc_ids, doc_tokens=doc_tokens).write(
+            ValCurve.path(self.layout, self.run, self.seed))
         TrainLog(records=[TrainLogRecord(**r) for r in log]).write(TrainLog.path(self.layout, self.run, self.seed))
         self._rotate()
 
