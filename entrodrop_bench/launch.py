@@ -6,7 +6,8 @@ processes), with the dependencies the stages have:
     prepare                      once; every training job waits for it (afterok)
     train/<run>/seed<k>          one per run and seed: `entrodrop-bench train CONFIG --run R --seed K` (through
                                  `accelerate launch` when the job has several GPUs). Runs that read the baseline's
-                                 validation minimum (`j0: auto`) wait for the baseline's job of their seed (afterok).
+                                 validation minimum (`j0: auto`), and rate-matched runs (`{match: <method>}`), wait
+                                 for the baseline's job of their seed (afterok).
                                  On its time limit or on preemption, submitit's checkpointing requeues the job and the
                                  trainer resumes from the last complete checkpoint (exactly, as on any restart).
     eval/<i>                     `launcher.eval_jobs` workers; each starts once the training jobs have started (SLURM
@@ -325,7 +326,9 @@ def plan_jobs(config: ExperimentConfig, layout: Layout, states: dict[str, tuple[
     baselines = [r for r, spec in config.runs.items() if spec.role.kind == "baseline"]
     for run, seed in train_keys:
         after = list(prep)
-        if config.runs[run].baseline_dependency:
+        spec = config.runs[run]
+        # j0: auto reads the baseline's validation minimum; a rate-matched run's rate may depend on that step too.
+        if spec.baseline_dependency or spec.rate_dependency:
             after += [f"train/{b}/seed{seed}" for b in baselines if f"train/{b}/seed{seed}" in new_or_running]
         need(Planned(f"train/{run}/seed{seed}", "train", run, seed, after_ok=after))
     trainers = [f"train/{r}/seed{s}" for r, s in train_keys]

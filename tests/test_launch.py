@@ -327,6 +327,27 @@ def test_relaunch_keeps_in_flight_jobs_and_resubmits_failed_ones_listing_their_l
     assert states["train/plain/seed0"] == ("failed", "ended without a result (cancelled, killed or out of time)")
 
 
+def test_the_tiny_grid_as_jobs_waits_where_the_stages_need_it(tmp_path):
+    """The full tiny preset's plan: runs that read the baseline (`j0: auto`) or match another method's masking rate
+    wait for the baseline's job; the others only for `prepare`; evaluation for training to start; the report for
+    evaluation."""
+    from entrodrop_bench import launch
+
+    config = load_config(CONFIGS_DIR / "tiny.yaml", [f"output.runs_dir={tmp_path / 'r'}", f"output.results_dir={tmp_path / 'o'}",
+                                                     "launcher.eval_jobs=3"])
+    todo, kept = launch.plan_jobs(config, Layout.from_config(config), {})
+    planned = {p.key: p for p in todo}
+    trains = [f"train/{r}/seed0" for r in config.runs]
+    assert kept == [] and list(planned) == ["prepare", *trains, "eval/0", "eval/1", "eval/2", "report"]
+    waits_for_plain = {r for r, spec in config.runs.items() if spec.baseline_dependency or spec.rate_dependency}
+    assert {"entrodrop", "token_dropout", "token_dropout_matched"} <= waits_for_plain
+    for run in config.runs:
+        expected = ["prepare", "train/plain/seed0"] if run in waits_for_plain else ["prepare"]
+        assert planned[f"train/{run}/seed0"].after_ok == expected, run
+    assert all(planned[f"eval/{i}"].after_start == trains for i in range(3))
+    assert planned["report"].after_ok == ["eval/0", "eval/1", "eval/2"]
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("launcher.sbatch_options={dependency: afterok:1}", "launcher.sbatch_options.dependency: is set by `launch` itself"),
     ("launcher.sbatch_options={--qos: high}", "is not an sbatch option name"),
