@@ -32,7 +32,7 @@ PUNKT_TAB := $(CURDIR)/.cache/nltk/tokenizers/punkt_tab/english/sent_starters.tx
 $(PUNKT_TAB): $(VENV)/.installed
 	$(PY) -m entrodrop_bench.evaluate.nltk_data $(CURDIR)/.cache/nltk
 
-# System packages (bubblewrap, chromium) where this machine allows it; says why and goes on where not.
+# System packages (bubblewrap, chromium, slurm-wlm, munge) where this machine allows it; says why and goes on where not.
 setup: $(VENV)/.installed $(PUNKT_TAB)
 	@.ci/system-deps.sh
 

@@ -2,7 +2,9 @@
 # System packages the tests use when present, installed where this machine allows it:
 #   bubblewrap: the sandbox that model-generated code runs in (without it, code evaluation is refused
 #               unless a config sets eval.allow_weak_isolation, and the tests that need it skip);
-#   chromium:   the leaderboard page is tested in a real headless browser (the test skips without it).
+#   chromium:   the leaderboard page is tested in a real headless browser (the test skips without it);
+#   slurm-wlm, munge: a single-node SLURM cluster (.ci/slurm-cluster.sh) for the `launch --executor slurm`
+#               tests (they skip, saying why, without it).
 # Used by `make setup` and by .ci/run. Never fails: when it cannot install, it says why and goes on.
 # ENTRODROP_SKIP_SYSTEM_DEPS=1 skips it (e.g. to test the fresh-machine case on a machine that has them).
 set -uo pipefail
@@ -14,6 +16,9 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || command -v google-chrome >/dev/null 2>&1 || need+=(chromium)
+# The daemons live in /usr/sbin, which a non-root PATH may lack.
+{ command -v slurmctld || [ -x /usr/sbin/slurmctld ]; } >/dev/null 2>&1 || need+=(slurm-wlm)
+{ command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null 2>&1 || need+=(munge)
 [ ${#need[@]} -eq 0 ] && exit 0
 why=""
 if ! command -v apt-get >/dev/null 2>&1; then

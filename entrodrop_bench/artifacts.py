@@ -17,6 +17,7 @@ being half-understood.
     <results_dir>/sample_entropy.json                       SampleEntropy       prepare
     <results_dir>/selection.json                            Selection           select
     <results_dir>/leaderboard_entries.json                  LeaderboardEntries  leaderboard build
+    launch/jobs.json                                        LaunchJobs          launch
 
 Paths come from `paths.Layout`; nothing here forms a file name.
 """
@@ -875,3 +876,45 @@ class LeaderboardEntries(Artifact):
         if isinstance(data, list):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
+
+
+class LaunchedJob(BaseModel):
+    """One job `launch` submitted (or decided not to submit because a job it needed failed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    """What the job does: `prepare`, `train/<run>/seed<k>`, `eval/<i>` or `report`."""
+    job_id: str | None
+    """The scheduler's job id (SLURM job id, or the local process id); None: never submitted (see `note`)."""
+    executor: Literal["slurm", "local"]
+    """Where it was submitted."""
+    submitted: str
+    """UTC time of the submission (ISO 8601)."""
+    depends_on: list[str] = []
+    """Job ids it waits for (`afterok`; evaluation jobs: `after`, i.e. once those have started)."""
+    stdout: str | None = None
+    """The job's stdout file."""
+    stderr: str | None = None
+    """The job's stderr file."""
+    config_hash: str
+    """`ExperimentConfig.config_hash()` of the launched config."""
+    note: str | None = None
+    """Why a job was not submitted, or what else a reader should know."""
+
+
+class LaunchJobs(Artifact):
+    """Every job the launches of an experiment submitted, oldest first; the last record of a key is its current
+    job. A re-launch reads it to skip jobs still queued or running and to list failed ones with their logs."""
+
+    STAGE: ClassVar[str] = "launch CONFIG"
+
+    jobs: list[LaunchedJob] = []
+
+    @classmethod
+    def path(cls, layout: Layout) -> Path:
+        return layout.launch_jobs_file
+
+    def current(self) -> dict[str, LaunchedJob]:
+        """Key -> its latest record."""
+        return {job.key: job for job in self.jobs}

@@ -27,6 +27,9 @@ _HELP = {
               "--explain: every field with its value, type and docstring, and each run's typed plugin params",
     "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
     "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
+    "launch": "submit the experiment as jobs (prepare, one per run and seed, evaluation workers, report) to SLURM "
+              "through submitit, or run them as local processes; skips complete work and jobs still in flight",
+    "status": "runs, checkpoints, evaluations and launched jobs (queued, running, done, failed) with job ids and logs",
 }
 
 
@@ -62,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument("--header", action="store_true", help="print the plan as the comment block a preset's YAML carries")
     plan.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    launch = sub.add_parser("launch", help=_HELP["launch"], description=_HELP["launch"])
+    _add_config_args(launch)
+    launch.add_argument("--executor", choices=("slurm", "local"), required=True,
+                        help="slurm: sbatch jobs with dependencies (returns once submitted); local: the same jobs as "
+                             "local processes (waits for them)")
+    launch.add_argument("--wait", action="store_true", help="slurm: wait until the submitted jobs have ended")
+    launch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    status = sub.add_parser("status", help=_HELP["status"], description=_HELP["status"])
+    _add_config_args(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     plugins = sub.add_parser("plugins", help=_HELP["plugins"], description=_HELP["plugins"])
     plugins.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     cfg = sub.add_parser("config", help=_HELP["config"], description=_HELP["config"])
@@ -157,6 +171,8 @@ def dispatch(args) -> int:
         else:
             print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
         return 0
+    if args.command in ("launch", "status"):
+        return _launch_or_status(args, config, layout)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
         pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
@@ -176,6 +192,21 @@ def dispatch(args) -> int:
         getattr(pipeline, f"stage_{args.command}")(config, layout)
         failures = pipeline.selection_failures(pipeline.written_selection(config, layout))
     return _report(args.command, failures)
+
+
+def _launch_or_status(args, config, layout) -> int:
+    from entrodrop_bench import launch
+
+    if args.command == "launch":
+        return launch.launch(config, layout, args.executor, wait=args.wait)
+    report = launch.status(config, layout)
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=1))
+    else:
+        print(launch.format_status(report))
+    return 0
 
 
 def _report(command: str, failures: list[str]) -> int:

@@ -303,6 +303,61 @@ class OutputConfig(Section):
         return self
 
 
+# Options `launch` sets itself on every job: overriding them would break its logs, dependencies or requeueing.
+LAUNCHER_RESERVED_OPTIONS = ("output", "error", "dependency", "signal", "open-mode", "array", "job-name", "requeue",
+                             "kill-on-invalid-dep", "wckey")
+SBATCH_OPTION_RE = re.compile(r"[a-z][a-z0-9-]{0,39}")
+
+
+class LauncherConfig(Section):
+    """How `entrodrop-bench launch` submits the experiment's jobs (SLURM through submitit, or local processes).
+    None of it changes what is computed: it is left out of the config hash and of every run key."""
+
+    partition: str | None = Field(None, min_length=1)
+    """SLURM partition of every job (`sbatch --partition`); None: the cluster's default partition."""
+    account: str | None = Field(None, min_length=1)
+    """SLURM account the jobs are charged to (`--account`); None: the user's default account."""
+    gpus_per_job: int = Field(0, ge=0)
+    """GPUs of each training job (`--gpus-per-node`). Above 1 the job trains through `accelerate launch`, one
+    process per GPU (`accelerate_config`); evaluation jobs take one GPU whenever this is above 0."""
+    cpus_per_job: int = Field(1, gt=0)
+    """CPUs of each job (`--cpus-per-task`)."""
+    mem_gb: float | None = Field(None, gt=0)
+    """Memory of each job in GB (`--mem`); None: the cluster's default."""
+    time_minutes: int = Field(24 * 60, gt=0)
+    """Time limit of each job in minutes (`--time`). A training job that reaches it (or is preempted) is
+    requeued through submitit's checkpointing and resumes from its last complete checkpoint; the local executor
+    applies the same limit."""
+    max_requeues: int = Field(3, ge=0)
+    """How many times one job may be requeued after reaching its time limit before it counts as failed."""
+    eval_jobs: int = Field(1, gt=0)
+    """Evaluation jobs per launch. They start once training has started and evaluate every checkpoint as it
+    appears, sharing the work through the results store's locks; each polls for new checkpoints
+    (`eval_poll_seconds`) until every training job has ended, then exits."""
+    eval_poll_seconds: float = Field(30.0, gt=0)
+    """How often an evaluation job looks for new checkpoints while training jobs are still queued or running."""
+    accelerate_config: str | None = None
+    """`accelerate launch --config_file` for training jobs with more than one GPU (e.g.
+    configs/accelerate/fsdp.yaml; relative: to the project root); None: accelerate's multi-GPU defaults (DDP)."""
+    sbatch_options: dict[str, str | int] = Field(default_factory=dict)
+    """Further sbatch options, name without dashes -> value (e.g. {qos: high, constraint: a100}); they override
+    the fields above. Options `launch` sets itself (output, error, dependency, signal, ...) are refused."""
+    local_jobs: int = Field(2, gt=0)
+    """`--executor local` only: training jobs run at once as local processes (evaluation jobs are not counted:
+    they mostly wait for checkpoints)."""
+
+    @model_validator(mode="after")
+    def _options(self) -> LauncherConfig:
+        for name in self.sbatch_options:
+            if not SBATCH_OPTION_RE.fullmatch(name):
+                raise FieldProblem("sbatch_options", f"{name!r} is not an sbatch option name: expected its long name "
+                                                     "without dashes, lowercase (e.g. qos, constraint, exclusive)")
+            if name in LAUNCHER_RESERVED_OPTIONS:
+                raise FieldProblem(f"sbatch_options.{name}", "is set by `launch` itself on every job (its logs, "
+                                                             "dependencies and requeueing depend on it); remove it")
+        return self
+
+
 class TinyWorldConfig(Section):
     seed: Seed = 1234
     """Seed of the whole generated world: corpora, tokenizer, base model, benchmarks."""
@@ -393,6 +448,8 @@ class ExperimentConfig(Section):
     """Benchmarks, their domains and the checkpoint selection rule."""
     output: OutputConfig = Field(default_factory=OutputConfig)
     """Where runs, caches and results are written."""
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+    """How `launch` submits the jobs (SLURM partition, resources, time limit); changes nothing that is computed."""
     _runs: dict[str, RunSpec] = PrivateAttr(default_factory=dict)
 
     @property
@@ -449,7 +506,8 @@ class ExperimentConfig(Section):
         return self
 
     def config_hash(self) -> str:
-        return json_sha256(self.model_dump(mode="json"), length=16)
+        # The launcher decides where and how jobs run, never what they compute.
+        return json_sha256(self.model_dump(mode="json", exclude={"launcher"}), length=16)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -626,6 +684,13 @@ def check_config(config: ExperimentConfig) -> None:
                               "section to generate it from (add one, or set a hub dataset id or a local path)")
     if config.model.name_or_path == "tiny" and config.tiny is None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
+    accel = config.launcher.accelerate_config
+    if accel is not None:
+        from entrodrop_bench.paths import resolve_project_path
+
+        if not resolve_project_path(accel).is_file():
+            raise ConfigError(f"launcher.accelerate_config: file {accel} does not exist (expected an accelerate config, "
+                              "e.g. configs/accelerate/ddp.yaml)")
 
 
 def check_dependencies(config: ExperimentConfig) -> None:

@@ -15,6 +15,7 @@
       store/.../checkpoint-<step>/work/  checkpoint_hash.json, failures/<benchmark>.txt, and the harnesses'
                                          records (`EvalWorkDir`): lm-eval task YAMLs, request caches and log,
                                          evalplus and LiveCodeBench samples (`CodeEvalDir`)
+      launch/jobs.json, config-<hash>.yaml, logs/   jobs submitted by `launch` (ids, log paths), submitit's files
     <results_dir>/                       (config `output.results_dir`)
       selection.json, sample_entropy.json, leaderboard_entries.json
       tables/<table>.md|.tex|.csv, figures/<figure>.png|.pdf|.html, figures/NOTES.md
@@ -163,6 +164,11 @@ SOURCE_DIRS = ("entrodrop_bench", "baselines", "tests", "configs", "tasks", "ben
 def _resolve(path: str) -> Path:
     p = Path(path).expanduser()
     return Path(os.path.normpath(p if p.is_absolute() else PROJECT_ROOT / p))
+
+
+def resolve_project_path(path: str) -> Path:
+    """A path from a config: `~` expanded, relative paths relative to the project root."""
+    return _resolve(path)
 
 
 def output_dir_problem(path: Path) -> str | None:
@@ -356,6 +362,30 @@ class Layout:
 
     def store_lock(self, run_name: str, seed: int, step: int) -> Path:
         return self.store_dir(run_name, seed, step) / ".lock"
+
+    # --- jobs submitted by `entrodrop-bench launch` ---
+    @property
+    def launch_dir(self) -> Path:
+        return self.runs_dir / "launch"
+
+    @property
+    def launch_jobs_file(self) -> Path:
+        """Every job `launch` submitted (`LaunchJobs`): what a re-launch reads to submit nothing twice."""
+        return self.launch_dir / "jobs.json"
+
+    @property
+    def launch_logs_dir(self) -> Path:
+        """submitit's folder: each job's stdout, stderr, pickled call and result (submitit names the files)."""
+        return self.launch_dir / "logs"
+
+    def launch_config_file(self, config_hash: str) -> Path:
+        """The resolved config the jobs of one launch read (one file per config hash: never rewritten under a job)."""
+        return self.launch_dir / f"config-{config_hash}.yaml"
+
+    @property
+    def launch_lock(self) -> Path:
+        """Held while a launch decides what to submit and records it."""
+        return self.launch_dir / ".lock"
 
     # --- selection, tables, figures, leaderboard ---
     @property

@@ -5,7 +5,7 @@
     stages         prepare < train < evaluate < report: import core and their own or an earlier stage, never a
                    later one; report never imports train or evaluate (it reads their files through artifacts)
     baselines/     the built-in plugins: import only core and prepare
-    orchestration  cli, pipeline, plan, sources, catalog: may import anything
+    orchestration  cli, pipeline, plan, sources, catalog, launch: may import anything
 
 so a stage can be read, tested and changed knowing only what comes before it.
 """
@@ -21,7 +21,7 @@ from entrodrop_bench.paths import PROJECT_ROOT
 
 CORE = {"config", "paths", "artifacts", "errors", "atomic", "registry", "regularizer", "provenance", "distributed", "faults", "validation"}
 STAGES = ("prepare", "train", "evaluate", "report")
-ORCHESTRATION = {"cli", "pipeline", "plan", "sources", "catalog"}
+ORCHESTRATION = {"cli", "pipeline", "plan", "sources", "catalog", "launch"}
 PACKAGES = ("entrodrop_bench", "baselines")
 
 def _layer(module: str) -> str | None:

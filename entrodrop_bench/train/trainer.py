@@ -50,6 +50,9 @@ from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, step_loss
 
 logger = logging.getLogger(__name__)
+PROGRESS_LOG_S = 60.0
+"""Without a progress bar (`--no-progress`, or stderr not a terminal: SLURM output files), a plain progress line
+this often."""
 
 # accelerate's mixed_precision for each train.precision: only bf16-mixed autocasts; bf16-pure holds bf16
 # weights and computes in them directly, fp32 computes in fp32 (on GPU too).
@@ -386,6 +389,8 @@ class Trainer:
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
+        log_line = _ProgressLine(f"{self.run}/seed{self.seed}", start, self.plan.total_steps, self.plan.tokens_per_step,
+                                 enabled=not self.progress and accelerator.is_main_process)
         for step in range(start, self.plan.total_steps):
             tic = time.perf_counter()
             loss = self._optimizer_step(model, reg, optimizer, scheduler, accelerator, rows.step_rows(step), step, rows_per_micro)
@@ -395,6 +400,7 @@ class Trainer:
             log.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step + 1)
             bar.update(1)
+            log_line.step(step + 1, loss)
             shown = ("loss", "lr", *reg.progress_keys, "tokens_per_s")
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in shown})
             if step + 1 in ckpt_steps:
@@ -513,6 +519,24 @@ class Trainer:
             return
         for _, path in self.layout.checkpoints(self.run, self.seed)[:-keep]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+class _ProgressLine:
+    """Plain `step i/N, tokens/s, ETA` lines every PROGRESS_LOG_S seconds (and at the end), for logs without a bar."""
+
+    def __init__(self, name: str, start: int, total: int, tokens_per_step: int, *, enabled: bool) -> None:
+        self.name, self.start, self.total, self.tokens_per_step, self.enabled = name, start, total, tokens_per_step, enabled
+        self.tic = self.last = time.perf_counter()
+
+    def step(self, done: int, loss: float) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < PROGRESS_LOG_S and done < self.total):
+            return
+        self.last = now
+        rate = (done - self.start) / max(now - self.tic, 1e-9)  # steps/s since this process started
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        print(f"train: {self.name} step {done}/{self.total} ({done / self.total:.0%}) loss {loss:.4g}, "
+              f"{rate * self.tokens_per_step:,.0f} tokens/s, ETA {eta:,.0f}s", flush=True)
 
 
 def _accelerator(accelerator_cls, precision: str, run_dir: Path):
