@@ -16,7 +16,7 @@ table2_configs := $(if $(filter tiny,$(PRESET)),configs/tiny-code.yaml,configs/q
 table3_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 table4_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 
-.PHONY: setup demo test test-slow bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+.PHONY: setup demo study test test-slow bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ setup: $(VENV)/.installed $(PUNKT_TAB)
 # The demo is exactly the Table 1 command path on the embedded preset.
 demo:
 	@$(MAKE) --no-print-directory reproduce-table1 PRESET=tiny
+
+# The seeds study: every tiny.yaml method over seeds 0-2 (configs/tiny-study.yaml), sharing the demo's runs folder,
+# so that after `make demo` only seeds 1 and 2 train and evaluate. Output: results/tiny-study/.
+STUDY_CONFIG := configs/tiny-study.yaml
+study: setup
+	$(OFFLINE) $(VENV)/bin/entrodrop-bench run $(STUDY_CONFIG)
+	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny-study --into results/tiny-study/leaderboard.json
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile

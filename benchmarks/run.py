@@ -4,8 +4,8 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all nine, 5-7 timing a cold and a warm tiny pipeline (~15 min)
-    python benchmarks/run.py --skip-demo  # every ratio but 5-7 (a few minutes)
+    python benchmarks/run.py              # all ten, 5-7 timing a cold and a warm tiny pipeline (~20 min)
+    python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
 """
 
@@ -324,22 +324,55 @@ def ratio_loss_step(repeats: int) -> dict:
     return interleaved(steps["chunked"], steps["naive"], repeats) | {"target": 1.1, "chunks_per_micro_batch": 4}
 
 
-def demo_timings() -> dict:
-    """5-7. Cold and warm wall time of the whole tiny pipeline, and evaluation vs training time per checkpoint."""
+CLI = str(REPO / ".venv/bin/entrodrop-bench")
+TINY = str(REPO / "configs/tiny.yaml")
+
+
+def demo_timings(eval_repeats: int) -> dict:
+    """5-7 and 10. Cold and warm wall time of the whole tiny pipeline (`entrodrop-bench run configs/tiny.yaml`, what
+    `make demo` runs, into a fresh temp folder: world, training, evaluation, reports), evaluation vs training time
+    per checkpoint, and row 10 on the cold run's world and plain run."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(REPO / ".venv/bin/entrodrop-bench"), "run", str(REPO / "configs/tiny.yaml"),
-               f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results", "--no-progress"]
+        cmd = [CLI, "run", TINY, f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results", "--no-progress"]
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - t0)
         eval_s, train_s = _per_checkpoint_times(Path(tmp) / "runs")
+        workers = ratio_eval_workers(eval_repeats, Path(tmp) / "runs")
     return {
         "warm_over_cold": {"ratio": times[1] / times[0], "cold_s": times[0], "warm_s": times[1], "target": 0.05},
         "eval_over_train_per_checkpoint": {"ratio": eval_s / train_s, "eval_s": eval_s, "train_s": train_s},
-        "demo_cold_minutes": {"ratio": times[0] / 60, "target": 15},
+        "demo_cold_minutes": {"ratio": times[0] / 60, "cold_s": times[0], "target": 8},
+        "eval_2x1_workers_over_1x2_process": workers,
     }
+
+
+def ratio_eval_workers(repeats: int, source_runs: Path | None = None) -> dict:
+    """10. Evaluation wall time of the tiny preset's plain run (11 checkpoints x its 2 benchmarks) with 2
+    single-thread workers (its setting) / 1 two-thread process (target <= 0.75). Each side is a fresh
+    `entrodrop-bench eval` into an empty store (start-up included), the two alternating; the world and the plain
+    run come from `source_runs` (the cold demo's) or are built here (`train --run plain`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if source_runs is None:
+            source_runs = Path(tmp) / "source"
+            subprocess.run([CLI, "train", TINY, f"output.runs_dir={source_runs}", f"output.results_dir={tmp}/results",
+                            "--run", "plain", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+        counter = iter(range(10**6))
+
+        def evaluate(workers: int, threads: int) -> Callable[[], None]:
+            def run() -> None:
+                runs = Path(tmp) / f"eval{next(counter)}"  # an empty store each time; world and run linked in
+                (runs / "train").mkdir(parents=True)
+                (runs / "world").symlink_to(source_runs / "world")
+                (runs / "train" / "plain").symlink_to(source_runs / "train" / "plain")
+                subprocess.run([CLI, "eval", TINY, f"output.runs_dir={runs}", f"output.results_dir={tmp}/results",
+                                f"eval.workers={workers}", f"eval.threads={threads}", "--no-progress"],
+                               check=True, stdout=subprocess.DEVNULL)
+            return run
+
+        return interleaved(evaluate(2, 1), evaluate(1, 2), repeats, warmup=0) | {"target": 0.75}
 
 
 def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
@@ -359,7 +392,8 @@ def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--skip-demo", action="store_true", help="skip 5-7, the cold and warm tiny pipeline (~12 min)")
+    parser.add_argument("--skip-demo", action="store_true", help="skip 5-7, the cold and warm tiny pipeline (~10 min)")
+    parser.add_argument("--eval-repeats", type=int, default=2, help="repeats of row 10 (each side ~1 min)")
     parser.add_argument("--only", default=None, help="comma-separated row numbers (e.g. 8,9); kept rows of results/bench.json stay")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -371,6 +405,8 @@ def main() -> None:
         "8_chunked_loss_memory_over_naive": ratio_loss_memory,
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
     }
+    if args.skip_demo or args.only:  # else row 10 runs on the cold demo's checkpoints, after rows 5-7
+        rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)
     only = {n.strip() for n in args.only.split(",")} if args.only else None
     out_file = REPO / "results" / "bench.json"
     results = json.loads(out_file.read_text()) if only and out_file.is_file() else {}
@@ -385,7 +421,9 @@ def main() -> None:
         results["_meta"] = meta
     write_json(out_file, results)  # the ratios are kept even if the long demo timing fails
     if not args.skip_demo and only is None:
-        results.update({f"{5 + i}_{k}": v for i, (k, v) in enumerate(demo_timings().items())})
+        timed = demo_timings(args.eval_repeats)
+        results["10_eval_2x1_workers_over_1x2_process"] = timed.pop("eval_2x1_workers_over_1x2_process")
+        results.update({f"{5 + i}_{k}": v for i, (k, v) in enumerate(timed.items())})
         write_json(out_file, results)
     _print_table(results)
 

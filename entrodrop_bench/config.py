@@ -146,7 +146,8 @@ class TrainConfig(Section):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     """Training seeds, each its own run folder (`seed<k>`): distinct integers in [0, 2**32)."""
     threads: int | None = Field(None, gt=0)
-    """torch CPU threads per run (None: torch default)."""
+    """torch CPU threads per run, and of `prepare`'s own compute (tiny world pre-training, entropy pass; None: torch
+    default)."""
     parallel_runs: int = Field(1, gt=0)
     """Runs trained side by side on CPU, one process each (two single-thread runs beat one two-thread run)."""
     precision: Literal["fp32", "bf16-mixed", "bf16-pure"] = "fp32"
@@ -241,6 +242,18 @@ class EvalConfig(Section):
     """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
     """Benchmark -> local data file, so that every benchmark can run offline."""
+    workers: int = Field(1, gt=0)
+    """Local evaluation worker processes. Each claims whole checkpoints that still have pending benchmarks through
+    the store's per-checkpoint try-locks (flock: a killed worker's claim vanishes with it), loads the model once
+    and runs all of that checkpoint's benchmarks, so N workers split the work without overlap. On CPU, N
+    single-thread workers (`threads: 1`) keep N cores busy through lm-eval's serial stretches; on one GPU they
+    share the device. Two `eval` processes on one machine split the work the same way."""
+    threads: int | None = Field(None, gt=0)
+    """torch CPU threads per evaluation worker (None: `train.threads`)."""
+    request_cache: bool = True
+    """Keep lm-eval's request cache (one sqlite file per checkpoint content), so that a benchmark killed half way
+    resumes without recomputing its answers. It never changes a score; off, each request skips a sqlite commit
+    and a stack capture, which on the tiny preset cost about a third of the evaluation time."""
     allow_weak_isolation: bool = False
     """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of

@@ -242,6 +242,11 @@ class Layout:
         """stdout and stderr of a run trained in its own process (`train.parallel_runs`)."""
         return self.run_dir(run_name, seed) / "train.out"
 
+    @property
+    def eval_filler_output_file(self) -> Path:
+        """stdout and stderr of the eval worker that fills an idle training slot (`run`)."""
+        return self.runs_dir / "store" / "eval_during_training.out"
+
     def checkpoint_dir(self, run_name: str, seed: int, step: int) -> Path:
         return self.run_dir(run_name, seed) / f"checkpoint-{step}"
 

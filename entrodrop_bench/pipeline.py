@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -76,8 +77,11 @@ def _jobs(config: ExperimentConfig, only: list[str] | None) -> tuple[list[tuple[
 
 
 def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | None = None, seeds: list[int] | None = None,
-                progress: bool = True, echo: Echo = print) -> dict[str, str]:
-    """Train every run (or those named), resuming interrupted ones; returns run/seed -> final state."""
+                progress: bool = True, echo: Echo = print, fill_idle: bool = False) -> dict[str, str]:
+    """Train every run (or those named), resuming interrupted ones; returns run/seed -> final state.
+
+    `fill_idle` (the `run` command): once the last runs train and a process slot falls idle, an evaluation
+    worker fills it, evaluating the checkpoints already written (see `_train_parallel`)."""
     from entrodrop_bench.distributed import process_state
 
     check_train_selection(config, only, seeds)
@@ -94,12 +98,11 @@ def stage_train(config: ExperimentConfig, layout: Layout, *, only: list[str] | N
             echo(f"train: {run}/seed{seed} already complete")
             states[f"{run}/seed{seed}"] = "complete"
     first, rest = ([j for j in batch if f"{j[0]}/seed{j[1]}" not in states] for batch in (first, rest))
-    for batch in (first, rest):
-        if config.train.parallel_runs > 1 and len(batch) > 1:
-            states.update(_train_parallel(config, layout, batch, echo))
-        else:
-            for run, seed in batch:
-                states[f"{run}/seed{seed}"] = _train_one(prepared, run, seed, progress, echo)
+    if config.train.parallel_runs > 1 and len(first) + len(rest) > 1:
+        states.update(_train_parallel(config, layout, first, rest, echo, fill_idle=fill_idle))
+    else:
+        for run, seed in first + rest:
+            states[f"{run}/seed{seed}"] = _train_one(prepared, run, seed, progress, echo)
     return states
 
 
@@ -156,12 +159,34 @@ def _train_one(prepared: Prepared, run: str, seed: int, progress: bool, echo: Ec
     return state
 
 
-def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, int]], echo: Echo) -> dict[str, str]:
-    """One process per run, `parallel_runs` at a time: on CPU, single-thread runs side by side beat one wide run."""
+def _train_parallel(config: ExperimentConfig, layout: Layout, first: list[tuple[str, int]], later: list[tuple[str, int]],
+                    echo: Echo, *, fill_idle: bool = False) -> dict[str, str]:
+    """One process per run, `parallel_runs` at a time: on CPU, single-thread runs side by side beat one wide run.
+
+    One queue for both batches of `_jobs`: baseline runs first, and a run in `later` (it reads the baseline's
+    validation minimum) starts once every run of `first` with the baseline role has finished, so no slot waits
+    for the whole first batch. With `fill_idle`, when the queue is empty and a slot falls idle (the last runs
+    train), one `eval` worker (`eval.workers=1`) evaluates the checkpoints written so far in that slot; it is
+    stopped when training ends (a claimed checkpoint it leaves half done is released with its process, and the
+    eval stage finishes it)."""
     cfg_file = layout.experiment_config_file
+    baselines = [j for j in first if config.runs[j[0]].role.kind == "baseline"]
+    jobs = baselines + [j for j in first if j not in baselines] + later
+    baselines_done = threading.Event()
+    if not baselines or not later:
+        baselines_done.set()
+    pending_baselines = set(baselines)
+    lock = threading.Lock()
+    started, running = [0], [0]
+    filler: list[subprocess.Popen] = []
 
     def launch(job: tuple[str, int]) -> tuple[str, str]:
         run, seed = job
+        if job in later:
+            baselines_done.wait()
+        with lock:
+            started[0] += 1
+            running[0] += 1
         log_file = layout.train_output_file(run, seed)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "entrodrop_bench.cli", "train", str(cfg_file), "--run", run, "--seed", str(seed), "--no-progress"]
@@ -170,10 +195,32 @@ def _train_parallel(config: ExperimentConfig, layout: Layout, jobs: list[tuple[s
             rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
         state = "complete" if rc == 0 else f"failed (exit {rc}; see {log_file})"
         echo(f"train: {run}/seed{seed} {state} [{time.perf_counter() - tic:.0f}s]")
+        with lock:
+            running[0] -= 1
+            pending_baselines.discard(job)
+            if not pending_baselines:
+                baselines_done.set()
+            # Every job has started and others still train: this slot stays idle until they finish.
+            if fill_idle and started[0] == len(jobs) and running[0] > 0 and not filler:
+                filler.append(_start_eval_filler(cfg_file, layout))
+                echo("eval: a worker evaluates the checkpoints written so far while the last runs train")
         return f"{run}/seed{seed}", state
 
-    with ThreadPoolExecutor(max_workers=config.train.parallel_runs) as pool:
-        return dict(pool.map(launch, jobs))
+    try:
+        with ThreadPoolExecutor(max_workers=config.train.parallel_runs) as pool:
+            return dict(pool.map(launch, jobs))
+    finally:
+        for proc in filler:
+            proc.terminate()
+            proc.wait()
+
+
+def _start_eval_filler(cfg_file: Path, layout: Layout) -> subprocess.Popen:
+    log_file = layout.eval_filler_output_file
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "entrodrop_bench.cli", "eval", str(cfg_file), "eval.workers=1", "--no-progress"]
+    with open(log_file, "w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
 def check_eval_config(config: ExperimentConfig) -> None:
@@ -323,7 +370,7 @@ def run_all(config: ExperimentConfig, layout: Layout, *, progress: bool = True, 
     """
     tic = time.perf_counter()
     check_eval_config(config)  # an unknown benchmark fails now, not after hours of training
-    failures = train_failures(stage_train(config, layout, progress=progress, echo=echo))
+    failures = train_failures(stage_train(config, layout, progress=progress, echo=echo, fill_idle=True))
     failures += eval_failures(stage_eval(config, layout, progress=progress, echo=echo))
     failures += selection_failures(stage_select(config, layout, echo))
     stage_tables(config, layout, echo)

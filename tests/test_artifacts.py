@@ -324,7 +324,7 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
-    assert config.config_hash() == "98802c51884a6e8b"  # methods.token_dropout_matched added
+    assert config.config_hash() == "959fa92d52481ab1"  # methods.token_dropout_matched; eval.workers, threads, request_cache
     assert run_key(config, "entrodrop", 0) == "9632324d0d35e117"
     assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "5a0d26b1e428cd5e"
     assert world_hash(config.tiny) == "c9c8eff5ea845e64"

@@ -106,7 +106,8 @@ def test_every_table1_and_table2_preset_trains_vanilla_token_dropout_as_a_main_r
 
 def test_main_table_presets_are_the_papers():
     assert {p.name for p in MAIN_TABLE_PRESETS} == {"qwen3-0.6b-math.yaml", "qwen3-1.7b-math.yaml", "llama3.1-8b-math.yaml",
-                                                    "qwen3-0.6b-code.yaml", "tiny.yaml", "tiny-code.yaml"}
+                                                    "qwen3-0.6b-code.yaml", "tiny.yaml", "tiny-code.yaml",
+                                                    "tiny-study.yaml"}
 
 
 def test_tiny_token_dropout_run_keeps_its_name_and_key_when_filed_in_table1():

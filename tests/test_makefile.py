@@ -73,3 +73,11 @@ def test_system_deps_say_why_and_go_on_where_they_cannot_install(tmp_path):
     assert proc.returncode == 0, proc.stderr
     # slurm-wlm and munge follow where /usr/sbin lacks them too
     assert "cannot install bubblewrap chromium" in proc.stdout and "no apt-get" in proc.stdout and "skip" in proc.stdout
+
+
+def test_study_runs_the_seeds_study_offline_and_publishes_its_leaderboard():
+    out = _dry_run("study")
+    assert "entrodrop-bench run configs/tiny-study.yaml" in out and "HF_HUB_OFFLINE=1" in out
+    assert f"HF_HOME={PROJECT_ROOT}/.cache/hf" in out
+    assert "leaderboard publish results/tiny-study --into results/tiny-study/leaderboard.json" in out
+    assert ".PHONY:" in (PROJECT_ROOT / "Makefile").read_text() and " study " in (PROJECT_ROOT / "Makefile").read_text()

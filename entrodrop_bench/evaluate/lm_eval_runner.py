@@ -11,7 +11,9 @@
   feeds the evaluated split (test, else validation); see `_local_splits` for few-shot splits. Groups
   (mmlu, minerva_math) cannot take one override file: override a subtask instead.
 - Request cache: one sqlite cache per checkpoint *content* (`work/lm_cache/<checkpoint hash>`): lm-eval's
-  cache keys ignore model identity, so a shared cache would return another model's answers.
+  cache keys ignore model identity, so a shared cache would return another model's answers. It lets a benchmark
+  killed half way resume without redoing its answers; `eval.request_cache: false` (the tiny preset) drops it,
+  since sqlitedict commits and records a stack trace per request, which cost more than a tiny answer.
 - Per-item outcomes: from the same logged samples, each document's value of the primary metric under the
   primary metric's filter (`exact_match,strict-match` reads the samples of filter `strict-match`), ids being
   lm-eval's `doc_id` (`<subtask>/<doc_id>` for a group); see `item_outcomes`.
@@ -185,7 +187,7 @@ def _without_unread_work() -> Iterator[None]:
         yield
 
 
-def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str, batch_size: int,
+def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, cache_key: str | None, batch_size: int,
                 limit: int | None, num_fewshot: int | None, max_gen_toks: int) -> dict:
     """Evaluate one benchmark; returns {"metrics", "items", "n_samples", "n_shot", "version", "task_hash", "seeds"}."""
     from lm_eval import simple_evaluate
@@ -206,14 +208,15 @@ def run_lm_eval(lm: Any, benchmark: str, data: Path | None, *, work_dir: Path, c
         manager = _builtin_task_manager()
     else:
         manager = TaskManager(include_path=[str(TASKS_DIR)], include_defaults=False)
-    cache = work.lm_eval_cache(cache_key)
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache = work.lm_eval_cache(cache_key) if cache_key else None  # None: no request cache (`eval.request_cache`)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
     # lm-eval's per-request progress bars would bury the harness's one bar over (checkpoint, benchmark)
     # pairs; they and its warnings go to a log beside the checkpoint's cache instead.
     with open(work.lm_eval_log, "a") as log, contextlib.redirect_stderr(log), _without_unread_work():
         out = simple_evaluate(
             model=lm, tasks=[name], num_fewshot=num_fewshot, batch_size=batch_size, limit=limit,
-            use_cache=str(cache), gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
+            use_cache=str(cache) if cache is not None else None, gen_kwargs={"max_gen_toks": max_gen_toks}, task_manager=manager,
             log_samples=True, bootstrap_iters=1000, verbosity="WARNING",
         )
     if out is None or name not in out.get("results", {}):

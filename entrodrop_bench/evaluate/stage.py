@@ -6,9 +6,14 @@
 - Every result keeps its per-item outcomes (`EvalResult.items`), checked to average to its score. A
   result written before they were kept is still valid, unless `eval.needs_items` (then it is re-evaluated).
 - Idempotent: a (checkpoint, benchmark) pair is evaluated only when it has no valid result (see `store`);
-  a per-checkpoint file lock keeps two eval processes from doing the same work; results are written one
-  benchmark at a time, atomically, so an interrupted eval resumes where it stopped.
-- The model is loaded once per checkpoint, and only when something is left to evaluate.
+  results are written one benchmark at a time, atomically, so an interrupted eval resumes where it stopped.
+- Claiming: a worker claims a checkpoint (all of its pending benchmarks) by taking the checkpoint's store
+  lock *without waiting* (`flock`, which the kernel drops when the holder dies, so a killed worker leaves no
+  stale claim). A checkpoint that another process holds is passed over and retried after the others, so
+  `eval.workers` local worker processes, or two plain `eval` processes, split the work with no pair done
+  twice, and a process returns only once every checkpoint is evaluated (by it or by another).
+- The model is loaded once per checkpoint, and only when something is left to evaluate; all of that
+  checkpoint's benchmarks run before the worker moves on.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from entrodrop_bench.artifacts import (
     ArtifactError,
@@ -67,6 +72,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def eval_threads(config: ExperimentConfig) -> int | None:
+    """torch threads of one evaluation worker: `eval.threads`, else `train.threads` (None: torch's default)."""
+    return config.eval.threads or config.train.threads
+
+
 class _Loaded:
     """Lazily loaded checkpoint: HF model, tokenizer and (for lm-eval) the HFLM wrapper."""
 
@@ -81,8 +91,8 @@ class _Loaded:
 
             from entrodrop_bench.prepare.stage import load_causal_lm
 
-            if self.config.train.threads:
-                torch.set_num_threads(self.config.train.threads)
+            if threads := eval_threads(self.config):
+                torch.set_num_threads(threads)
             tok = AutoTokenizer.from_pretrained(self.dir)
             if tok.pad_token is None:
                 tok.pad_token = self.config.model.pad_token or tok.eos_token
@@ -127,7 +137,7 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     if harness == "lm-eval":
         from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
-        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16],
+        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16] if ev.request_cache else None,
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=max_gen_toks)
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
@@ -169,14 +179,27 @@ def _item_outcomes(bench: str, items: dict | None, score: float | None) -> ItemO
     return outcomes
 
 
+def _claim(layout: Layout, run: str, seed: int, step: int, *, blocking: bool) -> FileLock | None:
+    """The checkpoint's store lock, held; None when another process holds it and `blocking` is False."""
+    path = layout.store_lock(run, seed, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=-1 if blocking else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
 def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,
                         checkpoint_dir: Path, benchmarks: list[str], *, world_benchmarks: dict[str, Path] | None = None,
-                        on_pair: Any = None) -> dict[str, int]:
+                        on_pair: Any = None, blocking: bool = True) -> dict[str, int] | None:
     """Evaluate the benchmarks of one checkpoint that have no valid stored result.
 
-    Holds the checkpoint's store lock throughout, re-checking validity after acquiring it, so a second
-    eval process waits and then skips what the first one wrote. `on_pair(benchmark, status)` is called
-    once per benchmark (for progress bars). Returns counts: evaluated, skipped, failed.
+    Holds the checkpoint's store lock throughout, re-checking validity after acquiring it, so another eval
+    process never does the same pair. `blocking` False: when another process holds the lock, return None at
+    once (the checkpoint is claimed) instead of waiting for it. `on_pair(benchmark, status)` is called once per
+    benchmark (for progress bars). Returns counts: evaluated, skipped, failed.
     """
     ev = config.eval
     counts = {"evaluated": 0, "skipped": 0, "failed": 0}
@@ -184,9 +207,10 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     gen_toks = {b: effective_max_gen_toks(b, ev.max_gen_toks) for b in benchmarks}
     hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.num_fewshot,
                                   max_gen_toks=gen_toks[b]) for b in benchmarks}
-    lock = layout.store_lock(run, seed, step)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
+    lock = _claim(layout, run, seed, step, blocking=blocking)
+    if lock is None:
+        return None
+    try:
         remove_partials(layout.store_dir(run, seed, step))  # left by a process killed mid-write; we hold the lock
         work = layout.eval_work_dir(run, seed, step)
         ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=CheckpointHashMemo.path(layout, run, seed, step))
@@ -229,6 +253,8 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
             layout.eval_failure_file(run, seed, step, bench).unlink(missing_ok=True)
             counts["evaluated"] += 1
             on_pair and on_pair(bench, "evaluated")
+    finally:
+        lock.release()
     return counts
 
 
@@ -242,12 +268,63 @@ def pending_pairs(config: ExperimentConfig, layout: Layout) -> list[tuple[str, i
             for step, folder in layout.checkpoints(run, seed)]
 
 
+def _is_done(config: ExperimentConfig, layout: Layout, ckpt: tuple[str, int, int, Path], benchmarks: list[str],
+             world_benchmarks: dict[str, Path] | None) -> bool:
+    """Whether every benchmark of a checkpoint has a valid result (read without the lock: a hint for scheduling,
+    re-checked under the lock before any work)."""
+    run, seed, step, folder = ckpt
+    ev = config.eval
+    ckpt_hash = checkpoint_sha256(folder, memo=CheckpointHashMemo.path(layout, run, seed, step))
+    for bench in benchmarks:
+        data = data_file(bench, ev.data_overrides, world_benchmarks)
+        thash, _ = task_config_hash(bench, data, limit=ev.limit, num_fewshot=ev.num_fewshot,
+                                    max_gen_toks=effective_max_gen_toks(bench, ev.max_gen_toks))
+        if not is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
+                        need_items=ev.needs_items):
+            return False
+    return True
+
+
+CLAIM_POLL_S = 0.5
+"""How often a worker with nothing left to claim retries the checkpoints that other processes hold."""
+
+
+def claim_and_evaluate(config: ExperimentConfig, layout: Layout, ckpts: list[tuple[str, int, int, Path]],
+                       benchmarks: list[str], *, world_benchmarks: dict[str, Path] | None = None,
+                       on_pair: Any = None) -> dict[str, int]:
+    """One worker: claim each checkpoint that no other process holds and evaluate its pending benchmarks; then
+    retry the held ones until each is claimed (it is then found done, or finished here when its holder died).
+
+    `on_pair(run, seed, step, benchmark, status)` is called once per (checkpoint, benchmark) handled here.
+    Returns counts: evaluated, skipped, failed.
+    """
+    counts = {"evaluated": 0, "skipped": 0, "failed": 0}
+    pending = list(ckpts)
+    while pending:
+        held = []
+        for run, seed, step, folder in pending:
+            tick = on_pair and (lambda bench, status, _c=(run, seed, step): on_pair(*_c, bench, status))
+            done = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
+                                       world_benchmarks=world_benchmarks, on_pair=tick, blocking=False)
+            if done is None:
+                held.append((run, seed, step, folder))
+                continue
+            for key, n in done.items():
+                counts[key] += n
+        if held and len(held) == len(pending):
+            time.sleep(CLAIM_POLL_S)  # every remaining checkpoint is held elsewhere: wait for one to free
+        pending = held
+    return counts
+
+
 def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_benchmarks: dict[str, Path] | None = None,
                         progress: bool = True) -> dict:
     """Evaluate every complete checkpoint on every configured benchmark; only missing pairs do work.
 
-    Returns {"checkpoints", "evaluated", "skipped", "failed", "wall_s", "failures"}; `failures` says, one line
-    per failed (checkpoint, benchmark), what failed and where its traceback is.
+    With `eval.workers` > 1, that many local worker processes claim the checkpoints with pending work (see
+    `claim_and_evaluate`); otherwise this process is the one worker. Returns {"checkpoints", "evaluated",
+    "skipped", "failed", "wall_s", "failures", "workers"}: `workers` is how many worked (0 when nothing was left),
+    and `failures` says, one line per failed (checkpoint, benchmark), what failed and where its traceback is.
     """
     from tqdm.auto import tqdm
 
@@ -263,20 +340,80 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
     failures: list[str] = []
     tic = time.perf_counter()
     if not benchmarks or not ckpts:
-        return {**summary, "wall_s": 0.0, "failures": failures}
-    with tqdm(total=len(ckpts) * len(benchmarks), desc="eval", unit="pair", disable=not progress) as bar:
-        for run, seed, step, folder in ckpts:
-            def tick(bench: str, status: str, _run=run, _seed=seed, _step=step) -> None:
-                bar.set_postfix_str(f"{_run}/seed{_seed}/ckpt-{_step} {bench} {status}", refresh=False)
-                bar.update(1)
-                if status == "failed":
-                    failures.append(_failure_line(layout, _run, _seed, _step, bench))
+        return {**summary, "wall_s": 0.0, "failures": failures, "workers": 0}
+    todo = [c for c in ckpts if not _is_done(config, layout, c, benchmarks, world_benchmarks)]
+    summary["skipped"] = (len(ckpts) - len(todo)) * len(benchmarks)
+    workers = min(config.eval.workers, len(todo))
+    with tqdm(total=len(ckpts) * len(benchmarks), initial=summary["skipped"], desc="eval", unit="pair",
+              disable=not progress) as bar:
+        def tick(run: str, seed: int, step: int, bench: str, status: str) -> None:
+            bar.set_postfix_str(f"{run}/seed{seed}/ckpt-{step} {bench} {status}", refresh=False)
+            bar.update(1)
+            if status == "failed":
+                failures.append(_failure_line(layout, run, seed, step, bench))
 
-            counts = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
-                                         world_benchmarks=world_benchmarks, on_pair=tick)
-            for key, n in counts.items():
-                summary[key] += n
-    return {**summary, "wall_s": round(time.perf_counter() - tic, 1), "failures": failures}
+        if workers > 1:
+            counts = _run_workers(config, layout, todo, benchmarks, world_benchmarks, workers, tick)
+            # A worker also meets the pairs another worker did (when it retries a held checkpoint); from here,
+            # every pair of `todo` that no worker evaluated or failed was found done.
+            counts["skipped"] = len(todo) * len(benchmarks) - counts["evaluated"] - counts["failed"]
+        else:
+            counts = claim_and_evaluate(config, layout, todo, benchmarks, world_benchmarks=world_benchmarks, on_pair=tick)
+    for key, n in counts.items():
+        summary[key] += n
+    return {**summary, "wall_s": round(time.perf_counter() - tic, 1), "failures": failures, "workers": workers}
+
+
+def _worker_main(config_json: str, layout: Layout, ckpts: list, benchmarks: list[str],
+                 world_benchmarks: dict[str, Path] | None, ticks: Any) -> dict[str, int]:
+    """A worker process: its own torch threads, then `claim_and_evaluate`, reporting each pair on `ticks`."""
+    import torch
+
+    config = ExperimentConfig.model_validate_json(config_json)
+    if threads := eval_threads(config):
+        torch.set_num_threads(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    def report(*pair: Any) -> None:
+        if pair[-1] != "skipped":  # done by another worker, which reports it
+            ticks.put(pair)
+
+    return claim_and_evaluate(config, layout, ckpts, benchmarks, world_benchmarks=world_benchmarks, on_pair=report)
+
+
+def _run_workers(config: ExperimentConfig, layout: Layout, ckpts: list, benchmarks: list[str],
+                 world_benchmarks: dict[str, Path] | None, workers: int, tick: Any) -> dict[str, int]:
+    """`workers` spawned processes (fresh interpreters: no forked torch thread pools) claim `ckpts` between
+    them; their per-pair reports come back through a queue, to this process's progress bar and failure list.
+    Each worker starts at its own offset in the list, so they do not all try the same first checkpoint."""
+    import multiprocessing as mp
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    payload = config.model_dump_json()
+    counts = {"evaluated": 0, "skipped": 0, "failed": 0}
+    starts = [i * len(ckpts) // workers for i in range(workers)]
+    with ctx.Manager() as manager:
+        ticks = manager.Queue()
+
+        def relay() -> None:
+            while (pair := ticks.get()) is not None:
+                tick(*pair)
+
+        relay_thread = threading.Thread(target=relay, daemon=True)
+        relay_thread.start()
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_worker_main, payload, layout, ckpts[k:] + ckpts[:k], benchmarks,
+                                       world_benchmarks, ticks) for k in starts]
+                for future in futures:
+                    for key, n in future.result().items():
+                        counts[key] += n
+        finally:
+            ticks.put(None)
+            relay_thread.join()
+    return counts
 
 
 def _failure_line(layout: Layout, run: str, seed: int, step: int, bench: str) -> str:
