@@ -127,3 +127,20 @@ def test_without_the_request_cache_the_results_are_the_same_and_no_cache_is_writ
         dbs = list(layout.runs_dir.rglob("lm_cache/*.db"))
         assert bool(dbs) == cache
     assert stored[True] == stored[False]
+
+
+def test_eval_covers_only_the_configs_runs_and_seeds(tmp_path):
+    """A shared runs folder (the seeds study beside the demo) or a removed method's leftovers are not evaluated."""
+    from entrodrop_bench.config import load_config
+    from entrodrop_bench.evaluate.stage import pending_pairs
+    from entrodrop_bench.paths import CONFIGS_DIR
+
+    config = load_config(CONFIGS_DIR / "tiny.yaml",
+                         [f"output.runs_dir={tmp_path / 'runs'}", f"output.results_dir={tmp_path / 'results'}"])
+    layout = Layout.from_config(config)
+    for run, seed in [("plain", 0), ("plain", 1), ("entrodrop", 0), ("removed_method", 0)]:
+        ckpt = layout.run_dir(run, seed) / "checkpoint-29"
+        ckpt.mkdir(parents=True)
+        layout.manifest_file(ckpt).write_text("{}")
+    found = {(run, seed) for run, seed, _, _ in pending_pairs(config, layout)}
+    assert found == {("plain", 0), ("entrodrop", 0)}

@@ -263,8 +263,12 @@ def _benchmarks(config: ExperimentConfig) -> list[str]:
 
 
 def pending_pairs(config: ExperimentConfig, layout: Layout) -> list[tuple[str, int, int, Path]]:
-    """Every complete checkpoint on disk: (run, seed, step, folder)."""
-    return [(run, seed, step, folder) for run, seed in layout.train_runs()
+    """Every complete checkpoint of this config's runs and seeds: (run, seed, step, folder).
+
+    A runs folder can hold more (the seeds study shares the demo's folder; a method removed from the config
+    leaves its runs behind): evaluating those would cost time for results no table of this config reads."""
+    wanted = {(run, seed) for run in config.runs for seed in config.train.seeds}
+    return [(run, seed, step, folder) for run, seed in layout.train_runs() if (run, seed) in wanted
             for step, folder in layout.checkpoints(run, seed)]
 
 
