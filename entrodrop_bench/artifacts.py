@@ -195,6 +195,48 @@ class GateShares(Artifact):
         return layout.gate_shares_file
 
 
+class TrainCost(BaseModel):
+    """What a run's training cost so far, measured by the trainer (definitions: `entrodrop_bench.cost`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int
+    """Optimizer steps in the model."""
+    tokens_trained: int
+    """`steps` x tokens per step (train.global_batch_tokens in whole rows of data.seq_len)."""
+    train_flops: float
+    """`cost.flops_per_token` x `tokens_trained`: 6·N·tokens plus the attention term."""
+    flops_params: int
+    """N of that formula: every parameter but the input embedding table (a tied LM head counted once)."""
+    train_wall_s: float
+    """Wall seconds training took, summed over every session of the run (a resume adds to it)."""
+    device: str
+    """Device of the latest session: `cpu`, the GPU's name (torch), or `mps`."""
+    device_count: int
+    """Processes of the latest session (accelerate's world size), one device each."""
+    device_hours: float
+    """Training wall x device count, summed per session, in hours."""
+    sessions: int = 1
+    """Training sessions (processes started) that added to the wall time."""
+
+
+class RunCost(BaseModel):
+    """What one (run, seed) cost: its training (from its status) and its evaluations (from the results store)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: TrainCost | None
+    """None when the run's status predates cost accounting (or it has no status)."""
+    eval_wall_s: float
+    """Summed wall seconds of the run's stored results (every checkpoint and benchmark)."""
+    eval_results: int
+    """Stored results summed."""
+    eval_results_untimed: int = 0
+    """Of those, results without a recorded wall time (counted as 0 s)."""
+    device_hours: float | None
+    """Training device hours plus evaluation wall (one device each), in hours; None without a training cost."""
+
+
 class RunStatus(Artifact):
     """State of one training run (run, seed); `train.run_is_complete` also checks the files it promises."""
 
@@ -225,6 +267,8 @@ class RunStatus(Artifact):
     resolved: dict[str, Any] = {}
     """Params the method resolved before training (`Regularizer.resolved_params`: a rate-matched gamma_max, j0's
     step); empty for a method that resolves none, and in statuses written before this field existed."""
+    cost: TrainCost | None = None
+    """What training cost up to now (None in statuses written before cost accounting)."""
     updated: str
     """UTC time of this write (ISO 8601)."""
 
@@ -453,6 +497,8 @@ class CheckpointManifest(Artifact):
     """sha256 of the checkpoint's weights file."""
     created: str
     """UTC time of the save (ISO 8601)."""
+    cost: TrainCost | None = None
+    """What training cost up to this checkpoint (None in manifests written before cost accounting)."""
 
     @classmethod
     def path(cls, checkpoint_dir: Path) -> Path:
@@ -663,6 +709,8 @@ class SeedSelection(_Record):
     """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
     """The held-out view of this seed; None when a checkpoint's result lacks per-item outcomes."""
+    cost: RunCost | None = None
+    """What the (run, seed) cost, training and evaluation (`cost.run_cost`); None in older selections."""
 
 
 class AggregateValMinimum(_Record):

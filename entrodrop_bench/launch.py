@@ -40,9 +40,10 @@ from typing import Literal
 
 import yaml
 
-from entrodrop_bench.artifacts import LaunchedJob, LaunchJobs
+from entrodrop_bench.artifacts import LaunchedJob, LaunchJobs, RunCost
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.config import ExperimentConfig, load_config
+from entrodrop_bench.cost import cost_of, duration, si, stored_run_results
 from entrodrop_bench.errors import UserError
 from entrodrop_bench.paths import Layout, resolve_project_path
 
@@ -538,6 +539,14 @@ class RunRow:
     eval_failed: int
     pairs: int
     job: str
+    tokens: int | None = None
+    """Tokens trained so far (`cost.TrainCost`); None when the run's status records no cost."""
+    flops: float | None = None
+    train_wall_s: float | None = None
+    eval_wall_s: float | None = None
+    """Summed wall time of the run's stored results; None without any."""
+    device: str | None = None
+    device_hours: float | None = None
 
 
 def status(config: ExperimentConfig, layout: Layout) -> dict:
@@ -565,18 +574,36 @@ def status(config: ExperimentConfig, layout: Layout) -> dict:
             pairs = [(step, b) for step, _ in ckpts for b in benchmarks]
             done = sum(layout.result_file(run, seed, step, b).is_file() for step, b in pairs)
             failed = sum(layout.eval_failure_file(run, seed, step, b).exists() for step, b in pairs)
-            rows.append(RunRow(run, seed, state, len(ckpts), done, failed, len(pairs), job.job_id or "-" if job else "-"))
+            row = RunRow(run, seed, state, len(ckpts), done, failed, len(pairs), job.job_id or "-" if job else "-")
+            _add_cost(row, cost_of(run_status, stored_run_results(layout, run, seed)))
+            rows.append(row)
     jobs = [{"key": k, "job_id": j.job_id, "executor": j.executor, "state": states[k][0], "detail": states[k][1],
              "stdout": j.stdout, "stderr": j.stderr} for k, j in current.items()]
     return {"runs": [r.__dict__ for r in rows], "jobs": jobs}
 
 
+def _add_cost(row: RunRow, cost: RunCost | None) -> None:
+    if cost is None:
+        return
+    if cost.eval_results:
+        row.eval_wall_s = cost.eval_wall_s
+    row.device_hours = cost.device_hours
+    if cost.train is not None:
+        t = cost.train
+        row.tokens, row.flops, row.train_wall_s = t.tokens_trained, t.train_flops, t.train_wall_s
+        row.device = t.device if t.device_count == 1 else f"{t.device_count} x {t.device}"
+
+
 def format_status(report: dict) -> str:
-    lines = ["run/seed                                  state         ckpts  evals (done/failed/all)  job"]
+    """The runs table with each run's measured cost (`-` where not recorded), then the jobs."""
+    lines = ["run/seed                                  state         ckpts  evals (done/failed/all)  job       "
+             "  tokens   FLOPs  train   eval  device  device-h"]
     for r in report["runs"]:
         name = f"{r['run']}/seed{r['seed']}"
+        device_h = "-" if r.get("device_hours") is None else f"{r['device_hours']:.3g}"
         lines.append(f"{name:<41} {r['state']:<13} {r['checkpoints']:>5}  {r['evaluated']:>5}/{r['eval_failed']}/"
-                     f"{r['pairs']:<13}  {r['job']}")
+                     f"{r['pairs']:<13}  {r['job']:<10} {si(r.get('tokens')):>7} {si(r.get('flops')):>7} "
+                     f"{duration(r.get('train_wall_s')):>6} {duration(r.get('eval_wall_s')):>6}  {r.get('device') or '-'}  {device_h}")
     if report["jobs"]:
         lines += ["", "job                                       id          state"]
         for j in report["jobs"]:

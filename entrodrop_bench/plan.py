@@ -20,6 +20,12 @@ Evaluation (`eval_seconds`), estimate with lm-eval's HF backend: a generative it
 (min(max_gen_toks, typical answer length)) at batch_size tokens per decoding step, one step taking
 `DECODE_STEP_S`; a log-likelihood item costs choices x context tokens at 3x the training tokens/s (forward only).
 Code benchmarks' sandboxed test runs are CPU time and not counted.
+
+Measured cost: once a run has trained (or been evaluated), its row carries what it cost (`cost.run_cost`: tokens
+trained, training wall and device hours from its status, evaluation wall from the results store), and `plan`
+prints it next to the estimate. Measured tokens/s is tokens trained over the whole training wall time (setup,
+validation and checkpoint saves included), on whatever device trained it (shown), so it is not per H100 unless
+that device is one.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from pathlib import Path
 
 from entrodrop_bench.artifacts import ArtifactError, PreparedRecord
 from entrodrop_bench.config import ExperimentConfig, expand_grid, run_names
+from entrodrop_bench.cost import flops_per_token as _flops_per_token
+from entrodrop_bench.cost import run_cost
 from entrodrop_bench.paths import PAPER_REFERENCE, PROJECT_ROOT, Layout
 from entrodrop_bench.prepare.data import TrainingPlan, make_plan
 
@@ -168,7 +176,23 @@ def train_throughput(config: ExperimentConfig, bb: Backbone | None) -> tuple[flo
 
 
 def flops_per_token(bb: Backbone, seq_len: int) -> float:
-    return 6 * bb.compute_params + 12 * bb.layers * bb.heads * bb.head_dim * seq_len
+    """The trainer's own count (`cost.flops_per_token`) for a backbone of the table."""
+    return _flops_per_token(bb.compute_params, bb.layers, bb.heads, bb.head_dim, seq_len)
+
+
+def measured(layout: Layout, run: str, seed: int) -> dict | None:
+    """What a (run, seed) cost so far, measured (`cost.run_cost`); None before it trained or was evaluated."""
+    cost = run_cost(layout, run, seed)
+    if cost is None:
+        return None
+    t = cost.train
+    return {
+        "steps": t and t.steps, "tokens_trained": t and t.tokens_trained, "train_flops": t and t.train_flops,
+        "train_wall_s": t and t.train_wall_s, "device": t and t.device, "device_count": t and t.device_count,
+        "tokens_per_s": t.tokens_trained / t.train_wall_s if t and t.train_wall_s > 0 else None,
+        "train_device_h": t and t.device_hours, "eval_wall_s": cost.eval_wall_s, "eval_results": cost.eval_results,
+        "eval_device_h": cost.eval_wall_s / 3600 if cost.eval_results else None,
+    }
 
 
 def _decode_step_s(bb: Backbone | None) -> float:
@@ -296,6 +320,7 @@ def experiment_plan(config: ExperimentConfig, layout: Layout | None = None) -> d
                 "disk_bytes": ckpt_bytes * min(n_ckpt, keep or n_ckpt) if ckpt_bytes and n_ckpt else None,
                 "train_gpu_h": plan.total_steps * plan.tokens_per_step / tok_s / 3600 if tok_s else None,
                 "eval_gpu_h": n_ckpt * eval_s_per_ckpt / 3600 if eval_s_per_ckpt is not None and n_ckpt is not None else None,
+                "measured": measured(layout, run, seed),
             })
     epochs = plan.target_epoch(plan.total_steps) if known else None
     return {
@@ -352,11 +377,35 @@ def format_plan(p: dict) -> str:
     for row in [header, *rows]:
         lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     lines.append("  * GPU hours on H100s: an estimate unless the throughput above says measured.")
+    lines += _format_measured(p)
     if p["paper_reach"]:
         lines.append("")
         lines.append("  WARNING: this budget cannot reach what the paper reports:")
         lines += [f"  - {flag}" for flag in p["paper_reach"]]
     return "\n".join(lines)
+
+
+def _format_measured(p: dict) -> list[str]:
+    """Estimate next to measured cost for each run that has one (nothing when no run has trained yet)."""
+    done = [r for r in p["runs"] if r.get("measured")]
+    if not done:
+        return []
+    header = ["run", "seed", "steps", "device", "tok/s est*", "tok/s", "train GPU-h est*", "train dev-h",
+              "eval GPU-h est*", "eval dev-h"]
+    rows = []
+    for r in done:
+        m = r["measured"]
+        device = m["device"] and (m["device"] if m["device_count"] == 1 else f"{m['device_count']} x {m['device']}")
+        rows.append([r["run"], str(r["seed"]), f"{_n(m['steps'], ',', '-')}/{r['steps']:,}", device or "-",
+                     _n(p["train_tokens_per_s"]), _n(m["tokens_per_s"], none="-"), _n(r["train_gpu_h"], ".3g"),
+                     _n(m["train_device_h"], ".3g", "-"), _n(r["eval_gpu_h"], ".3g"), _n(m["eval_device_h"], ".3g", "-")])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["", "  measured so far (entrodrop_bench/cost.py), next to the estimate:"]
+    for row in [header, *rows]:
+        lines.append("  " + "  ".join(c.ljust(w) if i in (0, 3) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    lines.append("  measured tok/s: tokens trained over the whole training wall time, on the device shown; "
+                 "dev-h: wall x devices; '-': not recorded (a run trained before cost accounting, or not evaluated)")
+    return lines
 
 
 def plan_header(p: dict, config_file: str) -> str:

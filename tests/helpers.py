@@ -46,10 +46,10 @@ class ForwardWrapper(torch.nn.Module):
 # --- inter-stage files, written through the same artifact models as the stages (so format drift fails tests) ---
 def write_status(layout: Layout, run: str, seed: int, *, state: str = "complete", total_steps: int = 0,
                  method: str | None = None, plugin: str = "plain", params: dict | None = None, reason: str | None = None,
-                 stats: dict | None = None, run_key: str = "key") -> RunStatus:
+                 stats: dict | None = None, run_key: str = "key", cost: dict | None = None) -> RunStatus:
     status = RunStatus(state=state, reason=reason, total_steps=total_steps, method=method or run.split("@")[0], plugin=plugin,
                        params=params or {}, seed=seed, config_hash="cafe", run_key=run_key, stats=stats or {},
-                       updated="2026-01-01T00:00:00+00:00")
+                       cost=cost, updated="2026-01-01T00:00:00+00:00")
     status.write(RunStatus.path(layout, run, seed))
     return status
 

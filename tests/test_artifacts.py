@@ -67,7 +67,7 @@ def _file(tmp_path: Path, data) -> Path:
 
 
 # Optional fields added since these files were first written: an old file reads, and writes back with their default.
-ADDED_SINCE = {EvalResult: {"items": None}, RunStatus: {"resolved": {}}}
+ADDED_SINCE = {EvalResult: {"items": None}, RunStatus: {"resolved": {}, "cost": None}, CheckpointManifest: {"cost": None}}
 
 
 @pytest.mark.parametrize("model", list(TODAY), ids=lambda m: m.__name__)

@@ -56,9 +56,14 @@ def test_kill_mid_training_then_resume_matches_uninterrupted_run(mini_config, tm
     assert proc.poll() is None, "training finished before it could be killed; raise the budget"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert layout.status_file("m", 0).is_file() and RunStatus.read(RunStatus.path(layout, "m", 0)).state == "running"
+    killed = RunStatus.read(RunStatus.path(layout, "m", 0))
+    assert killed.state == "running" and killed.cost.train_wall_s > 0 and killed.cost.sessions == 1
     assert _cli(cfg_file, "train").wait() == 0
     assert _same(_final(Layout.from_config(ref), "m"), _final(layout, "m"))
+    # The cost: the same tokens and FLOPs as the uninterrupted run, and the killed session's wall time kept.
+    resumed, whole = (RunStatus.read(RunStatus.path(lay, "m", 0)).cost for lay in (layout, Layout.from_config(ref)))
+    assert (resumed.tokens_trained, resumed.train_flops) == (whole.tokens_trained, whole.train_flops)
+    assert resumed.sessions == 2 and resumed.train_wall_s > killed.cost.train_wall_s and whole.sessions == 1
 
 
 def test_kill_during_checkpoint_save_keeps_previous_checkpoint(mini_config, tmp_path):

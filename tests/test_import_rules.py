@@ -1,7 +1,7 @@
 """The package's layering, checked on the source (every import statement, function-local ones included):
 
     core           config, paths, artifacts, errors, atomic, registry, regularizer, provenance, distributed,
-                   faults (and the package root): import only core
+                   faults, validation, cost (and the package root): import only core
     stages         prepare < train < evaluate < report: import core and their own or an earlier stage, never a
                    later one; report never imports train or evaluate (it reads their files through artifacts)
     baselines/     the built-in plugins: import only core and prepare
@@ -19,7 +19,7 @@ import pytest
 
 from entrodrop_bench.paths import PROJECT_ROOT
 
-CORE = {"config", "paths", "artifacts", "errors", "atomic", "registry", "regularizer", "provenance", "distributed", "faults", "validation"}
+CORE = {"config", "paths", "artifacts", "errors", "atomic", "registry", "regularizer", "provenance", "distributed", "faults", "validation", "cost"}
 STAGES = ("prepare", "train", "evaluate", "report")
 ORCHESTRATION = {"cli", "pipeline", "plan", "sources", "catalog", "launch"}
 PACKAGES = ("entrodrop_bench", "baselines")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from entrodrop_bench.artifacts import LaunchedJob, LaunchJobs
+from entrodrop_bench.artifacts import LaunchedJob, LaunchJobs, RunStatus
 from entrodrop_bench.atomic import file_sha256
 from entrodrop_bench.config import load_config
 from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
@@ -227,6 +227,11 @@ def test_requeue_and_scancel_mid_run_then_relaunch_give_the_weights_of_an_uninte
     _check_everything_done(run, ONE_RUN)
     for key, job in _jobs(layout).items():
         assert _slurm_job(slurm, job.job_id)["JobState"] == "COMPLETED" and _result(layout, job.job_id)[0] == "success", key
+    # Its cost counts the three sessions (first job, its requeue, the re-launch), and status shows it.
+    cost = RunStatus.read(RunStatus.path(layout, "plain", 0)).cost
+    assert (cost.sessions, cost.steps, cost.device, cost.device_count) == (3, 10, "cpu", 1) and cost.train_wall_s > 0
+    row = json.loads(_cli("status", cfg, *_overrides(run, ONE_RUN), "--json", env=slurm).stdout)["runs"][0]
+    assert row["tokens"] == cost.tokens_trained and row["eval_wall_s"] > 0 and row["device_hours"] > cost.device_hours
 
 
 def _submitted(out: str) -> list[str]:

@@ -52,6 +52,43 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     assert by["entrodrop"]["key"] == entry_key(config, "entrodrop")
 
 
+COST = {"steps": 20, "tokens_trained": 20 * 512, "train_flops": 6.0e9, "flops_params": 100_000, "train_wall_s": 7200.0,
+        "device": "NVIDIA H100 80GB HBM3", "device_count": 2, "device_hours": 4.0, "sessions": 2}
+
+
+def test_entries_carry_the_measured_cost_and_the_page_shows_it(tmp_path):
+    """Training cost from the run's status, evaluation wall time summed over its stored results; a run trained
+    before cost accounting gets nulls, shown as blanks; both validate, as does an older entry without `cost`."""
+    from helpers import write_eval_result, write_status
+
+    config, layout = _experiment(tmp_path)
+    write_status(layout, "entrodrop", 0, total_steps=10, plugin="entrodrop", params={"gamma_max": 0.1},
+                 stats={"masked_fraction": 0.05}, cost=COST)
+    for bench, wall in (("gsm8k", 900.0), ("piqa", 900.0)):
+        write_eval_result(layout, "entrodrop", 0, 10, bench, 0.5, wall_time_s=wall)
+    select(config, layout)
+    by = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    cost = by["entrodrop"]["cost"]
+    assert cost == {"tokens_trained": 10240, "train_flops": 6.0e9, "train_wall_s": 7200.0, "eval_wall_s": 1800.0,
+                    "device": "NVIDIA H100 80GB HBM3", "device_count": 2, "device_hours": 4.5}
+    assert by["plain"]["cost"]["tokens_trained"] is None and by["plain"]["cost"]["device_hours"] is None
+    old = copy.deepcopy(by["plain"])
+    del old["cost"]
+    board = tmp_path / "lb.json"
+    board.write_text(json.dumps({"schema_version": 1, "updated": "2026-01-01T00:00:00", "entries": [old]}))
+    assert validate_file(board) == []
+    publish(layout.results_dir, board)
+    assert validate_file(board) == []
+    page = board.with_suffix(".html").read_text()
+    assert "<th scope=\"col\" tabindex=\"0\" data-kind=\"num\">Device-h</th>" in page
+    row = next(line for line in page.splitlines() if "/entrodrop/" in line and line.startswith("<tr"))
+    assert ">1.02e+04<" in row and ">6e+09<" in row and ">2 x NVIDIA H100 80GB HBM3<" in row and ">4.500<" in row
+    bad = json.loads(board.read_text())
+    bad["entries"][0]["cost"] = {"tokens_trained": -1}
+    board.write_text(json.dumps(bad))
+    assert any("cost.tokens_trained" in p for p in validate_file(board))
+
+
 def test_entries_come_from_the_written_selection_only(tmp_path):
     """`leaderboard build` reads selection.json (never recomputing it) and refuses one that no longer matches the store."""
     config, layout = _experiment(tmp_path)

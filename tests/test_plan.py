@@ -13,7 +13,7 @@ import pytest
 from entrodrop_bench.artifacts import CheckpointManifest, RunStatus
 from entrodrop_bench.config import load_config, run_names
 from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
-from entrodrop_bench.plan import experiment_plan, plan_header
+from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
 
 REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
 SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
@@ -85,3 +85,13 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
     assert run["target_epochs"] == pytest.approx(last.target_epoch)
     assert run["evaluations"] == len(trained) * 2 and run["eval_items"] == len(trained) * (20 + 20)
     assert "measured" in after["train_tokens_per_s_source"]
+    # Once the run exists, its measured cost sits next to the estimate.
+    assert before["runs"][0]["measured"] is None and "measured so far" not in format_plan(before)
+    m = run["measured"]
+    assert m["steps"] == status.total_steps and m["tokens_trained"] == status.total_steps * after["tokens_per_step"]
+    assert m["device"] == "cpu" and m["train_device_h"] == pytest.approx(status.cost.train_wall_s / 3600)
+    assert m["tokens_per_s"] == pytest.approx(m["tokens_trained"] / status.cost.train_wall_s)
+    text = format_plan(after)
+    assert "measured so far" in text and "tok/s est*" in text
+    row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["plain", "0"] and "cpu" in line)
+    assert row[2] == f"{status.total_steps:,}/{status.total_steps:,}" and row[-1] == "-"  # not evaluated yet

@@ -2,7 +2,8 @@
 
 - `build_entries(config, layout)`: one entry per method (its best grid point in the selection `select`
   wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries). An entry carries its
-  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any.
+  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any, and what its runs cost
+  (`cost`: tokens, FLOPs, wall times, devices, device hours, summed over its seeds).
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
   document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from entrodrop_bench import __version__
-from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord
+from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord, RunCost
 from entrodrop_bench.atomic import json_sha256, write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.cost import summed_cost
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, leaderboard_page
 from entrodrop_bench.provenance import git_commit
@@ -162,6 +164,9 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
         "total_average": _summary(agg["total_avg"]),
         "relative_to_plain_pct": rel,
         "provenance": {**common, "versions": _versions(records)},
+        # Measured cost of the entry's runs, summed over its seeds (entrodrop_bench/cost.py).
+        "cost": summed_cost([RunCost.model_validate(c) if (c := info["seeds"][str(s)].get("cost")) else None
+                             for s in seeds]),
     }
     if (compared := _vs_baseline(selection, method, run)) is not None:
         entry["vs_baseline"] = compared

@@ -23,6 +23,12 @@ COLUMNS = [
     ("Seeds", "num"),
     ("Checkpoint", "text"),
     ("Rule", "text"),
+    ("Tokens trained", "num"),
+    ("Train FLOPs", "num"),
+    ("Train time (h)", "num"),
+    ("Eval time (h)", "num"),
+    ("Device", "text"),
+    ("Device-h", "num"),
     ("Commit", "text"),
     ("Date", "text"),
 ]
@@ -79,6 +85,24 @@ def _fmt(x: float | None, decimals: int = 2, signed: bool = False) -> tuple[str,
     return (f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"), repr(float(x))
 
 
+def _sci(x: float | None) -> tuple[str, str]:
+    return ("–", "") if x is None else (f"{x:.3g}", repr(float(x)))
+
+
+def _cost_cells(entry: dict) -> list[tuple[str, str]]:
+    """Tokens, FLOPs, train and eval hours, device, device hours; blanks for an entry without a measured cost."""
+    cost = entry.get("cost") or {}
+    device = cost.get("device")
+    if device and (cost.get("device_count") or 1) > 1:
+        device = f"{cost['device_count']} x {device}"
+
+    def h(seconds: float | None) -> tuple[str, str]:
+        return _fmt(None if seconds is None else seconds / 3600, 3)
+
+    return [_sci(cost.get("tokens_trained")), _sci(cost.get("train_flops")), h(cost.get("train_wall_s")),
+            h(cost.get("eval_wall_s")), (device or "–", device or ""), _fmt(cost.get("device_hours"), 3)]
+
+
 def _cells(entry: dict) -> list[tuple[str, str]]:
     target = entry["selection"]["target_domain"]
     doms = entry["domain_averages"]
@@ -105,6 +129,7 @@ def _cells(entry: dict) -> list[tuple[str, str]]:
         (str(seeds), str(seeds)),
         (ckpt, str(ckpts[0]["step"])),
         (entry["selection"]["rule"], entry["selection"]["rule"]),
+        *_cost_cells(entry),
         (commit[:12], commit),
         (entry["provenance"]["date"][:10], entry["provenance"]["date"]),
     ]
@@ -124,7 +149,8 @@ def render(leaderboard: dict) -> str:
         rows.append(f'<tr data-key="{escape(entry["key"])}">' + "".join(tds) + "</tr>")
     caption = (
         f"{len(leaderboard['entries'])} entries, updated {escape(leaderboard['updated'])}. Scores x100; "
-        "each method at its best grid point and selected checkpoint. Click a column header to sort."
+        "each method at its best grid point and selected checkpoint; cost measured, summed over seeds. "
+        "Click a column header to sort."
     )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

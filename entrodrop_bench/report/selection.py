@@ -55,6 +55,7 @@ from entrodrop_bench.artifacts import (
 )
 from entrodrop_bench.atomic import file_sha256, json_sha256
 from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.cost import cost_of
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
@@ -252,6 +253,8 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "masked_fraction": status.stats.get("masked_fraction") if status else None,
         "resolved": dict(status.resolved) if status else {},
         "heldout": pick,
+        "cost": cost_of(status, [r for (r_, k, _), found in store.items() if (r_, k) == (run, seed)
+                                 for r in found.values() if isinstance(r, EvalResult)]),
     }
     if chosen is None:
         needs = {"target_avg": "", "val_loss": " and a validation loss",

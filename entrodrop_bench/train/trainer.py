@@ -35,6 +35,7 @@ from entrodrop_bench.artifacts import (
     ArtifactError,
     CheckpointManifest,
     RunStatus,
+    TrainCost,
     TrainLog,
     TrainLogRecord,
     ValCurve,
@@ -42,6 +43,7 @@ from entrodrop_bench.artifacts import (
 )
 from entrodrop_bench.atomic import atomic_dir, file_sha256, remove_partials, write_text
 from entrodrop_bench.config import run_key
+from entrodrop_bench.cost import flops_per_token, model_compute_params, model_shape
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
@@ -263,6 +265,7 @@ class Trainer:
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
         self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
         self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
+        self._meter: _CostMeter | None = None  # what training costs (set up in `train`)
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> RunStatus | None:
@@ -283,6 +286,7 @@ class Trainer:
             run_key=self.run_key,
             stats=stats or {},
             resolved=self._resolved,
+            cost=self._meter.cost() if self._meter else None,
             updated=datetime.now(timezone.utc).isoformat(),
         ).write(RunStatus.path(self.layout, self.run, self.seed))
 
@@ -358,6 +362,8 @@ class Trainer:
             torch.set_num_threads(self.cfg.train.threads)
         accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
         _check_launch(accelerator)
+        # Read before this session's first status write replaces it: the wall time of earlier sessions.
+        meter = _CostMeter(self.status(), accelerator, self.plan.tokens_per_step)
         # Only the main process writes the run's files: under a launcher every rank runs this code, and N writers
         # of one status file would race.
         self._writes = accelerator.is_main_process
@@ -372,7 +378,12 @@ class Trainer:
         # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
         self.save_optimizer = self.save_optimizer and accelerator.distributed_type != DistributedType.FSDP
         model, reg, optimizer, scheduler = self._setup(accelerator)
+        layers, heads, head_dim = model_shape(model.config)
+        meter.flops_params = model_compute_params(model)  # before accelerate wraps (or FSDP shards) it
+        meter.flops_per_token = flops_per_token(meter.flops_params, layers, heads, head_dim, self.plan.seq_len)
         start, log, val_curve = self._resume(model, optimizer, scheduler)
+        meter.steps = start
+        self._meter = meter
         model, optimizer = accelerator.prepare(model, optimizer)
         accelerator.init_trackers("tb")
         self._write_status("running")
@@ -394,6 +405,7 @@ class Trainer:
         for step in range(start, self.plan.total_steps):
             tic = time.perf_counter()
             loss = self._optimizer_step(model, reg, optimizer, scheduler, accelerator, rows.step_rows(step), step, rows_per_micro)
+            meter.steps = step + 1
             record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0], **reg.log_values()}
             record["step_s"] = time.perf_counter() - tic
             record["tokens_per_s"] = self.plan.tokens_per_step / record["step_s"]
@@ -411,9 +423,11 @@ class Trainer:
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
                 if accelerator.is_main_process:
                     self._save(accelerator.unwrap_model(model), weights, optimizer, scheduler, step + 1, log, val_curve, losses)
+                    self._write_status("running")  # the cost so far: a kill from here on loses none of it
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
+                self._write_status("running")
                 return "running"
         bar.close()
         # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
@@ -510,6 +524,7 @@ class Trainer:
             val_loss=losses,
             weights_sha256=file_sha256(self.layout.weights_file(folder)),
             created=datetime.now(timezone.utc).isoformat(),
+            cost=self._meter.cost() if self._meter else None,
         )
 
     def _rotate(self) -> None:
@@ -519,6 +534,43 @@ class Trainer:
             return
         for _, path in self.layout.checkpoints(self.run, self.seed)[:-keep]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+class _CostMeter:
+    """What the run cost (`artifacts.TrainCost`, definitions in `entrodrop_bench.cost`): this session's wall time,
+    from its start, added to what the run's status recorded of the sessions before it."""
+
+    def __init__(self, previous: RunStatus | None, accelerator, tokens_per_step: int) -> None:
+        before = previous.cost if previous is not None else None
+        self.wall_before = before.train_wall_s if before else 0.0
+        self.device_hours_before = before.device_hours if before else 0.0
+        self.sessions = (before.sessions if before else 0) + 1
+        self.device = _device_name(accelerator.device)
+        self.device_count = accelerator.num_processes
+        self.tokens_per_step = tokens_per_step
+        self.flops_per_token: float | None = None
+        self.flops_params = 0
+        self.steps = 0
+        self.tic = time.perf_counter()
+
+    def cost(self) -> TrainCost | None:
+        if self.flops_per_token is None:  # before the model is built: nothing to record yet
+            return None
+        session = time.perf_counter() - self.tic
+        tokens = self.steps * self.tokens_per_step
+        return TrainCost(
+            steps=self.steps, tokens_trained=tokens, train_flops=self.flops_per_token * tokens,
+            flops_params=self.flops_params, train_wall_s=self.wall_before + session, device=self.device,
+            device_count=self.device_count, device_hours=self.device_hours_before + session * self.device_count / 3600,
+            sessions=self.sessions,
+        )
+
+
+def _device_name(device: torch.device) -> str:
+    """`cpu`, the CUDA device's name as torch gives it (e.g. `NVIDIA H100 80GB HBM3`), or the device type."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
 
 
 class _ProgressLine:
