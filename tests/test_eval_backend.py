@@ -109,7 +109,7 @@ def test_provenance_backend_defaults_to_hf_for_older_results(tmp_path):
     data = old.model_dump(mode="json")
     data["provenance"].pop("backend", None)
     path = tmp_path / "r.json"
-    path.write_text(EvalResult.model_validate(data).model_dump_json())
+    EvalResult.model_validate(data).write(path)
     assert EvalResult.read(path).provenance.backend == "hf"
 
 
@@ -301,7 +301,7 @@ def test_vllm_matches_hf_within_sampling_noise_on_a_tiny_preset_checkpoint(tmp_p
     config, world = _tiny_preset_world(tmp_path)
     benches = ["tiny_math"]
     ev = config.eval.model_copy(update={"lm_eval_tasks": benches, "evalplus_datasets": [], "limit": 200,
-                                        "request_cache": False})
+                                        "request_cache": False, "workers": 1})
     files = {b: world.benchmark_file(b) for b in benches}
     scores = {}
     for backend in ("hf", "vllm"):

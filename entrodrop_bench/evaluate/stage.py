@@ -227,14 +227,15 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
         lm = loaded.lm()
-        if hasattr(lm, "reset"):  # the vLLM router: record which engines answer this benchmark
-            lm.reset()
+        routed = getattr(lm, "served_backend", None)  # the vLLM router records which engines answer (HFLM: None)
+        if routed is not None:
+            lm.reset_served()
         # lm-eval's request cache keys ignore the model, so each engine gets its own cache file.
         cache_key = (ckpt_hash[:16] + ("" if ev.backend == "hf" else f"-{ev.backend}")) if ev.request_cache else None
         out = run_lm_eval(lm, benchmark, data, work_dir=work, cache_key=cache_key,
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=max_gen_toks)
-        backend = lm.backend() if hasattr(lm, "backend") else "hf"
+        backend = routed() if routed is not None else "hf"
         return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}, out["items"]
     generator = loaded.code_generator()

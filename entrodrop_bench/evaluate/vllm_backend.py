@@ -85,9 +85,9 @@ class RoutedLM(LM):
         super().__init__()
         self._hf, self._vllm = hf, vllm
         self.served: set[str] = set()
-        """Engines that answered since the last `reset` (the result's `backend`)."""
+        """Engines that answered since the last `reset_served` (the result's `backend`)."""
 
-    def reset(self) -> None:
+    def reset_served(self) -> None:
         self.served = set()
 
     def generate_until(self, requests: list, *args: Any, **kwargs: Any) -> list[str]:
@@ -102,7 +102,7 @@ class RoutedLM(LM):
         self.served.add("hf")
         return self._hf().loglikelihood_rolling(requests, *args, **kwargs)
 
-    def backend(self) -> str:
+    def served_backend(self) -> str:
         """`vllm` when vLLM generated any output of the benchmark, else `hf`."""
         return "vllm" if "vllm" in self.served else "hf"
 
