@@ -175,7 +175,9 @@ def dispatch(args) -> int:
         return _launch_or_status(args, config, layout)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
-        pipeline.preflight(config)  # an unreachable benchmark or gated repo fails now, not after hours of training
+        # An unreachable benchmark or gated repo fails now, not after hours of training; the GPU that
+        # `eval.backend: vllm` needs is asked for only by the commands that evaluate.
+        pipeline.preflight(config, evaluates_here=args.command in ("run", "eval"))
     failures: list[str] = []
     if args.command == "run":
         failures = pipeline.run_all(config, layout, progress=progress)

@@ -254,6 +254,20 @@ class EvalConfig(Section):
     """Keep lm-eval's request cache (one sqlite file per checkpoint content), so that a benchmark killed half way
     resumes without recomputing its answers. It never changes a score; off, each request skips a sqlite commit
     and a stack capture, which on the tiny preset cost about a third of the evaluation time."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation engine. `hf`: transformers `generate` (and lm-eval's `HFLM`) for everything. `vllm` (needs the
+    `vllm` extra and a CUDA device; checked before any work by the commands that evaluate): generation goes
+    through vLLM, one engine per checkpoint (lm-eval's own `vllm` model for generate-until tasks, vLLM greedy
+    decoding for evalplus and LiveCodeBench), with the same prompts, greedy decoding, `max_gen_toks`, stop
+    strings and no chat template; loglikelihood tasks stay on HF. The backend is part of each generated
+    result's identity (`task_config_hash`) and provenance, so switching it re-evaluates generation results
+    instead of mixing them."""
+    vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    """`eval.backend: vllm`: the share of the GPU's memory the vLLM engine may take (weights, activations and
+    KV cache). The engine is released before a checkpoint's loglikelihood tasks load the HF model."""
+    vllm_max_model_len: int | None = Field(None, gt=0)
+    """`eval.backend: vllm`: the engine's context length (prompt + generated tokens); None: the checkpoint's
+    `max_position_embeddings`. Lower it to fit a larger KV cache budget on a small GPU."""
     allow_weak_isolation: bool = False
     """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of
@@ -281,6 +295,11 @@ class EvalConfig(Section):
         for domain, benches in self.domains.items():
             if not benches:
                 raise FieldProblem(f"domains.{domain}", "[] is empty: a domain averages at least one benchmark")
+        if self.backend == "vllm" and self.workers * self.vllm_gpu_memory_utilization > 1:
+            # Every worker builds its own engine on the same visible GPU.
+            raise FieldProblem("workers", f"{self.workers} workers with eval.backend: vllm would each reserve "
+                                          f"eval.vllm_gpu_memory_utilization ({self.vllm_gpu_memory_utilization}) of "
+                                          "one GPU, more than all of it; lower one of them (workers x utilization <= 1)")
         return self
 
 

@@ -76,7 +76,7 @@ class StageJob:
         from entrodrop_bench import pipeline
 
         if self.kind == "prepare":
-            pipeline.preflight(config)
+            pipeline.preflight(config, evaluates_here=False)
             pipeline.stage_prepare(config, layout)
             return "prepared"
         if self.kind == "train":
@@ -415,7 +415,7 @@ def launch(config: ExperimentConfig, layout: Layout, executor: Executor, *, wait
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch is not on PATH (no SLURM client here); use --executor local, or "
                         "run on a SLURM login node")
-    pipeline.preflight(config)  # an unreachable input fails now, not in a job hours later
+    pipeline.preflight(config, evaluates_here=False)  # an unreachable input fails now, not in a job hours later
     layout.launch_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(layout.launch_lock)):
         jobs = read_jobs(layout)

@@ -223,13 +223,18 @@ def _start_eval_filler(cfg_file: Path, layout: Layout) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
-def check_eval_config(config: ExperimentConfig) -> None:
-    """Benchmark names and the local code-benchmark files they read, checked before any compute. Not part of
-    `config.check_config` (load time) because it needs the environment: lm-eval's task registry and the code
-    sandbox (and the evaluate stage's readers, which a core module may not import)."""
+def check_eval_config(config: ExperimentConfig, *, evaluates_here: bool = True) -> None:
+    """Benchmark names, the local code-benchmark files they read and the generation backend, checked before any
+    compute. Not part of `config.check_config` (load time) because it needs the environment: lm-eval's task
+    registry, the code sandbox, vllm and a GPU (and the evaluate stage's readers, which a core module may not
+    import). Commands that only read results (select, tables, plan, status) never need a GPU, so they load an
+    `eval.backend: vllm` config anywhere. `evaluates_here` False (`launch`, which submits jobs from a login node
+    without a GPU): vllm must be installed, the device is checked by the eval jobs themselves."""
     from entrodrop_bench.evaluate import evalplus_runner, livecodebench
     from entrodrop_bench.evaluate.benchmarks import LIVECODEBENCH, check_benchmarks
+    from entrodrop_bench.evaluate.vllm_backend import check_backend
 
+    check_backend(config.eval, need_device=evaluates_here)
     check_benchmarks(config.eval.lm_eval_tasks, config.eval.evalplus_datasets)
     for name in config.eval.evalplus_datasets:
         path = config.eval.data_overrides.get(name)
@@ -278,12 +283,13 @@ def check_json_records(key: str, path: Path) -> None:
                             "object per line") from None
 
 
-def preflight(config: ExperimentConfig) -> None:
-    """Everything checkable before the first step: benchmark names and files, and a reachable source for every
-    input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`, `train` and `eval` call it."""
+def preflight(config: ExperimentConfig, *, evaluates_here: bool = True) -> None:
+    """Everything checkable before the first step: benchmark names and files, the generation backend, and a
+    reachable source for every input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`,
+    `train` and `eval` call it; `launch` with `evaluates_here` False (see `check_eval_config`)."""
     from entrodrop_bench.sources import check_sources
 
-    check_eval_config(config)
+    check_eval_config(config, evaluates_here=evaluates_here)
     check_sources(config)
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ EVALPLUS_STOPS = {
     "humaneval": (*EVALPLUS_COMMON_STOPS, "\ndef ", "\nclass ", "\nimport ", "\nfrom ", "\nassert "),
     "mbpp": (*EVALPLUS_COMMON_STOPS, '\n"""', "\nassert"),
 }
+
+Generator = Callable[..., list[str]]
+"""`generator(prompts, *, max_new_tokens, stop) -> completions`: another engine's greedy generation (vLLM)."""
 
 REQUIRED = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol", "contract")
 MIN_TIME_LIMIT_S = 2.0  # evalplus's per-test floor (its default is 1 s): no false timeouts on a loaded CPU
@@ -294,8 +298,9 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
 
 def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, *, work_dir: Path,
                  batch_size: int, limit: int | None, max_gen_toks: int, cache_dir: Path | None = None,
-                 allow_weak: bool = False) -> dict:
-    """Generate, sanitize and evaluate one code benchmark for a loaded checkpoint."""
+                 allow_weak: bool = False, generator: Generator | None = None) -> dict:
+    """Generate, sanitize and evaluate one code benchmark for a loaded checkpoint. `generator` (the vLLM
+    backend's) replaces HF generation on `model`, with the same prompts, stops and generation cap."""
     if data is None:
         raise DataError(f"{benchmark}: evalplus runs offline here and needs a local dataset file: set "
                         f"eval.data_overrides.{benchmark} to an evalplus-schema .jsonl(.gz)")
@@ -303,8 +308,12 @@ def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, 
     record = CodeEvalDir(work_dir)
     subset = record.dataset_file
     write_text(subset, "".join(json.dumps(p) + "\n" for p in problems))
-    completions = generate(model, tokenizer, [p["prompt"] for p in problems], batch_size=batch_size,
-                           max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
+    prompts = [p["prompt"] for p in problems]
+    if generator is not None:
+        completions = generator(prompts, max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
+    else:
+        completions = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_gen_toks,
+                               stop=stop_sequences(benchmark))
     samples = make_samples(problems, completions)
     dataset = "mbpp" if benchmark == "mbpp" else "humaneval"
     summary = evaluate_samples(subset, samples, record.eval_dir, dataset=dataset, cache_dir=cache_dir,

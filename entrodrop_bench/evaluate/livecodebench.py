@@ -38,6 +38,7 @@ import json
 import os
 import pickle
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -213,8 +214,10 @@ def score_solutions(problems: list[dict], codes: list[str], *, parallel: int | N
 
 
 def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir: Path, batch_size: int,
-                      limit: int | None, max_gen_toks: int, allow_weak: bool = False) -> dict:
-    """Generate greedily for each problem, extract the code, run the tests in the sandbox."""
+                      limit: int | None, max_gen_toks: int, allow_weak: bool = False,
+                      generator: Callable[..., list[str]] | None = None) -> dict:
+    """Generate greedily for each problem, extract the code, run the tests in the sandbox. `generator` (the vLLM
+    backend's, see `evalplus_runner.Generator`) replaces HF generation on `model`."""
     from entrodrop_bench.evaluate.evalplus_runner import generate
     from entrodrop_bench.evaluate.sandbox import require_isolation
 
@@ -223,8 +226,11 @@ def run_livecodebench(model: Any, tokenizer: Any, data: Path | None, *, work_dir
         raise DataError(f"livecodebench needs a local {DATASET_ID} ({RELEASE}) file: set eval.data_overrides.livecodebench")
     problems = read_problems(data)[: limit or None]
     exemplars, source = load_exemplars(data)
-    completions = generate(model, tokenizer, [prompt(p, exemplars) for p in problems], batch_size=batch_size,
-                           max_new_tokens=max_gen_toks, stop=STOP)
+    prompts = [prompt(p, exemplars) for p in problems]
+    if generator is not None:
+        completions = generator(prompts, max_new_tokens=max_gen_toks, stop=STOP)
+    else:
+        completions = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_gen_toks, stop=STOP)
     codes = [extract_code(p, c) for p, c in zip(problems, completions)]
     work_dir.mkdir(parents=True, exist_ok=True)
     write_text(CodeEvalDir(work_dir).samples_file, "".join(json.dumps({"question_id": p["question_id"], "code": c}) + "\n"

@@ -14,6 +14,9 @@
   twice, and a process returns only once every checkpoint is evaluated (by it or by another).
 - The model is loaded once per checkpoint, and only when something is left to evaluate; all of that
   checkpoint's benchmarks run before the worker moves on.
+- `eval.backend: vllm` (`vllm_backend`): one vLLM engine per checkpoint generates for every generating
+  benchmark (run first), then is released before the HF model loads for the loglikelihood ones, and the
+  checkpoint's engines are released before the next checkpoint. Each result records its `backend`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.evaluate.benchmarks import (
     data_file,
     effective_max_gen_toks,
+    generation_backend,
     harness_of,
     primary_metric,
     task_config_hash,
@@ -59,12 +63,13 @@ __all__ = ["evaluate_experiment", "evaluate_checkpoint", "pending_pairs"]
 log = logging.getLogger(__name__)
 
 
-def _versions() -> dict[str, str]:
+def _versions(*, with_vllm: bool = False) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name, dist in (("lm_eval", "lm_eval"), ("evalplus", "evalplus"), ("transformers", "transformers"),
-                       ("torch", "torch"), ("entrodrop_bench", "entrodrop-bench")):
+    names = (("lm_eval", "lm_eval"), ("evalplus", "evalplus"), ("transformers", "transformers"),
+             ("torch", "torch"), ("entrodrop_bench", "entrodrop-bench")) + ((("vllm", "vllm"),) if with_vllm else ())
+    for name, dist in names:
         try:
             out[name] = version(dist)
         except PackageNotFoundError:
@@ -78,30 +83,41 @@ def eval_threads(config: ExperimentConfig) -> int | None:
 
 
 class _Loaded:
-    """Lazily loaded checkpoint: HF model, tokenizer and (for lm-eval) the HFLM wrapper."""
+    """Lazily loaded checkpoint: HF model, tokenizer and (for lm-eval) the HFLM wrapper; under `eval.backend:
+    vllm` also the vLLM engine (lm-eval's vLLM model, whose `LLM` also generates code). At most one of the HF
+    model and the vLLM engine is resident: asking for one releases the other (`_run_order` keeps switches
+    to one per checkpoint), and `close` releases both before the next checkpoint."""
 
     def __init__(self, checkpoint_dir: Path, config: ExperimentConfig):
         self.dir, self.config = checkpoint_dir, config
-        self._model = self._tok = self._lm = None
+        self._model = self._tok = self._lm = self._vllm = self._routed = None
 
     def model_and_tokenizer(self) -> tuple[Any, Any]:
         if self._model is None:
             import torch
-            from transformers import AutoTokenizer
 
             from entrodrop_bench.prepare.stage import load_causal_lm
 
+            self._release_vllm()
             if threads := eval_threads(self.config):
                 torch.set_num_threads(threads)
+            self.tokenizer()
+            model = load_causal_lm(self.dir, dtype=self.config.model.dtype,
+                                   device="cuda" if torch.cuda.is_available() else "cpu")
+            self._model = model
+        return self._model, self._tok
+
+    def tokenizer(self) -> Any:
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
             tok = AutoTokenizer.from_pretrained(self.dir)
             if tok.pad_token is None:
                 tok.pad_token = self.config.model.pad_token or tok.eos_token
-            model = load_causal_lm(self.dir, dtype=self.config.model.dtype,
-                                   device="cuda" if torch.cuda.is_available() else "cpu")
-            self._model, self._tok = model, tok
-        return self._model, self._tok
+            self._tok = tok
+        return self._tok
 
-    def lm(self) -> Any:
+    def hf_lm(self) -> Any:
         if self._lm is None:
             from lm_eval.models.huggingface import HFLM
 
@@ -116,6 +132,79 @@ class _Loaded:
             finally:
                 hf_logger.setLevel(level)
         return self._lm
+
+    def lm(self) -> Any:
+        """The lm-eval model a benchmark runs on: HFLM, or under `vllm` the router over both engines."""
+        if self.config.eval.backend == "hf":
+            return self.hf_lm()
+        if self._routed is None:
+            from entrodrop_bench.evaluate.vllm_backend import RoutedLM
+
+            self._routed = RoutedLM(hf=self.hf_lm, vllm=self.vllm_lm)
+        return self._routed
+
+    def vllm_lm(self) -> Any:
+        """lm-eval's vLLM model on this checkpoint: the one vLLM engine of the checkpoint."""
+        if self._vllm is None:
+            from entrodrop_bench.evaluate.vllm_backend import lm_eval_vllm_args, lm_eval_vllm_class
+
+            self._release_hf()
+            self._vllm = lm_eval_vllm_class()(**lm_eval_vllm_args(self.config, self.dir))
+        return self._vllm
+
+    def code_generator(self) -> Any:
+        """`generator(prompts, *, max_new_tokens, stop)` for the code benchmarks under `vllm` (None under `hf`:
+        they then call `evalplus_runner.generate` on the HF model)."""
+        if self.config.eval.backend == "hf":
+            return None
+        from transformers import AutoConfig
+
+        from entrodrop_bench.evaluate import vllm_backend
+
+        engine, tok = self.vllm_lm(), self.tokenizer()
+        max_pos = vllm_backend.engine_max_positions(
+            engine, getattr(AutoConfig.from_pretrained(self.dir), "max_position_embeddings", None) or 1 << 30)
+
+        def generator(prompts: list[str], *, max_new_tokens: int, stop: tuple[str, ...]) -> list[str]:
+            return vllm_backend.generate(engine.model, tok, prompts, max_new_tokens=max_new_tokens, stop=stop,
+                                         max_positions=max_pos)
+
+        return generator
+
+    def _release_hf(self) -> None:
+        if self._model is not None:
+            self._model = self._lm = None
+            _free_device_memory()
+
+    def _release_vllm(self) -> None:
+        if self._vllm is not None:
+            from entrodrop_bench.evaluate.vllm_backend import release
+
+            engine, self._vllm = self._vllm, None
+            release(engine)
+
+    def close(self) -> None:
+        self._release_vllm()
+        self._release_hf()
+
+
+def _free_device_memory() -> None:
+    """Give a dropped model's GPU memory back (on CPU, reference counting already freed it)."""
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def _run_order(benchmarks: list[str], backend: str) -> list[str]:
+    """Benchmarks in the order a checkpoint runs them: under `vllm`, the vLLM-generated ones first, so the
+    engine is built once and released before the HF model loads (never both on the GPU); under `hf`, as given."""
+    if backend == "hf":
+        return list(benchmarks)
+    return sorted(benchmarks, key=lambda b: generation_backend(b, backend) != backend)
 
 
 def _manifest(checkpoint_dir: Path) -> CheckpointManifest | None:
@@ -137,26 +226,36 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
     if harness == "lm-eval":
         from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
-        out = run_lm_eval(loaded.lm(), benchmark, data, work_dir=work, cache_key=ckpt_hash[:16] if ev.request_cache else None,
+        lm = loaded.lm()
+        routed = getattr(lm, "served_backend", None)  # the vLLM router records which engines answer (HFLM: None)
+        if routed is not None:
+            lm.reset_served()
+        # lm-eval's request cache keys ignore the model, so each engine gets its own cache file.
+        cache_key = (ckpt_hash[:16] + ("" if ev.backend == "hf" else f"-{ev.backend}")) if ev.request_cache else None
+        out = run_lm_eval(lm, benchmark, data, work_dir=work, cache_key=cache_key,
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
                           max_gen_toks=max_gen_toks)
-        return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"],
+        backend = routed() if routed is not None else "hf"
+        return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}, out["items"]
-    model, tok = loaded.model_and_tokenizer()
+    generator = loaded.code_generator()
+    model, tok = loaded.model_and_tokenizer() if generator is None else (None, None)
     if harness == "evalplus":
         from entrodrop_bench.evaluate.evalplus_runner import run_evalplus
 
         out = run_evalplus(model, tok, benchmark, data, work_dir=EvalWorkDir(work).evalplus_dir(benchmark),
                            batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=max_gen_toks, cache_dir=cache_dir,
-                           allow_weak=ev.allow_weak_isolation)
+                           allow_weak=ev.allow_weak_isolation, generator=generator)
     else:
         from entrodrop_bench.evaluate.livecodebench import run_livecodebench
 
         out = run_livecodebench(model, tok, data, work_dir=EvalWorkDir(work).livecodebench_dir, batch_size=ev.batch_size,
-                                limit=ev.limit, max_gen_toks=max_gen_toks, allow_weak=ev.allow_weak_isolation)
+                                limit=ev.limit, max_gen_toks=max_gen_toks, allow_weak=ev.allow_weak_isolation,
+                                generator=generator)
     metrics = {k: out[k] for k in ("pass@1", "base_pass@1") if out.get(k) is not None}
     extra = {"num_fewshot": 0, "n_samples": out.get("n_tasks"), "sandbox": out.get("isolation"),
-             "sandbox_strong": out.get("isolation") == STRONG, "adapter": harness}
+             "sandbox_strong": out.get("isolation") == STRONG, "adapter": harness,
+             "backend": "hf" if generator is None else ev.backend}
     if out.get("ground_truth_sha256"):
         extra["ground_truth_sha256"] = out["ground_truth_sha256"]
     if harness == "livecodebench":  # LiveCodeBench's base-model prompt is one-shot; say whose example it was
@@ -206,17 +305,18 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     datas = {b: data_file(b, ev.data_overrides, world_benchmarks) for b in benchmarks}  # bad paths fail first
     gen_toks = {b: effective_max_gen_toks(b, ev.max_gen_toks) for b in benchmarks}
     hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.num_fewshot,
-                                  max_gen_toks=gen_toks[b]) for b in benchmarks}
+                                  max_gen_toks=gen_toks[b], backend=ev.backend) for b in benchmarks}
     lock = _claim(layout, run, seed, step, blocking=blocking)
     if lock is None:
         return None
+    loaded = None
     try:
         remove_partials(layout.store_dir(run, seed, step))  # left by a process killed mid-write; we hold the lock
         work = layout.eval_work_dir(run, seed, step)
         ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=CheckpointHashMemo.path(layout, run, seed, step))
         manifest = _manifest(checkpoint_dir)
         loaded = _Loaded(checkpoint_dir, config)
-        for bench in benchmarks:
+        for bench in _run_order(benchmarks, ev.backend):
             thash, tversion = hashes[bench]
             if is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
                         need_items=ev.needs_items):
@@ -245,7 +345,8 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
                     checkpoint=str(checkpoint_dir), checkpoint_sha256=ckpt_hash, task_version=tversion,
                     task_config_hash=thash, num_fewshot=extra.pop("num_fewshot", ev.num_fewshot),
                     seed=seed, batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=gen_toks[bench],
-                    data_file=str(datas[bench]) if datas[bench] else None, versions=_versions(),
+                    data_file=str(datas[bench]) if datas[bench] else None,
+                    versions=_versions(with_vllm=extra.get("backend") == "vllm"),
                     wall_time_s=round(time.perf_counter() - tic, 3),
                     date=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra,
                 ),
@@ -254,6 +355,8 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
             counts["evaluated"] += 1
             on_pair and on_pair(bench, "evaluated")
     finally:
+        if loaded is not None:
+            loaded.close()  # the vLLM engine (or HF model) of this checkpoint leaves the GPU before the next loads
         lock.release()
     return counts
 
@@ -282,7 +385,7 @@ def _is_done(config: ExperimentConfig, layout: Layout, ckpt: tuple[str, int, int
     for bench in benchmarks:
         data = data_file(bench, ev.data_overrides, world_benchmarks)
         thash, _ = task_config_hash(bench, data, limit=ev.limit, num_fewshot=ev.num_fewshot,
-                                    max_gen_toks=effective_max_gen_toks(bench, ev.max_gen_toks))
+                                    max_gen_toks=effective_max_gen_toks(bench, ev.max_gen_toks), backend=ev.backend)
         if not is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
                         need_items=ev.needs_items):
             return False
@@ -339,6 +442,10 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
     if any(harness_of(b) != "lm-eval" for b in benchmarks):
         # Refused before any model is loaded: code benchmarks run generated programs.
         require_isolation(config.eval.allow_weak_isolation, "model-generated code (eval.evalplus_datasets)")
+    if config.eval.backend != "hf":  # vllm and a GPU, checked here too: `launch`'s eval jobs start here
+        from entrodrop_bench.evaluate.vllm_backend import check_backend
+
+        check_backend(config.eval)
     ckpts = pending_pairs(config, layout)
     summary = {"checkpoints": len(ckpts), "evaluated": 0, "skipped": 0, "failed": 0}
     failures: list[str] = []
