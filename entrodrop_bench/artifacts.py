@@ -771,6 +771,8 @@ class TableRoleRecord(_Record):
     drop_rate: float | None
     rate_matched_to: str | None = None
     """The method whose expected masked fraction this run matches (Table 3's rate-matched row)."""
+    online_signal: str | None = None
+    """What a gate refreshed during training reads (`loss`, `entropy`; Table 3's online rows); None: a fixed gate."""
 
 
 class RunSelection(_Record):

@@ -141,6 +141,9 @@ class TableRole:
     rate_matched_to: str | None = None
     """The method whose expected masked fraction this run matches (filled in by the harness from the plugin's
     `rate_dependency`; Table 3's rate-matched row). None: not rate-matched."""
+    online_signal: str | None = None
+    """For a gate refreshed during training from the model being trained (its `observes`): what it reads, `loss` or
+    `entropy` (Table 3's online rows, the gate-flip figure). None: any gate is fixed before training."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
