@@ -10,18 +10,34 @@ Signal: `entropy` of p(. | x_<t) (the paper) or `nll` = -log p(x_t | x_<t), comp
 `entrodrop_bench.prepare.entropy` with the frozen base model and cached in PrepareContext.cache_dir (declared
 through `signals`, so the prepare stage computes it once before runs start).
 Percentiles use numpy's default (linear interpolation between order statistics).
+
+Online signals (the paper's Limitations: "dynamic training loss as a real-time signal"): `online_loss` and
+`online_entropy` start from the base model's `nll` or `entropy` and replace each token's value, at every training
+visit, with its training loss or predictive entropy in that visit's forward pass (`observes`, so no extra forward).
+The gate is recomputed from the current values at `refresh`: every target-epoch boundary or every N steps, at the
+start of the step. A value is not recorded (the visit is counted as skipped) when the token's own input, or the input
+it was predicted from, was the mask vector in that visit: the latter is where masking perturbs a token's loss (its
+prediction is made from the mask), the former is the token's own drop; the token keeps its last clean value. The
+table (`baselines.online_signal`) is combined over processes before each refresh and checkpoint, so every process
+gates the same tokens, and it is saved in every checkpoint (`state_dict`), so a resume is exact.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import math
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
+from baselines.online_signal import OnlineSignalTable, gates_agree
 from entrodrop_bench.regularizer import TARGET, PrepareContext, TableRole, TokenMeta, register_regularizer
+from entrodrop_bench.validation import FieldProblem
+
+ONLINE_SIGNALS = {"online_loss": ("nll", "loss"), "online_entropy": ("entropy", "entropy")}
+"""Online signal -> (the base-model signal it starts from, the per-token training value it records)."""
 
 
 def _doc_quantiles(sorted_values: np.ndarray, starts: np.ndarray, counts: np.ndarray, q: float) -> np.ndarray:
@@ -64,13 +80,36 @@ class EntroDropConfig(TokenDropoutConfig):
 
     gamma_max: float = Field(0.1, description="Upper bound of the dropout ratio gamma, in [0, 1] (paper default 0.1; "
                                               "Table 4 grid 0.05-0.4).")
-    signal: Literal["entropy", "nll"] = Field(
-        "entropy", description="Per-token signal of the frozen base model: entropy of p(.|x_<t) (paper) or nll = -log p(x_t|x_<t)."
+    signal: Literal["entropy", "nll", "online_loss", "online_entropy"] = Field(
+        "entropy", description="Per-token signal the gate reads. Of the frozen base model, once before training: entropy of "
+        "p(.|x_<t) (paper) or nll = -log p(x_t|x_<t). Online, from the model being trained: online_loss (each token's "
+        "training loss at its latest unmasked visit) or online_entropy (its predictive entropy then); tokens not yet "
+        "visited keep the base model's nll or entropy."
+    )
+    refresh: Literal["epoch"] | int = Field(
+        "epoch", description="Online signals only: when the gate is recomputed from the current values, at the start of a "
+        "step: `epoch` (each target-epoch boundary) or every N optimizer steps (an int >= 1)."
     )
     percentile: float = Field(0.5, gt=0, lt=1, description="k of Eq. 2: share of each document's eligible tokens that are gated (bottom k for low).")
     target: Literal["low", "high", "all"] = Field(
         "low", description="Tokens gated: low (signal <= k-th percentile; paper), high (> (1-k)-th percentile; Table 3) or all (vanilla)."
     )
+
+    @field_validator("refresh")
+    @classmethod
+    def _check_refresh(cls, value):
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError("refresh is `epoch` or a number of optimizer steps >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _check_online(self):
+        online = self.signal in ONLINE_SIGNALS
+        if "refresh" in self.model_fields_set and not online:
+            raise FieldProblem("refresh", f"refresh applies to online signals (online_loss, online_entropy), not signal {self.signal}")
+        if online and self.target == "all":
+            raise FieldProblem("signal", "target all gates every eligible token: an online signal would have nothing to gate")
+        return self
 
 
 @register_regularizer("entrodrop")
@@ -83,10 +122,20 @@ class EntroDrop(TokenDropoutBase):
 
     @classmethod
     def signals(cls, config: EntroDropConfig) -> frozenset[str]:
-        return frozenset() if config.target == "all" else frozenset({config.signal})
+        if config.target == "all":
+            return frozenset()
+        return frozenset({ONLINE_SIGNALS[config.signal][0] if config.signal in ONLINE_SIGNALS else config.signal})
+
+    @classmethod
+    def observes(cls, config: EntroDropConfig) -> frozenset[str]:
+        return frozenset({ONLINE_SIGNALS[config.signal][1]}) if config.signal in ONLINE_SIGNALS else frozenset()
 
     @classmethod
     def table_role(cls, config: EntroDropConfig) -> TableRole:
+        if config.signal in ONLINE_SIGNALS:
+            observed = ONLINE_SIGNALS[config.signal][1]
+            return TableRole(label=f"+EntroDrop (online {observed})", kind="comparison", targets=config.target,
+                             online_signal=observed)
         in_sweep = config.target == "low" and config.schedule != "static"
         return TableRole(label="+EntroDrop", kind="proposed", targets=config.target,
                          drop_rate=config.gamma_max if in_sweep else None)
@@ -99,6 +148,17 @@ class EntroDrop(TokenDropoutBase):
         self.static_gated_fraction = 1.0
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._checked = False
+        self.eligible: np.ndarray | None = None
+        """Flat bool over the target training tokens: those the gate ranks (set with the signals)."""
+        # Online signals only (set in `prepare`):
+        self.online: OnlineSignalTable | None = None
+        self.refreshed_at = 0
+        """Step at whose start the gate was last recomputed (0: the base model's gate)."""
+        self._target_epoch = None
+        self._processes = 1
+        self._device = torch.device("cpu")
+        self._refresh_values: dict[str, float] = {}
+        self._visits: dict[str, torch.Tensor | int] = {"usable": 0, "skipped": 0}
 
     def prepare(self, ctx: PrepareContext) -> None:
         super().prepare(ctx)
@@ -108,28 +168,37 @@ class EntroDrop(TokenDropoutBase):
         from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key
 
         cfg = self.config
-        key = signals_cache_key(ctx.model, ctx.tokenizer, ctx.target_docs, seq_len=ctx.seq_len, kind=cfg.signal)
+        (kind,) = self.signals(cfg)  # an online signal starts from the base model's
+        key = signals_cache_key(ctx.model, ctx.tokenizer, ctx.target_docs, seq_len=ctx.seq_len, kind=kind)
         values, offsets = cached_token_signals(
             ctx.model,
             ctx.target_docs,
             cache_file=signals_cache_file(ctx.cache_dir, key),
-            kind=cfg.signal,
+            kind=kind,
             seq_len=ctx.seq_len,
             device=ctx.device,
             batch_size=ctx.signal_batch_size,
         )
         self.set_signals(values, offsets, ctx.target_docs, special_ids=set(getattr(ctx.tokenizer, "all_special_ids", []) or []))
+        if cfg.signal in ONLINE_SIGNALS:
+            if cfg.refresh == "epoch" and ctx.target_epoch is None:
+                raise RuntimeError("entrodrop refresh: epoch needs PrepareContext.target_epoch (given by the trainer)")
+            self.online = OnlineSignalTable(values, ctx.device, ctx.num_processes)
+            self._target_epoch, self._processes, self._device = ctx.target_epoch, ctx.num_processes, ctx.device
 
     def set_signals(self, values: np.ndarray, offsets: np.ndarray, docs: list[list[int]], *, special_ids: set[int]) -> None:
         """Gates from per-token signals (flat values + offsets of `docs`); special tokens are never gated."""
         tokens = np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(offsets[-1]))
         eligible = np.isfinite(values) & ~np.isin(tokens, np.array(sorted(special_ids), dtype=np.int64))
         eligible[offsets[:-1][np.diff(offsets) > 0]] = False  # first token of each document
-        gates = document_gates(values, offsets, eligible, self.config.percentile, self.config.target)
-        self.static_gated_fraction = float(gates.sum() / max(int(eligible.sum()), 1))
-        self.gates = torch.from_numpy(gates)
+        self.eligible = eligible
         self.offsets = torch.from_numpy(offsets.astype(np.int64))
         self.lengths = torch.from_numpy(np.diff(offsets).astype(np.int64))
+        self._set_gates(document_gates(values, offsets, eligible, self.config.percentile, self.config.target))
+
+    def _set_gates(self, gates: np.ndarray) -> None:
+        self.static_gated_fraction = float(gates.sum() / max(int(self.eligible.sum()), 1))
+        self.gates = torch.from_numpy(gates)
         self._on_device.clear()
 
     def token_gates(self, signals: np.ndarray, offsets: np.ndarray, eligible: np.ndarray) -> np.ndarray | None:
@@ -141,17 +210,24 @@ class EntroDrop(TokenDropoutBase):
             self._on_device[device] = (self.gates.to(device), self.offsets.to(device), self.lengths.to(device))
         return self._on_device[device]
 
+    def _flat_index(self, meta: TokenMeta) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the gates on the batch's device, each token's index into the flat target-token tables, whether the
+        token lies inside the target documents given to `prepare`)."""
+        gates, offsets, lengths = self._tables(meta.doc_id.device)
+        n_docs = len(lengths)
+        doc = meta.doc_id.clamp(0, max(n_docs - 1, 0))
+        inside = (meta.domain == TARGET) & (meta.doc_id >= 0) & (meta.doc_id < n_docs) & (meta.position >= 0) & (meta.position < lengths[doc])
+        index = (offsets[doc] + meta.position).clamp(0, max(len(gates) - 1, 0))
+        return gates, index, inside
+
     def gate(self, meta: TokenMeta) -> torch.Tensor | None:
         if self.gates is None:
             if self.config.target == "all":
                 return None
             raise RuntimeError("EntroDrop.prepare() must run before transform_embeddings()")
-        gates, offsets, lengths = self._tables(meta.doc_id.device)
-        n_docs = len(lengths)
-        if n_docs == 0 or len(gates) == 0:
+        if len(self.lengths) == 0 or len(self.gates) == 0:
             return torch.zeros_like(meta.doc_id, dtype=torch.bool)
-        doc = meta.doc_id.clamp(0, n_docs - 1)
-        inside = (meta.domain == TARGET) & (meta.doc_id >= 0) & (meta.doc_id < n_docs) & (meta.position >= 0) & (meta.position < lengths[doc])
+        gates, index, inside = self._flat_index(meta)
         if not self._checked:
             # Once per run (one host sync): the trainer's document ids must index ctx.target_docs.
             self._checked = True
@@ -161,8 +237,77 @@ class EntroDrop(TokenDropoutBase):
                     f"EntroDrop: {int(bad.sum())} eligible target tokens refer to (doc_id, position) outside the "
                     "target documents given to prepare(); TokenMeta.doc_id must index PrepareContext.target_docs"
                 )
-        index = (offsets[doc] + meta.position).clamp(0, len(gates) - 1)
         return gates[index] & inside
 
+    # --- online signals ---------------------------------------------------------------------
+    def before_forward(self, meta: TokenMeta) -> None:
+        self.last_mask = None  # set again by transform_embeddings when it masks this micro-batch
+
+    def observe_tokens(self, meta: TokenMeta, values: dict[str, torch.Tensor]) -> None:
+        """Record each eligible target token's value from this visit, unless masking touched it (module docstring)."""
+        if self.online is None or len(self.gates) == 0:
+            return
+        value = values[ONLINE_SIGNALS[self.config.signal][1]]
+        _, index, inside = self._flat_index(meta)
+        masked = self.last_mask if self.last_mask is not None else torch.zeros_like(inside)
+        touched = masked.clone()
+        touched[:, 1:] |= masked[:, :-1]  # predicted from the mask vector
+        usable = meta.eligible & inside & ~torch.isnan(value)
+        keep = usable & ~touched
+        spare = torch.full_like(index, self.online.n)
+        stamp = self.online.stamp(meta.step, meta.micro_batch, meta.micro_batches)
+        self.online.record(torch.where(keep, index, spare).flatten(), value.flatten(), stamp)
+        self._visits["usable"] = self._visits["usable"] + usable.sum()
+        self._visits["skipped"] = self._visits["skipped"] + (usable & touched).sum()
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether the gate is recomputed at the start of `step`: a target-epoch boundary, or every `refresh` steps."""
+        if self.online is None or step <= self.refreshed_at:
+            return False
+        if self.config.refresh == "epoch":
+            return math.floor(self._target_epoch(step) + 1e-9) > math.floor(self._target_epoch(step - 1) + 1e-9)
+        return step % self.config.refresh == 0
+
+    def begin_step(self, step: int) -> None:
+        if self.refresh_due(step):
+            self.refresh(step)
+
+    def refresh(self, step: int) -> None:
+        """Recompute the gate from the current values (combined over processes first; a collective call)."""
+        self.online.merge()
+        gates = document_gates(self.online.host_values(), self.offsets.numpy(), self.eligible, self.config.percentile,
+                               self.config.target)
+        if not gates_agree(gates, self._processes, self._device):
+            raise RuntimeError(f"entrodrop online signal: the processes computed different gates at step {step}")
+        n = max(int(self.eligible.sum()), 1)
+        recorded = self.online.recorded().cpu().numpy() & self.eligible
+        self._refresh_values = {"gate_flip_fraction": float((gates != self.gates.numpy())[self.eligible].sum() / n),
+                                "online_recorded_fraction": float(recorded.sum() / n)}
+        self._set_gates(gates)
+        self.refreshed_at = step
+
+    def state_dict(self) -> dict[str, Any]:
+        """The online table and the gate computed from it at the last refresh; nothing for a static signal."""
+        if self.online is None:
+            return {}
+        self.online.merge()  # the main process saves: it must hold every process's newest values
+        return {**self.online.state_dict(), "gates": self.gates.clone(), "refreshed_at": self.refreshed_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.online is None:
+            return
+        if "values" not in state:
+            raise ValueError("this checkpoint holds no online signal table (saved by a version without it or by a static "
+                             "signal): an online run cannot resume from it exactly; delete the run's checkpoints to retrain")
+        self.online.load_state_dict(state)
+        self._set_gates(state["gates"].numpy().astype(bool))
+        self.refreshed_at = int(state["refreshed_at"])
+
     def log_values(self) -> dict[str, float]:
-        return {**super().log_values(), "corpus_gated_fraction": self.static_gated_fraction}
+        values = {**super().log_values(), "corpus_gated_fraction": self.static_gated_fraction, **self._refresh_values}
+        self._refresh_values = {}
+        if self.online is not None:
+            usable = float(self._visits["usable"])
+            values["online_skipped_fraction"] = float(self._visits["skipped"]) / usable if usable else 0.0
+            self._visits = {"usable": 0, "skipped": 0}
+        return values

@@ -15,16 +15,20 @@ What a plugin declares from its typed config, read at config load (before any co
 `baseline_dependency` (the param that needs the baseline run's minimum-validation step, EntroDrop's `j0: auto`),
 `rate_dependency` (a param set from another method's masking rate, token dropout's `gamma_max: {match: entrodrop}`),
 `expected_masked_fraction` (a token-dropout method's masking rate, pure arithmetic on its config),
-`signals` (base-model signals that `prepare` computes once for it), `table_role` (label and role in the paper's
-tables) and `progress_keys` (which `log_values` the progress bar shows).
+`signals` (base-model signals that `prepare` computes once for it), `observes` (per-token values of the training
+forward pass it reads: `loss`, `entropy`), `table_role` (label and role in the paper's tables) and `progress_keys`
+(which `log_values` the progress bar shows).
 
-The training loop calls the hooks in this order: `prepare` once (before the optimizer exists),
-`adjust_model` once, `param_groups` once, then on every training micro-batch `before_forward` and
-`transform_embeddings`, and `log_values` once per optimizer step. The report calls `token_gates` (Figure 2c).
+The training loop calls the hooks in this order: `prepare` once (before the optimizer exists), `adjust_model` once,
+`param_groups` once, `load_state_dict` when it resumes from a checkpoint; then per optimizer step `begin_step` on
+every process, on every training micro-batch `before_forward`, `transform_embeddings` and, after the forward,
+`observe_tokens` (only for a plugin that `observes` something), and `log_values` once per step; `state_dict` on every
+process at each checkpoint. The report calls `token_gates` (Figure 2c).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -77,6 +81,10 @@ class TokenMeta:
     """Total optimizer steps of the run."""
     generator: torch.Generator
     """RNG seeded from (seed, step, micro-batch): masks are a pure function of those, so resumes reproduce them."""
+    micro_batch: int = 0
+    """Index of this micro-batch within its optimizer step, counted over every process (unique within the step)."""
+    micro_batches: int = 1
+    """Micro-batches of the step, over every process."""
 
     @property
     def eligible(self) -> torch.Tensor:
@@ -116,6 +124,14 @@ class PrepareContext:
     gated_fraction: float | None = None
     """Given with `matched_masked_fraction`: the share of eligible target tokens this run's own gate passes, as
     `prepare` measured it (1.0 for a method without a gate)."""
+    num_processes: int = 1
+    """Processes training this run together (accelerate's). Above 1, each sees only its own micro-batches: state built
+    from what a plugin observes must be combined over processes (`torch.distributed`, in `begin_step`/`state_dict`)."""
+    process_index: int = 0
+    """This process's index among them (0: the main process)."""
+    target_epoch: Callable[[int], float] | None = None
+    """Target-domain epochs completed after a number of optimizer steps (`TrainingPlan.target_epoch`), for plugins
+    that act at epoch boundaries; None outside a training run."""
 
 
 TableKind = Literal["baseline", "comparison", "proposed"]
@@ -196,6 +212,14 @@ class Regularizer:
         return frozenset()
 
     @classmethod
+    def observes(cls, config: RegularizerConfig) -> frozenset[str]:
+        """Per-token values of the training forward pass that `observe_tokens` receives: `loss` (-log p(x_t | x_<t))
+        and/or `entropy` (of p(. | x_<t)). The trainer takes them from the forward it already runs, so observing
+        makes no extra forward pass; it keeps such a run off Liger's fused loss (which returns only the sum), and
+        `entropy` costs one more pass over each LM-head chunk's logits. Default: nothing."""
+        return frozenset()
+
+    @classmethod
     def table_role(cls, config: RegularizerConfig) -> TableRole:
         """Label and role in the paper's tables. Default: a comparison row labelled with the plugin's name."""
         return TableRole(label=cls.name)
@@ -215,6 +239,11 @@ class Regularizer:
         """Optimizer parameter groups. Default: every trainable parameter, no weight decay."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}]
 
+    def begin_step(self, step: int) -> None:
+        """Called on every process at the start of optimizer step `step` (0-based), before its micro-batches (a
+        process may have none in a step). Every process calls it at the same point, so collective operations
+        (`torch.distributed`) are allowed here, e.g. to combine what each process observed."""
+
     def before_forward(self, meta: TokenMeta) -> None:
         """Called on every training micro-batch right before its forward pass (before `transform_embeddings`);
         e.g. derive this micro-batch's generator from `meta.generator` for hooks inside the model."""
@@ -222,6 +251,22 @@ class Regularizer:
     def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         """Return the input embeddings [batch, seq, dim] to train on. Called in training mode only."""
         return embeds
+
+    def observe_tokens(self, meta: TokenMeta, values: dict[str, torch.Tensor]) -> None:
+        """After each training micro-batch's forward: the per-token values the plugin `observes`, detached, float32,
+        [batch, seq] and aligned with `meta`: `values[k][b, t]` is about token (b, t) as predicted from what precedes
+        it in its row (its loss, or the entropy of that prediction). NaN where the row predicts nothing: a row's or
+        packed segment's first token, padding. The values come from this micro-batch's own (transformed) inputs."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must survive a kill and resume (tensors, numbers, strings, lists and dicts of them), saved in every
+        checkpoint. Called on every process at each checkpoint (collective operations allowed); the main
+        process's return value is saved. Default: nothing (randomness drawn from TokenMeta.generator and the
+        seed is a pure function of (seed, step) and needs no state)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, on resume, after `prepare`. Default: nothing to restore."""
 
     def resolved_params(self) -> dict[str, Any]:
         """Params whose values `prepare` resolved (a rate-matched `gamma_max`, `j0: auto`'s step), recorded in the

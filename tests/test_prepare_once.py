@@ -15,7 +15,7 @@ import pytest
 import yaml
 from safetensors import safe_open
 
-from entrodrop_bench.artifacts import PreparedRecord, RunStatus, ValCurve
+from entrodrop_bench.artifacts import PreparedRecord, RunStatus, TrainLog, ValCurve
 from entrodrop_bench.config import CorpusConfig
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.prepare.corpora import iter_texts, tokenized_documents
@@ -48,7 +48,9 @@ def _writer_ranks(runs: Path) -> dict[str, str]:
 
 
 def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
-    config = mini_config(methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}}})
+    online = {"plugin": "entrodrop", "params": {"gamma_max": 0.3, "j0": 0.2, "signal": "online_loss", "refresh": 2}}
+    config = mini_config(methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+                                  "online": online})
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     # `train` prepares first; then both processes train each run, the second reading the entropy caches.
@@ -59,12 +61,17 @@ def test_two_joined_processes_prepare_once_then_train(mini_config, tmp_path):
     ranks = _writer_ranks(runs)
     corpora = [k for k in ranks if k.startswith("cache/data/")]
     signals = [k for k in ranks if k.startswith("cache/entropy/")]
-    assert len(corpora) == 2 and len(signals) == 2, ranks  # target + general; target-train + validation entropies
+    # target + general; target-train entropy (entrodrop) and nll (online_loss starts from it) + validation entropy
+    assert len(corpora) == 2 and len(signals) == 3, ranks
     assert set(ranks.values()) == {"0"}, f"only the main process writes: {ranks}"
     layout = Layout.from_config(config)
     assert PreparedRecord.read(PreparedRecord.path(layout)).writer_rank == 0
     assert not list(runs.rglob("*.tmp*")), "no leftovers"
-    for run in ("plain", "entrodrop"):
+    # Online EntroDrop: each process records its own micro-batches; every refresh checks that the processes' gates
+    # agree (a checksum over the job), so a run that completes gated identically on both.
+    refreshes = [r for r in TrainLog.read(TrainLog.path(layout, "online", 0)).records if "gate_flip_fraction" in r.model_extra]
+    assert len(refreshes) >= 3 and all(r.model_extra["online_recorded_fraction"] > 0 for r in refreshes)
+    for run in ("plain", "entrodrop", "online"):
         assert RunStatus.read(RunStatus.path(layout, run, 0)).state == "complete"
         # every process validates the whole set: the per-document losses the main process wrote are complete
         curve = ValCurve.read(ValCurve.path(layout, run, 0))

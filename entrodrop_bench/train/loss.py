@@ -69,14 +69,19 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets, rows_per_chunk: int, compute_dtype: torch.dtype):
+    def forward(ctx, h, weight, bias, targets, rows_per_chunk: int, entropy_out: torch.Tensor | None, compute_dtype: torch.dtype):
         w, b = weight.to(compute_dtype), None if bias is None else bias.to(compute_dtype)
         losses = torch.empty(len(targets), dtype=torch.float32, device=h.device)
         for s in range(0, len(targets), rows_per_chunk):
             z = torch.nn.functional.linear(h[s : s + rows_per_chunk].to(compute_dtype), w, b).float()
-            losses[s : s + rows_per_chunk] = torch.nn.functional.cross_entropy(
-                z, targets[s : s + rows_per_chunk], ignore_index=IGNORE_INDEX, reduction="none"
-            )
+            t = targets[s : s + rows_per_chunk]
+            if entropy_out is None:
+                losses[s : s + rows_per_chunk] = torch.nn.functional.cross_entropy(z, t, ignore_index=IGNORE_INDEX, reduction="none")
+                continue
+            # The predictive entropy from the same chunk's logits: no second LM-head pass, one more pass over them.
+            logp = torch.log_softmax(z, dim=-1)
+            losses[s : s + rows_per_chunk] = torch.nn.functional.nll_loss(logp, t, ignore_index=IGNORE_INDEX, reduction="none")
+            entropy_out[s : s + rows_per_chunk] = -(logp.exp() * logp).sum(dim=-1)
         ctx.save_for_backward(h, weight, bias, targets)
         ctx.rows_per_chunk, ctx.compute_dtype = rows_per_chunk, compute_dtype
         return losses
@@ -105,7 +110,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 grad_w.add_(dz.t() @ hc) if dtype != grad_w.dtype else grad_w.addmm_(dz.t(), hc)
             if need_b:
                 grad_b.add_(dz.sum(0))
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def _compute_dtype(device: torch.device, weight: torch.Tensor) -> torch.dtype:
@@ -116,12 +121,14 @@ def _compute_dtype(device: torch.device, weight: torch.Tensor) -> torch.dtype:
 
 
 def chunked_token_losses(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor, *, chunk_elements: int = LOSS_CHUNK_ELEMENTS
+    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor, *,
+    chunk_elements: int = LOSS_CHUNK_ELEMENTS, entropy_out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token losses [B, T-1] of hidden states [B, T, H] under the head (weight, bias), labels [B, T].
 
     Same values and gradients as `naive_token_losses(linear(hidden, weight, bias), labels)` up to float
     rounding, holding at most `chunk_elements` logits at a time (their recompute in the backward included).
+    `entropy_out` (float32, B * (T-1) elements): filled with each position's predictive entropy, from the same logits.
     """
     b, t, d = hidden.shape
     h = hidden[:, :-1].reshape(-1, d)
@@ -129,7 +136,14 @@ def chunked_token_losses(
     rows = max(1, chunk_elements // weight.shape[0])
     dtype = _compute_dtype(hidden.device, weight)  # read while the caller's autocast is still on
     with torch.autocast(hidden.device.type, enabled=False):  # the Function casts explicitly, forward and backward
-        return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, dtype).view(b, t - 1)
+        return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, entropy_out, dtype).view(b, t - 1)
+
+
+def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) over the last dimension, in fp32, without gradients."""
+    with torch.no_grad():
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return -(logp.exp() * logp).sum(dim=-1)
 
 
 def liger_available(device: torch.device) -> bool:
@@ -157,15 +171,16 @@ def liger_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 @contextlib.contextmanager
-def head_returns_losses(head: torch.nn.Module, labels: torch.Tensor, *, chunk_elements: int, fused: bool) -> Iterator[None]:
+def head_returns_losses(head: torch.nn.Module, labels: torch.Tensor, *, chunk_elements: int, fused: bool,
+                        entropy_out: torch.Tensor | None = None) -> Iterator[None]:
     """Inside this block, `head(hidden)` returns the per-token losses [B, T-1] (or, `fused`, Liger's summed
-    loss as a [1, 1] tensor) instead of logits. An instance attribute shadows the class's forward, so module
-    hooks still run; it is removed on exit."""
+    loss as a [1, 1] tensor) instead of logits, and fills `entropy_out` when given (not with `fused`). An instance
+    attribute shadows the class's forward, so module hooks still run; it is removed on exit."""
 
     def forward(hidden: torch.Tensor) -> torch.Tensor:
         if fused:
             return liger_loss_sum(hidden, head.weight, head.bias, labels).view(1, 1)
-        return chunked_token_losses(hidden, head.weight, head.bias, labels, chunk_elements=chunk_elements)
+        return chunked_token_losses(hidden, head.weight, head.bias, labels, chunk_elements=chunk_elements, entropy_out=entropy_out)
 
     head.forward = forward
     try:
@@ -182,18 +197,31 @@ def step_loss(
     `chunk_elements`: LM-head chunk size in logits (None: the full logits, always). `fused`: use Liger when
     it is available on the batch's device and gradients are being taken; the per-token losses are then None.
     """
+    loss_sum, per_token, _ = forward_losses(model, batch, chunk_elements=chunk_elements, fused=fused)
+    return loss_sum, per_token
+
+
+def forward_losses(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], *, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS,
+    fused: bool = False, entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """`step_loss`, plus, with `entropy`, each position's predictive entropy [B, T-1] (fp32, no gradient) from the
+    same forward's logits (never through Liger, which keeps no logits)."""
     labels = batch["labels"]
     # No attention mask and no cache: transformers then reads the per-document position ids as packed
     # sequences and builds a block-diagonal causal mask, so documents in a row never attend to each other.
     inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
     head = linear_head(model) if chunk_elements is not None else None
     n_logits = labels[:, 1:].numel() * (head.weight.shape[0] if head is not None else 0)
-    use_liger = fused and head is not None and torch.is_grad_enabled() and liger_available(labels.device)
+    use_liger = fused and not entropy and head is not None and torch.is_grad_enabled() and liger_available(labels.device)
     if head is None or (n_logits <= chunk_elements and not use_liger):
-        per_token = naive_token_losses(model(**inputs).logits, labels)
-        return per_token.sum(), per_token
-    with head_returns_losses(head, labels, chunk_elements=chunk_elements, fused=use_liger):
+        logits = model(**inputs).logits
+        per_token = naive_token_losses(logits, labels)
+        return per_token.sum(), per_token, predictive_entropy(logits[:, :-1]) if entropy else None
+    b, t = labels.shape
+    entropy_out = torch.empty(b * (t - 1), dtype=torch.float32, device=labels.device) if entropy else None
+    with head_returns_losses(head, labels, chunk_elements=chunk_elements, fused=use_liger, entropy_out=entropy_out):
         out = model(**inputs).logits
     if use_liger:
-        return out.reshape(()), None
-    return out.sum(), out
+        return out.reshape(()), None, None
+    return out.sum(), out, None if entropy_out is None else entropy_out.view(b, t - 1)

@@ -49,7 +49,7 @@ from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, valid
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
-from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, step_loss
+from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
 
 logger = logging.getLogger(__name__)
 PROGRESS_LOG_S = 60.0
@@ -95,7 +95,7 @@ def transformed_embeddings(model: torch.nn.Module, transform: Callable[[torch.Te
         handle.remove()
 
 
-def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed: int, micro: int) -> TokenMeta:
+def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed: int, micro: int, micro_batches: int = 1) -> TokenMeta:
     generator = torch.Generator().manual_seed(_seed_for(seed, step, micro))
     return TokenMeta(
         domain=batch["domain"],
@@ -106,7 +106,36 @@ def token_meta(batch: dict[str, torch.Tensor], step: int, total_steps: int, seed
         step=step,
         total_steps=total_steps,
         generator=generator,
+        micro_batch=micro,
+        micro_batches=micro_batches,
     )
+
+
+def token_aligned(per_position: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position values [B, T-1] (position i predicts token i+1) as per-token values [B, T]: token t gets what
+    position t-1 predicted; NaN where nothing in the row predicts the token (its first token, ignored labels)."""
+    out = torch.full(labels.shape, math.nan, dtype=torch.float32, device=labels.device)
+    out[:, 1:] = per_position.detach().float()
+    return out.masked_fill_(labels == IGNORE_INDEX, math.nan)
+
+
+def forward_micro_batch(model: torch.nn.Module, reg: Regularizer, batch: dict[str, torch.Tensor], meta: TokenMeta, *,
+                        chunk_elements: int | None, observes: frozenset[str] = frozenset(),
+                        unwrapped: torch.nn.Module | None = None) -> torch.Tensor:
+    """One training micro-batch through the method: `before_forward`, the forward with `transform_embeddings` applied
+    to its input embeddings, then `observe_tokens` with the per-token values the method `observes`, taken from that
+    same forward (no second pass). `unwrapped`: the model inside `model`'s wrapper (default: `model`). Returns the
+    summed loss, for the caller's backward."""
+    reg.before_forward(meta)
+    method = transformed_embeddings(unwrapped or model, lambda embeds: reg.transform_embeddings(embeds, meta))
+    with method:
+        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss.
+        loss_sum, per_token, entropy = forward_losses(model, batch, chunk_elements=chunk_elements, fused=not observes,
+                                                      entropy="entropy" in observes)
+    if observes:
+        values = {"loss": per_token, "entropy": entropy}
+        reg.observe_tokens(meta, {k: token_aligned(values[k], batch["labels"]) for k in observes})
+    return loss_sum
 
 
 TRAINER_LOG_KEYS = ("step", "loss", "lr", "step_s", "tokens_per_s")
@@ -262,6 +291,7 @@ class Trainer:
         self.code_commit = git_commit()  # recorded in every checkpoint's manifest
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
+        self._observes = self.spec.plugin_cls.observes(self.spec.settings)  # per-token values the method reads in training
         self._writes = True  # whether this process writes the run's files (the main process; see `train`)
         self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
         self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
@@ -309,6 +339,9 @@ class Trainer:
                 baseline_min_val_step=baseline_min_val_step(self.p, self.seed) if self.spec.baseline_dependency else None,
                 matched_masked_fraction=matched[0] if matched else None,
                 gated_fraction=matched[1] if matched else None,
+                num_processes=accelerator.num_processes,
+                process_index=accelerator.process_index,
+                target_epoch=self.plan.target_epoch,
             )
         )
         self._resolved = reg.resolved_params()
@@ -327,7 +360,7 @@ class Trainer:
         scheduler = _lr_scheduler(optimizer, t.schedule, int(t.warmup_fraction * self.plan.total_steps), self.plan.total_steps)
         return model, reg, optimizer, scheduler
 
-    def _resume(self, model, optimizer, scheduler) -> tuple[int, list[dict], list[dict]]:
+    def _resume(self, model, reg: Regularizer, optimizer, scheduler) -> tuple[int, list[dict], list[dict]]:
         ckpts = self.layout.checkpoints(self.run, self.seed)
         if not ckpts:
             return 0, [], []
@@ -348,6 +381,7 @@ class Trainer:
             logger.warning("%s holds no optimizer state (saved under FSDP, whose optimizer is sharded): weights, schedule, "
                         "data position and RNG resume exactly, AdamW moments restart from zero", path)
         scheduler.load_state_dict(state["scheduler"])
+        reg.load_state_dict(state.get("regularizer") or {})  # checkpoints of earlier versions hold none
         torch.set_rng_state(state["torch_rng"])
         return step, list(state["log"]), list(state["val_curve"])
 
@@ -381,7 +415,7 @@ class Trainer:
         layers, heads, head_dim = model_shape(model.config)
         meter.flops_params = model_compute_params(model)  # before accelerate wraps (or FSDP shards) it
         meter.flops_per_token = flops_per_token(meter.flops_params, layers, heads, head_dim, self.plan.seq_len)
-        start, log, val_curve = self._resume(model, optimizer, scheduler)
+        start, log, val_curve = self._resume(model, reg, optimizer, scheduler)
         meter.steps = start
         self._meter = meter
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -421,8 +455,10 @@ class Trainer:
                                   "doc_losses": doc_losses})
                 accelerator.wait_for_everyone()
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
+                method_state = reg.state_dict()  # every process: a plugin may combine what each process observed
                 if accelerator.is_main_process:
-                    self._save(accelerator.unwrap_model(model), weights, optimizer, scheduler, step + 1, log, val_curve, losses)
+                    self._save(accelerator.unwrap_model(model), weights, method_state, optimizer, scheduler, step + 1, log,
+                               val_curve, losses)
                     self._write_status("running")  # the cost so far: a kill from here on loses none of it
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
@@ -443,15 +479,15 @@ class Trainer:
         micro_ids = list(range(0, len(step_rows), rows_per_micro))
         mine = list(enumerate(micro_ids))[rank::world]
         total = torch.zeros((), device=accelerator.device)
+        reg.begin_step(step)  # every process, even one without a micro-batch this step
         for i, (micro, start) in enumerate(mine):
             batch = {k: v.to(accelerator.device) for k, v in collate(step_rows[start : start + rows_per_micro]).items()}
-            meta = token_meta(batch, step, self.plan.total_steps, self.seed, micro)
-            reg.before_forward(meta)
-            method = transformed_embeddings(accelerator.unwrap_model(model), lambda embeds, meta=meta: reg.transform_embeddings(embeds, meta))
+            meta = token_meta(batch, step, self.plan.total_steps, self.seed, micro, len(micro_ids))
             # Gradients sync across processes only on the last micro-batch.
             sync = contextlib.nullcontext() if i == len(mine) - 1 else accelerator.no_sync(model)
-            with sync, method, accelerator.autocast():
-                loss_sum, _ = step_loss(model, batch, chunk_elements=self._chunk_elements, fused=True)
+            with sync, accelerator.autocast():
+                loss_sum = forward_micro_batch(model, reg, batch, meta, chunk_elements=self._chunk_elements, observes=self._observes,
+                                               unwrapped=accelerator.unwrap_model(model))
                 # DDP averages gradients over processes; scaling by `world` turns that into the global sum.
                 loss = loss_sum * world / max(n_tokens, 1)
                 accelerator.backward(loss)
@@ -476,10 +512,10 @@ class Trainer:
         return val
 
     # --- checkpoints ------------------------------------------------------------------------
-    def _save(self, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
+    def _save(self, model, weights: dict, method_state: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
         path = self.layout.checkpoint_dir(self.run, self.seed, step)
         try:
-            self._write_checkpoint(path, model, weights, optimizer, scheduler, step, log, val_curve, losses)
+            self._write_checkpoint(path, model, weights, method_state, optimizer, scheduler, step, log, val_curve, losses)
         except OSError as exc:  # e.g. ENOSPC: the partial folder is already gone, earlier checkpoints untouched
             done = self.layout.checkpoints(self.run, self.seed)
             resume_from = done[-1][0] if done else 0
@@ -497,12 +533,15 @@ class Trainer:
         TrainLog(records=[TrainLogRecord(**r) for r in log]).write(TrainLog.path(self.layout, self.run, self.seed))
         self._rotate()
 
-    def _write_checkpoint(self, path: Path, model, weights: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
+    def _write_checkpoint(self, path: Path, model, weights: dict, method_state: dict, optimizer, scheduler, step: int, log,
+                          val_curve, losses: dict) -> None:
         with atomic_dir(path) as tmp:
             model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             self.p.tokenizer.save_pretrained(tmp)
             torch.save(
-                {"optimizer": optimizer.state_dict() if self.save_optimizer else None, "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step},
+                {"optimizer": optimizer.state_dict() if self.save_optimizer else None, "scheduler": scheduler.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step,
+                 "regularizer": method_state},
                 self.layout.trainer_state_file(tmp),
             )
             self._manifest(step, losses, tmp).write(CheckpointManifest.path(tmp))
