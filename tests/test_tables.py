@@ -18,6 +18,7 @@ from test_selection import item_means, make_config, scores, write_run
 
 from entrodrop_bench.artifacts import ArtifactError
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
+from entrodrop_bench.report.leaderboard import build_entries
 from entrodrop_bench.report.rows import has_targeting_table, role_runs
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.tables import latex_escape, proposed_method, r2, relative_pct, write_tables
@@ -269,6 +270,10 @@ def test_table3_online_rows_join_the_comparisons_only_where_configured(tmp_path,
         "Baseline (γ = 0)", "γ_max = 0.05", "γ_max = 0.1", "γ_max = 0.2"]
     t1 = _md_rows((layout.tables_dir / "table1.md").read_text())
     assert "+EntroDrop" in t1 and "+EntroDrop (online entropy) (online_main)" in t1
+    # the leaderboard entry of the online method carries Table 3's comparison (the first table with its run)
+    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    vs = entries["online_loss"]["vs_baseline"]
+    assert vs["table"] == "table3" and vs["columns"]["math"]["diff"] == pytest.approx(20.0)
 
 
 def test_an_online_method_alone_makes_table3():
