@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
+import pytest
 import torch
+from pydantic import Field
 
 from entrodrop_bench.artifacts import (
     CheckpointManifest,
@@ -16,10 +19,13 @@ from entrodrop_bench.artifacts import (
     PreparedRecord,
     ResultProvenance,
     RunStatus,
+    TrainLog,
+    TrainLogRecord,
     ValCurve,
     ValPoint,
 )
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import REGULARIZERS, TableRole
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,13 +102,55 @@ def write_eval_result(layout: Layout, *args, **kwargs) -> EvalResult:
 
 
 def write_prepared(layout: Layout, *, tokenizer_hash: str = "tok", target_train: dict | None = None,
-                   target_val: dict | None = None, general: dict | None = None) -> PreparedRecord:
-    """A prepare record; each corpus is {docs, tokens, hash} (defaults fill what is not given)."""
+                   target_val: dict | None = None, general: dict | None = None, plan: dict | None = None) -> PreparedRecord:
+    """A prepare record; each corpus is {docs, tokens, hash} (defaults fill what is not given); `plan`:
+    `TrainingPlan.to_json()` (empty when not given)."""
     def corpus(given: dict | None, name: str) -> CorpusRecord:
         return CorpusRecord(**{"docs": 1, "tokens": 100, "hash": f"{name}-hash", **(given or {})})
 
     record = PreparedRecord(config_hash="cafe", model_path="tiny", tokenizer_hash=tokenizer_hash,
                             target_train=corpus(target_train, "target_train"), target_val=corpus(target_val, "target_val"),
-                            general=corpus(general, "general"), plan={}, writer_rank=0)
+                            general=corpus(general, "general"), plan=plan or {}, writer_rank=0)
     record.write(PreparedRecord.path(layout))
     return record
+
+
+def write_train_log(layout: Layout, run: str, seed: int, steps: int, refreshes: dict[int, float]) -> TrainLog:
+    """A per-step train log of `steps` optimizer steps; the steps in `refreshes` (step -> share of gates flipped)
+    carry the keys an online gate logs when it refreshes (`gate_flip_fraction`, `online_recorded_fraction`)."""
+    records = []
+    for step in range(1, steps + 1):
+        extra = {"gate_flip_fraction": refreshes[step], "online_recorded_fraction": step / steps} if step in refreshes else {}
+        records.append(TrainLogRecord(step=step, loss=2.0, lr=1e-4, step_s=0.1, tokens_per_s=1000.0, masked_fraction=0.05, **extra))
+    log = TrainLog(records=records)
+    log.write(TrainLog.path(layout, run, seed))
+    return log
+
+
+ONLINE_STUB = "online_gate_stub"
+
+
+def register_online_stub(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register, for one test, a plugin whose table role declares an online gate (`online_signal`, from its
+    `online` param), as the online EntroDrop's does: the report reads only the declared role. Returns its name."""
+    from baselines.entrodrop import EntroDrop, EntroDropConfig
+
+    class OnlineStubConfig(EntroDropConfig):
+        online: Literal["loss", "entropy"] = Field("loss", description="What the gate is refreshed from.")
+        proposed: bool = Field(False, description="Declare the `proposed` kind, as a careless plugin might: the "
+                                                  "report must still not take it for the paper's EntroDrop.")
+
+    class OnlineStub(EntroDrop):
+        Config = OnlineStubConfig
+        name = ONLINE_STUB
+
+        @classmethod
+        def table_role(cls, config: OnlineStubConfig) -> TableRole:
+            # It declares its gamma_max as a drop rate too, so Table 4 must leave it out on purpose.
+            return TableRole(label=f"+EntroDrop (online {config.online})", kind="proposed" if config.proposed else "comparison",
+                             targets=config.target, drop_rate=config.gamma_max, online_signal=config.online)
+
+    REGULARIZERS.discover()
+    monkeypatch.setitem(REGULARIZERS._items, ONLINE_STUB, OnlineStub)
+    monkeypatch.setitem(REGULARIZERS._origins, ONLINE_STUB, f"{__name__}.OnlineStub")
+    return ONLINE_STUB

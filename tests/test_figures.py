@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import register_online_stub, write_prepared, write_train_log
 from matplotlib.colors import same_color
 from matplotlib.figure import Figure
 from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.prepare.data import make_plan
 from entrodrop_bench.regularizer import build_regularizer
 from entrodrop_bench.report import figures
 from entrodrop_bench.report.figures import (
@@ -125,6 +127,7 @@ def test_figures_plot_the_scores_and_curves_on_disk(tmp_path, drawn):
     _check([p for p in paths if p.name != "NOTES.md"], *(f"{name}.{ext}" for name in drawn for ext in ("png", "pdf")))
     assert read_val_curves(layout, "plain", seeds)[3]["overall"] == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
     assert set(drawn) == {"fig1c_val_loss_by_entropy", "fig2a_score_vs_step", "fig2b_schedule", "fig3_tuning", "fig4_loss_dynamics"}
+    assert "fig5" not in (layout.figures_dir / "NOTES.md").read_text()  # no online run: no gate-flip figure, no note
     best_wd = "weight_decay@weight_decay=0.1"  # peak 0.42 beats 0.41
 
     (ax,) = drawn["fig2a_score_vs_step"].axes
@@ -159,6 +162,48 @@ def test_figures_plot_the_scores_and_curves_on_disk(tmp_path, drawn):
         assert list(lines) == ["Baseline", "EntroDrop"]
         _assert_series(lines["Baseline"], _val_series(layout, "plain", seeds, key))
         _assert_series(lines["EntroDrop"], _val_series(layout, "entrodrop", seeds, key))
+
+
+def test_figure_5_plots_the_gate_flips_logged_at_each_refresh(tmp_path, drawn, monkeypatch):
+    stub = register_online_stub(monkeypatch)
+    methods = {**METHODS, "online": {"plugin": stub, "params": {"online": "loss"}, "table": "targeting"},
+               "online_grid": {"plugin": stub, "params": {"online": "entropy"}, "grid": {"percentile": [0.3, 0.5]},
+                               "table": "targeting"}}
+    config = make_config(tmp_path, methods=methods, seeds=(0, 1))
+    layout = Layout.from_config(config)
+    for seed in (0, 1):
+        write_run(layout, "plain", seed, _curve(0.4))
+    # 10 steps of 10 rows, 60% of them target rows of 100 tokens, 2000 target tokens: epoch 0.3 per step
+    plan = make_plan(10_000, 100, 1_000, 0.6, 2_000)
+    write_prepared(layout, plan=plan.to_json())
+    flips = {0: {3: 0.10, 6: 0.04, 9: 0.02}, 1: {3: 0.12, 6: 0.06, 9: 0.01}}
+    for seed, refreshes in flips.items():
+        write_train_log(layout, "online", seed, 10, refreshes)
+    write_train_log(layout, "online_grid@percentile=0.3", 0, 10, {5: 0.2, 10: 0.1})
+    write_train_log(layout, "online_grid@percentile=0.3", 1, 4, {})  # trained, but before its first refresh
+    # online_grid@percentile=0.5 has no train log at all; no online run has been evaluated yet either
+    select(config, layout)
+    paths = write_figures(config, layout)
+    assert {"fig5_gate_flips.png", "fig5_gate_flips.pdf"} <= {p.name for p in paths}
+    (ax,) = drawn["fig5_gate_flips"].axes
+    assert ax.get_title() == "Gated set changes over training (online EntroDrop)"
+    lines = _lines(ax)
+    assert list(lines) == ["+EntroDrop (online loss) (online)", "+EntroDrop (online entropy) (online_grid) [percentile=0.3]"]
+    _assert_series(lines["+EntroDrop (online loss) (online)"], ([0.9, 1.8, 2.7], [11.0, 5.0, 1.5]))
+    _assert_series(lines["+EntroDrop (online entropy) (online_grid) [percentile=0.3]"], ([1.5, 3.0], [20.0, 10.0]))
+    assert [plan.target_epoch(s) for s in (3, 6, 9)] == pytest.approx([0.9, 1.8, 2.7])
+    (band,) = ax.collections  # min-max band for the run with two seeds only
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert (ys.min(), ys.max()) == pytest.approx((1.0, 12.0))
+    notes = (layout.figures_dir / "NOTES.md").read_text()
+    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.3]: mean over seed(s) 0 only" in notes
+    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.5]: no gate refresh logged" in notes
+    # without prepare's plan the refreshes have no target epoch: skipped with a note, the other figures still drawn
+    layout.prepared_file.unlink()
+    drawn.clear()
+    write_figures(config, layout)
+    assert "fig5_gate_flips" not in drawn and "fig1c_val_loss_by_entropy" in drawn
+    assert "fig5 skipped: no training plan in prepared.json" in (layout.figures_dir / "NOTES.md").read_text()
 
 
 def test_figure_2c_boxes_the_gated_tokens_and_greys_unscored_ones(tmp_path, drawn):

@@ -11,13 +11,17 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_selection import make_config, scores, write_run
+from helpers import register_online_stub
+from test_selection import item_means, make_config, scores, write_run
 
 from entrodrop_bench.artifacts import ArtifactError
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
+from entrodrop_bench.report.leaderboard import build_entries
+from entrodrop_bench.report.rows import has_targeting_table, role_runs
 from entrodrop_bench.report.selection import select
-from entrodrop_bench.report.tables import latex_escape, r2, relative_pct, write_tables
+from entrodrop_bench.report.tables import latex_escape, proposed_method, r2, relative_pct, write_tables
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -152,7 +156,10 @@ def test_ablation_tables_3_and_4_with_paper_columns(tmp_path):
     select(config, layout)
     paths = {p.name for p in write_tables(config, layout)}
     assert {"table1.md", "table3.md", "table3.tex", "table3.csv", "table4.md", "table4.csv"} <= paths
-    t3 = _md_rows((layout.tables_dir / "table3.md").read_text())
+    t3_text = (layout.tables_dir / "table3.md").read_text()
+    t3 = _md_rows(t3_text)
+    assert list(t3) == ["Random masking", "High-entropy", "Low-entropy (EntroDrop)"]  # no online method: no online row
+    assert "online" not in t3_text
     assert t3["Random masking"][2] == "44.00" and t3["High-entropy"][3] == "+1.00"
     assert t3["Low-entropy (EntroDrop)"][3] == "+2.00" and t3["Low-entropy (EntroDrop)"][4] == "45.32"
     t4 = _md_rows((layout.tables_dir / "table4.md").read_text())
@@ -187,6 +194,92 @@ def test_main_table_token_dropout_is_also_table3s_random_row(tmp_path):
     assert t3["Random masking"][2] == "44.00" and t3["Low-entropy (EntroDrop)"][3] == "+2.00"
     records = list(csv.DictReader((layout.tables_dir / "table3.csv").open()))
     assert next(r for r in records if r["label"] == "Random masking")["run"] == "token_dropout"
+
+
+def _solving(base: dict[str, list[float]], solved: int) -> dict[str, list[float]]:
+    """The Baseline's per-item outcomes with its first `solved` wrong math items (gsm8k, svamp) turned right."""
+    out = {b: list(v) for b, v in base.items()}
+    for b in ("gsm8k", "svamp"):
+        for i in [i for i, x in enumerate(out[b]) if x == 0.0][:solved]:
+            out[b][i] = 1.0
+    return out
+
+
+def test_table3_online_rows_join_the_comparisons_only_where_configured(tmp_path, monkeypatch):
+    """An online gate (`online_signal`, low targets) gets its own Table 3 row, compared like the others; it never
+    stands for the static EntroDrop (low-entropy row, main proposed method) nor the high-entropy row nor Table 4."""
+    stub = register_online_stub(monkeypatch)
+    methods = {
+        "plain": {"plugin": "plain"},
+        # listed first, in the main table, declared proposed, with a rate no other run has: still only an online row
+        "online_main": {"plugin": stub, "params": {"online": "entropy", "proposed": True, "gamma_max": 0.3}},
+        "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+        "token_dropout": {"plugin": "token_dropout", "params": {"gamma_max": 0.1}, "table": "targeting"},
+        "online_high": {"plugin": stub, "params": {"online": "loss", "target": "high"}, "table": "targeting"},  # no row
+        "entrodrop_high": {"plugin": "entrodrop", "params": {"gamma_max": 0.1, "target": "high"}, "table": "targeting"},
+        "online_loss": {"plugin": stub, "params": {"online": "loss", "percentile": 0.3}, "table": "targeting"},
+        "entrodrop_gamma": {"plugin": "entrodrop", "grid": {"gamma_max": [0.05, 0.2]}, "table": "gamma"},
+    }
+    config = make_config(tmp_path, methods=methods, preset="qwen3-0.6b-math", paper_table=3)
+    layout = Layout.from_config(config)
+    rng = np.random.default_rng(3)
+    base = {b: rng.binomial(1, 0.4, size=200).astype(float).tolist() for b in ("gsm8k", "svamp", "hellaswag", "piqa")}
+    solved = {"plain": 0, "online_main": 6, "entrodrop": 8, "token_dropout": 2, "online_high": 3, "entrodrop_high": 4,
+              "online_loss": 40, "entrodrop_gamma@gamma_max=0.05": 5, "entrodrop_gamma@gamma_max=0.2": 7}
+    items = {run: _solving(base, n) for run, n in solved.items()}
+    for run, outcomes in items.items():
+        method = run.split("@")[0]
+        params = dict(methods[method].get("params", {}), **({"gamma_max": float(run.split("=")[1])} if "=" in run else {}))
+        write_run(layout, run, 0, [(10, 5.0, item_means(outcomes), 0.7)], plugin=methods[method]["plugin"], params=params,
+                  items={10: outcomes})
+    sel = select(config, layout)
+    selection = sel.model_dump()
+    assert proposed_method(selection) == "entrodrop"
+    assert role_runs(selection)["low_entropy"] == ("entrodrop", "entrodrop")
+    assert role_runs(selection)["high_entropy"] == ("entrodrop_high", "entrodrop_high")
+    # Holm runs across Table 3's rows, the online ones included, in row order
+    table3 = sel.comparisons.tables["table3"].rows
+    assert [r.run for r in table3] == ["token_dropout", "entrodrop_high", "entrodrop", "online_loss", "online_main"]
+    online = next(r for r in table3 if r.run == "online_loss").columns["math"]
+    assert online.difference == pytest.approx(100 * 40 / 200) and online.p_holm < 0.05
+
+    write_tables(config, layout)
+    text = (layout.tables_dir / "table3.md").read_text()
+    t3 = _md_rows(text)
+    assert list(t3) == ["Random masking", "High-entropy", "Low-entropy (EntroDrop)", "Low-signal, online (training loss)",
+                        "Low-signal, online (entropy)"]
+
+    def math_avg(run: str) -> float:
+        return r2(100 * (np.mean(items[run]["gsm8k"]) + np.mean(items[run]["svamp"])) / 2)
+
+    row = t3["Low-signal, online (training loss)"]
+    assert row[1] == "bottom 30%, refreshed in training"
+    assert row[2] == f"{math_avg('online_loss'):.2f}†"
+    assert row[3] == f"{math_avg('online_loss') - math_avg('token_dropout'):+.2f}"
+    assert row[4:7] == ["–", "–", "–"] and row[7] == "5.00%"  # the paper has no online row
+    assert t3["Low-signal, online (entropy)"][1] == "bottom k, refreshed in training"
+    assert t3["Low-entropy (EntroDrop)"][2].startswith(f"{math_avg('entrodrop'):.2f}")
+    assert "gate recomputed during training" in text and "not yet visited keep the base model's signal" in text
+    records = list(csv.DictReader((layout.tables_dir / "table3.csv").open()))
+    rec = next(r for r in records if r["label"] == "Low-signal, online (training loss)" and r["column"] == "math Avg")
+    assert rec["run"] == "online_loss" and float(rec["diff_vs_baseline"]) == pytest.approx(20.0, abs=1e-4)
+    assert float(rec["p_holm"]) < 0.05 and rec["paper"] == ""
+    assert next(r for r in records if r["label"] == "High-entropy")["run"] == "entrodrop_high"
+    # Table 4 sweeps the fixed gate only: no γ_max = 0.3 row from the online run's declared rate
+    assert list(_md_rows((layout.tables_dir / "table4.md").read_text())) == [
+        "Baseline (γ = 0)", "γ_max = 0.05", "γ_max = 0.1", "γ_max = 0.2"]
+    t1 = _md_rows((layout.tables_dir / "table1.md").read_text())
+    assert "+EntroDrop" in t1 and "+EntroDrop (online entropy) (online_main)" in t1
+    # the leaderboard entry of the online method carries Table 3's comparison (the first table with its run)
+    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    vs = entries["online_loss"]["vs_baseline"]
+    assert vs["table"] == "table3" and vs["columns"]["math"]["diff"] == pytest.approx(20.0)
+
+
+def test_an_online_method_alone_makes_table3():
+    roles = dict.fromkeys(["random", "random_matched", "high_entropy", "low_entropy", "online_loss", "online_entropy"])
+    assert not has_targeting_table(roles) and not has_targeting_table({**roles, "low_entropy": ("e", "e")})
+    assert has_targeting_table({**roles, "online_entropy": ("o", "o")})
 
 
 def test_several_seeds_show_mean_and_std(tmp_path):

@@ -1,4 +1,5 @@
-"""Paper figures from the selection `select` wrote and the training curves, as PNG + PDF (+ HTML for 2c).
+"""Paper figures from the selection `select` wrote and the training curves, as PNG + PDF (+ HTML for 2c),
+and one of this project's own for the online EntroDrop variant (fig5).
 
 - fig1c: validation loss of the Baseline by token-entropy group (overall / low / high) vs target epoch
 - fig2a: target-domain score vs training step, one line per method (best grid point)
@@ -6,6 +7,8 @@
 - fig2c: one target-domain sample, tokens coloured by base-model entropy, EntroDrop's masked tokens marked
 - fig3:  hyper-parameter tuning of the baselines: target-domain score of every grid point
 - fig4:  validation loss by entropy group, Baseline vs EntroDrop
+- fig5:  online EntroDrop only (a run whose table role has `online_signal`): share of eligible target tokens whose
+         gate flipped at each refresh vs target epoch, from the runs' train logs; no figure without such a run
 
 Missing runs never crash a figure: the series is left out, the figure says so, and `NOTES.md` in the
 figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no pyplot state, no display).
@@ -13,6 +16,7 @@ figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from html import escape
 from pathlib import Path
@@ -25,16 +29,21 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from entrodrop_bench.artifacts import SampleEntropy, ValCurve, ValPoint
+from entrodrop_bench.artifacts import PreparedRecord, SampleEntropy, TrainLog, ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import Layout, figure_file, figure_notes_file
+from entrodrop_bench.prepare.data import TrainingPlan
 from entrodrop_bench.regularizer import Regularizer
 from entrodrop_bench.report.selection import read_selection
-from entrodrop_bench.report.tables import baseline_method, label, main_methods, proposed_method
+from entrodrop_bench.report.tables import baseline_method, label, main_methods, proposed_method, setting
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
 TokenSignals = list[tuple[str, float, bool]]
+FlipSeries = dict[int, list[tuple[int, float]]]
+"""Seed -> (optimizer step, share of eligible target tokens whose gate flipped) at each gate refresh."""
+FLIP_KEY = "gate_flip_fraction"
+FIG5_TITLE = "Gated set changes over training (online EntroDrop)"
 
 
 # --------------------------------------------------------------------------- saving
@@ -240,6 +249,85 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
     return save(fig, out_dir, "fig4_loss_dynamics"), notes
 
 
+# --------------------------------------------------------------------------- Figure 5: online gate refreshes
+def online_runs(selection: dict) -> list[tuple[str, str]]:
+    """(label, run) of every run whose declared table role has an online gate (`online_signal`), in config order;
+    the runs of a method with several grid points are labelled with their setting."""
+    out = []
+    for name, m in selection["methods"].items():
+        for run in m["runs"]:
+            if not selection["runs"][run]["role"].get("online_signal"):
+                continue
+            lab = label(name, m)
+            if len(m["runs"]) > 1:
+                lab += f" [{setting(selection['runs'][run]['params'], m['grid_keys'])}]"
+            out.append((lab, run))
+    return out
+
+
+def read_gate_flips(layout: Layout, run: str, seeds: list[int]) -> FlipSeries:
+    """Each seed's gate refreshes from its train log (only refresh steps carry `gate_flip_fraction`); a seed
+    without a log, or without a refresh logged yet, is absent."""
+    out: FlipSeries = {}
+    for seed in seeds:
+        log = TrainLog.read_or_none(TrainLog.path(layout, run, seed))
+        flips = [(r.step, float(r.model_extra[FLIP_KEY])) for r in (log.records if log else [])
+                 if (r.model_extra or {}).get(FLIP_KEY) is not None]
+        if flips:
+            out[seed] = flips
+    return out
+
+
+def training_plan(layout: Layout) -> TrainingPlan | None:
+    """The plan `prepare` recorded (steps -> target epochs), or None before prepare or when it lacks a field."""
+    prepared = PreparedRecord.read_or_none(PreparedRecord.path(layout))
+    names = [f.name for f in dataclasses.fields(TrainingPlan)]
+    if prepared is None or any(n not in prepared.plan for n in names):
+        return None
+    return TrainingPlan(**{n: prepared.plan[n] for n in names})
+
+
+def _flip_curve(series: FlipSeries) -> tuple[list[int], np.ndarray]:
+    """(steps every seed refreshed at, flipped share in % with one row per seed)."""
+    per_seed = [dict(flips) for flips in series.values()]
+    steps = sorted(set.intersection(*(set(p) for p in per_seed)))
+    return steps, 100 * np.array([[p[s] for s in steps] for p in per_seed])
+
+
+def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: list[int], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Share of eligible target tokens whose gate flipped at each refresh vs target epoch, one line per online
+    run (mean over seeds, min-max band with several)."""
+    if not flips:
+        return [], []  # no online run configured: nothing to draw, nothing to note
+    if plan is None:
+        return [], ["fig5 skipped: no training plan in prepared.json (written by `prepare`) to place the gate refreshes in target epochs"]
+    notes = []
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    for lab, series in flips.items():
+        steps, values = _flip_curve(series) if series else ([], None)
+        if not steps:
+            notes.append(f"{lab}: no gate refresh logged by every seed with a train log" if series else
+                         f"{lab}: no gate refresh logged (no {FLIP_KEY} in its train logs)")
+            continue
+        if len(series) < len(seeds):
+            notes.append(f"{lab}: mean over seed(s) {', '.join(map(str, sorted(series)))} only; the others logged no gate refresh")
+        epochs = [plan.target_epoch(s) for s in steps]
+        (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=lab)
+        if len(series) > 1:
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+    if not ax.lines:
+        return [], [f"fig5 skipped: no online run has logged a gate refresh ({'; '.join(notes)})"]
+    ax.set_xlabel("target-domain epoch")
+    ax.set_ylabel("gates flipped at the refresh (% of eligible target tokens)")
+    ax.set_ylim(bottom=0)  # a share: its zero is meaningful (a gate that has settled)
+    ax.set_title(FIG5_TITLE)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _note_on(ax, notes)
+    return save(fig, out_dir, "fig5_gate_flips"), [f"fig5: {n}" for n in notes]
+
+
 # --------------------------------------------------------------------------- Figure 2c
 def load_token_signals(path: Path, plugin: Regularizer | None) -> TokenSignals:
     """(token, entropy, gated) triples from sample_entropy.json (written by `prepare`): a null entropy (special
@@ -341,8 +429,8 @@ def _gate_plugin(config: ExperimentConfig, selection: dict) -> Regularizer | Non
 
 
 def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
-    """Every figure this experiment has data for, from selection.json (refused when missing or stale) and the
-    runs' validation curves; skipped ones are listed in figures/NOTES.md."""
+    """Every figure this experiment has data for, from selection.json (refused when missing or stale), the
+    runs' validation curves and (fig5) the online runs' train logs; skipped ones are listed in figures/NOTES.md."""
     selection = read_selection(config, layout).model_dump()
     out = layout.figures_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -357,6 +445,9 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
         lambda: figure_3(selection, out),
         lambda: figure_4({"Baseline": plain_curve, "EntroDrop": read_val_curves(layout, entro, seeds) if entro else None}, out),
     ]
+    if online := online_runs(selection):  # prepared.json is read only for it: no online run, no fig5 and no note
+        jobs.append(lambda: figure_5({lab: read_gate_flips(layout, run, seeds) for lab, run in online},
+                                     training_plan(layout), seeds, out))
     paths: list[Path] = []
     notes: list[str] = []
     for job in jobs:

@@ -24,47 +24,64 @@ def main_methods(selection: dict) -> list[str]:
     return sorted(methods, key=lambda n: (methods[n]["role"]["kind"] == "proposed", methods[n]["role"]["rank"]))
 
 
+ONLINE_ROLES = {"loss": "online_loss", "entropy": "online_entropy"}
+"""A declared `online_signal` -> the Table 3 role of its row (one optional row per signal)."""
+TARGETING_ROLES = ("random", "random_matched", "high_entropy", "low_entropy", *ONLINE_ROLES.values())
+
+
+def _targeting_role(declared: dict, table: str) -> str | None:
+    """The Table 3 role a run's declared table role fills, or None."""
+    online = declared.get("online_signal")
+    if online:
+        # An online gate (refreshed during training) has rows of its own and never stands for the static gate's
+        # rows: the low-entropy row is the main table's proposed EntroDrop. With targets other than low it has
+        # no Table 3 row at all (the paper's high-entropy row is a fixed gate; an online high row would be new).
+        return ONLINE_ROLES.get(online) if declared["targets"] == "low" else None
+    if declared.get("rate_matched_to"):
+        return "random_matched" if declared["targets"] == "all" else None
+    if declared["targets"] == "all" and declared["kind"] != "proposed":
+        return "random"
+    if declared["targets"] == "high":
+        return "high_entropy"
+    if declared["targets"] == "low" and declared["kind"] == "proposed" and table == "main":
+        return "low_entropy"
+    return None
+
+
 def role_runs(selection: dict) -> dict[str, tuple[str, str] | None]:
-    """(method, run) for random / rate-matched random / high-entropy / low-entropy masking, from the token-dropout
-    methods' declared targets (the low-entropy row: the proposed method of the main table; the rate-matched row: a
-    random-masking run whose rate matches another method's, `rate_matched_to`)."""
-    found: dict[str, tuple[str, str] | None] = {"random": None, "random_matched": None, "high_entropy": None,
-                                                "low_entropy": None}
+    """(method, run) for random / rate-matched random / high-entropy / low-entropy masking, and for low-signal
+    masking with an online gate (`online_loss`, `online_entropy`), from the token-dropout methods' declared
+    targets (the low-entropy row: the proposed method of the main table with a fixed gate; the rate-matched row: a
+    random-masking run whose rate matches another method's, `rate_matched_to`; an online row: a low-targeting run
+    whose gate is refreshed during training, `online_signal`)."""
+    found: dict[str, tuple[str, str] | None] = dict.fromkeys(TARGETING_ROLES)
     for name, m in selection["methods"].items():
         run = m["best_run"] or (m["runs"][0] if m["runs"] else None)
         if run is None:
             continue
-        declared = selection["runs"][run]["role"]
-        if declared.get("rate_matched_to"):
-            if declared["targets"] != "all":
-                continue
-            role = "random_matched"
-        elif declared["targets"] == "all" and declared["kind"] != "proposed":
-            role = "random"
-        elif declared["targets"] == "high":
-            role = "high_entropy"
-        elif declared["targets"] == "low" and declared["kind"] == "proposed" and m["table"] == "main":
-            role = "low_entropy"
-        else:
-            continue
-        found[role] = found[role] or (name, run)
+        role = _targeting_role(selection["runs"][run]["role"], m["table"])
+        if role is not None:
+            found[role] = found[role] or (name, run)
     return found
 
 
 def has_targeting_table(roles: dict[str, tuple[str, str] | None]) -> bool:
-    """Table 3 exists when a random (equal-rate or rate-matched) or a high-entropy masking method is configured."""
-    return any(roles[r] is not None for r in ("random", "random_matched", "high_entropy"))
+    """Table 3 exists when a random (equal-rate or rate-matched), a high-entropy or an online-gate masking method
+    is configured."""
+    return any(roles[r] is not None for r in ("random", "random_matched", "high_entropy", *ONLINE_ROLES.values()))
 
 
 def gamma_runs(selection: dict) -> list[tuple[float, str, str]]:
     """(gamma_max, method, run): the baseline as 0, then every run of the gamma sweep and of the main table that
-    declares a drop rate (the main proposed run first among equal rates)."""
+    declares a drop rate and has a fixed gate (the main proposed run first among equal rates)."""
     rows = []
     for name, m in selection["methods"].items():
         for run in m["runs"]:
             declared = selection["runs"][run]["role"]
             if declared["kind"] == "baseline":
                 rows.append((0.0, name, run, False))
+            elif declared.get("online_signal"):
+                continue  # an online gate is another method than the sweep's fixed one, whatever its rate
             elif m["table"] in ("gamma", "main") and declared["drop_rate"] is not None:
                 rows.append((float(declared["drop_rate"]), name, run, m["table"] == "main" and declared["kind"] == "proposed"))
     rows.sort(key=lambda r: (r[0], not r[3], r[2]))

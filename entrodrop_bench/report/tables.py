@@ -5,6 +5,8 @@ Conventions (checked against the paper's printed numbers):
 - an Avg cell carries the *relative* change vs the Baseline in percent, computed from the printed
   2-decimal averages (paper Table 2: 30.67 vs 29.00 -> +5.76%; Table 1: 44.74 vs 44.52 -> +0.49%).
 - Table 3's deltas are absolute points vs random masking.
+- Table 3's online rows (low-signal masking with a gate refreshed during training, `online_signal`) and its
+  rate-matched row appear only where such a method is configured; the paper has none of them (its columns: `–`).
 - with several seeds a cell reads `mean ± std`; the CSV adds the 95% bootstrap CI.
 - paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
 - `Masked (realized)`: each token-dropout run's realized masked fraction of eligible target tokens (its logged
@@ -108,8 +110,10 @@ def label(method: str, entry: dict) -> str:
 
 
 def proposed_method(selection: dict) -> str | None:
-    """The proposed method of the main table (the first whose plugin's table role is `proposed`)."""
-    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "proposed" and m["table"] == "main"), None)
+    """The proposed method of the main table (the first whose plugin's table role is `proposed`, with a gate fixed
+    before training: an online gate is Table 3's, not the paper's EntroDrop)."""
+    return next((n for n, m in selection["methods"].items() if m["role"]["kind"] == "proposed" and m["table"] == "main"
+                 and not m["role"].get("online_signal")), None)
 
 
 def setting(params: dict, grid_keys: list[str]) -> str:
@@ -355,7 +359,15 @@ TABLE3_ROWS = [
     ("random_matched", "Random masking, rate-matched", "all tokens"),
     ("high_entropy", "High-entropy", "top 50% entropy"),
     ("low_entropy", "Low-entropy (EntroDrop)", "bottom 50% entropy"),
+    ("online_loss", "Low-signal, online (training loss)", "bottom k, refreshed in training"),
+    ("online_entropy", "Low-signal, online (entropy)", "bottom k, refreshed in training"),
 ]
+OPTIONAL_TABLE3_ROWS = ("random_matched", "online_loss", "online_entropy")
+"""Rows shown only where a method fills them (the others show a dash when missing, as the paper's rows)."""
+ONLINE_NOTE = ("Low-signal, online: EntroDrop's gate recomputed during training, at the method's refresh cadence, "
+               "from the model's own per-token training loss (or the entropy of its prediction) recorded in the "
+               "training forward pass; target tokens not yet visited keep the base model's signal. k: the run's "
+               "gated share per document. The paper has no online row.")
 
 
 def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
@@ -373,12 +385,14 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
                        "as many tokens, k = EntroDrop's gated share); the rate-matched row's γ_max was set before training "
                        "so that its expected masked fraction (gated share measured at prepare × γ_max × the curriculum's "
                        "mean, baselines/masking.py) equals that of the method named.")
+    if roles["online_loss"] or roles["online_entropy"]:
+        t.notes.append(ONLINE_NOTE)
     t.notes.append(MASKED_NOTE)
     rand = roles["random"] and selection["runs"][roles["random"][1]]["aggregate"]
     compared = _row_comparisons(selection, t.name)
     for role, title, scope in TABLE3_ROWS:
-        if role == "random_matched" and roles[role] is None:
-            continue  # an optional row: only where a rate-matched method is configured
+        if role in OPTIONAL_TABLE3_ROWS and roles[role] is None:
+            continue  # an optional row: only where a rate-matched or an online-gate method is configured
         method, run = roles[role] or (role, None)
         agg = selection["runs"][run]["aggregate"] if run else None
         s = agg["domain_avg"].get(target) if agg else None
@@ -387,6 +401,8 @@ def targeting_table(config: ExperimentConfig, selection: dict) -> Table | None:
         diff = compared.get(run, {}).get(target)
         if role == "random_matched" and run:
             scope = _matched_scope(selection, run)
+        elif role.startswith("online_") and run:
+            scope = _online_scope(selection, run, scope)
         row = [title, scope, fmt_cell(s, 2) + ("" if not s else _mark(diff)), DASH if delta is None else f"{delta:+.2f}"]
         ref = paper["rows"].get(role) if paper else None
         paper_diff = None
@@ -413,6 +429,12 @@ def _matched_scope(selection: dict, run: str) -> str:
                 if isinstance((rec.get("resolved") or {}).get("gamma_max"), (int, float))]
     gamma = f"γ_max {statistics.fmean(resolved):.3g} " if resolved else ""
     return f"all tokens, {gamma}(rate of {target})"
+
+
+def _online_scope(selection: dict, run: str, default: str) -> str:
+    """`bottom 50%, refreshed in training` when the run sets its gated share (`percentile`), else `default`."""
+    k = selection["runs"][run]["params"].get("percentile")
+    return f"bottom {100 * k:g}%, refreshed in training" if isinstance(k, (int, float)) else default
 
 
 # --------------------------------------------------------------------------- Table 4: gamma_max sensitivity
