@@ -4,7 +4,7 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all ten, 5-7 timing a cold and a warm tiny pipeline (~20 min)
+    python benchmarks/run.py              # all eleven, 5-7 timing a cold and a warm tiny pipeline (~20 min)
     python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
 """
@@ -80,24 +80,27 @@ class _Tok:
         return {str(i): i for i in range(1024)}
 
 
-def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS):
-    """One optimizer step of the trainer's loss; `chunk_elements` as in step_loss (None: full logits always)."""
+def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None = LOSS_CHUNK_ELEMENTS, steps: int = 1):
+    """`steps` optimizer steps (one micro-batch each) through the trainer's own per-step path: `begin_step`, then
+    `forward_micro_batch` (the method's hooks, the loss and the values it observes); `chunk_elements` as in step_loss
+    (None: full logits always)."""
     from entrodrop_bench.prepare.data import collate
-    from entrodrop_bench.train.trainer import step_loss, token_meta, transformed_embeddings
+    from entrodrop_bench.train.trainer import forward_micro_batch, token_meta
 
     state = {"step": 0}
+    observes = type(reg).observes(reg.config)
 
     def run() -> None:
-        step = state["step"] % plan.total_steps
-        batch = collate(rows.step_rows(step))
-        meta = token_meta(batch, step, plan.total_steps, 0, 0)
-        reg.before_forward(meta)
-        with transformed_embeddings(model, lambda embeds: reg.transform_embeddings(embeds, meta)):
-            loss, _ = step_loss(model, batch, chunk_elements=chunk_elements)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
+        for _ in range(steps):
+            step = state["step"] % plan.total_steps
+            batch = collate(rows.step_rows(step))
+            reg.begin_step(step)
+            meta = token_meta(batch, step, plan.total_steps, 0, 0)
+            loss = forward_micro_batch(model, reg, batch, meta, chunk_elements=chunk_elements, observes=observes)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
 
     return run
 
@@ -107,7 +110,8 @@ def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_
 
     reg = build_regularizer(plugin, params)
     reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
-                               seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0, baseline_min_val_step=0))
+                               seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0,
+                               baseline_min_val_step=0, target_epoch=plan.target_epoch))
     reg.adjust_model(model)
     return reg
 
@@ -123,6 +127,34 @@ def ratio_entrodrop_step(repeats: int) -> dict:
         }
         steps = {n: _train_step_fn(models[n], regs[n], rows, plan, torch.optim.AdamW(models[n].parameters(), lr=1e-3)) for n in models}
         return interleaved(steps["entrodrop"], steps["plain"], repeats) | {"target": 1.03}
+
+
+def ratio_online_step(repeats: int) -> dict:
+    """11. Online EntroDrop step / static EntroDrop step (target <= 1.05): blocks of one target epoch of steps on the
+    same batches, so each online block holds one gate refresh; static reads the base model's nll, online_loss starts
+    from it. Also the online table's memory per million target tokens (device, and in each checkpoint)."""
+    import math
+
+    target, rows, plan = synthetic_rows()
+    epoch = math.ceil(plan.steps_per_target_epoch())
+    params = {"gamma_max": 0.1, "schedule": "static"}
+    sides = {"online_loss": "online_loss", "online_entropy": "online_entropy", "static": "nll"}
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {n: bench_model() for n in sides}
+        regs = {n: _prepared_regularizer("entrodrop", {**params, "signal": sig}, models[n], target, plan, Path(tmp)) for n, sig in sides.items()}
+        steps = {n: _train_step_fn(models[n], regs[n], rows, plan, torch.optim.AdamW(models[n].parameters(), lr=1e-3), steps=epoch)
+                 for n in sides}
+        for name in ("online_loss", "online_entropy"):
+            out[name] = interleaved(steps[name], steps["static"], repeats)
+        table = regs["online_loss"].online
+        device_bytes = table.values.element_size() * table.n + table.stamps.element_size() * table.n
+        saved = sum(v.numel() * v.element_size() for v in regs["online_loss"].state_dict().values() if isinstance(v, torch.Tensor))
+        refreshes = regs["online_loss"].refreshed_at
+    return {"ratio": out["online_loss"]["ratio"], "min": out["online_loss"]["min"], "max": out["online_loss"]["max"],
+            "target": 1.05, "steps_per_block": epoch, "refreshed": refreshes > 0, **out,
+            "table_MiB_per_M_target_tokens": device_bytes / table.n * 1e6 / 2**20,
+            "checkpoint_MiB_per_M_target_tokens": saved / table.n * 1e6 / 2**20}
 
 
 def ratio_entropy_vs_epoch(repeats: int) -> dict:
@@ -404,6 +436,7 @@ def main() -> None:
         "4_cpu_mfu": lambda: ratio_mfu(args.repeats),
         "8_chunked_loss_memory_over_naive": ratio_loss_memory,
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
+        "11_online_entrodrop_step_over_static": lambda: ratio_online_step(max(3, args.repeats // 2)),
     }
     if args.skip_demo or args.only:  # else row 10 runs on the cold demo's checkpoints, after rows 5-7
         rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)

@@ -242,4 +242,5 @@ def test_forward_losses_give_the_entropy_of_the_same_forward(chunk):
     torch.testing.assert_close(e1, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(t1, t0)
     torch.testing.assert_close(p1, p0)
-    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    for a, b in zip(g0, g1):  # the full-logits path takes nll_loss of its own log-softmax: same up to rounding
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

@@ -139,12 +139,6 @@ def chunked_token_losses(
         return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, entropy_out, dtype).view(b, t - 1)
 
 
-def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) over the last dimension, in fp32, without gradients."""
-    with torch.no_grad():
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        return -(logp.exp() * logp).sum(dim=-1)
-
 
 def liger_available(device: torch.device) -> bool:
     """Liger's fused kernels are Triton/CUDA only; on CPU the chunked torch path is always used."""
@@ -216,8 +210,15 @@ def forward_losses(
     use_liger = fused and not entropy and head is not None and torch.is_grad_enabled() and liger_available(labels.device)
     if head is None or (n_logits <= chunk_elements and not use_liger):
         logits = model(**inputs).logits
-        per_token = naive_token_losses(logits, labels)
-        return per_token.sum(), per_token, predictive_entropy(logits[:, :-1]) if entropy else None
+        if not entropy:
+            per_token = naive_token_losses(logits, labels)
+            return per_token.sum(), per_token, None
+        # One log-softmax for both: cross-entropy is nll_loss of it, the entropy reads it without gradient.
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        per_token = torch.nn.functional.nll_loss(logp.transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
+        with torch.no_grad():
+            token_entropy = -(logp.exp() * logp).sum(dim=-1)
+        return per_token.sum(), per_token, token_entropy
     b, t = labels.shape
     entropy_out = torch.empty(b * (t - 1), dtype=torch.float32, device=labels.device) if entropy else None
     with head_returns_losses(head, labels, chunk_elements=chunk_elements, fused=use_liger, entropy_out=entropy_out):
