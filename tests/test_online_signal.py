@@ -251,3 +251,32 @@ def test_kill_and_resume_give_the_weights_and_table_of_an_uninterrupted_run(mini
     assert torch.equal(sa["gates"], sb["gates"]) and torch.equal(sa["stamps"], sb["stamps"])
     assert torch.equal(torch.nan_to_num(sa["values"]), torch.nan_to_num(sb["values"]))
     assert (sa["stamps"] >= 0).any()
+
+
+def test_packed_rows_record_only_the_target_tokens_their_row_predicts(setup):
+    """A packed row holds a target segment that starts mid-document, a general document and padding: only the
+    segment's tokens after its first (which nothing in the row predicts) are recorded."""
+    from test_plugins import packed_batch
+
+    from entrodrop_bench.prepare.data import IGNORE_INDEX
+    from entrodrop_bench.train.trainer import token_aligned
+
+    model, docs, tmp = setup
+    reg = _online(model, docs, tmp)
+    batch = packed_batch(docs, rows=4)
+    labels = batch["input_ids"].clone()
+    labels[:, [0, 30]] = IGNORE_INDEX  # segment starts: the target segment and the general document
+    labels[batch["is_pad"]] = IGNORE_INDEX
+    per_position = torch.rand(4, SEQ - 1, generator=torch.Generator().manual_seed(1)) + 100
+    before = reg.online.host_values().copy()
+    meta = meta_from(batch, step=0)
+    reg.before_forward(meta)
+    reg.observe_tokens(meta, {"loss": token_aligned(per_position, labels)})
+    values = reg.online.host_values()
+    changed = np.flatnonzero(~np.isclose(values, before, equal_nan=True))
+    expected = [int(reg.offsets[r]) + p for r in range(4) for p in range(11, 40)
+                if reg.eligible[int(reg.offsets[r]) + p]]
+    assert changed.tolist() == sorted(expected)
+    for r in range(4):  # the value recorded is the one the row's previous position predicted
+        p = 20  # document position 20 sits at row position 10, predicted by row position 9
+        assert values[int(reg.offsets[r]) + p] == pytest.approx(float(per_position[r, 9]))
