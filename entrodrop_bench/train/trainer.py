@@ -1,12 +1,14 @@
 """One readable training loop for every method (nanoGPT style), through accelerate.
 
-Per optimizer step: the plan's rows for that step, split into micro-batches; each micro-batch's input
-embeddings go through the method's `transform_embeddings` (the only place methods touch data, applied by
-a forward hook on the embedding module so that any accelerate wrapper works), the
+Per optimizer step: the method's `begin_step` on every process, then the plan's rows for that step, split into
+micro-batches; each micro-batch's input embeddings go through the method's `transform_embeddings` (the only place
+methods touch data, applied by a forward hook on the embedding module so that any accelerate wrapper works), a
+method that `observes` per-token losses or entropies gets them from that same forward (`observe_tokens`), the
 loss is a token-weighted mean over the whole step, gradients are clipped, AdamW steps, the cosine
 schedule advances. At each checkpoint step: held-out validation loss in three entropy groups (and per
 document, from the same forward pass), then an
-atomic checkpoint save. Everything random is a pure function of (seed, step), so resumes are exact.
+atomic checkpoint save, which holds the method's own `state_dict`. Everything random is a pure function of
+(seed, step), so resumes are exact.
 
 Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds fp32 master weights (read in
 model.dtype, then upcast) and AdamW state, and `bf16-mixed` runs the forward and backward under accelerate's
