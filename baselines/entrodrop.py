@@ -15,7 +15,8 @@ Online signals (the paper's Limitations: "dynamic training loss as a real-time s
 `online_entropy` start from the base model's `nll` or `entropy` and replace each token's value, at every training
 visit, with its training loss or predictive entropy in that visit's forward pass (`observes`, so no extra forward).
 The gate is recomputed from the current values at `refresh`: every target-epoch boundary or every N steps, at the
-start of the step. A value is not recorded (the visit is counted as skipped) when the token's own input, or the input
+start of the step; each refresh logs the share of eligible target tokens whose gate flipped (`gate_flip_fraction`)
+and whose gate now differs from the base model's, static EntroDrop's (`gate_drift_fraction`). A value is not recorded (the visit is counted as skipped) when the token's own input, or the input
 it was predicted from, was the mask vector in that visit: the latter is where masking perturbs a token's loss (its
 prediction is made from the mask), the former is the token's own drop; the token keeps its last clean value. The
 table (`baselines.online_signal`) is combined over processes before each refresh and checkpoint, so every process
@@ -152,6 +153,7 @@ class EntroDrop(TokenDropoutBase):
         """Flat bool over the target training tokens: those the gate ranks (set with the signals)."""
         # Online signals only (set in `prepare`):
         self.online: OnlineSignalTable | None = None
+        self.base_gates: np.ndarray | None = None
         self.refreshed_at = 0
         """Step at whose start the gate was last recomputed (0: the base model's gate)."""
         self._target_epoch = None
@@ -184,6 +186,7 @@ class EntroDrop(TokenDropoutBase):
             if cfg.refresh == "epoch" and ctx.target_epoch is None:
                 raise RuntimeError("entrodrop refresh: epoch needs PrepareContext.target_epoch (given by the trainer)")
             self.online = OnlineSignalTable(values, ctx.device, ctx.num_processes)
+            self.base_gates = self.gates.numpy().copy()  # the base model's gate: static EntroDrop's, for the drift
             self._target_epoch, self._processes, self._device = ctx.target_epoch, ctx.num_processes, ctx.device
 
     def set_signals(self, values: np.ndarray, offsets: np.ndarray, docs: list[list[int]], *, special_ids: set[int]) -> None:
@@ -282,6 +285,7 @@ class EntroDrop(TokenDropoutBase):
         n = max(int(self.eligible.sum()), 1)
         recorded = self.online.recorded().cpu().numpy() & self.eligible
         self._refresh_values = {"gate_flip_fraction": float((gates != self.gates.numpy())[self.eligible].sum() / n),
+                                "gate_drift_fraction": float((gates != self.base_gates)[self.eligible].sum() / n),
                                 "online_recorded_fraction": float(recorded.sum() / n)}
         self._set_gates(gates)
         self.refreshed_at = step

@@ -115,12 +115,16 @@ def write_prepared(layout: Layout, *, tokenizer_hash: str = "tok", target_train:
     return record
 
 
-def write_train_log(layout: Layout, run: str, seed: int, steps: int, refreshes: dict[int, float]) -> TrainLog:
+def write_train_log(layout: Layout, run: str, seed: int, steps: int, refreshes: dict[int, float],
+                    drift: dict[int, float] | None = None) -> TrainLog:
     """A per-step train log of `steps` optimizer steps; the steps in `refreshes` (step -> share of gates flipped)
-    carry the keys an online gate logs when it refreshes (`gate_flip_fraction`, `online_recorded_fraction`)."""
+    carry the keys an online gate logs when it refreshes (`gate_flip_fraction`, `online_recorded_fraction`, and
+    `gate_drift_fraction` from `drift` where given)."""
     records = []
     for step in range(1, steps + 1):
         extra = {"gate_flip_fraction": refreshes[step], "online_recorded_fraction": step / steps} if step in refreshes else {}
+        if drift and step in drift:
+            extra["gate_drift_fraction"] = drift[step]
         records.append(TrainLogRecord(step=step, loss=2.0, lr=1e-4, step_s=0.1, tokens_per_s=1000.0, masked_fraction=0.05, **extra))
     log = TrainLog(records=records)
     log.write(TrainLog.path(layout, run, seed))

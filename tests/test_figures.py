@@ -177,8 +177,9 @@ def test_figure_5_plots_the_gate_flips_logged_at_each_refresh(tmp_path, drawn, m
     plan = make_plan(10_000, 100, 1_000, 0.6, 2_000)
     write_prepared(layout, plan=plan.to_json())
     flips = {0: {3: 0.10, 6: 0.04, 9: 0.02}, 1: {3: 0.12, 6: 0.06, 9: 0.01}}
+    drift = {0: {3: 0.10, 6: 0.12, 9: 0.12}, 1: {3: 0.12, 6: 0.14, 9: 0.14}}
     for seed, refreshes in flips.items():
-        write_train_log(layout, "online", seed, 10, refreshes)
+        write_train_log(layout, "online", seed, 10, refreshes, drift[seed])
     write_train_log(layout, "online_grid@percentile=0.3", 0, 10, {5: 0.2, 10: 0.1})
     write_train_log(layout, "online_grid@percentile=0.3", 1, 4, {})  # trained, but before its first refresh
     # online_grid@percentile=0.5 has no train log at all; no online run has been evaluated yet either
@@ -188,8 +189,11 @@ def test_figure_5_plots_the_gate_flips_logged_at_each_refresh(tmp_path, drawn, m
     (ax,) = drawn["fig5_gate_flips"].axes
     assert ax.get_title() == "Gated set changes over training (online EntroDrop)"
     lines = _lines(ax)
-    assert list(lines) == ["+EntroDrop (online loss) (online)", "+EntroDrop (online entropy) (online_grid) [percentile=0.3]"]
+    drifted = "+EntroDrop (online loss) (online): differs from the base model's gate"
+    assert list(lines) == ["+EntroDrop (online loss) (online)", drifted,
+                           "+EntroDrop (online entropy) (online_grid) [percentile=0.3]"]
     _assert_series(lines["+EntroDrop (online loss) (online)"], ([0.9, 1.8, 2.7], [11.0, 5.0, 1.5]))
+    _assert_series(lines[drifted], ([0.9, 1.8, 2.7], [11.0, 13.0, 13.0]))
     _assert_series(lines["+EntroDrop (online entropy) (online_grid) [percentile=0.3]"], ([1.5, 3.0], [20.0, 10.0]))
     assert [plan.target_epoch(s) for s in (3, 6, 9)] == pytest.approx([0.9, 1.8, 2.7])
     (band,) = ax.collections  # min-max band for the run with two seeds only

@@ -96,6 +96,9 @@ def test_gate_is_recomputed_from_recorded_losses_at_the_cadence(setup):
             table[span] = np.where(eligible[span], values[i].numpy(), table[span])
     assert [round(h["online_recorded_fraction"], 6) for h in history] == [round(6 / 12, 6), 1.0]
     assert all(0 < h["gate_flip_fraction"] < 1 for h in history)
+    base = document_gates(_online(model, docs, tmp).online.host_values(), offsets, eligible, 0.5, "low")  # static gate
+    drift = float((reg.gates.numpy() != base)[eligible].sum() / eligible.sum())
+    assert history[-1]["gate_drift_fraction"] == pytest.approx(drift) and drift > 0
 
 
 def test_epoch_refresh_follows_target_epoch_boundaries(setup):

@@ -43,6 +43,9 @@ TokenSignals = list[tuple[str, float, bool]]
 FlipSeries = dict[int, list[tuple[int, float]]]
 """Seed -> (optimizer step, share of eligible target tokens whose gate flipped) at each gate refresh."""
 FLIP_KEY = "gate_flip_fraction"
+DRIFT_KEY = "gate_drift_fraction"
+"""Train-log keys of an online gate's refreshes: the share of eligible target tokens whose gate flipped at the
+refresh, and whose gate differs from the base model's (the static gate)."""
 FIG5_TITLE = "Gated set changes over training (online EntroDrop)"
 
 
@@ -265,14 +268,14 @@ def online_runs(selection: dict) -> list[tuple[str, str]]:
     return out
 
 
-def read_gate_flips(layout: Layout, run: str, seeds: list[int]) -> FlipSeries:
-    """Each seed's gate refreshes from its train log (only refresh steps carry `gate_flip_fraction`); a seed
-    without a log, or without a refresh logged yet, is absent."""
+def read_gate_flips(layout: Layout, run: str, seeds: list[int], key: str = FLIP_KEY) -> FlipSeries:
+    """Each seed's gate refreshes from its train log (only refresh steps carry `key`, `gate_flip_fraction` or
+    `gate_drift_fraction`); a seed without a log, or without a refresh logged yet, is absent."""
     out: FlipSeries = {}
     for seed in seeds:
         log = TrainLog.read_or_none(TrainLog.path(layout, run, seed))
-        flips = [(r.step, float(r.model_extra[FLIP_KEY])) for r in (log.records if log else [])
-                 if (r.model_extra or {}).get(FLIP_KEY) is not None]
+        flips = [(r.step, float(r.model_extra[key])) for r in (log.records if log else [])
+                 if (r.model_extra or {}).get(key) is not None]
         if flips:
             out[seed] = flips
     return out
@@ -294,9 +297,11 @@ def _flip_curve(series: FlipSeries) -> tuple[list[int], np.ndarray]:
     return steps, 100 * np.array([[p[s] for s in steps] for p in per_seed])
 
 
-def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: list[int], out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: list[int], out_dir: Path,
+             drift: dict[str, FlipSeries] | None = None) -> tuple[list[Path], list[str]]:
     """Share of eligible target tokens whose gate flipped at each refresh vs target epoch, one line per online
-    run (mean over seeds, min-max band with several)."""
+    run (mean over seeds, min-max band with several); dashed, in the run's colour, the share whose gate differs
+    from the base model's where `drift` has it (flips that undo earlier flips leave it flat)."""
     if not flips:
         return [], []  # no online run configured: nothing to draw, nothing to note
     if plan is None:
@@ -316,10 +321,16 @@ def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: lis
         (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=lab)
         if len(series) > 1:
             ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+        drift_steps, drift_values = _flip_curve(drift[lab]) if drift and drift.get(lab) else ([], None)
+        if drift_steps:
+            ax.plot([plan.target_epoch(s) for s in drift_steps], drift_values.mean(axis=0), linestyle="--",
+                    color=line.get_color(), label=f"{lab}: differs from the base model's gate")
     if not ax.lines:
         return [], [f"fig5 skipped: no online run has logged a gate refresh ({'; '.join(notes)})"]
     ax.set_xlabel("target-domain epoch")
-    ax.set_ylabel("gates flipped at the refresh (% of eligible target tokens)")
+    ax.set_ylabel("% of eligible target tokens")
+    ax.text(0.99, 0.01, "solid: gates flipped at the refresh; dashed: gates unlike the base model's", transform=ax.transAxes,
+            fontsize=7, color="0.35", ha="right", va="bottom")
     ax.set_ylim(bottom=0)  # a share: its zero is meaningful (a gate that has settled)
     ax.set_title(FIG5_TITLE)
     ax.grid(alpha=0.3)
@@ -447,7 +458,8 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     ]
     if online := online_runs(selection):  # prepared.json is read only for it: no online run, no fig5 and no note
         jobs.append(lambda: figure_5({lab: read_gate_flips(layout, run, seeds) for lab, run in online},
-                                     training_plan(layout), seeds, out))
+                                     training_plan(layout), seeds, out,
+                                     drift={lab: read_gate_flips(layout, run, seeds, DRIFT_KEY) for lab, run in online}))
     paths: list[Path] = []
     notes: list[str] = []
     for job in jobs:
