@@ -283,3 +283,26 @@ def test_packed_rows_record_only_the_target_tokens_their_row_predicts(setup):
     for r in range(4):  # the value recorded is the one the row's previous position predicted
         p = 20  # document position 20 sits at row position 10, predicted by row position 9
         assert values[int(reg.offsets[r]) + p] == pytest.approx(float(per_position[r, 9]))
+
+
+def test_the_gate_computed_on_tensors_matches_numpy_quantiles_with_ties_and_gaps():
+    """The refresh computes Eq. 2 with torch on the training device: per document, numpy's linear quantile of the
+    eligible values (ties, NaN, empty and all-ineligible documents included)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(0, 40, 60)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = np.round(rng.random(int(offsets[-1])), 1).astype(np.float32)
+    values[rng.random(len(values)) < 0.1] = np.nan
+    eligible = np.isfinite(values) & (rng.random(len(values)) < 0.9)
+    for target, k in (("low", 0.5), ("low", 0.3), ("high", 0.5)):
+        gates = document_gates(values, offsets, eligible, k, target)
+        for d in range(len(lengths)):
+            span = slice(offsets[d], offsets[d + 1])
+            sig, ok = values[span], eligible[span]
+            want = np.zeros(len(sig), dtype=bool)
+            if ok.any():
+                if target == "low":
+                    want[ok] = sig[ok] <= np.quantile(sig[ok].astype(np.float64), k)
+                else:
+                    want[ok] = sig[ok] > np.quantile(sig[ok].astype(np.float64), 1 - k)
+            assert np.array_equal(gates[span], want), (target, k, d)
