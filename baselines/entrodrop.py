@@ -33,7 +33,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
-from baselines.online_signal import OnlineSignalTable, gates_agree
+from baselines.online_signal import OnlineSignalTable
 from entrodrop_bench.regularizer import TARGET, PrepareContext, TableRole, TokenMeta, register_regularizer
 from entrodrop_bench.validation import FieldProblem
 
@@ -166,8 +166,6 @@ class EntroDrop(TokenDropoutBase):
         self.refreshed_at = 0
         """Step at whose start the gate was last recomputed (0: the base model's gate)."""
         self._target_epoch = None
-        self._processes = 1
-        self._device = torch.device("cpu")
         self._refresh_values: dict[str, float] = {}
         self._visits: dict[str, torch.Tensor | int] = {"usable": 0, "skipped": 0}
 
@@ -196,7 +194,7 @@ class EntroDrop(TokenDropoutBase):
                 raise RuntimeError("entrodrop refresh: epoch needs PrepareContext.target_epoch (given by the trainer)")
             self.online = OnlineSignalTable(values, ctx.device, ctx.num_processes)
             self.base_gates = self.gates.numpy().copy()  # the base model's gate: static EntroDrop's, for the drift
-            self._target_epoch, self._processes, self._device = ctx.target_epoch, ctx.num_processes, ctx.device
+            self._target_epoch = ctx.target_epoch
 
     def set_signals(self, values: np.ndarray, offsets: np.ndarray, docs: list[list[int]], *, special_ids: set[int]) -> None:
         """Gates from per-token signals (flat values + offsets of `docs`); special tokens are never gated."""
@@ -252,9 +250,6 @@ class EntroDrop(TokenDropoutBase):
         return gates[index] & inside
 
     # --- online signals ---------------------------------------------------------------------
-    def before_forward(self, meta: TokenMeta) -> None:
-        self.last_mask = None  # set again by transform_embeddings when it masks this micro-batch
-
     def observe_tokens(self, meta: TokenMeta, values: dict[str, torch.Tensor]) -> None:
         """Record each eligible target token's value from this visit, unless masking touched it (module docstring)."""
         if self.online is None or len(self.gates) == 0:
@@ -290,7 +285,7 @@ class EntroDrop(TokenDropoutBase):
         values = self.online.values[: self.online.n]
         gates = document_gates_tensor(values, self.lengths.to(values.device), torch.from_numpy(self.eligible).to(values.device),
                                       self.config.percentile, self.config.target).cpu().numpy()
-        if not gates_agree(gates, self._processes, self._device):
+        if not self.online.agree(gates):
             raise RuntimeError(f"entrodrop online signal: the processes computed different gates at step {step}")
         n = max(int(self.eligible.sum()), 1)
         recorded = self.online.recorded().cpu().numpy() & self.eligible

@@ -255,6 +255,9 @@ class TokenDropoutBase(TrainingOnly):
             self._gamma_cache = (step, u)
         return self._gamma_cache[1] * gamma_max
 
+    def before_forward(self, meta: TokenMeta) -> None:
+        self.last_mask = None  # this micro-batch's, once transform_embeddings masks it (not at all in eval mode)
+
     def transform_embeddings(self, embeds: torch.Tensor, meta: TokenMeta) -> torch.Tensor:
         if not self.active():
             return embeds

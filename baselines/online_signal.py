@@ -72,6 +72,20 @@ class OnlineSignalTable:
         self.values = torch.where(newest != NEVER, newest_values, self.values)
         self.stamps = newest
 
+    def agree(self, gates: np.ndarray) -> bool:
+        """Whether every process holds the same gate (a collective call): compares a checksum of it, on the table's
+        device (where the process group's backend takes tensors)."""
+        if self.num_processes == 1:
+            return True
+        import zlib
+
+        import torch.distributed as dist
+
+        digest = zlib.crc32(np.packbits(gates).tobytes())
+        extremes = torch.tensor([digest, -digest], dtype=torch.int64, device=self.values.device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)  # (max, -min) of the digests in one call
+        return int(extremes[0]) == -int(extremes[1])
+
     def recorded(self) -> torch.Tensor:
         """Bool [n]: tokens whose value a training visit recorded."""
         return self.stamps[: self.n] != NEVER
@@ -90,18 +104,3 @@ class OnlineSignalTable:
         self.values[: self.n] = values.to(self.values.device)
         self.stamps[: self.n] = stamps.to(self.stamps.device)
 
-
-def gates_agree(gates: np.ndarray, num_processes: int, device: torch.device) -> bool:
-    """Whether every process holds the same gate (a collective call; `device`: where the process group's backend
-    takes tensors, e.g. the training device): compares a checksum of it."""
-    if num_processes == 1:
-        return True
-    import zlib
-
-    import torch.distributed as dist
-
-    digest = zlib.crc32(np.packbits(gates).tobytes())
-    low, high = (torch.tensor([digest], dtype=torch.int64, device=device) for _ in range(2))
-    dist.all_reduce(low, op=dist.ReduceOp.MIN)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    return int(low) == int(high)

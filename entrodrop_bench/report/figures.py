@@ -268,16 +268,17 @@ def online_runs(selection: dict) -> list[tuple[str, str]]:
     return out
 
 
-def read_gate_flips(layout: Layout, run: str, seeds: list[int], key: str = FLIP_KEY) -> FlipSeries:
-    """Each seed's gate refreshes from its train log (only refresh steps carry `key`, `gate_flip_fraction` or
-    `gate_drift_fraction`); a seed without a log, or without a refresh logged yet, is absent."""
-    out: FlipSeries = {}
+def read_gate_refreshes(layout: Layout, run: str, seeds: list[int]) -> dict[str, FlipSeries]:
+    """`FLIP_KEY` and `DRIFT_KEY` -> each seed's gate refreshes, from one read of its train log (only refresh steps
+    carry them); a seed without a log, or without that key logged yet, is absent from that key's series."""
+    out: dict[str, FlipSeries] = {FLIP_KEY: {}, DRIFT_KEY: {}}
     for seed in seeds:
         log = TrainLog.read_or_none(TrainLog.path(layout, run, seed))
-        flips = [(r.step, float(r.model_extra[key])) for r in (log.records if log else [])
-                 if (r.model_extra or {}).get(key) is not None]
-        if flips:
-            out[seed] = flips
+        for key, series in out.items():
+            points = [(r.step, float(r.model_extra[key])) for r in (log.records if log else [])
+                      if (r.model_extra or {}).get(key) is not None]
+            if points:
+                series[seed] = points
     return out
 
 
@@ -457,9 +458,9 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
         lambda: figure_4({"Baseline": plain_curve, "EntroDrop": read_val_curves(layout, entro, seeds) if entro else None}, out),
     ]
     if online := online_runs(selection):  # prepared.json is read only for it: no online run, no fig5 and no note
-        jobs.append(lambda: figure_5({lab: read_gate_flips(layout, run, seeds) for lab, run in online},
-                                     training_plan(layout), seeds, out,
-                                     drift={lab: read_gate_flips(layout, run, seeds, DRIFT_KEY) for lab, run in online}))
+        refreshes = {lab: read_gate_refreshes(layout, run, seeds) for lab, run in online}
+        jobs.append(lambda: figure_5({lab: r[FLIP_KEY] for lab, r in refreshes.items()}, training_plan(layout), seeds, out,
+                                     drift={lab: r[DRIFT_KEY] for lab, r in refreshes.items()}))
     paths: list[Path] = []
     notes: list[str] = []
     for job in jobs:

@@ -59,6 +59,15 @@ def naive_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     )
 
 
+def losses_and_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row next-token loss and predictive entropy of fp32 logits [N, V] against targets [N], from one
+    log-softmax (cross-entropy is nll_loss of it); the entropy carries no gradient."""
+    logp = torch.log_softmax(logits, dim=-1)
+    losses = torch.nn.functional.nll_loss(logp, targets, ignore_index=IGNORE_INDEX, reduction="none")
+    with torch.no_grad():
+        return losses, -(logp.exp() * logp).sum(dim=-1)
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Per-token next-token losses of hidden rows h [N, H] under the head (weight [V, H], bias), chunk by chunk.
 
@@ -79,9 +88,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 losses[s : s + rows_per_chunk] = torch.nn.functional.cross_entropy(z, t, ignore_index=IGNORE_INDEX, reduction="none")
                 continue
             # The predictive entropy from the same chunk's logits: no second LM-head pass, one more pass over them.
-            logp = torch.log_softmax(z, dim=-1)
-            losses[s : s + rows_per_chunk] = torch.nn.functional.nll_loss(logp, t, ignore_index=IGNORE_INDEX, reduction="none")
-            entropy_out[s : s + rows_per_chunk] = -(logp.exp() * logp).sum(dim=-1)
+            losses[s : s + rows_per_chunk], entropy_out[s : s + rows_per_chunk] = losses_and_entropy(z, t)
         ctx.save_for_backward(h, weight, bias, targets)
         ctx.rows_per_chunk, ctx.compute_dtype = rows_per_chunk, compute_dtype
         return losses
@@ -137,7 +144,6 @@ def chunked_token_losses(
     dtype = _compute_dtype(hidden.device, weight)  # read while the caller's autocast is still on
     with torch.autocast(hidden.device.type, enabled=False):  # the Function casts explicitly, forward and backward
         return _ChunkedCrossEntropy.apply(h, weight, bias, targets, rows, entropy_out, dtype).view(b, t - 1)
-
 
 
 def liger_available(device: torch.device) -> bool:
@@ -213,12 +219,10 @@ def forward_losses(
         if not entropy:
             per_token = naive_token_losses(logits, labels)
             return per_token.sum(), per_token, None
-        # One log-softmax for both: cross-entropy is nll_loss of it, the entropy reads it without gradient.
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        per_token = torch.nn.functional.nll_loss(logp.transpose(1, 2), labels[:, 1:], ignore_index=IGNORE_INDEX, reduction="none")
-        with torch.no_grad():
-            token_entropy = -(logp.exp() * logp).sum(dim=-1)
-        return per_token.sum(), per_token, token_entropy
+        b, t, vocab = logits.shape
+        per_token, token_entropy = losses_and_entropy(logits[:, :-1].float().reshape(-1, vocab), labels[:, 1:].reshape(-1))
+        per_token = per_token.view(b, t - 1)
+        return per_token.sum(), per_token, token_entropy.view(b, t - 1)
     b, t = labels.shape
     entropy_out = torch.empty(b * (t - 1), dtype=torch.float32, device=labels.device) if entropy else None
     with head_returns_losses(head, labels, chunk_elements=chunk_elements, fused=use_liger, entropy_out=entropy_out):
