@@ -542,7 +542,14 @@ class Trainer:
         """Free this run's model, gradients and optimizer state (the caller dropped its own references) before the
         next run of the same process: accelerate keeps references to what it prepared, and the wrappers and hooks
         leave reference cycles that would hold them until some later garbage collection."""
-        accelerator.free_memory()  # drops accelerate's references, then collects garbage (and empties the GPU cache)
+        import gc
+
+        # free_memory collects garbage before it drops its own lists of prepared objects, and the prepared model
+        # holds itself (its autocast-wrapped `forward`): collect again once nothing else refers to it.
+        accelerator.free_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _check_micro_batches(self, accelerator, rows_per_micro: int) -> None:
         """Under FSDP every process must run the same number of micro-batches per step: each forward and
