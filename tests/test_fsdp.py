@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -139,3 +140,21 @@ def test_fsdp_bf16_mixed_reduces_in_fp32_checkpoints_activations_once_and_loads_
         loads = rank["loads"]
         assert loads[loads.index("train") + 1:] == [{"devices": ["cpu"], "dtypes": ["torch.bfloat16"]}], loads
         assert rank["pg_timeout_s"] == 120 * 60  # the harness's process-group timeout, not torch's 30 (gloo) or 10 (NCCL) minutes
+
+
+def test_fsdp_refuses_micro_batches_that_do_not_divide_over_the_processes(mini_config):
+    """Each FSDP forward gathers the shards with every process: a process with one micro-batch fewer would leave
+    the others waiting forever. Refused before any model is read, naming the settings to change."""
+    from types import SimpleNamespace
+
+    from accelerate import DistributedType
+
+    from entrodrop_bench.errors import UserError
+
+    config = mini_config()  # 8 rows per step
+    trainer = Trainer(prepare(config, Layout.from_config(config), echo=lambda s: None), "plain", 0, progress=False)
+    fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=3)
+    with pytest.raises(UserError, match=r"2 micro-batches per step .* 3 FSDP processes.*train.micro_batch_size"):
+        trainer._check_micro_batches(fsdp, 4)
+    trainer._check_micro_batches(SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=2), 4)
+    trainer._check_micro_batches(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, num_processes=3), 4)
