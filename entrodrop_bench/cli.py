@@ -103,7 +103,11 @@ def _leaderboard(args) -> int:
 
     if args.action == "build":
         config, layout = _load(args)
-        from entrodrop_bench.pipeline import selection_failures, stage_leaderboard, written_selection
+        from entrodrop_bench.orchestrate.pipeline import (
+            selection_failures,
+            stage_leaderboard,
+            written_selection,
+        )
 
         stage_leaderboard(config, layout)
         return _report("leaderboard build", selection_failures(written_selection(config, layout)))
@@ -139,7 +143,7 @@ def _plugins() -> int:
 def _benchmarks(args) -> int:
     import json
 
-    from entrodrop_bench.catalog import describe, format_rows
+    from entrodrop_bench.orchestrate.catalog import describe, format_rows
 
     config, layout = _load(args)
     rows = describe(config, layout)
@@ -148,7 +152,7 @@ def _benchmarks(args) -> int:
 
 
 def dispatch(args) -> int:
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     if args.command == "leaderboard":
         return _leaderboard(args)
@@ -167,7 +171,7 @@ def dispatch(args) -> int:
     if args.command == "plan":
         import json
 
-        from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
+        from entrodrop_bench.orchestrate.plan import experiment_plan, format_plan, plan_header
 
         plan = experiment_plan(config, layout)
         if args.header:
@@ -201,7 +205,7 @@ def dispatch(args) -> int:
 
 
 def _launch_or_status(args, config, layout) -> int:
-    from entrodrop_bench import launch
+    from entrodrop_bench.orchestrate import launch
 
     if args.command == "launch":
         return launch.launch(config, layout, args.executor, wait=args.wait)

@@ -20,8 +20,8 @@ def main(config_file: str, out: str, jobs: str) -> None:
     import torch.distributed as dist
 
     from entrodrop_bench.config import load_config
+    from entrodrop_bench.orchestrate.pipeline import stage_prepare
     from entrodrop_bench.paths import Layout
-    from entrodrop_bench.pipeline import stage_prepare
     from entrodrop_bench.prepare.stage import Prepared
     from entrodrop_bench.train.trainer import Trainer
 

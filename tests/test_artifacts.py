@@ -250,11 +250,11 @@ NON_RESULT_PATHS = {
     "entrodrop_bench/evaluate/sandbox.py:_Staging.host_dirs",
     "entrodrop_bench/evaluate/sandbox.py:run_sandboxed",
     # the checked-in GPU measurement the planner reads, and a model folder's config.json (inputs)
-    "entrodrop_bench/plan.py:<module>",
-    "entrodrop_bench/plan.py:backbone",
+    "entrodrop_bench/orchestrate/plan.py:<module>",
+    "entrodrop_bench/orchestrate/plan.py:backbone",
     # the Hugging Face token file and hub/datasets caches
-    "entrodrop_bench/sources.py:hub_token",
-    "entrodrop_bench/sources.py:in_local_cache",
+    "entrodrop_bench/orchestrate/sources.py:hub_token",
+    "entrodrop_bench/orchestrate/sources.py:in_local_cache",
 }
 
 

@@ -58,7 +58,7 @@ def test_a_tiny_runs_cost_is_measured_and_its_wall_time_adds_up_across_a_resume(
 def test_status_shows_each_runs_cost_and_a_dash_where_none_was_recorded(mini_config, tmp_path):
     from helpers import write_eval_result, write_status
 
-    from entrodrop_bench import launch
+    from entrodrop_bench.orchestrate import launch
 
     config = mini_config(methods={"plain": {"plugin": "plain"}, "old": {"plugin": "plain"}})
     layout = Layout.from_config(config)

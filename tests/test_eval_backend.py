@@ -62,8 +62,8 @@ def test_backend_is_a_typed_field_checked_at_load(tmp_path):
 
 @pytest.mark.skipif(VLLM_INSTALLED, reason="vllm is installed here: there is no missing package to refuse")
 def test_vllm_without_vllm_is_refused_before_any_work_naming_the_field(mini_config, tmp_path):
-    from entrodrop_bench import pipeline
     from entrodrop_bench.evaluate.stage import evaluate_experiment
+    from entrodrop_bench.orchestrate import pipeline
 
     config = mini_config(eval={"backend": "vllm"})
     layout = Layout.from_config(config)
@@ -79,7 +79,7 @@ def test_vllm_without_vllm_is_refused_before_any_work_naming_the_field(mini_conf
 
 
 def test_vllm_without_a_gpu_is_refused_where_it_would_evaluate(mini_config, monkeypatch):
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     _fake_vllm_module(monkeypatch)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -16,8 +16,8 @@ import yaml
 from safetensors.torch import load_file
 
 from entrodrop_bench.artifacts import RunStatus, ValCurve
+from entrodrop_bench.orchestrate.pipeline import stage_train
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.pipeline import stage_train
 
 
 def _cli(config_file: Path, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:

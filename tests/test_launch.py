@@ -278,7 +278,7 @@ def test_relaunch_keeps_in_flight_jobs_and_resubmits_failed_ones_listing_their_l
     one is resubmitted and listed with its logs, a job never submitted because its dependency failed too."""
     from submitit.core.utils import JobPaths
 
-    from entrodrop_bench import launch
+    from entrodrop_bench.orchestrate import launch
 
     config = load_config(CONFIGS_DIR / "tiny.yaml", _overrides(tmp_path, TWO_RUNS))
     layout = Layout.from_config(config)
@@ -336,7 +336,7 @@ def test_the_tiny_grid_as_jobs_waits_where_the_stages_need_it(tmp_path):
     """The full tiny preset's plan: runs that read the baseline (`j0: auto`) or match another method's masking rate
     wait for the baseline's job; the others only for `prepare`; evaluation for training to start; the report for
     evaluation."""
-    from entrodrop_bench import launch
+    from entrodrop_bench.orchestrate import launch
 
     config = load_config(CONFIGS_DIR / "tiny.yaml", [f"output.runs_dir={tmp_path / 'r'}", f"output.results_dir={tmp_path / 'o'}",
                                                      "launcher.eval_jobs=3"])

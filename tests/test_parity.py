@@ -284,7 +284,7 @@ def test_result_carries_lm_evals_own_task_hash(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- CollegeMath hub id
 def test_college_math_reads_the_copy_public_evaluators_use():
-    from entrodrop_bench.catalog import hub_source
+    from entrodrop_bench.orchestrate.catalog import hub_source
 
     assert hub_source("college_math") == "di-zhang-fdu/College_Math_Test (test)"
     assert "qq8933/College_Math_Test" in (REPO / "tasks" / "college_math.yaml").read_text()  # the documented alternative

@@ -12,8 +12,8 @@ import pytest
 
 from entrodrop_bench.artifacts import CheckpointManifest, RunStatus
 from entrodrop_bench.config import load_config, run_names
+from entrodrop_bench.orchestrate.plan import experiment_plan, format_plan, plan_header
 from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
-from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
 
 REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
 SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
@@ -65,7 +65,7 @@ def test_budgets_short_of_the_papers_epochs_are_flagged(tmp_path):
 
 
 def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
-    from entrodrop_bench.pipeline import stage_train
+    from entrodrop_bench.orchestrate.pipeline import stage_train
 
     outputs = [f"output.runs_dir={tmp_path / 'runs'}", f"output.results_dir={tmp_path / 'results'}"]
     config = load_config(CONFIGS_DIR / "tiny.yaml", SMALL + outputs)
@@ -100,7 +100,7 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
 def test_training_estimate_counts_the_activation_recompute_once(tmp_path):
     """Checkpointed activations cost one more forward of the decoder layers, whichever applies it (the trainer's
     gradient checkpointing, or FSDP's when the launcher's accelerate config turns it on: then the trainer's is off)."""
-    from entrodrop_bench.plan import (
+    from entrodrop_bench.orchestrate.plan import (
         activation_recompute,
         backbone,
         flops_per_token,

@@ -99,7 +99,7 @@ def third_party(fresh_registry, monkeypatch):
 
 
 def test_third_party_dependency_is_checked_at_load_and_trains_after_the_baseline(third_party, mini_config, monkeypatch):
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     methods = {"scaled": {"plugin": THIRD_PARTY, "params": {"start": "baseline"}}, "plain": {"plugin": "plain"},
                "fixed": {"plugin": THIRD_PARTY, "params": {"start": 2}}}

@@ -17,8 +17,8 @@ from baselines.token_dropout import TokenDropout
 from entrodrop_bench.artifacts import GateShares, RunStatus
 from entrodrop_bench.config import load_config, run_key
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.orchestrate.pipeline import stage_prepare, stage_train
 from entrodrop_bench.paths import CONFIGS_DIR, Layout
-from entrodrop_bench.pipeline import stage_prepare, stage_train
 from entrodrop_bench.prepare.signals import gate_shares
 from entrodrop_bench.regularizer import PrepareContext, RateMatch
 from entrodrop_bench.report.selection import select

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from entrodrop_bench.artifacts import RunStatus
 from entrodrop_bench.config import run_key
+from entrodrop_bench.orchestrate.pipeline import stage_train
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.pipeline import stage_train
 
 
 def _snapshot(layout: Layout, run: str) -> dict[str, float]:

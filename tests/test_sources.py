@@ -7,8 +7,8 @@ import yaml
 
 from entrodrop_bench.cli import main
 from entrodrop_bench.config import load_config
+from entrodrop_bench.orchestrate.sources import in_local_cache, is_gated, source_problems
 from entrodrop_bench.paths import CONFIGS_DIR
-from entrodrop_bench.sources import in_local_cache, is_gated, source_problems
 
 
 def _write(tmp_path, data) -> str:

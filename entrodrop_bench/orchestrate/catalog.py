@@ -96,7 +96,7 @@ def describe(config, layout) -> list[dict]:
                        offline="yes" if local.is_file() else
                        ("built by `prepare`" if bench.startswith("tiny_") else "no: file missing"))
         else:
-            from entrodrop_bench.sources import benchmark_dataset, in_local_cache
+            from entrodrop_bench.orchestrate.sources import benchmark_dataset, in_local_cache
 
             source = hub_source(bench)
             dataset = benchmark_dataset(bench)

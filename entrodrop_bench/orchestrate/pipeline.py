@@ -287,7 +287,7 @@ def preflight(config: ExperimentConfig, *, evaluates_here: bool = True) -> None:
     """Everything checkable before the first step: benchmark names and files, the generation backend, and a
     reachable source for every input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`,
     `train` and `eval` call it; `launch` with `evaluates_here` False (see `check_eval_config`)."""
-    from entrodrop_bench.sources import check_sources
+    from entrodrop_bench.orchestrate.sources import check_sources
 
     check_eval_config(config, evaluates_here=evaluates_here)
     check_sources(config)

@@ -73,7 +73,7 @@ class StageJob:
     def __call__(self) -> str:
         config = load_config(self.config_file)
         layout = Layout.from_config(config)
-        from entrodrop_bench import pipeline
+        from entrodrop_bench.orchestrate import pipeline
 
         if self.kind == "prepare":
             pipeline.preflight(config, evaluates_here=False)
@@ -140,7 +140,7 @@ def eval_worker(config: ExperimentConfig, layout: Layout, *, echo: Echo = print)
     """Evaluate checkpoints as they appear until training has ended: `eval` over what exists whenever the set of
     checkpoints changed, otherwise a poll every `launcher.eval_poll_seconds`. Raises (the job fails, and the
     report job does not run) when an evaluation failed or a run did not complete."""
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     seen: set | None = None
     summary: dict = {}
@@ -163,7 +163,7 @@ def eval_worker(config: ExperimentConfig, layout: Layout, *, echo: Echo = print)
 
 
 def _report(config: ExperimentConfig, layout: Layout) -> str:
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
     pipeline.stage_tables(config, layout)
@@ -410,7 +410,7 @@ def launch(config: ExperimentConfig, layout: Layout, executor: Executor, *, wait
     """Submit what the experiment still needs; returns the exit status (0: submitted, or everything done)."""
     from filelock import FileLock
 
-    from entrodrop_bench import pipeline
+    from entrodrop_bench.orchestrate import pipeline
 
     if executor == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch is not on PATH (no SLURM client here); use --executor local, or "

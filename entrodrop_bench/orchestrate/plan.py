@@ -173,7 +173,7 @@ def train_throughput(config: ExperimentConfig, bb: Backbone | None, *, recompute
             median = rates[len(rates) // 2]
             return median, f"measured: {TINY_MEASUREMENT.relative_to(PROJECT_ROOT)} (H100, median of {len(rates)} runs)"
     if bb is None:
-        return None, "unknown backbone (add it to entrodrop_bench/plan.py BACKBONES)"
+        return None, "unknown backbone (add it to entrodrop_bench/orchestrate/plan.py BACKBONES)"
     flops = flops_per_token(bb, config.data.seq_len)
     recompute = activation_recompute(config) if recompute else None
     executed = flops + (recompute_flops_per_token(bb, config.data.seq_len) if recompute else 0.0)
@@ -396,7 +396,7 @@ def format_plan(p: dict) -> str:
     lines.append(f"  benchmarks (items per checkpoint): {items}")
     lines.append(f"  training throughput: {_n(p['train_tokens_per_s'])} tokens/s per H100 [{p['train_tokens_per_s_source']}]")
     lines.append(f"  evaluation: {_n(p['eval_gpu_s_per_checkpoint'] and p['eval_gpu_s_per_checkpoint'] / 60, '.1f')} GPU-minutes per "
-                 f"checkpoint [estimate: HF backend, see entrodrop_bench/plan.py]")
+                 f"checkpoint [estimate: HF backend, see entrodrop_bench/orchestrate/plan.py]")
     lines.append(f"  checkpoint size: {_n(p['checkpoint_bytes'] and p['checkpoint_bytes'] / 1e9, '.2f')} GB [{p['checkpoint_bytes_source']}]")
     header = ["run", "seed", "tokens", "steps", "epochs", "ckpts", "evals", "eval items", "disk GB", "train GPU-h*", "eval GPU-h*"]
     rows = [[r["run"], str(r["seed"]), _n(r["token_budget"]), _n(r["steps"]), _n(r["target_epochs"], ".1f"), _n(r["checkpoints"]), _n(r["evaluations"]),
