@@ -25,7 +25,8 @@ _HELP = {
     "plugins": "list registered regularizer plugins and their config fields",
     "config": "print the resolved config (base files merged, overrides applied, defaults filled) as YAML; "
               "--explain: every field with its value, type and docstring, and each run's typed plugin params",
-    "benchmarks": "list a config's benchmarks: harness, source, item count, metric, offline availability",
+    "suites": "list a config's evaluation benchmarks: harness, source, item count, metric, offline availability "
+              "(`benchmarks` is the same command under its former name)",
     "plan": "print, offline, each run's steps, target epochs, checkpoints, evaluations, disk and GPU hours",
     "launch": "submit the experiment as jobs (prepare, one per run and seed, evaluation workers, report) to SLURM "
               "through submitit, or run them as local processes; skips complete work and jobs still in flight",
@@ -83,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(cfg)
     cfg.add_argument("--explain", action="store_true", help="every field with value, type and docstring")
     cfg.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    benchmarks = sub.add_parser("benchmarks", help=_HELP["benchmarks"], description=_HELP["benchmarks"])
-    _add_config_args(benchmarks)
-    benchmarks.add_argument("--json", action="store_true", help="print the rows as JSON")
-    benchmarks.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    # Not `benchmarks`: that word is the project's folder of speed measurements (`make bench`); the former name
+    # stays an alias, normalized to "suites" so that dispatch sees one name.
+    suites = sub.add_parser("suites", aliases=["benchmarks"], help=_HELP["suites"], description=_HELP["suites"])
+    suites.set_defaults(command="suites")
+    _add_config_args(suites)
+    suites.add_argument("--json", action="store_true", help="print the rows as JSON")
+    suites.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -140,7 +144,7 @@ def _plugins() -> int:
     return 0
 
 
-def _benchmarks(args) -> int:
+def _suites(args) -> int:
     import json
 
     from entrodrop_bench.orchestrate.catalog import describe, format_rows
@@ -158,8 +162,8 @@ def dispatch(args) -> int:
         return _leaderboard(args)
     if args.command == "plugins":
         return _plugins()
-    if args.command == "benchmarks":
-        return _benchmarks(args)
+    if args.command == "suites":
+        return _suites(args)
     config, layout = _load(args)
     if args.command == "config":
         import yaml

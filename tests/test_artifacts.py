@@ -237,10 +237,10 @@ def test_no_module_but_paths_spells_an_inter_stage_file_name():
 # project's results or caches (file:function; "<module>" for module level):
 NON_RESULT_PATHS = {
     # the project's own lm-eval task definitions, checked in under tasks/ (inputs)
-    "entrodrop_bench/evaluate/benchmarks.py:local_task_yaml",
-    "entrodrop_bench/evaluate/benchmarks.py:task_config_hash",
+    "entrodrop_bench/evaluate/suites.py:local_task_yaml",
+    "entrodrop_bench/evaluate/suites.py:task_config_hash",
     # task YAMLs inside the installed lm-eval package
-    "entrodrop_bench/evaluate/benchmarks.py:builtin_task_yaml",
+    "entrodrop_bench/evaluate/suites.py:builtin_task_yaml",
     # LiveCodeBench's few-shot examples beside the user's dataset file (an input)
     "entrodrop_bench/evaluate/livecodebench.py:load_exemplars",
     # NLTK's data folder and its punkt_tab layout
@@ -308,8 +308,8 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     """Run keys, config hashes, world keys, cache keys and task hashes are stored on disk: a changed digest would
     retrain or re-evaluate everything. Values computed by the code before the hashes moved into atomic.py."""
     from entrodrop_bench.config import load_config, run_key
-    from entrodrop_bench.evaluate.benchmarks import task_config_hash
     from entrodrop_bench.evaluate.store import checkpoint_sha256
+    from entrodrop_bench.evaluate.suites import task_config_hash
     from entrodrop_bench.prepare.entropy import key_from_parts
     from entrodrop_bench.prepare.tiny.world import world_hash
     from entrodrop_bench.report.leaderboard import entry_key

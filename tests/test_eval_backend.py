@@ -22,7 +22,7 @@ from entrodrop_bench.artifacts import EvalResult
 from entrodrop_bench.config import load_config
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.evaluate import vllm_backend
-from entrodrop_bench.evaluate.benchmarks import generates, generation_backend, task_config_hash
+from entrodrop_bench.evaluate.suites import generates, generation_backend, task_config_hash
 from entrodrop_bench.paths import PROJECT_ROOT, Layout
 
 VLLM_INSTALLED = importlib.util.find_spec("vllm") is not None

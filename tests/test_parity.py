@@ -183,8 +183,8 @@ IFEVAL_ANSWERS = {1: "The river runs fast. Mr. Smith watched it.",
 
 
 def test_ifeval_keeps_its_1280_tokens_and_runs_offline(tmp_path):
-    from entrodrop_bench.evaluate.benchmarks import effective_max_gen_toks
     from entrodrop_bench.evaluate.nltk_data import ensure_punkt_tab
+    from entrodrop_bench.evaluate.suites import effective_max_gen_toks
 
     assert effective_max_gen_toks("ifeval", 1024) == 1280
     assert effective_max_gen_toks("gsm8k", 1024) == 1024 and effective_max_gen_toks("tiny_math", 48) == 48
@@ -290,14 +290,14 @@ def test_college_math_reads_the_copy_public_evaluators_use():
     assert "qq8933/College_Math_Test" in (REPO / "tasks" / "college_math.yaml").read_text()  # the documented alternative
 
 
-# --------------------------------------------------------------------------- `entrodrop-bench benchmarks`
-def test_benchmarks_command_lists_every_benchmark(capsys):
+# --------------------------------------------------------------------------- `entrodrop-bench suites`
+def test_suites_command_lists_every_benchmark(capsys):
     from entrodrop_bench.cli import main
 
     overrides = []
     if SHARED is not None:
         overrides = [f"eval.data_overrides.svamp={SHARED / 'SVAMP.json'}"]
-    assert main(["benchmarks", "configs/qwen3-0.6b-math.yaml", *overrides, "--json"]) == 0
+    assert main(["suites", "configs/qwen3-0.6b-math.yaml", *overrides, "--json"]) == 0
     rows = {r["benchmark"]: r for r in json.loads(capsys.readouterr().out)}
     assert list(rows) == ["svamp", "gsm8k", "minerva_math", "college_math", "olympiadbench", "hellaswag",
                           "arc_challenge", "piqa", "mmlu", "ifeval"]
@@ -306,7 +306,7 @@ def test_benchmarks_command_lists_every_benchmark(capsys):
     assert rows["gsm8k"]["offline"].startswith("no")
     if SHARED is not None:
         assert rows["svamp"]["items"] == 1000 and rows["svamp"]["offline"] == "yes"
-    assert main(["benchmarks", "configs/qwen3-0.6b-code.yaml"]) == 0
+    assert main(["benchmarks", "configs/qwen3-0.6b-code.yaml"]) == 0  # the command's former name, kept as an alias
     text = capsys.readouterr().out
     for name in ("humaneval", "mbpp", "livecodebench", "ifeval"):
         assert f"\n{name} " in text

@@ -12,8 +12,8 @@ import pytest
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.prepare.tiny import SOURCES, TinyWorld, build_world
-from entrodrop_bench.prepare.tiny.benchmarks import run_code_item
 from entrodrop_bench.prepare.tiny.corpora import split_entities, world_entities
+from entrodrop_bench.prepare.tiny.eval_sets import run_code_item
 
 SMALL = {
     "seed": 7,

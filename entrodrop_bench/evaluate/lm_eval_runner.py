@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.evaluate.benchmarks import (
+from entrodrop_bench.evaluate.suites import (
     GROUP_TASKS,
     builtin_task_yaml,
     local_task_yaml,

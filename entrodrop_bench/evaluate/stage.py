@@ -41,14 +41,6 @@ from entrodrop_bench.artifacts import (
 )
 from entrodrop_bench.atomic import remove_partials, write_text
 from entrodrop_bench.config import ExperimentConfig
-from entrodrop_bench.evaluate.benchmarks import (
-    data_file,
-    effective_max_gen_toks,
-    generation_backend,
-    harness_of,
-    primary_metric,
-    task_config_hash,
-)
 from entrodrop_bench.evaluate.sandbox import STRONG, require_isolation
 from entrodrop_bench.evaluate.store import (
     checkpoint_sha256,
@@ -56,6 +48,14 @@ from entrodrop_bench.evaluate.store import (
     is_valid,
     read_result,
     write_result,
+)
+from entrodrop_bench.evaluate.suites import (
+    data_file,
+    effective_max_gen_toks,
+    generation_backend,
+    harness_of,
+    primary_metric,
+    task_config_hash,
 )
 from entrodrop_bench.paths import EvalWorkDir, Layout
 

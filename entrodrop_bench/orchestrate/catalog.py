@@ -1,4 +1,4 @@
-"""What `entrodrop-bench benchmarks CONFIG` shows: each configured benchmark's harness, data source, item
+"""What `entrodrop-bench suites CONFIG` shows: each configured benchmark's harness, data source, item
 count, primary metric and whether its data is available offline, without loading any model or dataset.
 
 Item counts: a local file (config `eval.data_overrides`, or the tiny world's file) is counted; otherwise
@@ -13,7 +13,7 @@ import gzip
 import json
 from pathlib import Path
 
-from entrodrop_bench.evaluate.benchmarks import (
+from entrodrop_bench.evaluate.suites import (
     EVALPLUS_DATASETS,
     GROUP_TASKS,
     LIVECODEBENCH,
@@ -71,7 +71,7 @@ def count_items(path: Path) -> int | None:
 
 def describe(config, layout) -> list[dict]:
     """One row per configured benchmark: name, harness, source, items, metric, max_gen_toks, offline."""
-    from entrodrop_bench.evaluate.benchmarks import PRIMARY_METRIC, check_benchmarks, primary_metric
+    from entrodrop_bench.evaluate.suites import PRIMARY_METRIC, check_benchmarks, primary_metric
 
     ev = config.eval
     check_benchmarks(ev.lm_eval_tasks, ev.evalplus_datasets)  # an unknown name: a clear error, not a row

@@ -231,7 +231,7 @@ def check_eval_config(config: ExperimentConfig, *, evaluates_here: bool = True) 
     `eval.backend: vllm` config anywhere. `evaluates_here` False (`launch`, which submits jobs from a login node
     without a GPU): vllm must be installed, the device is checked by the eval jobs themselves."""
     from entrodrop_bench.evaluate import evalplus_runner, livecodebench
-    from entrodrop_bench.evaluate.benchmarks import LIVECODEBENCH, check_benchmarks
+    from entrodrop_bench.evaluate.suites import LIVECODEBENCH, check_benchmarks
     from entrodrop_bench.evaluate.vllm_backend import check_backend
 
     check_backend(config.eval, need_device=evaluates_here)

@@ -89,7 +89,7 @@ def in_local_cache(repo: str, repo_type: str) -> bool:
 
 def benchmark_dataset(benchmark: str) -> str | None:
     """The hub dataset an lm-eval benchmark reads (None: local, generated, or unknown to us)."""
-    from entrodrop_bench.evaluate.benchmarks import builtin_task_yaml, local_task_yaml, task_yaml_field
+    from entrodrop_bench.evaluate.suites import builtin_task_yaml, local_task_yaml, task_yaml_field
 
     if benchmark in GROUP_DATASETS:
         return GROUP_DATASETS[benchmark]
@@ -99,7 +99,7 @@ def benchmark_dataset(benchmark: str) -> str | None:
 
 def hub_inputs(config: ExperimentConfig) -> tuple[list[HubInput], list[str]]:
     """(inputs read from the hub, problems that no setting of the hub can fix)."""
-    from entrodrop_bench.evaluate.benchmarks import harness_of
+    from entrodrop_bench.evaluate.suites import harness_of
     from entrodrop_bench.prepare.corpora import TINY_SOURCES
 
     inputs, problems = [], []

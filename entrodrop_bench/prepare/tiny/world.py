@@ -21,7 +21,7 @@ from entrodrop_bench.atomic import atomic_dir, json_sha256, write_json
 from entrodrop_bench.config import TinyWorldConfig
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import WorldPaths
-from entrodrop_bench.prepare.tiny import benchmarks as bench
+from entrodrop_bench.prepare.tiny import eval_sets
 from entrodrop_bench.prepare.tiny.corpora import (
     code_function,
     general_doc,
@@ -117,8 +117,8 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
     towns = town_products(cfg.seed, entities)
 
     # Benchmarks are drawn first; every training stream then excludes their items.
-    math_bench = bench.math_benchmark(_rng(cfg, "bench:math"), cfg.n_benchmark, set())
-    code_bench = bench.code_benchmark(_rng(cfg, "bench:code"), cfg.n_benchmark, set())
+    math_bench = eval_sets.math_benchmark(_rng(cfg, "bench:math"), cfg.n_benchmark, set())
+    code_bench = eval_sets.code_benchmark(_rng(cfg, "bench:code"), cfg.n_benchmark, set())
     bench_questions = {b["question"] for b in math_bench}
     bench_prompts = {b["prompt"] for b in code_bench}
 
@@ -135,9 +135,9 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
                                      bench_prompts | {f.prompt for f in code_docs})
 
     general_text = "\n".join(general_docs) + "\n" + "\n".join(pretrain_texts["general"])
-    general_bench = bench.general_benchmark(_rng(cfg, "bench:general"), cfg.n_benchmark, held_back, general_text)
+    general_bench = eval_sets.general_benchmark(_rng(cfg, "bench:general"), cfg.n_benchmark, held_back, general_text)
     for item in code_bench:
-        bench.run_code_item(item)  # a canonical solution that fails its own tests is a generator bug
+        eval_sets.run_code_item(item)  # a canonical solution that fails its own tests is a generator bug
 
     _write_jsonl(world.corpus_file("tiny_math"), [p.record() for p in math_docs])
     _write_jsonl(world.corpus_file("tiny_code"), [f.record() for f in code_docs])
