@@ -1,29 +1,27 @@
-"""Statistics that separate a method's effect from noise: paired bootstrap, Holm, held-out selection.
+"""Statistics that separate a method's effect from noise: seed-and-item tests, Holm, held-out selection.
 
 Pure functions on numpy arrays (no file I/O), so the tables can call them on whatever the store holds.
 
-- Paired bootstrap over items (`paired_bootstrap`): two methods scored on the same items; the items are
-  resampled once per replicate and both methods' means are taken on that same resample, so the item
-  difficulty they share cancels. With several training seeds (inputs shaped [seeds, items]) it is
-  hierarchical: resample seeds, then items within each resampled seed, so the interval covers the
-  seed-to-seed spread as well as the choice of items. The two-stage resampling counts item noise at both
-  levels, so it errs wide (measured: ~2.5% false rejections at the 5% level with 3-10 seeds); a table
-  that calls a difference significant can rely on it, one that calls two methods equal cannot.
-- Domain averages (`domain_bootstrap`): a domain score is the mean of several benchmarks' means; each
-  benchmark's items are resampled independently (paired across the two methods) and the benchmark means
-  are averaged, so a 40-item benchmark weighs as much as a 1000-item one, as in the tables.
+- Seeds x items (`crossed_mean`, `crossed_difference`, `crossed_moments`): a score, or two methods' paired
+  difference, averaged over training seeds and test items (a domain or total average: a weighted sum of
+  benchmark means). The standard error adds a seed term (each seed's own value: the seed-level t-test) and
+  item terms (the spread over the same test items), both holding the residual noise, so it errs wide; the
+  interval and p-value are Student t with Welch-Satterthwaite degrees of freedom. This stays valid with 3
+  seeds however far seeds land apart, where a bootstrap over 3 seeds (which sees at most 3 values) rejects
+  a true null 8-15% of the time at the 5% level. The calibration (false positives, coverage, power at seed
+  spreads 0-10 points) is tests/test_statistics.py. One seed: item terms only, which compares two
+  checkpoints, not two methods (`level` says which). `minimum_detectable_effect` gives the difference
+  detected with 80% power at a comparison's standard error.
 - Token-weighted means over documents (`weighted_bootstrap`): a validation loss is a mean over tokens, so
   documents (the resampled unit) weigh by their token counts; a method's loss or the paired difference of
-  two, hierarchical over seeds then documents with several seeds.
+  two, hierarchical over seeds then documents with several seeds. p-values are read off the bootstrap
+  distribution (the percentile interval inverted), so `p < 0.05` agrees with the 95% interval excluding zero.
 - Holm's step-down correction (`holm`) across the methods of one table.
-- Held-out checkpoint selection (`split_items`, `heldout_select`, `selection_optimism`): the paper's rule
-  picks the checkpoint with the best test score and reports that same score, which is biased upward. Here
-  each benchmark's items are split once, by a seeded hash of the item id, into a selection half (picks
-  the checkpoint) and a report half (scores it).
-
-p-values are two-sided and read off the bootstrap distribution of the difference (the percentile
-interval inverted: the smallest level at which the interval would exclude zero), so `p < 0.05` agrees with
-the 95% interval excluding zero.
+- Held-out checkpoint selection (`split_items`, `heldout_select`, `crossfit_select`, `selection_optimism`):
+  the paper's rule picks the checkpoint with the best test score and reports that same score, which is
+  biased upward. Each benchmark's items are split by a seeded hash of the item id into a selection half
+  (picks the checkpoint) and a report half (scores it); the optimism is cross-fitted: both directions of
+  many splits, averaged, so it does not depend on which items one split drew.
 """
 
 from __future__ import annotations
@@ -107,72 +105,132 @@ def _summarize(point: float, distribution: np.ndarray, confidence: float) -> Boo
     return BootstrapResult(float(point), float(low), float(high), float(p))
 
 
-def _hierarchical_means(diffs: Sequence[np.ndarray], n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap distribution of mean_k mean(diffs[k]) with seeds, then items of each benchmark, resampled.
+# --------------------------------------------------------------------------- seeds x items (crossed) inference
+SEEDS_AND_ITEMS = "seeds and items"
+ITEMS_ONLY = "items only"
+MDE_POWER = 0.8
 
-    Every benchmark k is shaped [seeds, items_k] with the same seeds (one training run is evaluated on
-    every benchmark), so a replicate draws one set of seeds for all benchmarks, then items within each
-    (resampled seed, benchmark) pair independently. A single seed makes the seed draw trivial.
+
+@dataclass(frozen=True)
+class CrossedResult:
+    """A mean (a score, or a paired difference of two methods) with its standard error, interval and test."""
+
+    estimate: float
+    """Point estimate: sum_k w_k mean over seeds and items of benchmark k."""
+    se: float
+    """Standard error: the seed term plus the item terms (see `crossed_terms`)."""
+    ci_low: float
+    ci_high: float
+    p_value: float
+    """Two-sided test of "the mean is 0" (for a paired difference: no difference), the interval inverted."""
+    mde: float
+    """Minimum detectable effect: the true difference this test detects at level 0.05 with 80% power."""
+    n_seeds: int
+    level: str
+    """`seeds and items` (several seeds: a statement about the methods) or `items only` (one seed: about two
+    checkpoints; another training seed may differ by more)."""
+
+
+def _blocks(blocks: Sequence[object], weights: Sequence[float] | None, name: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Blocks as float arrays [..., seeds, items_k] sharing the leading and seed axes, and weights (default 1/K)."""
+    arrs = [np.asarray(b, dtype=float) for b in blocks]
+    if not arrs:
+        raise ValueError(f"{name}: expected at least one benchmark")
+    arrs = [a[None, :] if a.ndim == 1 else a for a in arrs]
+    lead = {a.shape[:-1] for a in arrs}
+    if len(lead) != 1 or any(a.shape[-1] < 2 for a in arrs):
+        raise ValueError(f"{name}: every benchmark must be shaped [seeds, items] with the same seeds and at least 2 "
+                         f"items, got shapes {[a.shape for a in arrs]}")
+    if not all(np.isfinite(a).all() for a in arrs):
+        raise ValueError(f"{name}: scores must be finite (found NaN or inf)")
+    w = np.full(len(arrs), 1.0 / len(arrs)) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (len(arrs),) or not np.isfinite(w).all() or (w <= 0).any():
+        raise ValueError(f"{name}: expected one positive weight per benchmark ({len(arrs)}), got {np.asarray(weights).tolist()}")
+    return arrs, w
+
+
+def crossed_terms(blocks: Sequence[object], weights: Sequence[float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, variance terms [..., J], their degrees of freedom [J]) of T = sum_k w_k mean(X_k), each X_k shaped
+    [..., seeds, items_k] (vectorized over the leading axes, so a calibration can pass thousands of studies).
+
+    Seeds and items are crossed (every seed is scored on the same items), so T has a seed component, an item
+    component and residual noise. Its variance is estimated as the sum of
+
+    - the seed term var_s(t_s) / S with t_s = sum_k w_k mean_i X_k[s, i], each seed's own value (S - 1 df): it
+      holds the seed-to-seed spread and the item noise within a seed; alone it is the seed-level t-test;
+    - an item term per benchmark, w_k^2 var_i(m_ki) / I_k with m_ki = mean_s X_k[s, i] (I_k - 1 df): the spread
+      over the test items, which the seed term misses where a method is better on some items in every seed.
+
+    Both hold the residual, so the sum errs wide. One seed has item terms only.
     """
-    n_seeds = diffs[0].shape[0]
-    widest = max(d.shape[1] for d in diffs)
-    chunk = max(1, _CHUNK_ENTRIES // (n_seeds * widest))
-    out = np.empty(n_resamples)
-    for start in range(0, n_resamples, chunk):
-        r = min(chunk, n_resamples - start)
-        seeds = rng.integers(n_seeds, size=(r, n_seeds))
-        total = np.zeros(r)
-        for d in diffs:
-            items = rng.integers(d.shape[1], size=(r, n_seeds, d.shape[1]))
-            total += d[seeds[:, :, None], items].mean(axis=(1, 2))
-        out[start:start + r] = total / len(diffs)
-    return out
+    arrs, w = _blocks(blocks, weights, "crossed_terms")
+    n_seeds = arrs[0].shape[-2]
+    per_seed = sum(wk * a.mean(axis=-1) for wk, a in zip(w, arrs))  # [..., seeds]
+    terms, dfs = [], []
+    if n_seeds > 1:
+        terms.append(per_seed.var(axis=-1, ddof=1) / n_seeds)
+        dfs.append(n_seeds - 1)
+    for wk, a in zip(w, arrs):
+        terms.append(wk**2 * a.mean(axis=-2).var(axis=-1, ddof=1) / a.shape[-1])
+        dfs.append(a.shape[-1] - 1)
+    return per_seed.mean(axis=-1), np.stack(terms, axis=-1), np.asarray(dfs, dtype=float)
 
 
-def paired_bootstrap(a: object, b: object, *, seed: int = 0, n_resamples: int = DEFAULT_RESAMPLES,
-                     confidence: float = 0.95) -> BootstrapResult:
-    """Paired bootstrap of mean(a) - mean(b) over items (and seeds, when inputs are [seeds, items]).
+def half_width(terms: np.ndarray, dfs: np.ndarray, quantile: object) -> np.ndarray:
+    """sqrt(sum_j t_{q, df_j}^2 v_j): each variance term scaled by its own t quantile (Banerjee's interval).
 
-    `a` and `b` are per-item scores of two methods on the same items, shaped [items] or [seeds, items]
-    (row s of both comes from training seed s). `seed` seeds the resampling's numpy Generator (it is not a
-    training seed): the same inputs and `seed` give the same result in any process.
-    """
-    _check_bootstrap_args(n_resamples, confidence)
-    a_arr, b_arr = _paired(a, b, "paired_bootstrap")
-    diff = a_arr - b_arr
-    rng = np.random.default_rng(seed)
-    if diff.shape[0] == 1:
-        # One seed: an ordinary paired bootstrap over items, which scipy implements (vectorized);
-        # `paired=True` resamples the two methods' scores with the same item indices.
-        res = stats.bootstrap(
-            (a_arr[0], b_arr[0]), lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=True,
-            vectorized=True, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-            rng=rng,
-        )
-        return _summarize(diff.mean(), res.bootstrap_distribution, confidence)
-    # Several seeds: scipy resamples one level only (observations along one axis); the nested draw
-    # (seeds, then items inside each drawn seed) is our own, vectorized over resamples.
-    return _summarize(diff.mean(), _hierarchical_means([diff], n_resamples, rng), confidence)
+    With 3 seeds the seed term has 2 degrees of freedom; a single pooled t (Welch-Satterthwaite) then lets the
+    estimated degrees of freedom rise exactly when the seed spread is underestimated, and rejected a true null
+    6.6% of the time at 10 points of seed spread. Scaling each term by its own quantile is conservative for any
+    ratio of the terms."""
+    q = np.asarray(quantile, dtype=float)
+    t = stats.t.ppf(q[..., None], dfs)
+    return np.sqrt((t**2 * terms).sum(axis=-1))
 
 
-def domain_bootstrap(a: Sequence[object], b: Sequence[object], *, seed: int = 0,
-                     n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> BootstrapResult:
-    """Paired bootstrap of a domain-average difference: the mean over benchmarks of mean(a_k) - mean(b_k).
+def _p_values(estimate: np.ndarray, terms: np.ndarray, dfs: np.ndarray) -> np.ndarray:
+    """Smallest alpha whose (1 - alpha) interval excludes 0, by bisection on log alpha (vectorized)."""
+    lo, hi = np.full(estimate.shape, -30.0), np.zeros(estimate.shape)  # log alpha in [-30, 0]
+    target = np.abs(estimate)
+    for _ in range(45):
+        mid = (lo + hi) / 2
+        excludes = half_width(terms, dfs, 1 - np.exp(mid) / 2) < target
+        hi, lo = np.where(excludes, mid, hi), np.where(excludes, lo, mid)
+    return np.where(target > 0, np.exp(hi), 1.0)
 
-    `a[k]`, `b[k]` are the two methods' per-item scores on benchmark k, shaped [items_k] or
-    [seeds, items_k]; every benchmark must have the same seeds. Items of each benchmark are resampled
-    independently, with the same indices for both methods.
-    """
-    _check_bootstrap_args(n_resamples, confidence)
+
+def crossed_arrays(blocks: Sequence[object], weights: Sequence[float] | None = None, *, confidence: float = 0.95,
+                   power: float = MDE_POWER) -> dict[str, np.ndarray]:
+    """`crossed_mean` vectorized over leading axes: estimate, se, ci_low, ci_high, p and mde as arrays."""
+    estimate, terms, dfs = crossed_terms(blocks, weights)
+    h = half_width(terms, dfs, 0.5 + confidence / 2)
+    return {"estimate": estimate, "se": np.sqrt(terms.sum(axis=-1)), "ci_low": estimate - h, "ci_high": estimate + h,
+            "p": _p_values(estimate, terms, dfs), "mde": h + half_width(terms, dfs, power)}
+
+
+def crossed_mean(blocks: Sequence[object], weights: Sequence[float] | None = None, *,
+                 confidence: float = 0.95) -> CrossedResult:
+    """Interval and test for sum_k w_k mean(X_k) over seeds and items (`crossed_terms`); `blocks[k]` is benchmark
+    k shaped [items] (one seed) or [seeds, items], every benchmark with the same seeds. The MDE is at level
+    1 - `confidence` with 80% power."""
+    _check_bootstrap_args(1, confidence)
+    out = crossed_arrays(blocks, weights, confidence=confidence)
+    n_seeds = np.asarray(blocks[0]).shape[0] if np.ndim(blocks[0]) == 2 else 1
+    return CrossedResult(*(float(out[k]) for k in ("estimate", "se", "ci_low", "ci_high", "p", "mde")),
+                         n_seeds=n_seeds, level=SEEDS_AND_ITEMS if n_seeds > 1 else ITEMS_ONLY)
+
+
+def crossed_difference(a: Sequence[object], b: Sequence[object], weights: Sequence[float] | None = None, *,
+                       confidence: float = 0.95) -> CrossedResult:
+    """Paired difference sum_k w_k (mean a_k - mean b_k): `a[k]`, `b[k]` are two methods' scores on benchmark k,
+    [items] or [seeds, items], row s of both from training seed s and columns the same items. The per-item
+    differences go through `crossed_mean`, so the difficulty an item has for both methods cancels."""
     if len(a) != len(b) or not a:
-        raise ValueError(f"domain_bootstrap: expected the same positive number of benchmarks for both methods, "
+        raise ValueError(f"crossed_difference: expected the same positive number of benchmarks for both methods, "
                          f"got {len(a)} and {len(b)}")
-    diffs = [np.subtract(*_paired(x, y, f"domain_bootstrap benchmark {k}")) for k, (x, y) in enumerate(zip(a, b))]
-    seeds = {d.shape[0] for d in diffs}
-    if len(seeds) != 1:
-        raise ValueError(f"domain_bootstrap: every benchmark must hold the same seeds, got seed counts {sorted(seeds)}")
-    point = float(np.mean([d.mean() for d in diffs]))
-    return _summarize(point, _hierarchical_means(diffs, n_resamples, np.random.default_rng(seed)), confidence)
+    diffs = [np.subtract(*_paired(x, y, f"crossed_difference benchmark {k}")) for k, (x, y) in enumerate(zip(a, b))]
+    return crossed_mean(diffs, weights, confidence=confidence)
 
 
 # --------------------------------------------------------------------------- token-weighted means (validation loss)
@@ -296,7 +354,59 @@ def heldout_select(scores: object, item_ids: Sequence[object], seed: int) -> Hel
     return HeldoutResult(best, float(on_selection[best]), float(arr[best, ~select].mean()))
 
 
-def selection_optimism(scores: object, item_ids: Sequence[object], seed: int) -> float:
-    """How much the paper's rule overstates: best-on-all-items mean minus the held-out report score."""
+CROSSFIT_SPLITS = 50
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """The paper's rule against held-out selection, cross-fitted over many item splits (averages)."""
+
+    paper: float
+    """Best checkpoint's weighted mean on every item (the paper's rule: picked and reported on the same items)."""
+    heldout: float
+    """Mean over splits and both directions of the report-half score of the checkpoint picked on the other half."""
+    splits: int
+
+    @property
+    def optimism(self) -> float:
+        return self.paper - self.heldout
+
+
+def split_masks(item_ids: Sequence[object], seed: int, n_splits: int) -> np.ndarray:
+    """[n_splits, items] boolean selection halves, split j by `split_items` with seed `seed + j`."""
+    return np.stack([split_items(item_ids, seed + j) for j in range(n_splits)])
+
+
+def crossfit_select(scores: Sequence[object], masks: Sequence[np.ndarray], weights: Sequence[float] | None = None
+                    ) -> CrossFit:
+    """Cross-fitted held-out selection on a weighted average of benchmarks: for every split and both directions,
+    the checkpoint with the best average on one half (ties: the earliest) is scored on the other half.
+
+    `scores[k]` is benchmark k shaped [checkpoints, items_k], `masks[k]` its [splits, items_k] selection halves
+    (`split_masks`). One fixed split makes the held-out score (and so the optimism) depend on which items it
+    drew; averaging over both halves of many splits removes that, leaving the selection effect.
+    """
+    arrs = [_checkpoint_scores(x, range(np.shape(x)[1])) for x in scores]
+    if len({a.shape[0] for a in arrs}) != 1 or len(masks) != len(arrs):
+        raise ValueError(f"crossfit_select: every benchmark needs the same checkpoints and one mask array each, got "
+                         f"shapes {[a.shape for a in arrs]} and {len(masks)} mask arrays")
+    w = np.full(len(arrs), 1.0 / len(arrs)) if weights is None else np.asarray(weights, dtype=float)
+    m = [np.asarray(x, dtype=float) for x in masks]
+    if any(mk.ndim != 2 or mk.shape[1] != a.shape[1] or mk.shape[0] != m[0].shape[0] for mk, a in zip(m, arrs)):
+        raise ValueError("crossfit_select: each benchmark's masks must be [splits, items] with the same splits")
+
+    def half_means(half: list[np.ndarray]) -> np.ndarray:  # [splits, checkpoints]
+        return sum(wk * (h @ a.T) / h.sum(axis=1, keepdims=True) for wk, h, a in zip(w, half, arrs))
+
+    paper = float(sum(wk * a.mean(axis=1) for wk, a in zip(w, arrs)).max())
+    first, second = half_means(m), half_means([1.0 - mk for mk in m])
+    rows = np.arange(first.shape[0])
+    report = np.concatenate([second[rows, first.argmax(axis=1)], first[rows, second.argmax(axis=1)]])
+    return CrossFit(paper, float(report.mean()), int(first.shape[0]))
+
+
+def selection_optimism(scores: object, item_ids: Sequence[object], seed: int, n_splits: int = CROSSFIT_SPLITS) -> float:
+    """How much the paper's rule overstates one benchmark: best-on-all-items mean minus the cross-fitted held-out
+    score (`crossfit_select` over `n_splits` splits seeded from `seed`)."""
     arr = _checkpoint_scores(scores, item_ids)
-    return float(arr.mean(axis=1).max() - heldout_select(arr, item_ids, seed).report_score)
+    return crossfit_select([arr], [split_masks(item_ids, seed, n_splits)]).optimism
