@@ -26,7 +26,6 @@ from entrodrop_bench.report.statistics import (
     split_masks,
 )
 
-
 # --------------------------------------------------------------------------- calibration (seeds x items)
 # One simulated study: 100 items with difficulty uniform in [0.2, 0.8] (a new draw per study); each (method, seed)
 # lands `spread` points (sd) away from its method's mean, the same shift on every item (seed-to-seed variation);
