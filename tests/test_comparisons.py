@@ -17,7 +17,7 @@ from test_selection import item_means, make_config, scores, write_run
 
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report import comparisons
+from entrodrop_bench.report import item_outcomes
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.statistics import holm
@@ -112,8 +112,7 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     assert any("p_holm" in p and "maximum" in p for p in validate_file(board))
 
 
-def test_no_effect_rejects_in_about_five_percent_of_repeats(tmp_path, monkeypatch):
-    monkeypatch.setattr(comparisons, "RESAMPLES", 999)
+def test_no_effect_rejects_in_about_five_percent_of_repeats(tmp_path):
     domains = {"math": ["gsm8k"], "general": ["piqa"]}
     rng = np.random.default_rng(5)
     repeats, rejections = 120, 0
@@ -136,8 +135,7 @@ def _family(sel, table: str, column: str) -> tuple[list[float], list[float]]:
     return [r.columns[column].p for r in rows], [r.columns[column].p_holm for r in rows]
 
 
-def test_holm_runs_across_the_rows_of_each_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(comparisons, "RESAMPLES", 2000)
+def test_holm_runs_across_the_rows_of_each_table(tmp_path):
     methods = {
         "plain": {"plugin": "plain"},
         "hidden_dropout": {"plugin": "hidden_dropout"},
@@ -266,3 +264,75 @@ def test_malformed_item_outcomes_are_refused_naming_the_result(tmp_path):
     with pytest.raises(DataError, match=r"entrodrop/seed0/checkpoint-10/svamp: per-item outcomes must hold as many "
                                         r"unique item ids as scores.*9 unique ids of 10"):
         select(config, layout)
+
+
+def _table3_config(tmp_path: Path, seeds=(0, 1, 2)):
+    methods = {"plain": {"plugin": "plain"},
+               "token_dropout": {"plugin": "token_dropout"},
+               "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+               "entrodrop_high": {"plugin": "entrodrop", "params": {"gamma_max": 0.1, "target": "high"},
+                                  "table": "targeting"}}
+    return make_config(tmp_path, methods=methods, seeds=seeds)
+
+
+def test_table3_answers_its_own_question_with_intervals_and_tests(tmp_path):
+    """EntroDrop against random masking and against high-entropy masking: their own paired differences (not each
+    against the Baseline), with Holm across the two, over 3 seeds and their items."""
+    config = _table3_config(tmp_path)
+    layout = Layout.from_config(config)
+    rng = np.random.default_rng(8)
+    for seed in (0, 1, 2):
+        base, better, gain = _with_known_gain(_baseline_items(rng), solved=40)
+        _write(layout, "plain", seed, base)
+        _write(layout, "token_dropout", seed, base)
+        _write(layout, "entrodrop_high", seed, base, method="entrodrop_high", plugin="entrodrop",
+               params={"gamma_max": 0.1, "target": "high"})
+        _write(layout, "entrodrop", seed, better, params={"gamma_max": 0.1})
+    sel = select(config, layout)
+    contrasts = {c.name: c for c in sel.comparisons.tables["table3"].contrasts}
+    assert set(contrasts) == {"low vs random", "low vs high entropy"}  # no rate-matched row configured
+    for name, against in (("low vs random", "token_dropout"), ("low vs high entropy", "entrodrop_high")):
+        c = contrasts[name]
+        assert (c.method, c.against_run, c.column, c.seeds) == ("entrodrop", against, "math", [0, 1, 2])
+        d = c.difference
+        assert d.difference == pytest.approx(gain) and d.ci95[0] < gain < d.ci95[1] and d.ci95[0] > 0
+        assert d.level == "seeds and items" and d.p_holm < 0.05 and d.mde > 0
+    assert [c.difference.p_holm for c in contrasts.values()] == pytest.approx(
+        holm([c.difference.p for c in contrasts.values()]).tolist())
+
+
+def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_path):
+    config = _table3_config(tmp_path, seeds=(0, 1))
+    layout = Layout.from_config(config)
+    rng = np.random.default_rng(9)
+    for seed in (0, 1):
+        base, better, _ = _with_known_gain(_baseline_items(rng, n=60), solved=10)
+        for run, items in (("plain", base), ("token_dropout", better), ("entrodrop", better)):
+            # two checkpoints, so the cross-fitted optimism has a choice to make
+            write_run(layout, run, seed, [(10, 1.0, item_means(base), 1.0), (20, 2.0, item_means(items), 0.9)],
+                      items={10: base, 20: items}, **({"params": {"gamma_max": 0.1}} if run == "entrodrop" else {}))
+        _write(layout, "entrodrop_high", seed, base, method="entrodrop_high", plugin="entrodrop",
+               params={"gamma_max": 0.1, "target": "high"})
+    sel = select(config, layout)
+    path = layout.item_outcomes_file
+    first = path.read_bytes()
+    select(config, layout)
+    assert path.read_bytes() == first, "the same outcomes write the same bytes"
+    experiment, items = item_outcomes.read(path)
+    assert experiment == config.name and items[("entrodrop", 1, 20)]["gsm8k"]
+    import shutil
+
+    shutil.rmtree(layout.runs_dir)
+    rebuilt = item_outcomes.rebuilt_selection(config, layout, path)
+    original = sel.model_dump()
+    assert rebuilt["comparisons"] == original["comparisons"]
+    assert rebuilt["runs"] == original["runs"]
+    assert original["runs"]["entrodrop"]["aggregate"]["heldout"]["crossfit_avg"] is not None
+    # A file of another experiment, or a damaged one, is refused by name.
+    other = tmp_path / "other.jsonl.gz"
+    other.write_bytes(item_outcomes.encode(items, "another"))
+    with pytest.raises(DataError, match="holds the outcomes of experiment 'another'"):
+        item_outcomes.rebuilt_selection(config, layout, other)
+    other.write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a gzip-compressed per-item outcomes file"):
+        item_outcomes.read(other)
