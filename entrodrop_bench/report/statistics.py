@@ -12,10 +12,9 @@ Pure functions on numpy arrays (no file I/O), so the tables can call them on wha
   spreads 0-10 points) is tests/test_statistics.py. One seed: item terms only, which compares two
   checkpoints, not two methods (`level` says which). `minimum_detectable_effect` gives the difference
   detected with 80% power at a comparison's standard error.
-- Token-weighted means over documents (`weighted_bootstrap`): a validation loss is a mean over tokens, so
-  documents (the resampled unit) weigh by their token counts; a method's loss or the paired difference of
-  two, hierarchical over seeds then documents with several seeds. p-values are read off the bootstrap
-  distribution (the percentile interval inverted), so `p < 0.05` agrees with the 95% interval excluding zero.
+- Token-weighted means over documents (`weighted_crossed`): a validation loss is a mean over tokens, so
+  documents weigh by their token counts; a method's loss or the paired difference of two, seeds x documents
+  as above (the ratio linearized).
 - Holm's step-down correction (`holm`) across the methods of one table.
 - Held-out checkpoint selection (`split_items`, `heldout_select`, `crossfit_select`, `selection_optimism`):
   the paper's rule picks the checkpoint with the best test score and reports that same score, which is
@@ -32,24 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-
-DEFAULT_RESAMPLES = 10_000
-# Bounds the (resamples x seeds x items) index array of one vectorized chunk (~8 bytes per entry).
-_CHUNK_ENTRIES = 4_000_000
-
-
-@dataclass(frozen=True)
-class BootstrapResult:
-    """A difference of means (method a minus method b) with its bootstrap interval and p-value."""
-
-    difference: float
-    """Point estimate: mean over seeds (and benchmarks) of the per-item mean difference."""
-    ci_low: float
-    """Lower end of the percentile confidence interval."""
-    ci_high: float
-    """Upper end of the percentile confidence interval."""
-    p_value: float
-    """Two-sided bootstrap p-value for "no difference"."""
 
 
 @dataclass(frozen=True)
@@ -87,22 +68,9 @@ def _paired(a: object, b: object, name: str) -> tuple[np.ndarray, np.ndarray]:
     return a_arr, b_arr
 
 
-def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples: expected a positive number of resamples, got {n_resamples}")
+def _check_confidence(confidence: float) -> None:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: expected a level strictly between 0 and 1, got {confidence}")
-
-
-# --------------------------------------------------------------------------- paired bootstrap
-def _summarize(point: float, distribution: np.ndarray, confidence: float) -> BootstrapResult:
-    alpha = 1.0 - confidence
-    low, high = np.quantile(distribution, [alpha / 2, 1 - alpha / 2])
-    n = distribution.size
-    # +1 in numerator and denominator: the observed data count as one replicate, so p is never 0.
-    tail = min(np.count_nonzero(distribution <= 0), np.count_nonzero(distribution >= 0))
-    p = min(1.0, 2.0 * (tail + 1) / (n + 1))
-    return BootstrapResult(float(point), float(low), float(high), float(p))
 
 
 # --------------------------------------------------------------------------- seeds x items (crossed) inference
@@ -214,7 +182,7 @@ def crossed_mean(blocks: Sequence[object], weights: Sequence[float] | None = Non
     """Interval and test for sum_k w_k mean(X_k) over seeds and items (`crossed_terms`); `blocks[k]` is benchmark
     k shaped [items] (one seed) or [seeds, items], every benchmark with the same seeds. The MDE is at level
     1 - `confidence` with 80% power."""
-    _check_bootstrap_args(1, confidence)
+    _check_confidence(confidence)
     out = crossed_arrays(blocks, weights, confidence=confidence)
     n_seeds = np.asarray(blocks[0]).shape[0] if np.ndim(blocks[0]) == 2 else 1
     return CrossedResult(*(float(out[k]) for k in ("estimate", "se", "ci_low", "ci_high", "p", "mde")),
@@ -236,56 +204,32 @@ def crossed_difference(a: Sequence[object], b: Sequence[object], weights: Sequen
 # --------------------------------------------------------------------------- token-weighted means (validation loss)
 def _weighted_inputs(a: object, b: object | None, weights: object) -> tuple[np.ndarray, np.ndarray]:
     """(a - b, or a alone, as [seeds, docs]; weights as [docs]) after checking shapes and values."""
-    x = _as_scores(a, "weighted_bootstrap (a)")
+    x = _as_scores(a, "weighted_crossed (a)")
     if b is not None:
-        x, y = _paired(a, b, "weighted_bootstrap")
+        x, y = _paired(a, b, "weighted_crossed")
         x = x - y
     w = np.asarray(weights, dtype=float)
     if w.shape != (x.shape[1],):
-        raise ValueError(f"weighted_bootstrap: expected one weight per document ({x.shape[1]}), got shape {w.shape}")
+        raise ValueError(f"weighted_crossed: expected one weight per document ({x.shape[1]}), got shape {w.shape}")
     if not np.isfinite(w).all() or w.min() <= 0:
-        raise ValueError("weighted_bootstrap: weights (tokens per document) must be finite and positive")
+        raise ValueError("weighted_crossed: weights (tokens per document) must be finite and positive")
     return x, w
 
 
-def _hierarchical_weighted(x: np.ndarray, w: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap distribution of mean_s (sum_d w_d x[s, d] / sum_d w_d) with seeds, then documents within each
-    drawn seed, resampled; the denominator is each resample's own (a ratio estimator, like the loss itself)."""
-    n_seeds, n_docs = x.shape
-    chunk = max(1, _CHUNK_ENTRIES // (n_seeds * n_docs))
-    out = np.empty(n_resamples)
-    for start in range(0, n_resamples, chunk):
-        r = min(chunk, n_resamples - start)
-        seeds = rng.integers(n_seeds, size=(r, n_seeds))
-        docs = rng.integers(n_docs, size=(r, n_seeds, n_docs))
-        wd = w[docs]
-        out[start:start + r] = ((x[seeds[:, :, None], docs] * wd).sum(axis=2) / wd.sum(axis=2)).mean(axis=1)
-    return out
-
-
-def weighted_bootstrap(a: object, weights: object, b: object | None = None, *, seed: int = 0,
-                       n_resamples: int = DEFAULT_RESAMPLES, confidence: float = 0.95) -> BootstrapResult:
-    """Bootstrap over documents of a token-weighted mean (a validation loss), or of a paired difference of two.
+def weighted_crossed(a: object, weights: object, b: object | None = None, *, confidence: float = 0.95) -> CrossedResult:
+    """Seeds x documents interval and test of a token-weighted mean (a validation loss), or of a paired difference.
 
     `a` (and `b`) are per-document mean losses shaped [docs] or [seeds, docs], documents in the same order
-    (paired by document, and row s of both from training seed s); `weights` are the documents' token counts,
-    so that the statistic, per seed sum_d w_d x_d / sum_d w_d, is the run-level loss, and the mean over seeds.
-    With `b` it is that of a - b: both methods on the same resampled documents. One seed: scipy's paired
-    bootstrap over documents; several: seeds, then documents within each drawn seed. `seed` seeds the
-    resampling (not a training seed). The p-value is meaningful for a difference only.
+    (paired by document, row s of both from training seed s); `weights` are the documents' token counts, so each
+    seed's statistic T_s = sum_d w_d x_sd / sum_d w_d is the run-level loss, and the mean over seeds. With `b`
+    it is that of a - b. The ratio is linearized: z_sd = T_s + w_d (x_sd - T_s) / mean(w) averages to T_s over
+    documents and its spread over documents is the ratio's, so `crossed_mean` of z gives the seed term (the
+    spread of the T_s) and the document term, valid at 3 seeds like the scores' intervals.
     """
-    _check_bootstrap_args(n_resamples, confidence)
     x, w = _weighted_inputs(a, b, weights)
-    point = float(((x * w).sum(axis=1) / w.sum()).mean())
-    rng = np.random.default_rng(seed)
-    if x.shape[0] == 1:
-        res = stats.bootstrap(
-            (x[0], w), lambda v, u, axis: (v * u).sum(axis=axis) / u.sum(axis=axis), paired=True, vectorized=True,
-            n_resamples=n_resamples, confidence_level=confidence, method="percentile", rng=rng,
-            batch=max(1, _CHUNK_ENTRIES // x.shape[1]),  # a validation set may hold many thousand documents
-        )
-        return _summarize(point, res.bootstrap_distribution, confidence)
-    return _summarize(point, _hierarchical_weighted(x, w, n_resamples, rng), confidence)
+    per_seed = (x * w).sum(axis=1) / w.sum()
+    z = per_seed[:, None] + w * (x - per_seed[:, None]) / w.mean()
+    return crossed_mean([z], confidence=confidence)
 
 
 # --------------------------------------------------------------------------- multiple comparisons
