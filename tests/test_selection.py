@@ -7,7 +7,6 @@ test_leaderboard: they write exactly the on-disk formats the trainer and the eva
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
