@@ -125,7 +125,7 @@ def test_figures_plot_the_scores_and_curves_on_disk(tmp_path, drawn):
     select(config, layout)
     paths = write_figures(config, layout)
     _check([p for p in paths if p.name != "NOTES.md"], *(f"{name}.{ext}" for name in drawn for ext in ("png", "pdf")))
-    assert read_val_curves(layout, "plain", seeds)[3]["overall"] == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
+    assert read_val_curves(layout, "plain", seeds)[3].overall == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
     assert set(drawn) == {"fig1c_val_loss_by_entropy", "fig2a_score_vs_step", "fig2b_schedule", "fig3_tuning", "fig4_loss_dynamics"}
     assert "fig5" not in (layout.figures_dir / "NOTES.md").read_text()  # no online run: no gate-flip figure, no note
     best_wd = "weight_decay@weight_decay=0.1"  # peak 0.42 beats 0.41

@@ -35,7 +35,7 @@ from entrodrop_bench.artifacts import (
     TableComparisons,
 )
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.report.rows import baseline_method, role_runs, table_rows
+from entrodrop_bench.report.rows import SelectionRows, baseline_method, role_runs, table_rows
 from entrodrop_bench.report.statistics import (
     MDE_POWER,
     SEEDS_AND_ITEMS,
@@ -178,10 +178,10 @@ def _holm_columns(results: dict[str, dict[str, CrossedResult | None]], columns: 
     return adjusted
 
 
-def _contrasts(selection: dict, domains: dict[str, list[str]], items_of) -> list[Contrast]:
+def _contrasts(selection: SelectionRows, domains: dict[str, list[str]], items_of) -> list[Contrast]:
     """Table 3's own contrasts on the target domain (see CONTRASTS), Holm across them."""
     roles = role_runs(selection)
-    target = selection["target_domain"]
+    target = selection.target_domain
     found = []
     for name, role_a, role_b in CONTRASTS:
         if role_b == "random_matched" and roles[role_b] is None:
@@ -189,7 +189,7 @@ def _contrasts(selection: dict, domains: dict[str, list[str]], items_of) -> list
         if roles[role_a] is None or roles[role_b] is None:
             continue
         (method_a, run_a), (method_b, run_b) = roles[role_a], roles[role_b]
-        if not selection["runs"][run_a]["aggregate"] or not selection["runs"][run_b]["aggregate"]:
+        if not selection.runs[run_a].aggregate or not selection.runs[run_b].aggregate:
             continue
         a, b = items_of(run_a)[0], items_of(run_b)[0]
         found.append((name, method_a, run_a, method_b, run_b, sorted(set(a) & set(b)),
@@ -204,7 +204,8 @@ def _contrasts(selection: dict, domains: dict[str, list[str]], items_of) -> list
 def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) -> Comparisons:
     """Every table's rows against the Baseline, and Table 3's contrasts (see the module docstring). `selection` is
     the selection being computed, as a dict with `methods`, `runs` and `target_domain`."""
-    base_method = baseline_method(selection)
+    rows_of = SelectionRows.of(selection["methods"], selection["runs"], selection["target_domain"])
+    base_method = baseline_method(rows_of)
     base_run = selection["methods"][base_method]["best_run"] if base_method else None
     common = {"test": TEST, "alpha": ALPHA, "mde_power": MDE_POWER, "baseline": base_method}
     if base_run is None:
@@ -223,7 +224,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) ->
     base_items, _ = items_of(base_run)
     raw: dict[str, dict[str, CrossedResult | None]] = {}
     tables: dict[str, TableComparisons] = {}
-    for table, rows in table_rows(selection).items():
+    for table, rows in table_rows(rows_of).items():
         rows = [(m, r) for m, r in rows if r != base_run and selection["runs"][r]["aggregate"]]
         for _, run in rows:
             raw.setdefault(run, compare(items_of(run)[0], base_items, domains))
@@ -234,7 +235,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) ->
                                    for c in columns})
             for method, run in rows])
     if "table3" in tables:
-        tables["table3"].contrasts = _contrasts(selection, domains, items_of)
+        tables["table3"].contrasts = _contrasts(rows_of, domains, items_of)
     lacking = sorted({label for run in cache for label in items_of(run)[1]})
     notes = []
     if lacking:
@@ -249,7 +250,7 @@ def selected_steps(selection: dict, run: str) -> dict[int, int]:
     return {int(s): r["selected"]["step"] for s, r in selection["runs"][run]["seeds"].items() if r and r["selected"]}
 
 
-def significant(diff: dict | None) -> bool:
+def significant(diff: PairedDifference | None) -> bool:
     """A comparison whose Holm-adjusted p-value is below 0.05."""
     return diff is not None and diff["p_holm"] < ALPHA
 

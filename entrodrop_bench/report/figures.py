@@ -29,7 +29,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from entrodrop_bench.artifacts import PreparedRecord, SampleEntropy, TrainLog, ValCurve, ValPoint
+from entrodrop_bench.artifacts import PreparedRecord, SampleEntropy, Selection, TrainLog, ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import Layout, figure_file, figure_notes_file
@@ -73,14 +73,14 @@ def _note_on(ax, notes: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- curves from the selection
-def score_curve(selection: dict, run: str, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def score_curve(selection: Selection, run: str, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(steps, mean, std) of a domain average across seeds at the steps every seed evaluated."""
-    info = selection["runs"].get(run)
-    if not info or not info["seeds"]:
+    info = selection.runs.get(run)
+    if not info or not info.seeds:
         return None
     per_seed = []
-    for rec in info["seeds"].values():
-        per_seed.append({r["step"]: r["domain_avg"].get(domain) for r in rec["checkpoints"] if r["domain_avg"].get(domain) is not None})
+    for rec in info.seeds.values():
+        per_seed.append({r.step: r.domain_avg.get(domain) for r in rec.checkpoints if r.domain_avg.get(domain) is not None})
     steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
     if not steps:
         return None
@@ -88,7 +88,7 @@ def score_curve(selection: dict, run: str, domain: str) -> tuple[np.ndarray, np.
     return np.array(steps), values.mean(axis=0), values.std(axis=0)
 
 
-def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], domain: str) -> list[str]:
+def _plot_score_lines(ax, selection: Selection, runs: list[tuple[str, str | None]], domain: str) -> list[str]:
     notes = []
     for lab, run in runs:
         curve = score_curve(selection, run, domain) if run else None
@@ -108,10 +108,10 @@ def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], d
     return notes
 
 
-def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_2a(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Target-domain score vs step for each main-table method at its best grid point."""
-    domain = selection["target_domain"]
-    runs = [(label(m, selection["methods"][m]), selection["methods"][m]["best_run"]) for m in main_methods(selection)]
+    domain = selection.target_domain
+    runs = [(label(m, selection.methods[m]), selection.methods[m].best_run) for m in main_methods(selection)]
     fig = _new_figure()
     ax = fig.add_subplot()
     notes = _plot_score_lines(ax, selection, runs, domain)
@@ -121,69 +121,70 @@ def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
     return save(fig, out_dir, "fig2a_score_vs_step"), [f"fig2a: {n}" for n in notes]
 
 
-def _schedule_runs(selection: dict) -> list[tuple[str, str | None]]:
+def _schedule_runs(selection: Selection) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
-    methods = selection["methods"]
+    methods = selection.methods
     if (base := baseline_method(selection)) is not None:
-        out.append(("Baseline", methods[base]["best_run"]))
+        out.append(("Baseline", methods[base].best_run))
     for name, m in methods.items():
-        if m["role"]["kind"] != "proposed":
+        if m.role.kind != "proposed":
             continue
-        if m["table"] == "main":
-            out.append(("EntroDrop, curriculum (sigmoid) schedule", m["best_run"]))
-        elif m["table"] == "schedule":
-            out.append((f"EntroDrop, static schedule ({name})", m["best_run"]))
+        if m.table == "main":
+            out.append(("EntroDrop, curriculum (sigmoid) schedule", m.best_run))
+        elif m.table == "schedule":
+            out.append((f"EntroDrop, static schedule ({name})", m.best_run))
     return out
 
 
-def figure_2b(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_2b(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Curriculum vs static drop-rate schedule, with the Baseline for reference."""
-    static = [m["best_run"] for m in selection["methods"].values() if m["table"] == "schedule"]
+    static = [m.best_run for m in selection.methods.values() if m.table == "schedule"]
     if not static:
         return [], ["fig2b skipped: no method with table: schedule in this config"]
-    if not any(run and score_curve(selection, run, selection["target_domain"]) for run in static):
+    if not any(run and score_curve(selection, run, selection.target_domain) for run in static):
         return [], ["fig2b skipped: the static-schedule run has no evaluated checkpoints"]
     fig = _new_figure()
     ax = fig.add_subplot()
-    notes = _plot_score_lines(ax, selection, _schedule_runs(selection), selection["target_domain"])
+    notes = _plot_score_lines(ax, selection, _schedule_runs(selection), selection.target_domain)
     ax.set_title("Fig. 2b: static vs curriculum drop-rate schedule")
     if not ax.lines:
         return [], ["fig2b skipped: no evaluated checkpoints for the schedule runs"]
     return save(fig, out_dir, "fig2b_schedule"), [f"fig2b: {n}" for n in notes]
 
 
-def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_3(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Selected target-domain score of every grid point of each swept method (mean ± std over seeds)."""
-    domain = selection["target_domain"]
-    swept = [n for n, m in selection["methods"].items() if len(m["runs"]) > 1 and m["table"] == "main"]
+    domain = selection.target_domain
+    swept = [n for n, m in selection.methods.items() if len(m.runs) > 1 and m.table == "main"]
     if not swept:
         return [], ["fig3 skipped: no swept (grid) method in the main table"]
-    if not any(selection["runs"][r]["aggregate"] for n in swept for r in selection["methods"][n]["runs"]):
+    if not any(selection.runs[r].aggregate for n in swept for r in selection.methods[n].runs):
         return [], ["fig3 skipped: no grid point of a swept method has a selected checkpoint"]
     fig = _new_figure(width=max(6.5, 3.2 * len(swept) + 1), height=4.0)
     axes = fig.subplots(1, len(swept), squeeze=False)[0]
     notes = []
     plain = _best_run(selection, baseline_method(selection))
-    base = (selection["runs"][plain]["aggregate"] or {}).get("domain_avg", {}).get(domain) if plain else None
+    base_agg = selection.runs[plain].aggregate if plain else None
+    base = base_agg.domain_avg.get(domain) if base_agg else None
     for ax, name in zip(axes, swept):
-        m = selection["methods"][name]
+        m = selection.methods[name]
         labels, means, stds = [], [], []
-        for run in m["runs"]:
-            agg = selection["runs"][run]["aggregate"]
-            params = selection["runs"][run]["params"]
-            labels.append(", ".join(f"{k}={params[k]}" for k in m["grid_keys"]))
-            s = agg and agg["domain_avg"].get(domain)
+        for run in m.runs:
+            agg = selection.runs[run].aggregate
+            params = selection.runs[run].params
+            labels.append(", ".join(f"{k}={params[k]}" for k in m.grid_keys))
+            s = agg and agg.domain_avg.get(domain)
             if not s:
                 notes.append(f"{run}: no selected checkpoint")
-            means.append(s["mean"] if s else math.nan)
-            stds.append(s["std"] if s else 0.0)
-        colors = ["tab:orange" if r == m["best_run"] else "tab:blue" for r in m["runs"]]
+            means.append(s.mean if s else math.nan)
+            stds.append(s.std if s else 0.0)
+        colors = ["tab:orange" if r == m.best_run else "tab:blue" for r in m.runs]
         ax.bar(range(len(labels)), means, yerr=stds, color=colors, capsize=3)
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
         if base:
-            ax.axhline(base["mean"], color="0.3", linestyle="--", linewidth=1, label="Baseline")
+            ax.axhline(base.mean, color="0.3", linestyle="--", linewidth=1, label="Baseline")
             ax.legend(fontsize=8)
-        finite = [x for x in means if math.isfinite(x)] + ([base["mean"]] if base else [])
+        finite = [x for x in means if math.isfinite(x)] + ([base.mean] if base else [])
         if finite:
             ax.set_ylim(min(finite) - 2, max(finite) + 2)
         ax.set_title(label(name, m), fontsize=10)
@@ -194,8 +195,9 @@ def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
 
 
 # --------------------------------------------------------------------------- validation-loss curves
-def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | None:
-    """Mean across seeds of val_curve.json points (by step); None when no seed has a curve."""
+def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[ValPoint] | None:
+    """Mean across seeds of val_curve.json points (by step, without per-document losses); None when no seed has a
+    curve."""
     by_step: dict[int, list[ValPoint]] = {}
     for seed in seeds:
         curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
@@ -206,23 +208,23 @@ def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | 
     out = []
     for step in sorted(by_step):
         pts = by_step[step]
-        row = {"step": step, "target_epoch": float(np.mean([p.target_epoch for p in pts]))}
+        means = {}
         for key, _ in GROUPS:
             vals = [getattr(p, key) for p in pts if math.isfinite(getattr(p, key))]
-            row[key] = float(np.mean(vals)) if vals else math.nan
-        out.append(row)
+            means[key] = float(np.mean(vals)) if vals else math.nan
+        out.append(ValPoint(step=step, target_epoch=float(np.mean([p.target_epoch for p in pts])), **means))
     return out
 
 
-def figure_1c(curve: list[dict] | None, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_1c(curve: list[ValPoint] | None, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Baseline validation loss on all / low-entropy / high-entropy tokens vs target epoch."""
     if not curve:
         return [], ["fig1c skipped: no val_curve.json for the Baseline (plain)"]
     fig = _new_figure()
     ax = fig.add_subplot()
-    epochs = [p["target_epoch"] for p in curve]
+    epochs = [p.target_epoch for p in curve]
     for key, name in GROUPS:
-        ax.plot(epochs, [p[key] for p in curve], marker="o", markersize=3, label=name)
+        ax.plot(epochs, [getattr(p, key) for p in curve], marker="o", markersize=3, label=name)
     ax.set_xlabel("target-domain epoch")
     ax.set_ylabel("held-out validation loss (nats/token)")
     ax.set_title("Fig. 1c: Baseline validation loss by token-entropy group")
@@ -231,7 +233,7 @@ def figure_1c(curve: list[dict] | None, out_dir: Path) -> tuple[list[Path], list
     return save(fig, out_dir, "fig1c_val_loss_by_entropy"), []
 
 
-def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_4(curves: dict[str, list[ValPoint] | None], out_dir: Path) -> tuple[list[Path], list[str]]:
     """Validation loss by entropy group, one panel per group, one line per method (Baseline vs EntroDrop)."""
     present = {k: v for k, v in curves.items() if v}
     notes = [f"fig4: {k}: no val_curve.json" for k, v in curves.items() if not v]
@@ -241,7 +243,7 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
     axes = fig.subplots(1, len(GROUPS))
     for ax, (key, name) in zip(axes, GROUPS):
         for lab, curve in present.items():
-            ax.plot([p["target_epoch"] for p in curve], [p[key] for p in curve], marker="o", markersize=3, label=lab)
+            ax.plot([p.target_epoch for p in curve], [getattr(p, key) for p in curve], marker="o", markersize=3, label=lab)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("target-domain epoch")
         ax.grid(alpha=0.3)
@@ -253,17 +255,17 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
 
 
 # --------------------------------------------------------------------------- Figure 5: online gate refreshes
-def online_runs(selection: dict) -> list[tuple[str, str]]:
+def online_runs(selection: Selection) -> list[tuple[str, str]]:
     """(label, run) of every run whose declared table role has an online gate (`online_signal`), in config order;
     the runs of a method with several grid points are labelled with their setting."""
     out = []
-    for name, m in selection["methods"].items():
-        for run in m["runs"]:
-            if not selection["runs"][run]["role"].get("online_signal"):
+    for name, m in selection.methods.items():
+        for run in m.runs:
+            if not selection.runs[run].role.online_signal:
                 continue
             lab = label(name, m)
-            if len(m["runs"]) > 1:
-                lab += f" [{setting(selection['runs'][run]['params'], m['grid_keys'])}]"
+            if len(m.runs) > 1:
+                lab += f" [{setting(selection.runs[run].params, m.grid_keys)}]"
             out.append((lab, run))
     return out
 
@@ -427,23 +429,23 @@ def _token_html(signals: TokenSignals, norm: Normalize, cmap, notes: list[str]) 
 
 
 # --------------------------------------------------------------------------- all figures
-def _best_run(selection: dict, method: str | None) -> str | None:
-    return selection["methods"][method]["best_run"] if method else None
+def _best_run(selection: Selection, method: str | None) -> str | None:
+    return selection.methods[method].best_run if method else None
 
 
-def _gate_plugin(config: ExperimentConfig, selection: dict) -> Regularizer | None:
+def _gate_plugin(config: ExperimentConfig, selection: Selection) -> Regularizer | None:
     """The main proposed method's plugin at its selected grid point (its first one before any selection)."""
     method = proposed_method(selection)
     if method is None:
         return None
-    run = selection["methods"][method]["best_run"] or selection["methods"][method]["runs"][0]
+    run = selection.methods[method].best_run or selection.methods[method].runs[0]
     return config.runs[run].build()
 
 
 def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     """Every figure this experiment has data for, from selection.json (refused when missing or stale), the
     runs' validation curves and (fig5) the online runs' train logs; skipped ones are listed in figures/NOTES.md."""
-    selection = read_selection(config, layout).model_dump()
+    selection = read_selection(config, layout)
     out = layout.figures_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(config.train.seeds)

@@ -92,9 +92,9 @@ def _line(path: Path, lines: list[str], index: int) -> dict:
     return rec
 
 
-def rebuilt_selection(config: ExperimentConfig, layout: Layout, path: Path) -> dict:
+def rebuilt_selection(config: ExperimentConfig, layout: Layout, path: Path) -> Selection:
     """selection.json (as `select` wrote it, read without its runs folder) with everything that comes from per-item
-    outcomes recomputed from the file at `path` (`selection.add_item_statistics`), as a dict for the tables."""
+    outcomes recomputed from the file at `path` (`selection.add_item_statistics`)."""
     from entrodrop_bench.report.selection import add_item_statistics
 
     experiment, items = read(path)
@@ -103,5 +103,4 @@ def rebuilt_selection(config: ExperimentConfig, layout: Layout, path: Path) -> d
         raise ArtifactError(f"{path} holds the outcomes of experiment {experiment!r}, but {layout.selection_file} is "
                             f"{selection['experiment']!r} and the config {config.name!r}")
     add_item_statistics(selection, selection["domains"], items, config.eval.heldout_seed)
-    selection["comparisons"] = selection["comparisons"].model_dump()
-    return selection
+    return Selection.model_validate(selection)
