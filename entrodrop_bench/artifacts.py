@@ -956,9 +956,11 @@ MethodTable = Literal["main", "targeting", "gamma", "schedule"]
 """The table families a method can be filed in (a config's `methods.<name>.table`)."""
 
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
-_CI95_TEXT = ("95% percentile-bootstrap interval (fixed RNG): of the mean across seeds with several seeds; with one "
-              "seed, of the score over the benchmark items (from per-item outcomes). Absent with one seed whose results "
-              "lack per-item outcomes (older entries: [v, v]).")
+_CI95_TEXT = ("95% interval: over training seeds and test items (seed term + item terms, report.statistics) with "
+              "per-item outcomes; with one seed over the items only (`ci_over`: items only); without per-item outcomes a "
+              "t interval over seeds. Absent where there is none (one seed without per-item outcomes, or seeds without "
+              "spread): never zero-width. Older entries: the min-max of the seeds.")
+_CI_OVER_TEXT = "What `ci95` covers: `seeds and items`, `items only` (one seed: that checkpoint) or `seeds`."
 
 
 def _absent_or_value(schema: dict[str, Any]) -> None:
@@ -987,11 +989,19 @@ class LeaderboardSummary(_Entry):
     """Number of seeds that contributed."""
     ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
                                      json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
 
     @classmethod
     def of(cls, s: Summary) -> LeaderboardSummary:
-        """A selection's summary; `ci95` only when it has one."""
-        return cls(mean=s.mean, std=s.std, n=s.n, **({"ci95": s.ci95} if s.ci95 else {}))
+        """A selection's summary; `ci95` (and what it covers) only when it has one."""
+        return cls(mean=s.mean, std=s.std, n=s.n, **interval_fields(s))
+
+
+def interval_fields(s: Summary) -> dict[str, Any]:
+    """`ci95` and `ci_over` of a summary that has an interval; nothing otherwise."""
+    if not s.ci95:
+        return {}
+    return {"ci95": s.ci95, **({"ci_over": s.ci_over} if s.ci_over else {})}
 
 
 class LeaderboardMethod(_Entry):
@@ -1078,6 +1088,7 @@ class LeaderboardScore(_Entry):
     """Number of seeds that contributed."""
     ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
                                      json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
 
 
 class LeaderboardProvenance(_Entry):
@@ -1124,11 +1135,15 @@ class LeaderboardComparison(_Entry):
     diff: float
     """Point estimate of the difference, in points."""
     ci95: list[float] = Field(min_length=2, max_length=2)
-    """95% paired-bootstrap percentile interval of the difference."""
+    """95% interval of the difference (over seeds and items; one seed: items only)."""
     p: float = Field(ge=0, le=1)
-    """Two-sided bootstrap p-value for no difference."""
+    """Two-sided p-value for no difference."""
     p_holm: float = Field(ge=0, le=1)
     """p after Holm's correction across the rows of the table named in `table`."""
+    mde: float | None = Field(default=None, ge=0, json_schema_extra=_absent_or_value)
+    """Minimum detectable effect: the true difference found at p < 0.05 with 80% power (before Holm)."""
+    level: str | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """`seeds and items` (the methods compared) or `items only` (one seed: two checkpoints compared)."""
 
 
 class LeaderboardVsBaseline(_Entry):

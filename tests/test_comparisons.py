@@ -86,15 +86,23 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     entro_row = next(line for line in md.splitlines() if line.startswith("| +EntroDrop |"))
     wd_row = next(line for line in md.splitlines() if line.startswith("| +Weight Decay |"))
     cells = [c.strip() for c in entro_row.strip("|").split(" | ")]
-    assert cells[3].endswith("%)†"), cells  # math Avg: significant
-    assert not cells[6].endswith("†")  # general Avg: no effect
-    assert "†" not in wd_row
-    assert "- † Holm-adjusted p < 0.05 vs the Baseline: paired bootstrap" in md
-    assert "%)$^\\dagger$" in (layout.tables_dir / "table1.tex").read_text()
+    # One seed compares two checkpoints: its mark is the item-level one and says so; several seeds test methods.
+    mark, tex_mark = ("‡", "$^\\ddagger$") if len(seeds) == 1 else ("†", "$^\\dagger$")
+    assert cells[3].endswith(f"%){mark}"), cells  # math Avg: significant
+    assert not cells[6].endswith(mark)  # general Avg: no effect
+    assert mark not in wd_row
+    if len(seeds) == 1:
+        assert "- ‡: item-level only. With one training seed a row compares two checkpoints, not two methods" in md
+        assert "- †:" not in md
+    else:
+        assert "- †: Holm-adjusted p < 0.05 vs the Baseline over training seeds and test items" in md
+    assert "- Minimum detectable effect (the true difference vs the Baseline found with 80% power" in md
+    assert f"%){tex_mark}" in (layout.tables_dir / "table1.tex").read_text()
     records = list(csv.DictReader((layout.tables_dir / "table1.csv").open()))
     rec = next(r for r in records if r["method"] == "entrodrop" and r["column"] == "math Avg")
     assert float(rec["diff_vs_baseline"]) == pytest.approx(gain, abs=1e-4)
-    assert float(rec["diff_ci95_low"]) > 0 and float(rec["p_holm"]) < 0.05
+    assert float(rec["diff_ci95_low"]) > 0 and float(rec["p_holm"]) < 0.05 and float(rec["mde"]) > 0
+    assert rec["level"] == ("items only" if len(seeds) == 1 else "seeds and items")
     base_rec = next(r for r in records if r["method"] == "plain" and r["column"] == "math Avg")
     assert base_rec["p_holm"] == ""
 
@@ -181,10 +189,10 @@ def test_holm_runs_across_the_rows_of_each_table(tmp_path):
 
     write_tables(config, layout)
     t3 = (layout.tables_dir / "table3.md").read_text()
-    assert next(line for line in t3.splitlines() if line.startswith("| Low-entropy")).split(" | ")[2].endswith("†")
+    assert "‡ [" in next(line for line in t3.splitlines() if line.startswith("| Low-entropy")).split(" | ")[2]
     t4 = (layout.tables_dir / "table4.md").read_text()
-    assert next(line for line in t4.splitlines() if line.startswith("| γ_max = 0.1 |")).split(" | ")[1].endswith("†")
-    assert "Baseline (γ = 0) | " in t4 and "†" not in next(line for line in t4.splitlines() if "Baseline (γ = 0)" in line)
+    assert next(line for line in t4.splitlines() if line.startswith("| γ_max = 0.1 |")).split(" | ")[1].endswith("‡")
+    assert "Baseline (γ = 0) | " in t4 and "‡" not in next(line for line in t4.splitlines() if "Baseline (γ = 0)" in line)
     records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))
     by_run = {r["run"]: r for r in records if r["column"] == "math Avg"}
     assert [float(by_run[r.run]["p_holm"]) for r in tables["table4"].rows] == pytest.approx(
@@ -237,7 +245,7 @@ def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
 
 
 def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):
-    """Without per-item outcomes there is nothing to mark: no footnote, no mark (the golden Table 1 holds)."""
+    """Without per-item outcomes there is nothing to mark: no mark, and a line under the table says why."""
     config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop"}})
     layout = Layout.from_config(config)
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.1, 0.1), 1.0)])
@@ -248,7 +256,8 @@ def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):
     assert len(sel.comparisons.lacking_items) == 8
     write_tables(config, layout)
     md = (layout.tables_dir / "table1.md").read_text()
-    assert "†" not in md and "per-item" not in md
+    assert "†" not in md and "‡" not in md
+    assert "- No significance marks: no row has the per-item outcomes a comparison with the Baseline needs." in md
 
 
 def test_malformed_item_outcomes_are_refused_naming_the_result(tmp_path):

@@ -252,9 +252,9 @@ def selected_steps(selection: dict, run: str) -> dict[int, int]:
 
 def significant(diff: PairedDifference | None) -> bool:
     """A comparison whose Holm-adjusted p-value is below 0.05."""
-    return diff is not None and diff["p_holm"] < ALPHA
+    return diff is not None and diff.p_holm < ALPHA
 
 
-def seed_level(diff: dict | None) -> bool:
+def seed_level(diff: PairedDifference | None) -> bool:
     """A comparison over several seeds (about the methods), not one seed's two checkpoints."""
-    return diff is not None and diff.get("level") == SEEDS_AND_ITEMS
+    return diff is not None and diff.level == SEEDS_AND_ITEMS
