@@ -163,7 +163,7 @@ def test_table4_shows_intervals_over_documents_and_a_planted_loss_difference(tmp
     assert not t4["γ_max = 0.2"][4].endswith("‡") and t4["Baseline (γ = 0)"][4] == "–"
     assert t4["γ_max = 0.1"][2] == "6.0"  # one seed: just the epoch of the minimum
     text = (layout.tables_dir / "table4.md").read_text()
-    assert f"over {N_DOCS} validation documents" in text and "One training seed" in text
+    assert f"; {N_DOCS} validation documents" in text and "One training seed" in text
     tex = (layout.tables_dir / "table4.tex").read_text()
     assert f"{lo:.3f}" in tex and r"$^\ddagger$" in tex
     records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))

@@ -221,11 +221,13 @@ def _columns_mde(rows: dict[str, dict[str, PairedDifference | None]], columns: l
     return ", ".join(parts)
 
 
-def _comparison_notes(selection: Selection, table: str, columns: list[tuple[str, str]]) -> list[str]:
+def _comparison_notes(selection: Selection, table: str, columns: list[tuple[str, str]],
+                      extra: list[PairedDifference] | None = None) -> list[str]:
     """What a mark means (always, when the table has comparisons), each column's minimum detectable effect, and
-    what is absent for lack of per-item outcomes. `columns`: (comparison key, printed column name)."""
+    what is absent for lack of per-item outcomes. `columns`: (comparison key, printed column name); `extra`: other
+    marked differences of the table (Table 4's validation losses)."""
     rows = _row_comparisons(selection, table)
-    found = [d for cols in rows.values() for d in cols.values() if d is not None]
+    found = [d for cols in rows.values() for d in cols.values() if d is not None] + (extra or [])
     comp = selection.comparisons
     if not found:
         return ["No significance marks: no row has the per-item outcomes a comparison with the Baseline needs."
@@ -561,7 +563,7 @@ def gamma_table(config: ExperimentConfig, selection: Selection) -> Table | None:
             t.records.append(_record(t.name, method, name, run, "min val loss vs Baseline", None,
                                      ci_over=val_diff and "validation documents", **_comparison_fields(val_diff)))
     t.notes += _val_loss_notes(selection, runs, val_compared)
-    t.notes += _comparison_notes(selection, t.name, [(target, f"Avg {target}")])
+    t.notes += _comparison_notes(selection, t.name, [(target, f"Avg {target}")], list(val_compared.values()))
     t.notes += _notes(selection, runs)
     return t
 
