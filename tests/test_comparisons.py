@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from test_selection import item_means, make_config, scores, write_run
 
+from entrodrop_bench.cli import build_parser
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.pipeline import stage_tables
 from entrodrop_bench.report import item_outcomes
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
 from entrodrop_bench.report.selection import select
@@ -323,6 +325,8 @@ def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_
         _write(layout, "entrodrop_high", seed, base, method="entrodrop_high", plugin="entrodrop",
                params={"gamma_max": 0.1, "target": "high"})
     sel = select(config, layout)
+    written = {p.name: p.read_bytes() for p in write_tables(config, layout)}
+    assert {"table1.md", "table3.md", "table3.csv"} <= set(written)
     path = layout.item_outcomes_file
     first = path.read_bytes()
     select(config, layout)
@@ -337,6 +341,13 @@ def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_
     assert rebuilt["comparisons"] == original["comparisons"]
     assert rebuilt["runs"] == original["runs"]
     assert original["runs"]["entrodrop"]["aggregate"]["heldout"]["crossfit_avg"] is not None
+    # `entrodrop-bench tables CONFIG --from-items FILE` (this stage) writes the same tables, byte for byte.
+    for p in layout.tables_dir.iterdir():
+        p.unlink()
+    stage_tables(config, layout, echo=lambda _: None, from_items=path)
+    assert {p.name: p.read_bytes() for p in layout.tables_dir.iterdir()} == written
+    args = build_parser().parse_args(["tables", "configs/tiny-study.yaml", "--from-items", str(path)])
+    assert args.from_items == str(path)
     # A file of another experiment, or a damaged one, is refused by name.
     other = tmp_path / "other.jsonl.gz"
     other.write_bytes(item_outcomes.encode(items, "another"))
