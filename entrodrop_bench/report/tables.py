@@ -111,6 +111,11 @@ def fmt_cell(summary: Summary | None, decimals: int) -> str:
     return f"{text} ± {summary.std:.{decimals}f}" if summary.n > 1 else text
 
 
+def fmt_p(p: float) -> str:
+    """`= 0.042`, `< 0.001`."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def fmt_rel(pct: float | None) -> str:
     return "" if pct is None else f" ({pct:+.2f}%)"
 
@@ -215,7 +220,8 @@ def _columns_mde(rows: dict[str, dict[str, PairedDifference | None]], columns: l
     """`math Avg 20.4, ...`: per column the median over the rows of their minimum detectable effects."""
     parts = []
     for key, name in columns:
-        found = [d.mde for cols in rows.values() if (d := cols.get(key)) is not None and d.mde is not None]
+        # A zero MDE is a row identical to the Baseline on every item (no spread to scale): no information.
+        found = [d.mde for cols in rows.values() if (d := cols.get(key)) is not None and d.mde]
         if found:
             parts.append(f"{name} {statistics.median(found):.1f}")
     return ", ".join(parts)
@@ -497,7 +503,7 @@ def _contrast_notes(t: Table, selection: Selection) -> list[str]:
             continue
         where = "over seeds and items" if d.level == SEEDS_AND_ITEMS else "item-level only, one seed"
         lines.append(f"{lab}, {c.column} Avg: {d.difference:+.2f} points [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}], "
-                     f"p = {d.p:.3f}, Holm over the {len(found.contrasts)} contrasts p = {d.p_holm:.3f}"
+                     f"p {fmt_p(d.p)}, Holm over the {len(found.contrasts)} contrasts p {fmt_p(d.p_holm)}"
                      f"{_mark(d)} ({where}; MDE {d.mde:.1f}).")
     return lines
 
