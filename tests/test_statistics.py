@@ -37,25 +37,26 @@ ITEMS = 100
 TOLERANCE = 3 * np.sqrt(0.05 * 0.95 / STUDIES)
 
 
-def _simulated_differences(rng: np.random.Generator, seeds: int, spread: float, effect: float) -> np.ndarray:
+def _simulated_differences(rng: np.random.Generator, seeds: int, spread: float, effect: float,
+                           studies: int = STUDIES) -> np.ndarray:
     """[studies, seeds, items] per-item differences (x100) of method a minus method b."""
-    difficulty = rng.uniform(0.2, 0.8, size=(STUDIES, 1, ITEMS))
-    shift_a, shift_b = (rng.normal(0.0, spread / 100, size=(STUDIES, seeds, 1)) for _ in range(2))
-    a = rng.random((STUDIES, seeds, ITEMS)) < np.clip(difficulty + shift_a + effect / 100, 0, 1)
-    b = rng.random((STUDIES, seeds, ITEMS)) < np.clip(difficulty + shift_b, 0, 1)
+    difficulty = rng.uniform(0.2, 0.8, size=(studies, 1, ITEMS))
+    shift_a, shift_b = (rng.normal(0.0, spread / 100, size=(studies, seeds, 1)) for _ in range(2))
+    a = rng.random((studies, seeds, ITEMS)) < np.clip(difficulty + shift_a + effect / 100, 0, 1)
+    b = rng.random((studies, seeds, ITEMS)) < np.clip(difficulty + shift_b, 0, 1)
     return 100.0 * (a.astype(float) - b)
 
 
-def _rates(seeds: int, spread: float, effect: float, seed: int) -> tuple[float, float]:
-    """(share of studies with p < 0.05, share whose 95% interval covers the planted effect)."""
-    out = crossed_arrays([_simulated_differences(np.random.default_rng(seed), seeds, spread, effect)])
+def _rates(seeds: int, spread: float, effect: float, seed: int, studies: int = STUDIES) -> tuple[float, float, float]:
+    """(share of studies with p < 0.05, share whose 95% interval covers the planted effect, median MDE)."""
+    out = crossed_arrays([_simulated_differences(np.random.default_rng(seed), seeds, spread, effect, studies)])
     covered = (out["ci_low"] <= effect) & (effect <= out["ci_high"])
-    return float((out["p"] < 0.05).mean()), float(covered.mean())
+    return float((out["p"] < 0.05).mean()), float(covered.mean()), float(np.median(out["mde"]))
 
 
 @pytest.mark.parametrize("spread", [0, 5, 10])
 def test_three_seeds_hold_the_false_positive_rate_and_coverage_at_any_seed_spread(spread):
-    rejections, coverage = _rates(3, spread, 0.0, seed=spread)
+    rejections, coverage, _ = _rates(3, spread, 0.0, seed=spread)
     assert rejections <= 0.05 + TOLERANCE, rejections
     assert coverage >= 0.95 - TOLERANCE, coverage
 
@@ -64,8 +65,8 @@ def test_three_seeds_hold_the_false_positive_rate_and_coverage_at_any_seed_sprea
 def test_three_seeds_detect_a_planted_effect_and_cover_it(spread, effect, least):
     # Measured (2,000 studies): +10 points detected 20% / 12% / 8% of the time at spreads 0 / 5 / 10, +5 points
     # 3.5-4.5%; with 5 seeds +10 at spread 0: 54%. What 3 seeds and 100 items can show is large effects only.
-    power, coverage = _rates(3, spread, effect, seed=100 + spread + effect)
-    no_effect, _ = _rates(3, spread, 0.0, seed=200 + spread + effect)
+    power, coverage, _ = _rates(3, spread, effect, seed=100 + spread + effect)
+    no_effect, _, _ = _rates(3, spread, 0.0, seed=200 + spread + effect)
     assert power >= least and power > no_effect, (power, no_effect)
     assert coverage >= 0.95 - TOLERANCE, coverage
 
@@ -73,9 +74,9 @@ def test_three_seeds_detect_a_planted_effect_and_cover_it(spread, effect, least)
 def test_one_seed_is_calibrated_for_two_checkpoints_not_for_two_methods():
     # Without seed spread (two fixed checkpoints) the item-level test holds its level; with spread it is not a
     # test of the methods, which is why one-seed marks are labelled item-level.
-    same_checkpoint, _ = _rates(1, 0, 0.0, seed=1)
+    same_checkpoint, _, _ = _rates(1, 0, 0.0, seed=1)
     assert abs(same_checkpoint - 0.05) <= TOLERANCE, same_checkpoint
-    methods, coverage = _rates(1, 10, 0.0, seed=2)
+    methods, coverage, _ = _rates(1, 10, 0.0, seed=2)
     assert methods > 0.25 and coverage < 0.75, (methods, coverage)
 
 
@@ -220,3 +221,17 @@ def test_crossfit_scores_both_directions_and_weights_benchmarks():
     assert (fit.paper, fit.heldout, fit.optimism, fit.splits) == (0.5, 0.0, 0.5, 1)
     double = crossfit_select([scores, np.ones((3, 4))], [masks, split_masks("abcd", 0, 1)], weights=[0.5, 0.5])
     assert double.paper == pytest.approx(0.75) and double.heldout == pytest.approx(0.5)
+
+
+if __name__ == "__main__":
+    # The calibration table of docs/statistics.md: 10,000 simulated studies per cell, 100 items.
+    print("| seeds | seed spread | no effect: p < 0.05 / coverage | +5 points | +10 points | median MDE |")
+    print("|---|---|---|---|---|---|")
+    for n_seeds in (1, 3, 5):
+        for spread in (0, 5, 10):
+            cells, mde = [], 0.0
+            for effect in (0, 5, 10):
+                rate, cover, m = _rates(n_seeds, spread, effect, seed=1000 * n_seeds + 10 * spread + effect, studies=10_000)
+                cells.append(f"{100 * rate:.1f}% / {100 * cover:.1f}%")
+                mde = m if effect == 0 else mde
+            print(f"| {n_seeds} | {spread} | " + " | ".join(cells) + f" | {mde:.1f} |")
