@@ -50,7 +50,7 @@ from pydantic import Field, field_validator
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, ReportFields, TokenMeta
 
 
 class TokenDropoutConfig(RegularizerConfig):
@@ -204,6 +204,16 @@ class TokenDropoutBase(TrainingOnly):
     @classmethod
     def rate_dependency(cls, config: TokenDropoutConfig) -> tuple[str, str] | None:
         return ("gamma_max", config.gamma_max.match) if isinstance(config.gamma_max, RateMatch) else None
+
+    @classmethod
+    def report_fields(cls, config: TokenDropoutConfig) -> ReportFields:
+        """Its logged masked and gated fractions (`log_values`), and gamma_max as trained (`resolved_params`)."""
+        return ReportFields(masked_fraction="masked_fraction", gated_fraction="gated_fraction", trained_drop_rate="gamma_max")
+
+    @classmethod
+    def gate_settings(cls, config: TokenDropoutConfig) -> dict:
+        """Every setting but the drop rate: the gate does not depend on it."""
+        return config.model_dump(mode="json", exclude={"gamma_max"})
 
     @classmethod
     def expected_masked_fraction(cls, config: TokenDropoutConfig, *, gated_fraction: float, total_steps: int,

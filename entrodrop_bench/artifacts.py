@@ -714,7 +714,11 @@ class SeedSelection(_Record):
     """Every evaluated checkpoint, oldest first."""
     val_min: ValMinimum | None
     masked_fraction: float | None
-    """Fraction of target tokens the regularizer masked (from the run's status)."""
+    """Share of eligible target tokens the regularizer masked, averaged over the run (from the run's status: the log
+    value its plugin declares as `ReportFields.masked_fraction`); None for a method that masks nothing."""
+    gated_fraction: float | None = None
+    """Share of eligible target tokens its gate passed, averaged over the run (the declared
+    `ReportFields.gated_fraction`); None without a gate."""
     resolved: dict[str, Any] = {}
     """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
@@ -784,12 +788,33 @@ class TableRoleRecord(_Record):
     """What a gate refreshed during training reads (`loss`, `entropy`; Table 3's online rows); None: a fixed gate."""
 
 
+class LogSeriesRecord(_Record):
+    """A logged value a run's plugin declared for the report to draw (`regularizer.LogSeries`)."""
+
+    key: str
+    label: str
+    dashed: bool = False
+
+
+class ReportFieldsRecord(_Record):
+    """What the report shows of a run beyond its scores, as its plugin declared it (`regularizer.ReportFields`),
+    recorded so that the report reads declarations and never a param or log key by name."""
+
+    masked_fraction: str | None = None
+    gated_fraction: str | None = None
+    gate_share: float | None = None
+    trained_drop_rate: str | None = None
+    series: list[LogSeriesRecord] = []
+
+
 class RunSelection(_Record):
     """One run (a method at one grid point)."""
 
     method: str
     plugin: str
     role: TableRoleRecord
+    report: ReportFieldsRecord
+    """Its plugin's report declarations."""
     params: dict[str, Any]
     seeds: dict[str, SeedSelection]
     """Seed (as text, a JSON key) -> its selection; seeds without evaluated checkpoints are absent."""
@@ -926,9 +951,10 @@ class Selection(Artifact):
     STAGE: ClassVar[str] = "select CONFIG"
     # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
     # 4: Table 4's validation-loss intervals over documents (`val_min.documents`, `val_loss` comparisons).
-    # 5: seeds x items tests and intervals (`level`, `se`, `mde`, `ci_over`), Table 3's contrasts, cross-fitted
+    # 5: each run's report declarations (`RunSelection.report`), each seed's gated fraction.
+    # 6: seeds x items tests and intervals (`level`, `se`, `mde`, `ci_over`), Table 3's contrasts, cross-fitted
     #    optimism; no bootstrap resamples or seed.
-    FORMAT: ClassVar[int] = 5
+    FORMAT: ClassVar[int] = 6
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str

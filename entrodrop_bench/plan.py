@@ -268,7 +268,7 @@ def paper_reach(config: ExperimentConfig, epochs: float | None) -> list[str]:
     trained = _gammas(config)
     flags = []
     for row in table4["rows"]:
-        gamma = float(row["gamma_max"])
+        gamma = float(row["drop_rate"])
         if gamma not in trained:
             continue
         best = float(str(row["best_epoch"]).lstrip(">"))

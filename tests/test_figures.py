@@ -201,7 +201,7 @@ def test_figure_5_plots_the_gate_flips_logged_at_each_refresh(tmp_path, drawn, m
     assert (ys.min(), ys.max()) == pytest.approx((1.0, 12.0))
     notes = (layout.figures_dir / "NOTES.md").read_text()
     assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.3]: mean over seed(s) 0 only" in notes
-    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.5]: no gate refresh logged" in notes
+    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.5]: no stub_flips logged" in notes
     # without prepare's plan the refreshes have no target epoch: skipped with a note, the other figures still drawn
     layout.prepared_file.unlink()
     drawn.clear()

@@ -7,8 +7,8 @@ and one of this project's own for the online EntroDrop variant (fig5).
 - fig2c: one target-domain sample, tokens coloured by base-model entropy, EntroDrop's masked tokens marked
 - fig3:  hyper-parameter tuning of the baselines: target-domain score of every grid point
 - fig4:  validation loss by entropy group, Baseline vs EntroDrop
-- fig5:  online EntroDrop only (a run whose table role has `online_signal`): share of eligible target tokens whose
-         gate flipped at each refresh vs target epoch, from the runs' train logs; no figure without such a run
+- fig5:  the logged series runs declare (`ReportFields.series`) vs target epoch, from the runs' train logs (online
+         EntroDrop: share of eligible target tokens whose gate flipped at each refresh); no figure without such a run
 
 Missing runs never crash a figure: the series is left out, the figure says so, and `NOTES.md` in the
 figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no pyplot state, no display).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -40,12 +41,20 @@ from entrodrop_bench.report.tables import baseline_method, label, main_methods, 
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
 TokenSignals = list[tuple[str, float, bool]]
-FlipSeries = dict[int, list[tuple[int, float]]]
-"""Seed -> (optimizer step, share of eligible target tokens whose gate flipped) at each gate refresh."""
-FLIP_KEY = "gate_flip_fraction"
-DRIFT_KEY = "gate_drift_fraction"
-"""Train-log keys of an online gate's refreshes: the share of eligible target tokens whose gate flipped at the
-refresh, and whose gate differs from the base model's (the static gate)."""
+SeedSeries = dict[int, list[tuple[int, float]]]
+"""Seed -> (optimizer step, logged value) at each step that logged it."""
+
+
+@dataclass
+class RunSeries:
+    """One series a run's plugin declares (`ReportFields.series`) with what its seeds logged of it."""
+
+    key: str
+    label: str
+    dashed: bool
+    data: SeedSeries
+
+
 FIG5_TITLE = "Gated set changes over training (online EntroDrop)"
 
 
@@ -254,14 +263,14 @@ def figure_4(curves: dict[str, list[ValPoint] | None], out_dir: Path) -> tuple[l
     return save(fig, out_dir, "fig4_loss_dynamics"), notes
 
 
-# --------------------------------------------------------------------------- Figure 5: online gate refreshes
-def online_runs(selection: Selection) -> list[tuple[str, str]]:
-    """(label, run) of every run whose declared table role has an online gate (`online_signal`), in config order;
-    the runs of a method with several grid points are labelled with their setting."""
+# --------------------------------------------------------------------------- Figure 5: logged series (online gate refreshes)
+def series_runs(selection: Selection) -> list[tuple[str, str]]:
+    """(label, run) of every run whose plugin declares series to draw (`ReportFields.series`: online EntroDrop's gate
+    flips), in config order; the runs of a method with several grid points are labelled with their setting."""
     out = []
     for name, m in selection.methods.items():
         for run in m.runs:
-            if not selection.runs[run].role.online_signal:
+            if not selection.runs[run].report.series:
                 continue
             lab = label(name, m)
             if len(m.runs) > 1:
@@ -270,10 +279,10 @@ def online_runs(selection: Selection) -> list[tuple[str, str]]:
     return out
 
 
-def read_gate_refreshes(layout: Layout, run: str, seeds: list[int]) -> dict[str, FlipSeries]:
-    """`FLIP_KEY` and `DRIFT_KEY` -> each seed's gate refreshes, from one read of its train log (only refresh steps
-    carry them); a seed without a log, or without that key logged yet, is absent from that key's series."""
-    out: dict[str, FlipSeries] = {FLIP_KEY: {}, DRIFT_KEY: {}}
+def read_log_series(layout: Layout, run: str, seeds: list[int], keys: list[str]) -> dict[str, SeedSeries]:
+    """Each declared key -> each seed's (step, value) where its train log carries it, from one read of each log; a
+    seed without a log, or without that key logged yet, is absent from that key's series."""
+    out: dict[str, SeedSeries] = {key: {} for key in keys}
     for seed in seeds:
         log = TrainLog.read_or_none(TrainLog.path(layout, run, seed))
         for key, series in out.items():
@@ -282,6 +291,13 @@ def read_gate_refreshes(layout: Layout, run: str, seeds: list[int]) -> dict[str,
             if points:
                 series[seed] = points
     return out
+
+
+def declared_series(layout: Layout, selection: Selection, run: str, seeds: list[int]) -> list[RunSeries]:
+    """The series a run's plugin declares, with what its train logs hold of them."""
+    declared = selection.runs[run].report.series
+    data = read_log_series(layout, run, seeds, [d.key for d in declared])
+    return [RunSeries(d.key, d.label, d.dashed, data[d.key]) for d in declared]
 
 
 def training_plan(layout: Layout) -> TrainingPlan | None:
@@ -293,53 +309,68 @@ def training_plan(layout: Layout) -> TrainingPlan | None:
     return TrainingPlan(**{n: prepared.plan[n] for n in names})
 
 
-def _flip_curve(series: FlipSeries) -> tuple[list[int], np.ndarray]:
-    """(steps every seed refreshed at, flipped share in % with one row per seed)."""
-    per_seed = [dict(flips) for flips in series.values()]
+def _series_curve(series: SeedSeries) -> tuple[list[int], np.ndarray]:
+    """(steps every seed logged the value at, the value in % with one row per seed)."""
+    per_seed = [dict(points) for points in series.values()]
     steps = sorted(set.intersection(*(set(p) for p in per_seed)))
     return steps, 100 * np.array([[p[s] for s in steps] for p in per_seed])
 
 
-def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: list[int], out_dir: Path,
-             drift: dict[str, FlipSeries] | None = None) -> tuple[list[Path], list[str]]:
-    """Share of eligible target tokens whose gate flipped at each refresh vs target epoch, one line per online
-    run (mean over seeds, min-max band with several); dashed, in the run's colour, the share whose gate differs
-    from the base model's where `drift` has it (flips that undo earlier flips leave it flat)."""
-    if not flips:
-        return [], []  # no online run configured: nothing to draw, nothing to note
+def figure_5(runs: dict[str, list[RunSeries]], plan: TrainingPlan | None, seeds: list[int],
+             out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Each declared series (a share of eligible target tokens, e.g. whose gate flipped at each refresh) vs target
+    epoch, per run (mean over seeds, min-max band with several); a dashed series in the colour of the run's first
+    solid one (online EntroDrop: the share whose gate differs from the base model's)."""
+    if not runs:
+        return [], []  # no run declares a series: nothing to draw, nothing to note
     if plan is None:
-        return [], ["fig5 skipped: no training plan in prepared.json (written by `prepare`) to place the gate refreshes in target epochs"]
+        return [], ["fig5 skipped: no training plan in prepared.json (written by `prepare`) to place the logged values "
+                    "in target epochs"]
     notes = []
     fig = _new_figure()
     ax = fig.add_subplot()
-    for lab, series in flips.items():
-        steps, values = _flip_curve(series) if series else ([], None)
-        if not steps:
-            notes.append(f"{lab}: no gate refresh logged by every seed with a train log" if series else
-                         f"{lab}: no gate refresh logged (no {FLIP_KEY} in its train logs)")
-            continue
-        if len(series) < len(seeds):
-            notes.append(f"{lab}: mean over seed(s) {', '.join(map(str, sorted(series)))} only; the others logged no gate refresh")
-        epochs = [plan.target_epoch(s) for s in steps]
-        (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=lab)
-        if len(series) > 1:
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
-        drift_steps, drift_values = _flip_curve(drift[lab]) if drift and drift.get(lab) else ([], None)
-        if drift_steps:
-            ax.plot([plan.target_epoch(s) for s in drift_steps], drift_values.mean(axis=0), linestyle="--",
-                    color=line.get_color(), label=f"{lab}: differs from the base model's gate")
+    for lab, declared in runs.items():
+        color = None
+        for i, s in enumerate(sorted(declared, key=lambda d: d.dashed)):
+            steps, values = _series_curve(s.data) if s.data else ([], None)
+            if not steps:
+                if i == 0:
+                    notes.append(f"{lab}: {s.key} not logged by every seed with a train log" if s.data else
+                                 f"{lab}: no {s.key} logged (nothing in its train logs)")
+                    break
+                continue
+            name = lab if i == 0 else f"{lab}: {s.label}"
+            epochs = [plan.target_epoch(step) for step in steps]
+            if s.dashed:
+                ax.plot(epochs, values.mean(axis=0), linestyle="--", color=color, label=name)
+                continue
+            if len(s.data) < len(seeds):
+                notes.append(f"{lab}: mean over seed(s) {', '.join(map(str, sorted(s.data)))} only; the others logged no {s.key}")
+            (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=name, color=color)
+            color = color or line.get_color()
+            if len(s.data) > 1:
+                ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
     if not ax.lines:
-        return [], [f"fig5 skipped: no online run has logged a gate refresh ({'; '.join(notes)})"]
+        return [], [f"fig5 skipped: no run has logged a series it declares ({'; '.join(notes)})"]
     ax.set_xlabel("target-domain epoch")
     ax.set_ylabel("% of eligible target tokens")
-    ax.text(0.99, 0.01, "solid: gates flipped at the refresh; dashed: gates unlike the base model's", transform=ax.transAxes,
-            fontsize=7, color="0.35", ha="right", va="bottom")
+    ax.text(0.99, 0.01, _caption(runs), transform=ax.transAxes, fontsize=7, color="0.35", ha="right", va="bottom")
     ax.set_ylim(bottom=0)  # a share: its zero is meaningful (a gate that has settled)
     ax.set_title(FIG5_TITLE)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _note_on(ax, notes)
     return save(fig, out_dir, "fig5_gate_flips"), [f"fig5: {n}" for n in notes]
+
+
+def _caption(runs: dict[str, list[RunSeries]]) -> str:
+    """`solid: <labels>; dashed: <labels>` from the declared series."""
+    parts = []
+    for dashed, style in ((False, "solid"), (True, "dashed")):
+        labels = list(dict.fromkeys(s.label for declared in runs.values() for s in declared if s.dashed == dashed))
+        if labels:
+            parts.append(f"{style}: {', '.join(labels)}")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- Figure 2c
@@ -459,10 +490,9 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
         lambda: figure_3(selection, out),
         lambda: figure_4({"Baseline": plain_curve, "EntroDrop": read_val_curves(layout, entro, seeds) if entro else None}, out),
     ]
-    if online := online_runs(selection):  # prepared.json is read only for it: no online run, no fig5 and no note
-        refreshes = {lab: read_gate_refreshes(layout, run, seeds) for lab, run in online}
-        jobs.append(lambda: figure_5({lab: r[FLIP_KEY] for lab, r in refreshes.items()}, training_plan(layout), seeds, out,
-                                     drift={lab: r[DRIFT_KEY] for lab, r in refreshes.items()}))
+    if drawn := series_runs(selection):  # prepared.json is read only for it: no declared series, no fig5 and no note
+        series = {lab: declared_series(layout, selection, run, seeds) for lab, run in drawn}
+        jobs.append(lambda: figure_5(series, training_plan(layout), seeds, out))
     paths: list[Path] = []
     notes: list[str] = []
     for job in jobs:

@@ -10,8 +10,8 @@ Conventions (checked against the paper's printed numbers):
   rate-matched row appear only where such a method is configured; the paper has none of them (its columns: `–`).
 - with several seeds a cell reads `mean ± std`; the CSV adds the 95% interval over seeds and items (`ci_over`).
 - paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
-- `Masked (realized)`: each token-dropout run's realized masked fraction of eligible target tokens (its logged
-  `masked_fraction`, averaged over its steps, then over seeds); `–` for methods that mask nothing.
+- `Masked (realized)`: each token-dropout run's realized masked fraction of eligible target tokens (the log value its
+  plugin declares as its masked fraction, averaged over its steps, then over seeds); `–` for methods that declare none.
 - an average marked † differs from the Baseline's (Holm-adjusted p < 0.05 over seeds and items, computed by
   `select`); with one training seed the mark is ‡, item-level only: two checkpoints differ, not two methods.
   Every table with comparisons says what its marks mean and prints each column's minimum detectable effect.
@@ -167,9 +167,9 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
 
 def masked_summary(selection: Selection, run: str | None) -> Summary | None:
     """A token-dropout run's realized masked fraction across its seeds (mean, sample std, n); None for a run whose
-    method masks nothing (no declared `targets`) or that logged no masked fraction."""
+    method masks nothing (it declares no masked fraction) or that logged none."""
     entry = selection.runs.get(run) if run else None
-    if not entry or entry.role.targets is None:
+    if not entry or entry.report.masked_fraction is None:
         return None
     values = [rec.masked_fraction for rec in entry.seeds.values() if rec.masked_fraction is not None]
     if not values:
@@ -509,18 +509,21 @@ def _contrast_notes(t: Table, selection: Selection) -> list[str]:
 
 
 def _matched_scope(selection: Selection, run: str) -> str:
-    """`all tokens, γ_max 0.052 (rate of entrodrop)`: the rate-matched run's gamma_max as resolved before training
-    (recorded in its status; the mean over seeds), or only what it matches before it has trained."""
-    target = selection.runs[run].role.rate_matched_to
-    resolved = [rec.resolved["gamma_max"] for rec in selection.runs[run].seeds.values()
-                if isinstance((rec.resolved or {}).get("gamma_max"), (int, float))]
+    """`all tokens, γ_max 0.052 (rate of entrodrop)`: the rate-matched run's drop rate as resolved before training
+    (the resolved param its plugin declares as `trained_drop_rate`, recorded in its status; the mean over seeds), or
+    only what it matches before it has trained."""
+    info = selection.runs[run]
+    target, key = info.role.rate_matched_to, info.report.trained_drop_rate
+    resolved = [rec.resolved[key] for rec in info.seeds.values()
+                if key is not None and isinstance((rec.resolved or {}).get(key), (int, float))]
     gamma = f"γ_max {statistics.fmean(resolved):.3g} " if resolved else ""
     return f"all tokens, {gamma}(rate of {target})"
 
 
 def _online_scope(selection: Selection, run: str, default: str) -> str:
-    """`bottom 50%, refreshed in training` when the run sets its gated share (`percentile`), else `default`."""
-    k = selection.runs[run].params.get("percentile")
+    """`bottom 50%, refreshed in training` when the run declares its gate's share (`ReportFields.gate_share`, the
+    default included), else `default`."""
+    k = selection.runs[run].report.gate_share
     return f"bottom {100 * k:g}%, refreshed in training" if isinstance(k, (int, float)) else default
 
 
@@ -536,7 +539,7 @@ def gamma_table(config: ExperimentConfig, selection: Selection) -> Table | None:
     t.notes.append("Best epoch: target-domain epoch at the minimum held-out validation loss ('>E': still falling at the last "
                    "evaluation, epoch E; with several seeds the range across seeds). γ_max = 0 is the Baseline.")
     t.notes.append(MASKED_NOTE)
-    ref_rows = {r["gamma_max"]: r for r in (paper or {}).get("rows", [])}
+    ref_rows = {r["drop_rate"]: r for r in (paper or {}).get("rows", [])}
     compared = _row_comparisons(selection, t.name)
     val_compared = _val_loss_comparisons(selection)
     runs = set()
