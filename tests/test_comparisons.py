@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ import pytest
 from test_selection import item_means, make_config, scores, write_run
 
 from entrodrop_bench.cli import build_parser
+from entrodrop_bench.config import load_config
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.paths import Layout
+from entrodrop_bench.paths import CONFIGS_DIR, Layout
 from entrodrop_bench.pipeline import stage_tables
 from entrodrop_bench.report import item_outcomes
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
@@ -333,8 +335,6 @@ def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_
     assert path.read_bytes() == first, "the same outcomes write the same bytes"
     experiment, items = item_outcomes.read(path)
     assert experiment == config.name and items[("entrodrop", 1, 20)]["gsm8k"]
-    import shutil
-
     shutil.rmtree(layout.runs_dir)
     rebuilt = item_outcomes.rebuilt_selection(config, layout, path).model_dump()
     original = sel.model_dump()
@@ -356,3 +356,20 @@ def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_
     other.write_bytes(b"not gzip")
     with pytest.raises(DataError, match="not a gzip-compressed per-item outcomes file"):
         item_outcomes.read(other)
+
+
+def test_the_committed_study_tables_rebuild_from_the_committed_per_item_file(tmp_path):
+    """`entrodrop-bench tables configs/tiny-study.yaml --from-items <its item_outcomes.jsonl.gz>` rewrites the
+    committed study tables exactly, from the committed selection.json and per-item file alone (no runs folder)."""
+    config = load_config(CONFIGS_DIR / "tiny-study.yaml")
+    committed = Layout.from_config(config)
+    if not committed.item_outcomes_file.is_file():
+        pytest.skip(f"{committed.item_outcomes_file} is not committed yet (`make study` writes it)")
+    rebuilt = Layout.from_config(load_config(CONFIGS_DIR / "tiny-study.yaml", [
+        f"output.results_dir={tmp_path / 'results'}", f"output.runs_dir={tmp_path / 'no-runs'}"]))
+    rebuilt.results_dir.mkdir(parents=True)
+    shutil.copy(committed.selection_file, rebuilt.selection_file)
+    stage_tables(config, rebuilt, echo=lambda _: None, from_items=committed.item_outcomes_file)
+    assert not (tmp_path / "no-runs").exists()
+    for path in sorted(rebuilt.tables_dir.iterdir()):
+        assert path.read_text() == (committed.tables_dir / path.name).read_text(), path.name
