@@ -222,6 +222,13 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     entries = {e.method.name: e.to_json() for e in build_entries(config, layout)}
     assert "ci95" not in entries["entrodrop"]["total_average"]
     assert entries["plain"]["total_average"]["ci95"] == pytest.approx(agg.total_avg.ci95)
+    assert entries["plain"]["total_average"]["ci_over"] == "items only" and "ci_over" not in entries["entrodrop"]["total_average"]
+    # The page shows the interval, starred as items-only (one seed), and says what both mean.
+    board = tmp_path / "board.json"
+    publish(layout.results_dir, board)
+    page = board.with_suffix(".html").read_text()
+    lo, hi = agg.total_avg.ci95
+    assert f"{agg.total_avg.mean:.2f} [{lo:.2f}, {hi:.2f}]*" in page and "* one seed: over items only" in page
 
 
 def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
