@@ -21,7 +21,7 @@ from entrodrop_bench.config import load_config
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import CONFIGS_DIR, Layout
 from entrodrop_bench.pipeline import stage_tables
-from entrodrop_bench.report import item_outcomes
+from entrodrop_bench.report import comparisons, item_outcomes
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.statistics import holm
@@ -217,6 +217,7 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     # binomial standard error of 80 items near p = 0.4 is ~5.5 points: the interval is about +-11
     assert 10 < agg.scores["gsm8k"].ci95[1] - agg.scores["gsm8k"].ci95[0] < 35
     assert agg.total_avg.ci95[1] - agg.total_avg.ci95[0] < agg.scores["gsm8k"].ci95[1] - agg.scores["gsm8k"].ci95[0]
+    assert comparisons.score_interval({0: {"gsm8k": {"a": 0.0, "b": 0.0}}}, {"math": ["gsm8k"]}, "gsm8k") is None
     none = sel.runs["entrodrop"].aggregate
     assert none.total_avg.ci95 is None and none.scores["gsm8k"].ci95 is None, "one value alone has no interval"
     entries = {e.method.name: e.to_json() for e in build_entries(config, layout)}

@@ -145,12 +145,14 @@ def compare(a: RunItems, b: RunItems, domains: dict[str, list[str]], columns: Se
 
 def score_interval(items: RunItems, domains: dict[str, list[str]], column: str) -> CrossedResult | None:
     """A run's score in `column` over its seeds' selected checkpoints and their items (x100); None when a benchmark
-    it needs lacks per-item outcomes on some seed."""
+    it needs lacks per-item outcomes on some seed, or every item scores the same in every seed (all solved or all
+    failed: no spread to scale, and a zero-width interval would claim certainty)."""
     w = weights(domains, column)
     blocks = [_arrays([items], sorted(items), bench) for bench in w]
     if any(b is None for b in blocks):
         return None
-    return crossed_mean([b[0] for b in blocks], list(w.values()))
+    res = crossed_mean([b[0] for b in blocks], list(w.values()))
+    return res if res.se > 0 else None
 
 
 def seed_interval(values: Sequence[float], confidence: float = 0.95) -> list[float] | None:

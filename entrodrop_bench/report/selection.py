@@ -40,6 +40,7 @@ from has changed, instead of silently reporting an old selection.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -384,9 +385,15 @@ def crossfit_view(items: Items, run: str, seed: int, steps: list[int], benchmark
         if len(common) < 2:
             return None
         blocks.append(100.0 * np.array([[f[i] for i in common] for f in found]))
-        masks.append(split_masks(common, heldout_seed, CROSSFIT_SPLITS))
+        masks.append(_split_masks(tuple(common), heldout_seed))
     fit = crossfit_select(blocks, masks)
     return fit.heldout, fit.splits
+
+
+@functools.lru_cache(maxsize=64)
+def _split_masks(ids: tuple[str, ...], seed: int) -> np.ndarray:
+    """`split_masks` over CROSSFIT_SPLITS splits, once per benchmark's item ids (every run and seed shares them)."""
+    return split_masks(ids, seed, CROSSFIT_SPLITS)
 
 
 def _add_crossfit(runs: dict[str, dict], domains: dict[str, list[str]], target: str, items: Items,
