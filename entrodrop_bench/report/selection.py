@@ -91,7 +91,6 @@ NO_ITEMS = ("no per-item outcomes (a result written before they were kept): `ent
             "re-evaluates it under eval.selection: heldout or eval.per_item: true")
 
 
-
 # --------------------------------------------------------------------------- reading the store
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -529,7 +528,8 @@ def _compute(config: ExperimentConfig, layout: Layout) -> tuple[Selection, Items
     doc_losses = add_val_loss_intervals(layout, runs)  # Table 4: intervals over validation documents
     # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
     found = {"rule": rule, "target_domain": target, "methods": methods, "runs": runs}
-    items = {k: v for k, v in store_items(store).items() if k[0] in config.runs and k[1] in config.train.seeds}
+    # Only this config's runs and seeds: a shared runs folder may hold another experiment's results.
+    items = store_items({k: v for k, v in store.items() if k[0] in config.runs and k[1] in config.train.seeds})
     add_item_statistics(found, domains, items, config.eval.heldout_seed)
     add_val_loss_comparisons(found["comparisons"], doc_losses)
     selection = Selection.model_validate({
