@@ -292,7 +292,9 @@ class EvalConfig(Section):
     The level used is recorded in every result's provenance (`sandbox`) and in the tables' notes."""
 
     def shots(self, benchmark: str) -> int | None:
-        """The few-shot count for one benchmark (None: the task's own default)."""
+        """The few-shot count for one benchmark (None: the task's own default, always for a fixed exemplar set)."""
+        if fixed_shots(benchmark) is not None:
+            return None
         if isinstance(self.num_fewshot, dict):
             return self.num_fewshot.get(benchmark)
         return self.num_fewshot
@@ -319,7 +321,8 @@ class EvalConfig(Section):
         elif isinstance(shots, bool) or shots < 0:
             raise FieldProblem("num_fewshot", f"{shots!r}: expected a whole number of shots >= 0, or benchmark -> shots")
         for bench in self.lm_eval_tasks:
-            n, limit = self.shots(bench), fixed_shots(bench)
+            n = shots.get(bench) if isinstance(shots, dict) else shots
+            limit = fixed_shots(bench)
             if n is not None and limit is not None and n != limit:
                 where = f"num_fewshot.{bench}" if isinstance(shots, dict) else "num_fewshot"
                 raise FieldProblem(where, f"{n} shots for {bench}, whose prompt has exactly {limit} fixed exemplars; "

@@ -4,8 +4,8 @@ PRIMARY_METRIC (the store's `score`, always in [0, 1]):
 
 | benchmark | primary metric | why |
 |---|---|---|
-| gsm8k, tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
-| svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
+| tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
+| gsm8k, svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
 | minerva_math, hendrycks_math (+500 variants) | exact_match,none | lm-eval's own answer check |
 | hellaswag, arc_challenge, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
 | mmlu, tiny_general | acc,none | |
@@ -31,7 +31,7 @@ LIVECODEBENCH = {"livecodebench"}
 GROUP_TASKS = {"mmlu", "minerva_math", "hendrycks_math"}
 
 PRIMARY_METRIC: dict[str, str] = {
-    "gsm8k": "exact_match,strict-match",
+    "gsm8k": "exact_match,none",
     "tiny_math": "exact_match,strict-match",
     "svamp": "exact_match,none",
     "college_math": "exact_match,none",
@@ -53,7 +53,7 @@ PRIMARY_METRIC: dict[str, str] = {
     "livecodebench": "pass@1",
 }
 # Bumped when a code benchmark's prompt or stop strings change (their results are then re-evaluated).
-GENERATION_VERSION = {"humaneval": "greedy-evalplus-stops", "mbpp": "greedy-evalplus-stops",
+GENERATION_VERSION = {"humaneval": "greedy-evalplus-stops-stripped-prompt", "mbpp": "greedy-evalplus-stops-stripped-prompt",
                       "livecodebench": "greedy-lcb-base-prompt"}
 DEFAULT_METRIC_ORDER = ("acc_norm,none", "acc,none", "exact_match,strict-match", "exact_match,none",
                         "exact_match,flexible-extract")

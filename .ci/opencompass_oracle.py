@@ -1,0 +1,169 @@
+"""OpenCompass as the executed oracle: its own prompt and scoring code on the comparison's items.
+
+Run inside `.venv-opencompass` (made by `.ci/opencompass-env.sh`), never in the project's environment:
+    .venv-opencompass/bin/python .ci/opencompass_oracle.py OUT.json
+For each benchmark of the real presets that has an OpenCompass config the comparison uses (the configs named in
+tasks/README.md), it loads that config file with mmengine (as OpenCompass does), renders each item's prompt
+through OpenCompass's PromptTemplate and a base model's template parser (no meta template), and scores the fixed
+generation set of tests/opencompass/items.py with the config's own postprocessors and evaluator. The output
+(prompts and per-generation scores) is compared with this harness by tests/test_opencompass_parity.py.
+
+`opencompass.datasets/__init__` imports every dataset module and their many dependencies; the modules a config
+names are imported one by one instead (`_datasets_package`), the same code, without the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "opencompass"))
+import items as I  # noqa: E402
+
+CONFIGS = {
+    "gsm8k": "gsm8k/gsm8k_gen_17d0dc.py",
+    "svamp": "SVAMP/svamp_gen_fb25e4.py",
+    "minerva_math": "math/math_4shot_base_gen_43d5b6.py",
+    "humaneval": "humaneval/deprecated_humaneval_gen_d2537e.py",
+}
+
+
+def _datasets_package() -> None:
+    """`opencompass.datasets` as a lazy package: a name is imported from the one module that defines it."""
+    import opencompass
+
+    root = Path(opencompass.__file__).parent / "datasets"
+    pkg = types.ModuleType("opencompass.datasets")
+    pkg.__path__ = [str(root)]
+
+    def getattr_(name: str):
+        pattern = re.compile(rf"^(?:class|def) {re.escape(name)}\b", re.M)
+        for path in sorted(root.glob("*.py")):
+            if pattern.search(path.read_text(errors="ignore")):
+                return getattr(importlib.import_module(f"opencompass.datasets.{path.stem}"), name)
+        raise AttributeError(name)
+
+    pkg.__getattr__ = getattr_
+    sys.modules["opencompass.datasets"] = pkg
+
+
+def load_config(rel: str) -> dict:
+    import opencompass
+    from mmengine.config import Config
+
+    path = Path(opencompass.__file__).parent / "configs" / "datasets" / rel
+    cfg = Config.fromfile(str(path))
+    datasets = next(v for k, v in cfg.items() if k.endswith("_datasets"))
+    return datasets[0]
+
+
+def render(dataset_cfg: dict, entry: dict) -> str:
+    """OpenCompass's prompt for one item (GenInferencer, ZeroRetriever, base model: no meta template)."""
+    from opencompass.models.base import LMTemplateParser
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+
+    tcfg = dict(dataset_cfg["infer_cfg"]["prompt_template"])
+    tcfg.pop("type")
+    template = PromptTemplate(**tcfg)
+    item = template.generate_item(entry, ice_field_replace_token="")
+    return LMTemplateParser().parse_template(item, mode="gen")
+
+
+def score(dataset_cfg: dict, generations: list[str], references: list[str]) -> list[bool]:
+    """The config's pred_postprocessor, then its evaluator, per generation."""
+    from mmengine.registry import build_from_cfg  # noqa: F401 (the registry OpenCompass builds from)
+
+    eval_cfg = dataset_cfg["eval_cfg"]
+    post = eval_cfg.get("pred_postprocessor")
+    if post is not None:
+        post = dict(post)
+        fn = post.pop("type")
+        generations = [fn(g, **post) for g in generations]
+    ev = dict(eval_cfg["evaluator"])
+    cls = ev.pop("type")
+    evaluator = cls(**ev)
+    details = evaluator.score(generations, references)["details"]
+    return [bool(d["correct"]) for d in details], generations
+
+
+def gsm8k(out: dict) -> None:
+    cfg = load_config(CONFIGS["gsm8k"])
+    rows = I.gsm8k_items()
+    ref_fn = cfg["eval_cfg"]["dataset_postprocessor"]["type"]
+    golds = [ref_fn(r["answer"]) for r in rows]
+    _numbers(out, "gsm8k", cfg, [{"question": r["question"]} for r in rows], golds)
+
+
+def svamp(out: dict) -> None:
+    import tempfile
+
+    cfg = load_config(CONFIGS["svamp"])
+    rows = I.svamp_items()
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = cfg["type"].load(f.name)  # OpenCompass's SVAMPDataset: question = Body + " " + Question
+    _numbers(out, "svamp", cfg, [{"question": q} for q in loaded["question"]], list(loaded["answer"]))
+
+
+def _numbers(out: dict, name: str, cfg: dict, entries: list[dict], golds: list[str]) -> None:
+    prompts = [render(cfg, e) for e in entries]
+    gens, refs, keys = [], [], []
+    for i, (g, o) in enumerate(zip(golds, I.others(golds))):
+        for kind, text in I.number_generations(g, o).items():
+            gens.append(text)
+            refs.append(g)
+            keys.append((i, kind))
+    correct, preds = score(cfg, gens, refs)
+    out[name] = {"config": CONFIGS[name], "prompts": prompts, "golds": golds,
+                 "scores": [{"item": i, "kind": k, "generation": t, "pred": p, "correct": c}
+                            for (i, k), t, p, c in zip(keys, gens, preds, correct)]}
+
+
+def minerva_math(out: dict) -> None:
+    cfg = load_config(CONFIGS["minerva_math"])
+    extract = importlib.import_module("opencompass.datasets.math").extract_boxed_answer
+    golds = [extract(r["solution"]) for r in I.MATH_ITEMS]  # MATHDataset.load's reference
+    prompts = [render(cfg, {"problem": r["problem"]}) for r in I.MATH_ITEMS]
+    answers = [I.math_answer(r["solution"]) for r in I.MATH_ITEMS]
+    gens, refs, keys = [], [], []
+    for i, (a, o) in enumerate(zip(answers, I.others(answers))):
+        for kind, text in I.math_generations(a, o).items():
+            gens.append(text)
+            refs.append(golds[i])
+            keys.append((i, kind))
+    correct, preds = score(cfg, gens, refs)
+    out["minerva_math"] = {"config": CONFIGS["minerva_math"], "prompts": prompts, "golds": golds,
+                           "scores": [{"item": i, "kind": k, "generation": t, "pred": p, "correct": c}
+                                      for (i, k), t, p, c in zip(keys, gens, preds, correct)]}
+
+
+def humaneval(out: dict) -> None:
+    cfg = load_config(CONFIGS["humaneval"])
+    rows = I.humaneval_items()
+    out["humaneval"] = {"config": CONFIGS["humaneval"], "prompts": [render(cfg, {"prompt": r["prompt"]}) for r in rows]}
+
+
+def main(argv: list[str]) -> int:
+    _datasets_package()
+    out: dict = {}
+    for fn in (gsm8k, svamp, minerva_math, humaneval):
+        fn(out)
+    import opencompass
+
+    out["_opencompass_version"] = getattr(opencompass, "__version__", "unknown")
+    Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
+    Path(argv[1]).write_text(json.dumps(out, indent=1))
+    for name, res in out.items():
+        if isinstance(res, dict):
+            n = len(res.get("scores", []))
+            print(f"{name}: {len(res['prompts'])} prompts, {n} scored generations")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
