@@ -6,7 +6,8 @@ PRIMARY_METRIC (the store's `score`, always in [0, 1]):
 |---|---|---|
 | tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
 | gsm8k, svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
-| minerva_math, hendrycks_math (+500 variants) | exact_match,none | lm-eval's own answer check |
+| minerva_math (+500) | math_verify,none | lm-eval's math_verify check: agrees with OpenCompass's MATH scoring far more often than the Minerva "Final Answer" rule (tasks/README.md) |
+| hendrycks_math (+500) | exact_match,none | lm-eval's own answer check |
 | hellaswag, arc_challenge, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
 | mmlu, tiny_general | acc,none | |
 | ifeval | prompt_level_strict_acc,none | |
@@ -36,8 +37,8 @@ PRIMARY_METRIC: dict[str, str] = {
     "svamp": "exact_match,none",
     "college_math": "exact_match,none",
     "olympiadbench": "exact_match,none",
-    "minerva_math": "exact_match,none",
-    "minerva_math500": "exact_match,none",
+    "minerva_math": "math_verify,none",
+    "minerva_math500": "math_verify,none",
     "hendrycks_math": "exact_match,none",
     "hendrycks_math500": "exact_match,none",
     "hellaswag": "acc_norm,none",

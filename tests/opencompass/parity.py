@@ -36,9 +36,10 @@ NOTES: dict[str, list[str]] = {
               "1,000 or more)."],
     "minerva_math": ["Prompt: the same four Minerva exemplars, also from local files; the layout differs (lm-eval "
                      "puts a blank line before \"Solution:\" and formats exemplars as its Minerva task does).",
-                     "Scoring: lm-eval's Minerva rule reads only \"Final Answer: The final answer is X\"; OpenCompass's "
-                     "math_postprocess_v2 also reads \\boxed{} and takes the first answer; differences are listed by "
-                     "generation kind."],
+                     "Scoring: the primary metric is lm-eval's math_verify (the Minerva \"Final Answer\" rule alone "
+                     "misses boxed and unboxed answers that OpenCompass reads: 71/108 agreement). Remaining: a final "
+                     "answer naming two values (\"X or Y\", gold second) OpenCompass counts right, math_verify wrong; "
+                     "a few gold answers OpenCompass's string normalisation rejects are accepted here."],
     "humaneval": ["Prompt: evalplus's base-model prompt (the problem stripped, plus a newline) instead of "
                   "OpenCompass's \"Complete the following python code:\" prefix; scored by evalplus (base + plus "
                   "tests) instead of the original tests."],
@@ -123,7 +124,7 @@ def ours(oracle: dict, work: Path) -> dict[str, dict]:
     data = _write_jsonl(work / "math_test.jsonl", I.MATH_ITEMS)
     mdocs = [M.process_docs(_Docs([r]))[0] for r in I.MATH_ITEMS]
     out["minerva_math"] = {"prompts": our_prompts("minerva_math_algebra", data, work / "math-run"),
-                           "correct": [bool(M.process_results(mdocs[s["item"]], [s["generation"]])["exact_match"])
+                           "correct": [bool(M.process_results(mdocs[s["item"]], [s["generation"]])["math_verify"])
                                        for s in oracle["minerva_math"]["scores"]]}
     # HumanEval: the evalplus runner's prompt.
     from entrodrop_bench.evaluate.evalplus_runner import model_prompt
