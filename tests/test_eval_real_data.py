@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,15 +83,24 @@ def test_open_ended_math_extraction_and_equivalence(tmp_path):
 
 
 # --------------------------------------------------------------------------- real data
+def cot_answer(doc: dict, final: str | None = None) -> str:
+    """A GSM8K solution written as the prompt's exemplars answer: worked steps, then "The answer is N"."""
+    steps, gold = doc["answer"].split("####")
+    return " " + re.sub(r"<<[^>]*>>", "", steps).strip() + f"\nThe answer is {final or gold.strip().replace(',', '')}\n"
+
+
 @needs_shared
 def test_gsm8k_gold_solutions_score_100_shuffled_near_0(tmp_path):
+    """The real path: OpenCompass's 4-shot prompt from the local test + train files; gold in the exemplars'
+    format scores 100%, another item's answer ~0."""
     data = SHARED / "gsm8k_test.jsonl"
     records = [json.loads(line) for line in data.read_text().splitlines()]
-    m = score(tmp_path, "gsm8k", data, lambda d: " " + d["answer"], num_fewshot=0)
-    assert m["exact_match,strict-match"] == 1.0
-    wrong = shuffled(records, "answer")
-    m = score(tmp_path / "w", "gsm8k", data, lambda d: " " + wrong[d["question"]], num_fewshot=0)
-    assert m["exact_match,strict-match"] < 0.05
+    m = score(tmp_path, "gsm8k", data, cot_answer)
+    assert m["exact_match,none"] == 1.0
+    wrong = {r["question"]: w.split("####")[-1].strip().replace(",", "") for r, w in
+             zip(records, shuffled(records, "answer").values())}
+    m = score(tmp_path / "w", "gsm8k", data, lambda d: cot_answer(d, wrong[d["question"]]))
+    assert m["exact_match,none"] < 0.05
 
 
 @needs_shared
@@ -149,22 +159,48 @@ def test_fewshot_split_from_sibling_file_or_evaluated_split(tmp_path):
 
 
 @needs_shared
-def test_gsm8k_five_shot_prompts_come_from_the_train_file(tmp_path):
-    """With the sibling gsm8k_train.jsonl, the built-in 5-shot gsm8k runs offline; gold still scores 100%."""
+def test_gsm8k_four_cot_exemplars_come_from_the_train_file(tmp_path):
+    """With the sibling gsm8k_train.jsonl, gsm8k runs offline with OpenCompass's four exemplars (GSM8K train items,
+    no calculator annotations, "The answer is N"), each prompt ending in the question's "Answer:"."""
     data = SHARED / "gsm8k_test.jsonl"
     seen: list[str] = []
-
-    def answer(doc: dict) -> str:
-        return " " + doc["answer"]
 
     class Recording(GoldLM):
         def generate_until(self, requests, disable_tqdm: bool = False):
             seen.extend(r.args[0] for r in requests)
             return super().generate_until(requests)
 
-    out = run_lm_eval(Recording(answer), "gsm8k", data, work_dir=tmp_path, cache_key="g", batch_size=8, limit=20,
+    out = run_lm_eval(Recording(cot_answer), "gsm8k", data, work_dir=tmp_path, cache_key="g", batch_size=8, limit=20,
                       num_fewshot=None, max_gen_toks=64)
-    assert out["metrics"]["exact_match,strict-match"] == 1.0 and out["n_shot"] == 5
+    assert out["metrics"]["exact_match,none"] == 1.0
     train_questions = {json.loads(line)["question"] for line in (SHARED / "gsm8k_train.jsonl").read_text().splitlines()}
-    first_shot = seen[0].split("Question: ")[1].split("\nAnswer:")[0]
-    assert first_shot in train_questions and seen[0].count("Question: ") == 6
+    shots = seen[0].split("Question: ")[1:]
+    assert len(shots) == 5 and all(s.split("\nLet's think")[0] in train_questions for s in shots[:4])
+    assert seen[0].count("The answer is ") == 4 and "<<" not in seen[0] and "####" not in seen[0]
+    assert seen[0].endswith("\nLet's think step by step\nAnswer:")
+
+
+def test_gsm8k_needs_its_train_file_offline(tmp_path):
+    data = tmp_path / "gsm8k_test.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "2\n#### 2"}) + "\n")
+    with pytest.raises(Exception, match="gsm8k_train.jsonl"):
+        score(tmp_path, "gsm8k", data, lambda d: " 2")
+
+
+def test_math_from_a_local_file_gold_100_shuffled_0(tmp_path):
+    """MATH (lm-eval's Minerva task) from a local file in the hendrycks_math schema: gold written in the Minerva
+    exemplars' format scores 100% on the primary metric, another item's answer 0."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "opencompass"))
+    from items import MATH_ITEMS, math_answer, others
+
+    data = tmp_path / "algebra_test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MATH_ITEMS))
+    answers = {r["problem"]: math_answer(r["solution"]) for r in MATH_ITEMS}
+    wrong = dict(zip(answers, others(list(answers.values()))))
+    fmt = "We work it out.\nFinal Answer: The final answer is ${}$. I hope it is correct."
+    m = score(tmp_path, "minerva_math_algebra", data, lambda d: fmt.format(answers[d["problem"]]))
+    assert m["math_verify,none"] == 1.0 and m["exact_match,none"] >= 0.9
+    m = score(tmp_path / "w", "minerva_math_algebra", data, lambda d: fmt.format(wrong[d["problem"]]))
+    assert m["math_verify,none"] == 0.0
