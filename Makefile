@@ -56,9 +56,9 @@ test-slow: setup
 # OpenCompass's own code as the scoring oracle: its environment (.venv-opencompass, separate: its pins clash with
 # the project's), its prompts and scores on the comparison's items, then the comparison and the parity table check.
 OC_ORACLE := $(CURDIR)/.cache/opencompass-oracle/oracle.json
-test-opencompass: setup
+test-opencompass: setup $(PUNKT_TAB)
 	.ci/opencompass-env.sh
-	OMP_NUM_THREADS=1 .venv-opencompass/bin/python .ci/opencompass_oracle.py $(OC_ORACLE)
+	$(LOCAL_CACHES) OMP_NUM_THREADS=1 .venv-opencompass/bin/python .ci/opencompass_oracle.py $(OC_ORACLE)
 	$(OFFLINE) OPENCOMPASS_ORACLE_JSON=$(OC_ORACLE) $(PY) -m pytest -q tests/test_opencompass_parity.py
 
 bench: setup

@@ -19,12 +19,13 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # mmengine-lite: OpenCompass's registry and config reader. Its own dependencies, minus opencv (unused here).
 "${PIP[@]}" --no-deps "mmengine-lite==0.11.0rc3"
 "${PIP[@]}" addict pyyaml rich termcolor yapf regex numpy
-# What the scoring modules import at module level: sympy (maths equivalence), latex2sympy2_extended and
+# What the scoring modules import at module level: sympy (maths equivalence; its LaTeX parser needs antlr4
+# 4.11, hence that math-verify extra), latex2sympy2_extended and
 # math-verify (MATHVerifyEvaluator), nltk/langdetect/immutabledict (IFEval's instruction checks), jieba is
 # imported by a text utility; datasets (their loaders' module imports, never called here).
 # torch (the local CPU wheel, as the Makefile pins it) and transformers: openicl's dataset reader imports both.
 "${PIP[@]}" "torch==2.13.0" transformers
-"${PIP[@]}" sympy "math-verify[antlr4_13_2]" nltk langdetect immutabledict absl-py jieba datasets jsonlines \
+"${PIP[@]}" sympy "math-verify[antlr4_11_0]" "antlr4-python3-runtime==4.11.*" nltk langdetect immutabledict absl-py jieba datasets jsonlines \
   tabulate pandas scipy importlib-metadata requests httpx scikit-learn evaluate rouge_chinese "rank_bm25==0.2.2"
 echo "$OC_VERSION" > "$VENV/.installed"
 echo "$VENV: opencompass $OC_VERSION ready"

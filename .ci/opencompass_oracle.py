@@ -30,6 +30,10 @@ CONFIGS = {
     "svamp": "SVAMP/svamp_gen_fb25e4.py",
     "minerva_math": "math/math_4shot_base_gen_43d5b6.py",
     "humaneval": "humaneval/deprecated_humaneval_gen_d2537e.py",
+    "olympiadbench": "OlympiadBench/OlympiadBench_0shot_gen_be8b13.py",
+    "ifeval": "IFEval/IFEval_gen_353ae7.py",
+    "arc_challenge": "ARC_c/ARC_c_ppl_a450bd.py",
+    "piqa": "piqa/piqa_ppl_1cf9f0.py",
 }
 
 
@@ -43,9 +47,10 @@ def _datasets_package() -> None:
 
     def getattr_(name: str):
         pattern = re.compile(rf"^(?:class|def) {re.escape(name)}\b", re.M)
-        for path in sorted(root.glob("*.py")):
+        for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):  # modules, then subpackages
             if pattern.search(path.read_text(errors="ignore")):
-                return getattr(importlib.import_module(f"opencompass.datasets.{path.stem}"), name)
+                module = ".".join(path.relative_to(root).with_suffix("").parts)
+                return getattr(importlib.import_module(f"opencompass.datasets.{module}"), name)
         raise AttributeError(name)
 
     pkg.__getattr__ = getattr_
@@ -142,6 +147,83 @@ def minerva_math(out: dict) -> None:
                                       for (i, k), t, p, c in zip(keys, gens, preds, correct)]}
 
 
+def olympiadbench(out: dict) -> None:
+    """OlympiadBench's own prompt (OlympiadBenchTemplate) and checker, category OE_TO_maths_en_COMP (the first
+    of the config's five)."""
+    cfg = load_config(CONFIGS["olympiadbench"])
+    ob = importlib.import_module("opencompass.datasets.OlympiadBench")
+    template = ob.OlympiadBenchTemplate()
+    from opencompass.models.base import LMTemplateParser
+
+    rows = [_ob_entry(r) for r in I.OLYMPIAD_ITEMS]
+    prompts = [LMTemplateParser().parse_template(template.generate_item(r), mode="gen") for r in rows]
+    golds = [r["solution"] for r in rows]  # OlympiadBenchDataset.load: solution = final_answer[0]
+    answers = [r["final_answer"][0] for r in I.OLYMPIAD_ITEMS]
+    gens, refs, keys = [], [], []
+    for i, (a, o) in enumerate(zip(answers, I.others(answers))):
+        for kind, text in I.olympiad_generations(a, o, I.OLYMPIAD_ITEMS[i]["final_answer"]).items():
+            gens.append(text)
+            refs.append(golds[i])
+            keys.append((i, kind))
+    correct, preds = score(cfg, gens, refs)
+    out["olympiadbench"] = {"config": CONFIGS["olympiadbench"] + " (OE_TO_maths_en_COMP)", "prompts": prompts,
+                            "golds": golds, "scores": [{"item": i, "kind": k, "generation": t, "pred": p, "correct": c}
+                                                       for (i, k), t, p, c in zip(keys, gens, preds, correct)]}
+
+
+def _ob_entry(item: dict) -> dict:
+    """The fields OlympiadBenchDataset.load keeps of a hub record."""
+    return {"problem": item["question"], "solution": item["final_answer"][0], "language": item["language"],
+            "subject": item["subject"], "question_type": item["question_type"], "answer_type": item["answer_type"],
+            "is_multiple_answer": item["is_multiple_answer"], "unit": item["unit"], "error": item["error"],
+            "questions": item["question"], "final_answer": item["final_answer"]}
+
+
+def ifeval(out: dict) -> None:
+    cfg = load_config(CONFIGS["ifeval"])
+    prompts = [render(cfg, {"prompt": r["prompt"]}) for r in I.IFEVAL_ITEMS]
+    gens, refs, keys = [], [], []
+    for i, r in enumerate(I.IFEVAL_ITEMS):
+        for kind in ("follows", "breaks"):
+            gens.append(r[kind])
+            refs.append(I.ifeval_reference(r))
+            keys.append((i, kind))
+    ev = dict(cfg["eval_cfg"]["evaluator"])
+    evaluator = ev.pop("type")(**ev)
+    details = evaluator.score(gens, refs, [r["prompt"] for r in refs])["details"]
+    correct = [bool(details[str(j)]["is_strict_correct"]) for j in range(len(gens))]
+    out["ifeval"] = {"config": CONFIGS["ifeval"], "prompts": prompts,
+                     "scores": [{"item": i, "kind": k, "generation": t, "pred": None, "correct": c}
+                                for (i, k), t, c in zip(keys, gens, correct)]}
+
+
+def render_label(dataset_cfg: dict, entry: dict, label) -> str:
+    """OpenCompass's perplexity-scored text for one option (PPLInferencer, ZeroRetriever, no meta template)."""
+    from opencompass.models.base import LMTemplateParser
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+
+    tcfg = dict(dataset_cfg["infer_cfg"]["prompt_template"])
+    tcfg.pop("type")
+    item = PromptTemplate(**tcfg).generate_label_prompt_item(entry, "", label)
+    return LMTemplateParser().parse_template(item, mode="ppl")
+
+
+def arc_challenge(out: dict) -> None:
+    import tempfile
+
+    cfg = load_config(CONFIGS["arc_challenge"])
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        f.write("".join(json.dumps(I.arc_raw(r)) + "\n" for r in I.ARC_ITEMS))
+    rows = cfg["type"].load(f.name, name="ARC-Challenge")  # OpenCompass's ARCDataset
+    out["arc_challenge"] = {"config": CONFIGS["arc_challenge"],
+                            "prompts": [render_label(cfg, r, r["answerKey"]) for r in rows]}
+
+
+def piqa(out: dict) -> None:
+    cfg = load_config(CONFIGS["piqa"])
+    out["piqa"] = {"config": CONFIGS["piqa"], "prompts": [render_label(cfg, r, r["label"]) for r in I.PIQA_ITEMS]}
+
+
 def humaneval(out: dict) -> None:
     cfg = load_config(CONFIGS["humaneval"])
     rows = I.humaneval_items()
@@ -151,7 +233,7 @@ def humaneval(out: dict) -> None:
 def main(argv: list[str]) -> int:
     _datasets_package()
     out: dict = {}
-    for fn in (gsm8k, svamp, minerva_math, humaneval):
+    for fn in (gsm8k, svamp, minerva_math, olympiadbench, ifeval, arc_challenge, piqa, humaneval):
         fn(out)
     import opencompass
 

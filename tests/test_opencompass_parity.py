@@ -2,7 +2,7 @@
 
 - The comparison (tests/opencompass/parity.py) against the oracle's output (.ci/opencompass_oracle.py, run in
   `.venv-opencompass` by `make test-opencompass`) must reproduce tasks/opencompass_parity.json exactly, and agree
-  on every GSM8K and SVAMP score; skipped, saying why, when the oracle's output or the real data is absent.
+  on every GSM8K, SVAMP and IFEval score; skipped, saying why, when the oracle's output or the real data is absent.
 - tasks/README.md's table must be the one generated from tasks/opencompass_parity.json.
 - MATH from a local file keeps its four Minerva exemplars (the offline prompt is rendered and searched).
 """
@@ -39,7 +39,7 @@ def test_harness_agrees_with_opencompass_oracle(tmp_path):
     assert summary == json.loads(parity.SUMMARY.read_text()), (
         "the comparison changed: rerun `.venv/bin/python tests/opencompass/parity.py --write` and review the table")
     rows = summary["benchmarks"]
-    for name in ("gsm8k", "svamp"):
+    for name in ("gsm8k", "svamp", "ifeval"):
         assert rows[name]["scores_agree"] == rows[name]["generations"], rows[name]["disagreements"]
     assert rows["gsm8k"]["prompts_equal"] == rows["gsm8k"]["items"]
 

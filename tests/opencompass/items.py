@@ -135,3 +135,105 @@ def others(golds: list[str], seed: int = 0) -> list[str]:
         choices = [x for x in golds if x != g]
         out.append(rng.choice(choices))
     return out
+
+
+# OlympiadBench items in the Hothan/OlympiadBench schema (OE_TO_maths_en_COMP: English, open-ended, maths),
+# written for this comparison: numerical, expression, interval and two-answer questions.
+def _ob(i: int, question: str, answers: list[str], answer_type: str, multiple: bool = False) -> dict:
+    return {"id": 9000 + i, "question": question, "solution": ["(omitted)"], "final_answer": answers,
+            "context": None, "is_multiple_answer": multiple, "unit": None, "answer_type": answer_type,
+            "error": None, "question_type": "Open-ended", "subfield": "Algebra", "subject": "Math",
+            "language": "English", "modality": "Text-only", "difficulty": "Competition"}
+
+
+OLYMPIAD_ITEMS = [
+    _ob(1, "Compute the number of positive divisors of 360.", ["24"], "Numerical"),
+    _ob(2, "Find the sum of all real $x$ with $x^2 - 7x + 10 = 0$.", ["7"], "Numerical"),
+    _ob(3, "Express $\\sin^2 x + \\cos^2 x + x$ in simplest form.", ["$x+1$"], "Expression"),
+    _ob(4, "Find the set of real $x$ with $|x - 1| < 3$.", ["$(-2,4)$"], "Interval"),
+    _ob(5, "Compute $\\frac{1}{2} + \\frac{1}{3}$.", ["$\\frac{5}{6}$"], "Numerical"),
+    _ob(6, "Compute $\\sqrt{12}\\cdot\\sqrt{3}$.", ["6"], "Numerical"),
+    _ob(7, "Find the least prime greater than 100.", ["101"], "Numerical"),
+    _ob(8, "Find all real $x$ with $x^2 = 9$.", ["$-3$", "$3$"], "Numerical", multiple=True),
+]
+
+
+def olympiad_generations(answer: str, other: str, parts: list[str]) -> dict[str, str]:
+    """OlympiadBench's answer format ("So the final answer is \\boxed{X}") and the other forms a model writes;
+    `parts`: every answer of the item (a multi-answer item's complete answer lists them all)."""
+    a, o = answer.strip("$"), other.strip("$")
+    every = ", ".join(p.strip("$") for p in parts)
+    return {
+        "gold_all_parts": f"So the final answer is $\\boxed{{{every}}}$.",
+        "gold_format": f"Working through it, we find the value. So the final answer is $\\boxed{{{a}}}$.",
+        "gold_boxed": f"We find $\\boxed{{{a}}}$.",
+        "gold_unboxed": f"The answer is ${a}$.",
+        "perturbed": f"So the final answer is $\\boxed{{{a}+1}}$.",
+        "wrong": f"So the final answer is $\\boxed{{{o}}}$.",
+        "several_gold_last": f"First guess $\\boxed{{{o}}}$. So the final answer is $\\boxed{{{a}}}$.",
+        "several_gold_first": f"So the final answer is $\\boxed{{{a}}}$. Or perhaps $\\boxed{{{o}}}$.",
+    }
+
+
+# IFEval items in the google/IFEval schema (key, prompt, instruction_id_list, kwargs), written for this comparison,
+# each with a generation that follows its instructions and one that does not.
+IFEVAL_ITEMS = [
+    {"key": 9001, "prompt": "Describe a sunny day without using any commas.",
+     "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}],
+     "follows": "The sky is bright and the air is warm.", "breaks": "The sky is bright, and the air is warm."},
+    {"key": 9002, "prompt": "Write about rivers in all lowercase letters.",
+     "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}],
+     "follows": "rivers carry water to the sea.", "breaks": "Rivers carry water to the sea."},
+    {"key": 9003, "prompt": "Write a short note that ends with the exact phrase 'Is there anything else I can help with?'",
+     "instruction_id_list": ["startend:end_checker"], "kwargs": [{"end_phrase": "Is there anything else I can help with?"}],
+     "follows": "Here is the note. Is there anything else I can help with?", "breaks": "Here is the note."},
+    {"key": 9004, "prompt": "List three fruits as exactly 3 markdown bullet points.",
+     "instruction_id_list": ["detectable_format:number_bullet_lists"], "kwargs": [{"num_bullets": 3}],
+     "follows": "* apple\n* pear\n* plum", "breaks": "* apple\n* pear"},
+    {"key": 9005, "prompt": "Write about owls and include the keywords night and silent.",
+     "instruction_id_list": ["keywords:existence"], "kwargs": [{"keywords": ["night", "silent"]}],
+     "follows": "Owls hunt at night on silent wings.", "breaks": "Owls hunt in the dark."},
+    {"key": 9006, "prompt": "Answer in fewer than 10 words: what is rain?",
+     "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"relation": "less than", "num_words": 10}],
+     "follows": "Water falling from clouds.",
+     "breaks": "Rain is water that condenses in clouds and falls back down to the ground below."},
+    {"key": 9007, "prompt": "Wrap your whole answer in double quotation marks and do not use commas.",
+     "instruction_id_list": ["startend:quotation", "punctuation:no_comma"], "kwargs": [{}, {}],
+     "follows": "\"Yes it is.\"", "breaks": "\"Yes, it is.\""},
+]
+
+
+def ifeval_reference(item: dict) -> dict:
+    return {k: item[k] for k in ("key", "prompt", "instruction_id_list", "kwargs")}
+
+
+# Multiple-choice items in the hub schemas lm-eval reads (allenai/ai2_arc, baber/piqa), written for this comparison;
+# the compared text is the one each side scores for the gold choice (context + answer).
+ARC_ITEMS = [
+    {"id": "X-1", "question": "Which gas do plants take in for photosynthesis?",
+     "choices": {"text": ["oxygen", "carbon dioxide", "nitrogen", "helium"], "label": ["A", "B", "C", "D"]},
+     "answerKey": "B"},
+    {"id": "X-2", "question": "What causes day and night on Earth?",
+     "choices": {"text": ["Earth's rotation", "the Moon's orbit", "clouds", "the seasons"],
+                 "label": ["A", "B", "C", "D"]}, "answerKey": "A"},
+    {"id": "X-3", "question": "Which material conducts electricity best?",
+     "choices": {"text": ["wood", "rubber", "glass", "copper"], "label": ["1", "2", "3", "4"]}, "answerKey": "4"},
+    {"id": "X-4", "question": "Water freezes at what temperature in degrees Celsius?",
+     "choices": {"text": ["100", "50", "0", "-50"], "label": ["A", "B", "C", "D"]}, "answerKey": "C"},
+]
+PIQA_ITEMS = [
+    {"goal": "To keep bread fresh longer,", "sol1": "store it in a sealed bag.", "sol2": "leave it in the sun.",
+     "label": 0},
+    {"goal": "How do I dry wet shoes?", "sol1": "Put them in the freezer.",
+     "sol2": "Stuff them with newspaper and leave them in a warm room.", "label": 1},
+    {"goal": "To open a stuck jar lid,", "sol1": "run the lid under hot water.", "sol2": "put the jar in the fridge.",
+     "label": 0},
+]
+
+
+def arc_raw(item: dict) -> dict:
+    """An ARC item in AI2's original JSONL layout (what OpenCompass's ARCDataset reads from a local file)."""
+    return {"id": item["id"], "answerKey": item["answerKey"],
+            "question": {"stem": item["question"],
+                         "choices": [{"text": t, "label": la} for t, la in zip(item["choices"]["text"],
+                                                                              item["choices"]["label"])]}}

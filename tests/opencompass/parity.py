@@ -40,21 +40,44 @@ NOTES: dict[str, list[str]] = {
                      "misses boxed and unboxed answers that OpenCompass reads: 71/108 agreement). Remaining: a final "
                      "answer naming two values (\"X or Y\", gold second) OpenCompass counts right, math_verify wrong; "
                      "a few gold answers OpenCompass's string normalisation rejects are accepted here."],
+    "olympiadbench": ["Prompt: OpenCompass uses OlympiadBench's own instruction text (answer type, \"So the final "
+                      "answer is \\boxed{}\"), which the project does not copy; the harness asks for the answer in "
+                      "\\boxed{}. Both read the boxed answer.",
+                      "Scoring: a multi-answer item's reference in OpenCompass is only its first answer "
+                      "(`final_answer[0]`), so a generation giving that one answer counts right there and wrong here "
+                      "(the harness needs every part, in order); the complete answer counts right here, wrong there.",
+                      "Categories: OpenCompass's default averages 5 categories (maths and physics, English and "
+                      "Chinese); the paper's table reports one OlympiadBench number and a maths suite, and the "
+                      "harness scores the English maths competition category OE_TO_maths_en_COMP (674 items)."],
+    "ifeval": ["Same prompt and the same prompt-level strict rule (both are ports of Google's instruction "
+               "checkers). OpenCompass's base suite has IFEval commented out; `IFEval_gen_353ae7` is its IFEval "
+               "config. Generation length: 1,280 tokens here (lm-eval's task), the model's max_out_len there."],
+    "arc_challenge": ["The scored text differs by one character: OpenCompass joins the question and the option with "
+                      "\"Answer: \\n\" (a base model's prompt turns are joined by a newline), lm-eval with "
+                      "\"Answer: \". OpenCompass picks the lowest perplexity of the whole text, lm-eval the highest "
+                      "length-normalised log-likelihood of the option (acc_norm); OpenCompass's config reads the "
+                      "299-question dev split, lm-eval the 1,172-question test split."],
+    "piqa": ["OpenCompass scores \"The following makes sense: \\nQ: {goal}\\nA: {sol}\\n\" by perplexity; lm-eval "
+             "\"Question: {goal}\\nAnswer: {sol}\" by the option's log-likelihood (acc_norm)."],
     "humaneval": ["Prompt: evalplus's base-model prompt (the problem stripped, plus a newline) instead of "
                   "OpenCompass's \"Complete the following python code:\" prefix; scored by evalplus (base + plus "
                   "tests) instead of the original tests."],
 }
 NOT_COMPARED = {
     "college_math": "OpenCompass ships no CollegeMath config; the harness follows MWPBench's zero-shot boxed prompt.",
-    "olympiadbench": "Not compared yet: OpenCompass's default averages 5 categories (maths and physics, English and "
-                     "Chinese) with OlympiadBench's own prompt and sympy checker; the harness scores "
-                     "OE_TO_maths_en_COMP with a boxed prompt and math_verify.",
-    "hellaswag / arc_challenge / piqa / mmlu": "Not compared yet: OpenCompass's base suite scores these by "
-                     "perplexity (ppl configs); the harness by lm-eval log-likelihood with its own prompts. Shots "
-                     "follow OpenCompass (mmlu 5, hellaswag 10). The paper's ARC-C and Llama HellaSwag figures fit "
-                     "OpenCompass's generative (lettered) configs better; the harness does not run those yet.",
-    "ifeval": "Not compared yet: both score with ports of Google's instruction checkers; OpenCompass's base suite "
-              "does not include IFEval (its config there is commented out), the harness runs lm-eval's ifeval.",
+    "hellaswag / mmlu": "Not rendered on OpenCompass's side: HellaSwag's 10-shot configs take the first 10 items of "
+                        "OpenCompass's own 25-item sample of the train split (`hellaswag_train_sampled25.jsonl`, not "
+                        "part of HellaSwag's release), so its exemplars cannot be rebuilt; lm-eval draws 10 train items. "
+                        "MMLU: 5 shots on both sides, the first 5 dev items of the subject on both; scored by "
+                        "perplexity there, by the letter's log-likelihood here.",
+    "general suite, generative or perplexity": "The paper's ARC-C (56.6 / 77.6 / 87.5) and Llama HellaSwag (73.1) "
+                        "fit OpenCompass's generative lettered configs (`ARC_c_gen`, `hellaswag_10shot_gen`: about 73-74 "
+                        "for a Llama-3-8B-Instruct there, about 51 under ppl) better than the perplexity configs. The "
+                        "harness keeps log-likelihood scoring: the generative configs' answer reader is OpenCompass's "
+                        "own cascade of about fifty regular expressions (`first_option_postprocess`), which the project "
+                        "does not copy, and HellaSwag's exemplars come from the unpublished sample above. Absolute "
+                        "general-suite numbers are therefore not comparable with the paper's; the comparison between "
+                        "methods under one protocol is.",
     "mbpp / livecodebench": "Not compared: evalplus (MBPP+) and LiveCodeBench's own base-model prompt and rule by "
                             "design; OpenCompass's LiveCodeBench takes the first fenced block.",
 }
@@ -63,8 +86,10 @@ NOT_COMPARED = {
 class _Recorder:
     """An lm-eval LM that records each prompt and answers with a fixed text (prompts are what is compared)."""
 
-    def __new__(cls, seen: list):
+    def __new__(cls, seen: list, scored: list | None = None):
         from lm_eval.api.model import LM
+
+        scored = scored if scored is not None else []
 
         class Rec(LM):
             def generate_until(self, requests, disable_tqdm: bool = False):
@@ -72,6 +97,7 @@ class _Recorder:
                 return ["" for _ in requests]
 
             def loglikelihood(self, requests, disable_tqdm: bool = False):
+                scored.extend((r.doc, r.idx, r.args[0] + r.args[1]) for r in requests)
                 return [(0.0, False) for _ in requests]
 
             def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
@@ -87,6 +113,16 @@ def our_prompts(benchmark: str, data: Path, work: Path) -> list[str]:
     run_lm_eval(_Recorder(seen), benchmark, data, work_dir=work, cache_key=None, batch_size=8, limit=None,
                 num_fewshot=None, max_gen_toks=32)
     return seen
+
+
+def our_gold_texts(benchmark: str, data: Path, work: Path, gold_index) -> list[str]:
+    """The text lm-eval scores for each item's gold choice (context + target delimiter + choice)."""
+    from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
+
+    scored: list = []
+    run_lm_eval(_Recorder([], scored), benchmark, data, work_dir=work, cache_key=None, batch_size=8, limit=None,
+                num_fewshot=0, max_gen_toks=32)
+    return [text for doc, idx, text in scored if idx == gold_index(doc)]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -126,6 +162,28 @@ def ours(oracle: dict, work: Path) -> dict[str, dict]:
     out["minerva_math"] = {"prompts": our_prompts("minerva_math_algebra", data, work / "math-run"),
                            "correct": [bool(M.process_results(mdocs[s["item"]], [s["generation"]])["math_verify"])
                                        for s in oracle["minerva_math"]["scores"]]}
+    # OlympiadBench: the project's task from a local file in the hub schema.
+    data = _write_jsonl(work / "olympiad_test.jsonl", I.OLYMPIAD_ITEMS)
+    out["olympiadbench"] = {"prompts": our_prompts("olympiadbench", data, work / "ob-run"),
+                            "correct": [bool(U.math_process_results(I.OLYMPIAD_ITEMS[s["item"]], [s["generation"]])
+                                             ["exact_match"]) for s in oracle["olympiadbench"]["scores"]]}
+    # IFEval: lm-eval's ifeval from a local file; its prompt-level strict score.
+    from entrodrop_bench.evaluate.nltk_data import ensure_punkt_tab
+
+    ensure_punkt_tab()
+    import lm_eval.tasks.ifeval.utils as F
+
+    refs = [I.ifeval_reference(r) for r in I.IFEVAL_ITEMS]
+    data = _write_jsonl(work / "ifeval_test.jsonl", refs)
+    out["ifeval"] = {"prompts": our_prompts("ifeval", data, work / "ifeval-run"),
+                     "correct": [bool(F.process_results(refs[s["item"]], [s["generation"]])["prompt_level_strict_acc"])
+                                 for s in oracle["ifeval"]["scores"]]}
+    # Multiple choice (log-likelihood here, perplexity there): the text scored for the gold choice.
+    data = _write_jsonl(work / "arc_test.jsonl", I.ARC_ITEMS)
+    out["arc_challenge"] = {"prompts": our_gold_texts("arc_challenge", data, work / "arc-run",
+                                                      lambda d: d["choices"]["label"].index(d["answerKey"]))}
+    data = _write_jsonl(work / "piqa_validation.jsonl", I.PIQA_ITEMS)
+    out["piqa"] = {"prompts": our_gold_texts("piqa", data, work / "piqa-run", lambda d: d["label"])}
     # HumanEval: the evalplus runner's prompt.
     from entrodrop_bench.evaluate.evalplus_runner import model_prompt
 
