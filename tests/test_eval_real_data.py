@@ -204,3 +204,58 @@ def test_math_from_a_local_file_gold_100_shuffled_0(tmp_path):
     assert m["math_verify,none"] == 1.0 and m["exact_match,none"] >= 0.9
     m = score(tmp_path / "w", "minerva_math_algebra", data, lambda d: fmt.format(wrong[d["problem"]]))
     assert m["math_verify,none"] == 0.0
+
+
+class ChoiceLM(GoldLM):
+    """Prefers the choice `pick(doc)` (the gold one, or a wrong one) among a multiple-choice item's options."""
+
+    def __init__(self, pick: Callable[[dict], int]):
+        super().__init__(lambda d: "")
+        self.pick = pick
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return [(0.0 if r.idx == self.pick(r.doc) else -5.0, False) for r in requests]
+
+
+def _items():
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "opencompass"))
+    import items
+
+    return items
+
+
+def test_olympiadbench_and_ifeval_from_local_files_gold_100_wrong_0(tmp_path):
+    """The real path from local files in the hub schemas: OlympiadBench answers in the prompt's \\boxed{} format
+    (every part of a multi-answer item), IFEval responses that follow or break their instructions."""
+    items = _items()
+    data = tmp_path / "olympiad.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in items.OLYMPIAD_ITEMS))
+    answer = {r["question"]: ", ".join(a.strip("$") for a in r["final_answer"]) for r in items.OLYMPIAD_ITEMS}
+    wrong = dict(zip(answer, items.others(list(answer.values()))))
+    assert score(tmp_path, "olympiadbench", data, lambda d: f" So $\\boxed{{{answer[d['question']]}}}$.")["exact_match,none"] == 1.0
+    assert score(tmp_path / "w", "olympiadbench", data, lambda d: f" So $\\boxed{{{wrong[d['question']]}}}$.")["exact_match,none"] == 0.0
+    data = tmp_path / "ifeval.jsonl"
+    data.write_text("".join(json.dumps(items.ifeval_reference(r)) + "\n" for r in items.IFEVAL_ITEMS))
+    by_key = {r["key"]: r for r in items.IFEVAL_ITEMS}
+    m = score(tmp_path, "ifeval", data, lambda d: by_key[d["key"]]["follows"])
+    assert m["prompt_level_strict_acc,none"] == 1.0
+    m = score(tmp_path / "w", "ifeval", data, lambda d: by_key[d["key"]]["breaks"])
+    assert m["prompt_level_strict_acc,none"] == 0.0
+
+
+@pytest.mark.parametrize("bench", ["piqa", "arc_challenge"])
+def test_multiple_choice_from_local_files_gold_100_wrong_0(tmp_path, bench):
+    items = _items()
+    rows, gold = ((items.PIQA_ITEMS, lambda d: d["label"]) if bench == "piqa" else
+                  (items.ARC_ITEMS, lambda d: d["choices"]["label"].index(d["answerKey"])))
+    data = tmp_path / f"{bench}_test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(pick, where):
+        out = run_lm_eval(ChoiceLM(pick), bench, data, work_dir=tmp_path / where, cache_key=None, batch_size=4,
+                          limit=None, num_fewshot=0, max_gen_toks=8)
+        return out["metrics"]["acc_norm,none"]
+
+    assert run(gold, "gold") == 1.0 and run(lambda d: 1 - gold(d) if bench == "piqa" else (gold(d) + 1) % 4, "w") == 0.0
