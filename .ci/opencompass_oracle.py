@@ -32,7 +32,7 @@ CONFIGS = {
     "humaneval": "humaneval/deprecated_humaneval_gen_d2537e.py",
     "olympiadbench": "OlympiadBench/OlympiadBench_0shot_gen_be8b13.py",
     "ifeval": "IFEval/IFEval_gen_353ae7.py",
-    "arc_challenge": "ARC_c/ARC_c_ppl_a450bd.py",
+    "arc_challenge": "ARC_c/ARC_c_gen_1e0de5.py",
     "piqa": "piqa/piqa_ppl_1cf9f0.py",
 }
 
@@ -209,14 +209,25 @@ def render_label(dataset_cfg: dict, entry: dict, label) -> str:
 
 
 def arc_challenge(out: dict) -> None:
+    """The generative lettered config: prompt, first_option_postprocess, then AccEvaluator's accuracy, which is the
+    equality of the postprocessed letter and the reference (its HF `evaluate` metric needs the hub, so the equality
+    is taken directly)."""
     import tempfile
 
     cfg = load_config(CONFIGS["arc_challenge"])
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         f.write("".join(json.dumps(I.arc_raw(r)) + "\n" for r in I.ARC_ITEMS))
-    rows = cfg["type"].load(f.name, name="ARC-Challenge")  # OpenCompass's ARCDataset
-    out["arc_challenge"] = {"config": CONFIGS["arc_challenge"],
-                            "prompts": [render_label(cfg, r, r["answerKey"]) for r in rows]}
+    rows = list(cfg["type"].load(f.name, name="ARC-Challenge"))  # OpenCompass's ARCDataset
+    prompts = [render(cfg, r) for r in rows]
+    post = dict(cfg["eval_cfg"]["pred_postprocessor"])
+    fn = post.pop("type")
+    golds = [r["answerKey"] for r in rows]
+    scores = []
+    for i, (r, o) in enumerate(zip(rows, I.others(golds))):
+        for kind, text in I.option_generations(r["answerKey"], r["text" + r["answerKey"]], o).items():
+            pred = fn(text, **post)
+            scores.append({"item": i, "kind": kind, "generation": text, "pred": pred, "correct": pred == golds[i]})
+    out["arc_challenge"] = {"config": CONFIGS["arc_challenge"], "prompts": prompts, "golds": golds, "scores": scores}
 
 
 def piqa(out: dict) -> None:

@@ -236,3 +236,32 @@ def olympiad_process_docs(dataset):
 
 def tiny_math_target(doc: dict) -> str:
     return str(doc["answer"]).split("####")[-1].strip()
+
+
+# --------------------------------------------------------------------------- ARC-Challenge (lettered, generative)
+OPTIONS = "ABCD"
+_ANSWER_IS = re.compile(r"answer is:?\s*\(?([A-D])\b", re.I)
+_STANDALONE = re.compile(r"(?:^|[\s(*])([A-D])(?=[\s.,:;)*]|$)")
+
+
+def arc_process_docs(dataset):
+    """Questions with exactly four options (as OpenCompass's ARC loader keeps), as textA-D and the gold letter."""
+
+    def fix(doc: dict) -> dict:
+        texts, labels = doc["choices"]["text"], doc["choices"]["label"]
+        return {**doc, **{f"text{o}": t for o, t in zip(OPTIONS, texts)},
+                "gold": OPTIONS[labels.index(doc["answerKey"])]}
+
+    return dataset.filter(lambda d: len(d["choices"]["text"]) == 4).map(fix)
+
+
+def option_letter(text: str) -> str | None:
+    """The option a generation answers: "answer is X" first, else the first standalone letter A-D (before any new
+    "Question:"); None when it names none."""
+    text = text.split("Question:")[0]
+    found = _ANSWER_IS.search(text) or _STANDALONE.search(text)
+    return found.group(1) if found else None
+
+
+def arc_process_results(doc: dict, results: list[str]) -> dict[str, int]:
+    return {"exact_match": int(option_letter(results[0]) == doc["gold"])}

@@ -129,7 +129,7 @@ def test_humaneval_canonical_pass_and_empty_fail_through_evalplus(tmp_path):
 
 
 def test_builtin_multiple_choice_task_on_local_file(tmp_path):
-    """A built-in task (arc_challenge, which `include:`s arc_easy.yaml) runs offline from a local file."""
+    """A built-in multiple-choice task (arc_easy) runs offline from a local file."""
     rows = [{"id": f"q{i}", "question": f"Which number is {i}?", "answerKey": "ABCD"[i % 4],
              "choices": {"text": ["zero", "one", "two", "three"], "label": ["A", "B", "C", "D"]}} for i in range(4)]
     data = tmp_path / "arc_test.jsonl"
@@ -139,7 +139,7 @@ def test_builtin_multiple_choice_task_on_local_file(tmp_path):
         def loglikelihood(self, requests, disable_tqdm: bool = False):
             return [(0.0 if "ABCD"[r.idx] == r.doc["answerKey"] else -5.0, False) for r in requests]
 
-    out = run_lm_eval(ArcGold(lambda d: ""), "arc_challenge", data, work_dir=tmp_path / "w", cache_key="gold",
+    out = run_lm_eval(ArcGold(lambda d: ""), "arc_easy", data, work_dir=tmp_path / "w", cache_key="gold",
                       batch_size=4, limit=None, num_fewshot=0, max_gen_toks=8)
     assert out["metrics"]["acc,none"] == 1.0 and out["metrics"]["acc_norm,none"] == 1.0
 
@@ -245,7 +245,7 @@ def test_olympiadbench_and_ifeval_from_local_files_gold_100_wrong_0(tmp_path):
     assert m["prompt_level_strict_acc,none"] == 0.0
 
 
-@pytest.mark.parametrize("bench", ["piqa", "arc_challenge"])
+@pytest.mark.parametrize("bench", ["piqa", "arc_easy"])
 def test_multiple_choice_from_local_files_gold_100_wrong_0(tmp_path, bench):
     items = _items()
     rows, gold = ((items.PIQA_ITEMS, lambda d: d["label"]) if bench == "piqa" else
@@ -259,3 +259,20 @@ def test_multiple_choice_from_local_files_gold_100_wrong_0(tmp_path, bench):
         return out["metrics"]["acc_norm,none"]
 
     assert run(gold, "gold") == 1.0 and run(lambda d: 1 - gold(d) if bench == "piqa" else (gold(d) + 1) % 4, "w") == 0.0
+
+
+def test_arc_challenge_lettered_answers_from_a_local_file(tmp_path):
+    """ARC-C in OpenCompass's generative format: the gold letter as a base model writes it after "Answer:" scores
+    100%, another letter 0; four-option questions only."""
+    items = _items()
+    rows = items.ARC_ITEMS + [{**items.ARC_ITEMS[0], "id": "X-5", "choices": {"text": ["a", "b", "c"],
+                                                                              "label": ["A", "B", "C"]}}]
+    data = tmp_path / "arc_test.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gold = {r["id"]: "ABCD"[r["choices"]["label"].index(r["answerKey"])] for r in items.ARC_ITEMS}
+    texts = {r["id"]: r["choices"]["text"][r["choices"]["label"].index(r["answerKey"])] for r in items.ARC_ITEMS}
+    out = run_lm_eval(GoldLM(lambda d: f" {gold[d['id']]}. {texts[d['id']]}\n\n"), "arc_challenge", data,
+                      work_dir=tmp_path / "g", cache_key=None, batch_size=4, limit=None, num_fewshot=None, max_gen_toks=8)
+    assert out["metrics"]["exact_match,none"] == 1.0 and out["n_samples"]["effective"] == 4
+    wrong = score(tmp_path / "w", "arc_challenge", data, lambda d: f" {'BCDA'['ABCD'.index(gold[d['id']])]}")
+    assert wrong["exact_match,none"] == 0.0

@@ -8,7 +8,8 @@ PRIMARY_METRIC (the store's `score`, always in [0, 1]):
 | gsm8k, svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
 | minerva_math (+500) | math_verify,none | lm-eval's math_verify check: agrees with OpenCompass's MATH scoring far more often than the Minerva "Final Answer" rule (tasks/README.md) |
 | hendrycks_math (+500) | exact_match,none | lm-eval's own answer check |
-| hellaswag, arc_challenge, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
+| hellaswag, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
+| arc_challenge | exact_match,none | the lettered answer of OpenCompass's generative ARC-C format (tasks/arc_challenge.yaml) |
 | mmlu, tiny_general | acc,none | |
 | ifeval | prompt_level_strict_acc,none | |
 | humaneval, mbpp, tiny_code (evalplus) | pass@1 | base + plus tests, greedy |
@@ -42,7 +43,7 @@ PRIMARY_METRIC: dict[str, str] = {
     "hendrycks_math": "exact_match,none",
     "hendrycks_math500": "exact_match,none",
     "hellaswag": "acc_norm,none",
-    "arc_challenge": "acc_norm,none",
+    "arc_challenge": "exact_match,none",
     "arc_easy": "acc_norm,none",
     "piqa": "acc_norm,none",
     "mmlu": "acc,none",

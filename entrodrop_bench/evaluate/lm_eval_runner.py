@@ -1,8 +1,8 @@
 """lm-eval through its Python API, one benchmark at a time, on an already loaded checkpoint.
 
-- Tasks: lm-eval built-ins by name (gsm8k, minerva_math*, hendrycks_math*, hellaswag, arc_challenge, piqa,
-  mmlu, ifeval, ...) and the project's YAMLs in tasks/ (svamp, college_math, olympiadbench, tiny_math,
-  tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
+- Tasks: lm-eval built-ins by name (minerva_math*, hendrycks_math*, hellaswag, piqa, mmlu, ifeval, ...) and the
+  project's YAMLs in tasks/ (gsm8k and arc_challenge in OpenCompass's formats, shadowing the built-ins of those
+  names; svamp, college_math, olympiadbench, tiny_math, tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
   built-ins (~6 s) only when a built-in is requested, and that index is built once per process (see
   `_builtin_task_manager`).
 - Local data: a benchmark with a data file (config `eval.data_overrides`, or the tiny world's file) runs

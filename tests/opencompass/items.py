@@ -237,3 +237,18 @@ def arc_raw(item: dict) -> dict:
             "question": {"stem": item["question"],
                          "choices": [{"text": t, "label": la} for t, la in zip(item["choices"]["text"],
                                                                               item["choices"]["label"])]}}
+
+
+def option_generations(gold: str, text: str, other: str) -> dict[str, str]:
+    """The fixed generation set of a lettered question (ARC-C), as a base model continues "Answer:"."""
+    return {
+        "gold_letter": f" {gold}",
+        "gold_letter_newline": f" {gold}\n\n",
+        "gold_letter_and_text": f" {gold}. {text}",
+        "gold_parenthesised": f" ({gold})",
+        "gold_answer_is": f" The answer is {gold}.",
+        "gold_then_new_question": f" {gold}\n\nQuestion: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer: {other}",
+        "wrong_letter": f" {other}",
+        "several": f" {other} or {gold}",
+        "no_letter": " I am not sure.",
+    }

@@ -52,11 +52,12 @@ NOTES: dict[str, list[str]] = {
     "ifeval": ["Same prompt and the same prompt-level strict rule (both are ports of Google's instruction "
                "checkers). OpenCompass's base suite has IFEval commented out; `IFEval_gen_353ae7` is its IFEval "
                "config. Generation length: 1,280 tokens here (lm-eval's task), the model's max_out_len there."],
-    "arc_challenge": ["The scored text differs by one character: OpenCompass joins the question and the option with "
-                      "\"Answer: \\n\" (a base model's prompt turns are joined by a newline), lm-eval with "
-                      "\"Answer: \". OpenCompass picks the lowest perplexity of the whole text, lm-eval the highest "
-                      "length-normalised log-likelihood of the option (acc_norm); OpenCompass's config reads the "
-                      "299-question dev split, lm-eval the 1,172-question test split."],
+    "arc_challenge": ["OpenCompass's generative lettered format on both sides (zero-shot, the dev split's 299 "
+                      "questions, four-option questions only). The letter is read by the harness's own rule "
+                      "(\"answer is X\", else the first standalone letter, before any new \"Question:\"); OpenCompass "
+                      "reads it with its own cascade of about fifty patterns over the whole generation "
+                      "(`first_option_postprocess`), which the project does not copy. Disagreements are listed by "
+                      "generation kind."],
     "piqa": ["OpenCompass scores \"The following makes sense: \\nQ: {goal}\\nA: {sol}\\n\" by perplexity; lm-eval "
              "\"Question: {goal}\\nAnswer: {sol}\" by the option's log-likelihood (acc_norm)."],
     "humaneval": ["Prompt: evalplus's base-model prompt (the problem stripped, plus a newline) instead of "
@@ -70,14 +71,12 @@ NOT_COMPARED = {
                         "part of HellaSwag's release), so its exemplars cannot be rebuilt; lm-eval draws 10 train items. "
                         "MMLU: 5 shots on both sides, the first 5 dev items of the subject on both; scored by "
                         "perplexity there, by the letter's log-likelihood here.",
-    "general suite, generative or perplexity": "The paper's ARC-C (56.6 / 77.6 / 87.5) and Llama HellaSwag (73.1) "
-                        "fit OpenCompass's generative lettered configs (`ARC_c_gen`, `hellaswag_10shot_gen`: about 73-74 "
-                        "for a Llama-3-8B-Instruct there, about 51 under ppl) better than the perplexity configs. The "
-                        "harness keeps log-likelihood scoring: the generative configs' answer reader is OpenCompass's "
-                        "own cascade of about fifty regular expressions (`first_option_postprocess`), which the project "
-                        "does not copy, and HellaSwag's exemplars come from the unpublished sample above. Absolute "
-                        "general-suite numbers are therefore not comparable with the paper's; the comparison between "
-                        "methods under one protocol is.",
+    "hellaswag, generative or perplexity": "The paper's Llama HellaSwag (73.1) fits OpenCompass's generative "
+                        "10-shot config (about 73-74 for a Llama-3-8B-Instruct in its README, about 51 under ppl). Its "
+                        "exemplars are the first 10 items of OpenCompass's own sample of the train split, which is not "
+                        "part of HellaSwag's release, so that prompt cannot be rebuilt: HellaSwag stays lm-eval's "
+                        "log-likelihood task, 10-shot (random train items). Its absolute numbers are therefore not "
+                        "comparable with the paper's; the comparison between methods under one protocol is.",
     "mbpp / livecodebench": "Not compared: evalplus (MBPP+) and LiveCodeBench's own base-model prompt and rule by "
                             "design; OpenCompass's LiveCodeBench takes the first fenced block.",
 }
@@ -178,10 +177,13 @@ def ours(oracle: dict, work: Path) -> dict[str, dict]:
     out["ifeval"] = {"prompts": our_prompts("ifeval", data, work / "ifeval-run"),
                      "correct": [bool(F.process_results(refs[s["item"]], [s["generation"]])["prompt_level_strict_acc"])
                                  for s in oracle["ifeval"]["scores"]]}
-    # Multiple choice (log-likelihood here, perplexity there): the text scored for the gold choice.
+    # ARC-C: OpenCompass's generative lettered format on both sides. PIQA (log-likelihood here, perplexity there):
+    # the text scored for the gold choice.
     data = _write_jsonl(work / "arc_test.jsonl", I.ARC_ITEMS)
-    out["arc_challenge"] = {"prompts": our_gold_texts("arc_challenge", data, work / "arc-run",
-                                                      lambda d: d["choices"]["label"].index(d["answerKey"]))}
+    arc_docs = U.arc_process_docs(_Docs(I.ARC_ITEMS))
+    out["arc_challenge"] = {"prompts": our_prompts("arc_challenge", data, work / "arc-run"),
+                            "correct": [bool(U.arc_process_results(arc_docs[s["item"]], [s["generation"]])["exact_match"])
+                                        for s in oracle["arc_challenge"]["scores"]]}
     data = _write_jsonl(work / "piqa_validation.jsonl", I.PIQA_ITEMS)
     out["piqa"] = {"prompts": our_gold_texts("piqa", data, work / "piqa-run", lambda d: d["label"])}
     # HumanEval: the evalplus runner's prompt.
