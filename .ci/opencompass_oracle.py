@@ -34,6 +34,7 @@ CONFIGS = {
     "ifeval": "IFEval/IFEval_gen_353ae7.py",
     "arc_challenge": "ARC_c/ARC_c_gen_1e0de5.py",
     "piqa": "piqa/piqa_ppl_1cf9f0.py",
+    "mmlu": "mmlu/mmlu_ppl_ac766d.py",
 }
 
 
@@ -230,6 +231,48 @@ def arc_challenge(out: dict) -> None:
     out["arc_challenge"] = {"config": CONFIGS["arc_challenge"], "prompts": prompts, "golds": golds, "scores": scores}
 
 
+def mmlu(out: dict) -> None:
+    """The 5-shot perplexity config of one subject: OpenCompass's MMLUDataset (from its CSV layout), FixKRetriever
+    (the first 5 dev items) and PPLInferencer's prompt building, for each item's gold letter."""
+    import csv
+    import tempfile
+
+    from opencompass.models.base import LMTemplateParser
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+    from opencompass.openicl.icl_retriever import FixKRetriever
+
+    cfgs = _all_configs(CONFIGS["mmlu"])
+    cfg = next(c for c in cfgs if c["name"] == I.MMLU_SUBJECT)
+    root = Path(tempfile.mkdtemp())
+    for split, rows in (("dev", I.MMLU_DEV), ("test", I.MMLU_TEST)):
+        (root / split).mkdir()
+        with open(root / split / f"{I.MMLU_SUBJECT}_{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([[r["question"], *r["choices"], "ABCD"[r["answer"]]] for r in rows])
+    dataset = cfg["type"](path=str(root), name=I.MMLU_SUBJECT, reader_cfg=cfg["reader_cfg"], abbr=cfg["abbr"])
+    infer = cfg["infer_cfg"]
+    retr = dict(infer["retriever"])
+    retriever = retr.pop("type")(dataset, **retr)
+    ice_t, prompt_t = (PromptTemplate(**{k: v for k, v in dict(infer[key]).items() if k != "type"})
+                       for key in ("ice_template", "prompt_template"))
+    ice_idx = retriever.retrieve()
+    parser = LMTemplateParser()
+    prompts = []
+    for idx, row in enumerate(I.MMLU_TEST):
+        ice = retriever.generate_ice(ice_idx[idx], ice_template=ice_t)
+        prompt = retriever.generate_label_prompt(idx=idx, ice=ice, label="ABCD"[row["answer"]], ice_template=ice_t,
+                                                 prompt_template=prompt_t, remain_sep=False)
+        prompts.append(parser.parse_template(prompt, mode="ppl"))
+    out["mmlu"] = {"config": CONFIGS["mmlu"] + f" ({I.MMLU_SUBJECT})", "prompts": prompts}
+
+
+def _all_configs(rel: str) -> list:
+    import opencompass
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(Path(opencompass.__file__).parent / "configs" / "datasets" / rel))
+    return next(v for k, v in cfg.items() if k.endswith("_datasets"))
+
+
 def piqa(out: dict) -> None:
     cfg = load_config(CONFIGS["piqa"])
     out["piqa"] = {"config": CONFIGS["piqa"], "prompts": [render_label(cfg, r, r["label"]) for r in I.PIQA_ITEMS]}
@@ -244,7 +287,7 @@ def humaneval(out: dict) -> None:
 def main(argv: list[str]) -> int:
     _datasets_package()
     out: dict = {}
-    for fn in (gsm8k, svamp, minerva_math, olympiadbench, ifeval, arc_challenge, piqa, humaneval):
+    for fn in (gsm8k, svamp, minerva_math, olympiadbench, ifeval, arc_challenge, piqa, mmlu, humaneval):
         fn(out)
     import opencompass
 

@@ -102,11 +102,13 @@ def builtin_task_yaml(benchmark: str) -> Path | None:
     root = Path(lm_eval.__file__).parent / "tasks"
     guess = [root / benchmark / f"{benchmark}.yaml", root / benchmark.split("_")[0] / f"{benchmark}.yaml",
              root / "arc" / f"{benchmark}.yaml"]
+    # `task: name`, or quoted as lm-eval's generated YAMLs write it (MMLU's subjects: `"task": "mmlu_anatomy"`).
+    defines = re.compile(rf"^[\"']?task[\"']?\s*:\s*[\"']?{re.escape(benchmark)}[\"']?\s*$", re.M)
     for path in guess:
-        if path.is_file() and f"task: {benchmark}\n" in path.read_text():
+        if path.is_file() and defines.search(path.read_text()):
             return path
     for path in root.rglob(f"{benchmark}.yaml"):
-        if f"task: {benchmark}\n" in path.read_text():
+        if defines.search(path.read_text()):
             return path
     return None
 

@@ -45,17 +45,19 @@ from entrodrop_bench.paths import TASKS_DIR, EvalWorkDir
 
 log = logging.getLogger(__name__)
 _SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+# `include: file`, or quoted as lm-eval's generated YAMLs write it (MMLU's subjects: `"include": "_default_template_yaml"`).
+_INCLUDE = r"^[\"']?include[\"']?\s*:\s*[\"']?([^\s\"']+)"
 
 
 def _splits(yaml_path: Path, depth: int = 0) -> dict[str, str]:
     """Split keys of a task YAML, following `include:` (read as text: the YAMLs hold !function tags)."""
     text = yaml_path.read_text()
     found: dict[str, str] = {}
-    inc = re.search(r"^include:\s*(\S+)", text, re.M)
+    inc = re.search(_INCLUDE, text, re.M)
     if inc and depth < 4:
         found.update(_splits((yaml_path.parent / inc.group(1)).resolve(), depth + 1))
     for key in _SPLIT_KEYS:
-        m = re.search(rf"^{key}:\s*(\S+)", text, re.M)
+        m = re.search(rf"^[\"']?{key}[\"']?\s*:\s*[\"']?([^\s\"']+)", text, re.M)
         if m:
             found[key] = m.group(1).strip("\"'")
     return {k: v for k, v in found.items() if v not in {"null", "None"}}
@@ -68,7 +70,7 @@ def _has_fixed_exemplars(yaml_path: Path, depth: int = 0) -> bool:
     text = yaml_path.read_text()
     if re.search(r"^fewshot_config:\s*\n(?:[ \t]+.*\n)*?[ \t]+samples:", text + "\n", re.M):
         return True
-    inc = re.search(r"^include:\s*(\S+)", text, re.M)
+    inc = re.search(_INCLUDE, text, re.M)
     return bool(inc) and depth < 4 and _has_fixed_exemplars((yaml_path.parent / inc.group(1)).resolve(), depth + 1)
 
 

@@ -252,3 +252,26 @@ def option_generations(gold: str, text: str, other: str) -> dict[str, str]:
         "several": f" {other} or {gold}",
         "no_letter": " I am not sure.",
     }
+
+
+# MMLU items in the cais/mmlu schema (question, subject, choices, answer), one subject: 5 dev items (the 5-shot
+# exemplars) and 3 test items, written for this comparison.
+MMLU_SUBJECT = "anatomy"
+
+
+def _mmlu(q: str, choices: list[str], answer: int) -> dict:
+    return {"question": q, "subject": MMLU_SUBJECT, "choices": choices, "answer": answer}
+
+
+MMLU_DEV = [
+    _mmlu("Which bone is the longest in the human body?", ["femur", "tibia", "humerus", "radius"], 0),
+    _mmlu("Which organ pumps blood?", ["lung", "heart", "liver", "kidney"], 1),
+    _mmlu("How many chambers does the human heart have?", ["two", "three", "four", "five"], 2),
+    _mmlu("Which muscle separates the chest from the abdomen?", ["biceps", "deltoid", "trapezius", "diaphragm"], 3),
+    _mmlu("Where is the patella?", ["knee", "elbow", "skull", "spine"], 0),
+]
+MMLU_TEST = [
+    _mmlu("Which organ produces bile?", ["stomach", "pancreas", "liver", "spleen"], 2),
+    _mmlu("The smallest bones of the body are in the", ["hand", "ear", "foot", "nose"], 1),
+    _mmlu("Which vessel carries blood away from the heart?", ["vein", "venule", "capillary", "artery"], 3),
+]

@@ -60,17 +60,16 @@ NOTES: dict[str, list[str]] = {
                       "generation kind."],
     "piqa": ["OpenCompass scores \"The following makes sense: \\nQ: {goal}\\nA: {sol}\\n\" by perplexity; lm-eval "
              "\"Question: {goal}\\nAnswer: {sol}\" by the option's log-likelihood (acc_norm)."],
+    "mmlu": ["5-shot on both sides with the same exemplars (the subject's first 5 dev items); the scored text "
+             "differs only by a double space in OpenCompass's subject line (\"about  anatomy\"). OpenCompass picks the "
+             "letter whose whole text has the lowest perplexity; the options' texts share everything but the final "
+             "letter, so that is the letter with the highest log-likelihood, lm-eval's `acc`."],
     "humaneval": ["Prompt: evalplus's base-model prompt (the problem stripped, plus a newline) instead of "
                   "OpenCompass's \"Complete the following python code:\" prefix; scored by evalplus (base + plus "
                   "tests) instead of the original tests."],
 }
 NOT_COMPARED = {
     "college_math": "OpenCompass ships no CollegeMath config; the harness follows MWPBench's zero-shot boxed prompt.",
-    "hellaswag / mmlu": "Not rendered on OpenCompass's side: HellaSwag's 10-shot configs take the first 10 items of "
-                        "OpenCompass's own 25-item sample of the train split (`hellaswag_train_sampled25.jsonl`, not "
-                        "part of HellaSwag's release), so its exemplars cannot be rebuilt; lm-eval draws 10 train items. "
-                        "MMLU: 5 shots on both sides, the first 5 dev items of the subject on both; scored by "
-                        "perplexity there, by the letter's log-likelihood here.",
     "hellaswag, generative or perplexity": "The paper's Llama HellaSwag (73.1) fits OpenCompass's generative "
                         "10-shot config (about 73-74 for a Llama-3-8B-Instruct in its README, about 51 under ppl). Its "
                         "exemplars are the first 10 items of OpenCompass's own sample of the train split, which is not "
@@ -114,13 +113,13 @@ def our_prompts(benchmark: str, data: Path, work: Path) -> list[str]:
     return seen
 
 
-def our_gold_texts(benchmark: str, data: Path, work: Path, gold_index) -> list[str]:
+def our_gold_texts(benchmark: str, data: Path, work: Path, gold_index, shots: int = 0) -> list[str]:
     """The text lm-eval scores for each item's gold choice (context + target delimiter + choice)."""
     from entrodrop_bench.evaluate.lm_eval_runner import run_lm_eval
 
     scored: list = []
     run_lm_eval(_Recorder([], scored), benchmark, data, work_dir=work, cache_key=None, batch_size=8, limit=None,
-                num_fewshot=0, max_gen_toks=32)
+                num_fewshot=shots, max_gen_toks=32)
     return [text for doc, idx, text in scored if idx == gold_index(doc)]
 
 
@@ -186,6 +185,13 @@ def ours(oracle: dict, work: Path) -> dict[str, dict]:
                                         for s in oracle["arc_challenge"]["scores"]]}
     data = _write_jsonl(work / "piqa_validation.jsonl", I.PIQA_ITEMS)
     out["piqa"] = {"prompts": our_gold_texts("piqa", data, work / "piqa-run", lambda d: d["label"])}
+    # MMLU, 5-shot as the real presets run it: one subject, its dev items beside the test file.
+    (work / "mmlu").mkdir()
+    data = _write_jsonl(work / "mmlu" / f"mmlu_{I.MMLU_SUBJECT}_test.jsonl", I.MMLU_TEST)
+    for split in ("dev", "validation"):
+        _write_jsonl(work / "mmlu" / f"mmlu_{I.MMLU_SUBJECT}_{split}.jsonl", I.MMLU_DEV)
+    out["mmlu"] = {"prompts": our_gold_texts(f"mmlu_{I.MMLU_SUBJECT}", data, work / "mmlu-run", lambda d: d["answer"],
+                                             shots=5)}
     # HumanEval: the evalplus runner's prompt.
     from entrodrop_bench.evaluate.evalplus_runner import model_prompt
 
