@@ -239,7 +239,6 @@ def mmlu(out: dict) -> None:
 
     from opencompass.models.base import LMTemplateParser
     from opencompass.openicl.icl_prompt_template import PromptTemplate
-    from opencompass.openicl.icl_retriever import FixKRetriever
 
     cfgs = _all_configs(CONFIGS["mmlu"])
     cfg = next(c for c in cfgs if c["name"] == I.MMLU_SUBJECT)
