@@ -276,3 +276,61 @@ def test_arc_challenge_lettered_answers_from_a_local_file(tmp_path):
     assert out["metrics"]["exact_match,none"] == 1.0 and out["n_samples"]["effective"] == 4
     wrong = score(tmp_path / "w", "arc_challenge", data, lambda d: f" {'BCDA'['ABCD'.index(gold[d['id']])]}")
     assert wrong["exact_match,none"] == 0.0
+
+
+@needs_shared
+def test_humaneval_through_the_generation_path_gold_100_shuffled_near_0(tmp_path):
+    """The harness's real code path (prompt building, prompt + completion, sanitize, evalplus in the sandbox) with a
+    scripted generator answering evalplus's stripped prompt by the problem's canonical body (or another's)."""
+    from entrodrop_bench.evaluate import sandbox
+    from entrodrop_bench.evaluate.evalplus_runner import humaneval_to_evalplus, run_evalplus
+
+    level = sandbox.isolation_level()
+    if level not in sandbox.LEVELS:
+        pytest.skip(f"no usable sandbox here (`{level}`): apt-get install bubblewrap")
+    with gzip.open(SHARED / "HumanEval.jsonl.gz", "rt") as fh:
+        problems = humaneval_to_evalplus([json.loads(line) for line in fh])[:30]
+    data = tmp_path / "humaneval.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in problems))
+    by_prompt = {p["prompt"].strip() + "\n": p for p in problems}
+    bodies = [p["canonical_solution"] for p in problems]
+    other = dict(zip((p["task_id"] for p in problems), bodies[1:] + bodies[:1]))
+
+    def run(answer, where):
+        def generator(prompts, *, max_new_tokens, stop):
+            assert all(p in by_prompt for p in prompts), "prompts must be evalplus's prompt.strip() + newline"
+            return [answer(by_prompt[p]) for p in prompts]
+
+        return run_evalplus(None, None, "humaneval", data, work_dir=tmp_path / where, batch_size=8, limit=None,
+                            max_gen_toks=256, cache_dir=tmp_path / "cache", allow_weak=level != "bwrap",
+                            generator=generator)
+
+    assert run(lambda p: p["canonical_solution"], "gold")["pass@1"] == 1.0
+    assert run(lambda p: other[p["task_id"]], "shuffled")["pass@1"] < 0.1
+
+
+def test_hellaswag_and_mmlu_from_local_files_with_their_shots(tmp_path):
+    """HellaSwag (10-shot in the real presets) and an MMLU subject (5-shot from its dev file beside the test file),
+    from local files in the hub schemas: the gold choice scores 100%, another choice 0."""
+    items = _items()
+    swag = [{"ind": i, "activity_label": "Cooking", "ctx_a": f"A cook picks up pan {i}.", "ctx_b": "she",
+             "ctx": f"A cook picks up pan {i}. she", "endings": ["puts it on the stove.", "flies away.", "sings.",
+                                                                   "melts."], "source_id": "x", "split": "val",
+             "split_type": "indomain", "label": str(i % 4)} for i in range(12)]
+    (tmp_path / "swag").mkdir()
+    data = tmp_path / "swag" / "hellaswag_validation.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in swag))
+    (tmp_path / "swag" / "hellaswag_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in swag))
+    (tmp_path / "mmlu").mkdir()
+    mmlu = tmp_path / "mmlu" / "mmlu_anatomy_test.jsonl"
+    mmlu.write_text("".join(json.dumps(r) + "\n" for r in items.MMLU_TEST))
+    for split in ("dev", "validation"):
+        (tmp_path / "mmlu" / f"mmlu_anatomy_{split}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in items.MMLU_DEV))
+    cases = [("hellaswag", data, 10, lambda d: int(d["label"]), "acc_norm,none"),
+             ("mmlu_anatomy", mmlu, 5, lambda d: d["answer"], "acc,none")]
+    for bench, path, shots, gold, metric in cases:
+        for name, pick, want in (("gold", gold, 1.0), ("wrong", lambda d, g=gold: (g(d) + 1) % 4, 0.0)):
+            out = run_lm_eval(ChoiceLM(pick), bench, path, work_dir=tmp_path / f"{bench}-{name}", cache_key=None,
+                              batch_size=8, limit=None, num_fewshot=shots, max_gen_toks=8)
+            assert out["metrics"][metric] == want and out["n_shot"] == shots, (bench, name, out["metrics"])
