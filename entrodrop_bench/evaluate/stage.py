@@ -40,7 +40,7 @@ from entrodrop_bench.artifacts import (
     ResultProvenance,
 )
 from entrodrop_bench.atomic import remove_partials, write_text
-from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.config import ExperimentConfig, fixed_shots
 from entrodrop_bench.evaluate.benchmarks import (
     data_file,
     effective_max_gen_toks,
@@ -236,7 +236,8 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
                           batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.shots(benchmark),
                           max_gen_toks=max_gen_toks)
         backend = routed() if routed is not None else "hf"
-        return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
+        # A fixed exemplar set written into the prompt (GSM8K's) is lm-eval's zero-shot: record its count.
+        return out["metrics"], {"num_fewshot": fixed_shots(benchmark) or out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}, out["items"]
     generator = loaded.code_generator()
     model, tok = loaded.model_and_tokenizer() if generator is None else (None, None)
