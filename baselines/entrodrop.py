@@ -25,6 +25,7 @@ gates the same tokens, and it is saved in every checkpoint (`state_dict`), so a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar, Literal
 
@@ -34,7 +35,15 @@ from pydantic import Field, field_validator, model_validator
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
 from baselines.online_signal import OnlineSignalTable
-from entrodrop_bench.regularizer import TARGET, PrepareContext, TableRole, TokenMeta, register_regularizer
+from entrodrop_bench.regularizer import (
+    TARGET,
+    LogSeries,
+    PrepareContext,
+    ReportFields,
+    TableRole,
+    TokenMeta,
+    register_regularizer,
+)
 from entrodrop_bench.validation import FieldProblem
 
 ONLINE_SIGNALS = {"online_loss": ("nll", "loss"), "online_entropy": ("entropy", "entropy")}
@@ -149,6 +158,16 @@ class EntroDrop(TokenDropoutBase):
         in_sweep = config.target == "low" and config.schedule != "static"
         return TableRole(label="+EntroDrop", kind="proposed", targets=config.target,
                          drop_rate=config.gamma_max if in_sweep else None)
+
+    @classmethod
+    def report_fields(cls, config: EntroDropConfig) -> ReportFields:
+        """Token dropout's fields, its gate's share k, and for an online gate the shares of eligible target tokens whose
+        gate flipped at each refresh and whose gate differs from the base model's (Figure 5)."""
+        fields = super().report_fields(config)
+        online = config.signal in ONLINE_SIGNALS
+        series = (LogSeries("gate_flip_fraction", "gates flipped at the refresh"),
+                  LogSeries("gate_drift_fraction", "differs from the base model's gate", dashed=True)) if online else ()
+        return dataclasses.replace(fields, gate_share=None if config.target == "all" else config.percentile, series=series)
 
     def __init__(self, config: EntroDropConfig) -> None:
         super().__init__(config)

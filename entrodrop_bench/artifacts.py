@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -707,7 +707,11 @@ class SeedSelection(_Record):
     """Every evaluated checkpoint, oldest first."""
     val_min: ValMinimum | None
     masked_fraction: float | None
-    """Fraction of target tokens the regularizer masked (from the run's status)."""
+    """Share of eligible target tokens the regularizer masked, averaged over the run (from the run's status: the log
+    value its plugin declares as `ReportFields.masked_fraction`); None for a method that masks nothing."""
+    gated_fraction: float | None = None
+    """Share of eligible target tokens its gate passed, averaged over the run (the declared
+    `ReportFields.gated_fraction`); None without a gate."""
     resolved: dict[str, Any] = {}
     """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
@@ -775,12 +779,33 @@ class TableRoleRecord(_Record):
     """What a gate refreshed during training reads (`loss`, `entropy`; Table 3's online rows); None: a fixed gate."""
 
 
+class LogSeriesRecord(_Record):
+    """A logged value a run's plugin declared for the report to draw (`regularizer.LogSeries`)."""
+
+    key: str
+    label: str
+    dashed: bool = False
+
+
+class ReportFieldsRecord(_Record):
+    """What the report shows of a run beyond its scores, as its plugin declared it (`regularizer.ReportFields`),
+    recorded so that the report reads declarations and never a param or log key by name."""
+
+    masked_fraction: str | None = None
+    gated_fraction: str | None = None
+    gate_share: float | None = None
+    trained_drop_rate: str | None = None
+    series: list[LogSeriesRecord] = []
+
+
 class RunSelection(_Record):
     """One run (a method at one grid point)."""
 
     method: str
     plugin: str
     role: TableRoleRecord
+    report: ReportFieldsRecord
+    """Its plugin's report declarations."""
     params: dict[str, Any]
     seeds: dict[str, SeedSelection]
     """Seed (as text, a JSON key) -> its selection; seeds without evaluated checkpoints are absent."""
@@ -890,7 +915,8 @@ class Selection(Artifact):
     STAGE: ClassVar[str] = "select CONFIG"
     # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
     # 4: Table 4's validation-loss intervals over documents (`val_min.documents`, `val_loss` comparisons).
-    FORMAT: ClassVar[int] = 4
+    # 5: each run's report declarations (`RunSelection.report`), each seed's gated fraction.
+    FORMAT: ClassVar[int] = 5
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str
@@ -914,14 +940,277 @@ class Selection(Artifact):
     """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
 
+MethodTable = Literal["main", "targeting", "gamma", "schedule"]
+"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
+
+_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
+_CI95_TEXT = ("95% percentile-bootstrap interval (fixed RNG): of the mean across seeds with several seeds; with one "
+              "seed, of the score over the benchmark items (from per-item outcomes). Absent with one seed whose results "
+              "lack per-item outcomes (older entries: [v, v]).")
+
+
+def _absent_or_value(schema: dict[str, Any]) -> None:
+    """JSON schema of an optional field that is absent when unset, never null: only its non-null branch."""
+    branches = [b for b in schema.pop("anyOf") if b != {"type": "null"}]
+    schema.pop("default", None)
+    schema.update(branches[0])
+
+
+class _Entry(BaseModel):
+    """A part of a leaderboard entry. Written with `exclude_unset`: a field the entry never set (an optional one
+    such as `ci95`, or one an older entry lacks) stays absent on disk, so republishing rewrites old entries as
+    they were."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class LeaderboardSummary(_Entry):
+    """A statistic across seeds, on the x100 scale."""
+
+    mean: float
+    """Mean across seeds of the per-seed selected checkpoint's value."""
+    std: float = Field(ge=0)
+    """Sample standard deviation across seeds (0 with one seed)."""
+    n: int = Field(ge=1)
+    """Number of seeds that contributed."""
+    ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
+                                     json_schema_extra=_absent_or_value)
+
+    @classmethod
+    def of(cls, s: Summary) -> LeaderboardSummary:
+        """A selection's summary; `ci95` only when it has one."""
+        return cls(mean=s.mean, std=s.std, n=s.n, **({"ci95": s.ci95} if s.ci95 else {}))
+
+
+class LeaderboardMethod(_Entry):
+    """The method as configured."""
+
+    name: str = Field(min_length=1)
+    """Method name in the config's `methods` section."""
+    label: str
+    """Display name as in the paper's tables (e.g. +EntroDrop)."""
+    plugin: str = Field(min_length=1)
+    """Registered regularizer plugin."""
+    plugin_version: str | None
+    """The plugin's `version`; null when the plugin was not importable at build time."""
+    table: MethodTable
+    """Which paper table family the method belongs to."""
+    params: dict[str, Any]
+    """Parameters of the selected (best) grid point."""
+    config: dict[str, Any] = Field(json_schema_extra={"required": ["plugin", "params", "grid"]})
+    """The full method config: plugin, params, grid, table."""
+
+
+class LeaderboardBackbone(_Entry):
+    """Base model that was continually pre-trained."""
+
+    id: str = Field(min_length=1)
+    """Hub id, local path name, or `tiny`."""
+    revision: str | None
+    """Pinned hub revision, if any."""
+
+
+class LeaderboardBudget(_Entry):
+    """Training budget, identical for every method of an experiment."""
+
+    token_budget: int = Field(ge=1)
+    """Total training tokens."""
+    mix_ratio: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=2, max_length=2)
+    """target:general token shares."""
+    seq_len: int = Field(ge=1)
+    """Packed sequence length."""
+
+
+class LeaderboardCheckpoint(_Entry):
+    """The selected checkpoint of one seed."""
+
+    seed: int
+    step: int = Field(ge=0)
+    """Optimizer step of the checkpoint."""
+    target_epoch: float | None
+    """Target-domain epochs seen at that step."""
+    val_loss: float | None = None
+    """Held-out target validation loss at that checkpoint."""
+    trained_at_commit: str | None = None
+    """Project commit that trained this checkpoint (from its manifest; `-dirty` when the tree had changes); null when
+    unknown."""
+
+
+class LeaderboardSelection(_Entry):
+    """How the representative checkpoint was chosen."""
+
+    rule: Literal["target_avg", "val_loss", "heldout"]
+    """`target_avg`: highest target-domain average (the paper's rule); `val_loss`: lowest held-out validation loss;
+    `heldout`: highest target-domain average on the selection half of each benchmark's items (split by a seeded hash
+    of the item id), scored on the report half."""
+    target_domain: str
+    """Domain whose average drives selection."""
+    checkpoints: list[LeaderboardCheckpoint] = Field(min_length=1)
+    """Selected checkpoint per seed."""
+
+
+class LeaderboardScore(_Entry):
+    """One benchmark's score (x100) at the selected checkpoints."""
+
+    metric: str | None
+    """Primary metric key as emitted by the harness (e.g. `exact_match,strict-match`, `pass@1`)."""
+    harness: str | None
+    """lm-eval or evalplus."""
+    domain: str
+    """Domain the benchmark is averaged into."""
+    mean: float
+    """Mean score x100."""
+    std: float = Field(ge=0)
+    """Sample standard deviation across seeds (0 with one seed)."""
+    n: int = Field(ge=1)
+    """Number of seeds that contributed."""
+    ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
+                                     json_schema_extra=_absent_or_value)
+
+
+class LeaderboardProvenance(_Entry):
+    """Where the numbers come from."""
+
+    git_commit: str | None
+    """Project commit that built this entry (with `-dirty` when the tree had changes); null outside git. The commit
+    that trained each checkpoint is under selection.checkpoints."""
+    data_hashes: dict[str, str | None]
+    """Content hashes of the tokenized target train/val and general corpora and the tokenizer (from prepare); empty
+    when unknown."""
+    config_hash: str | None
+    """Hash of the fully resolved experiment config."""
+    date: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time the entry was built."""
+    versions: dict[str, str | None] = Field(
+        json_schema_extra={"required": ["lm_eval", "evalplus", "transformers", "torch", "entrodrop_bench"]})
+    """Versions used by evaluation (lm_eval, evalplus, transformers, torch, entrodrop_bench)."""
+
+
+class LeaderboardCost(_Entry):
+    """What the entry's runs cost, measured, summed over its seeds (a value is null when some seed did not record
+    it). Definitions in entrodrop_bench/cost.py."""
+
+    tokens_trained: int | None = Field(default=None, ge=0)
+    """Tokens trained: optimizer steps x tokens per step."""
+    train_flops: float | None = Field(default=None, ge=0)
+    """Training FLOPs: (6 N + 12 L H d S) x tokens trained, N every parameter but the input embedding table."""
+    train_wall_s: float | None = Field(default=None, ge=0)
+    """Training wall seconds, summed over every session (resumes included)."""
+    eval_wall_s: float | None = Field(default=None, ge=0)
+    """Evaluation wall seconds: the sum of the stored results' wall times, every checkpoint and benchmark."""
+    device: str | None = None
+    """Training device(s): `cpu` or the GPU name."""
+    device_count: int | None = Field(default=None, ge=1)
+    """Training processes (accelerate world size), one device each."""
+    device_hours: float | None = Field(default=None, ge=0)
+    """Training wall x device count plus evaluation wall (one device), in hours."""
+
+
+class LeaderboardComparison(_Entry):
+    """The method's average minus the Baseline's (x100), paired over items (and seeds)."""
+
+    diff: float
+    """Point estimate of the difference, in points."""
+    ci95: list[float] = Field(min_length=2, max_length=2)
+    """95% paired-bootstrap percentile interval of the difference."""
+    p: float = Field(ge=0, le=1)
+    """Two-sided bootstrap p-value for no difference."""
+    p_holm: float = Field(ge=0, le=1)
+    """p after Holm's correction across the rows of the table named in `table`."""
+
+
+class LeaderboardVsBaseline(_Entry):
+    """Paired comparisons of this method with the Baseline of the same experiment."""
+
+    table: str
+    """Paper table whose rows Holm's correction runs across (table1, table2, table3, table4)."""
+    baseline: str | None
+    """The Baseline method's name."""
+    seeds: list[int]
+    """Training seeds paired with the Baseline's."""
+    columns: dict[str, LeaderboardComparison | None]
+    """Domain name or `total` -> the comparison of that average; null when a result it needs lacks per-item
+    outcomes."""
+
+
+class LeaderboardEntry(_Entry):
+    """One method of one experiment, at its best grid point and selected checkpoint(s)."""
+
+    key: str = Field(pattern=r"^[^/]+/[^/]+(/[^/]+)*/[0-9a-f]{12}$")
+    """preset/backbone@revision/method/hash: hash of the preset, backbone, token budget, benchmark set and the
+    method's full config (grid included). Republishing replaces the entry with the same key."""
+    experiment: str = Field(min_length=1)
+    """Experiment name (config `name`)."""
+    preset: str = Field(min_length=1)
+    """Paper setting reproduced (e.g. qwen3-0.6b-math) or `tiny`."""
+    paper_table: int | None = None
+    """Paper table the experiment reproduces (1-4)."""
+    method: LeaderboardMethod
+    """The method as configured."""
+    backbone: LeaderboardBackbone
+    """Base model that was continually pre-trained."""
+    budget: LeaderboardBudget
+    """Training budget, identical for every method of an experiment."""
+    seeds: list[int] = Field(min_length=1)
+    """Seeds whose selected checkpoints are aggregated."""
+    selection: LeaderboardSelection
+    """How the representative checkpoint was chosen."""
+    scores: dict[str, LeaderboardScore] = Field(min_length=1)
+    """Benchmark name -> score (x100) at the selected checkpoints."""
+    domain_averages: dict[str, LeaderboardSummary] = Field(min_length=1)
+    """Domain -> mean of its benchmarks (x100)."""
+    total_average: LeaderboardSummary
+    """Mean of the domain averages."""
+    relative_to_plain_pct: dict[str, float | None]
+    """Domain name or `total` -> relative change vs the plain (Baseline) method of the same experiment, in percent,
+    computed from the 2-decimal averages as the paper does; null for plain itself or when plain has no result."""
+    provenance: LeaderboardProvenance
+    """Where the numbers come from."""
+    cost: LeaderboardCost | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: what the entry's runs cost (absent in entries built before cost accounting)."""
+    vs_baseline: LeaderboardVsBaseline | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: paired comparisons with the Baseline (absent for the Baseline itself and in entries built before
+    they existed)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as written: fields it never set are absent."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+LEADERBOARD_SCHEMA_VERSION = 1
+
+
+class LeaderboardDocument(_Entry):
+    """Published results of multi-epoch continual pre-training methods (EntroDrop and regularization baselines). One
+    entry per (preset, backbone, method configuration); republishing an experiment replaces its entries by key.
+    Every write of results/leaderboard.json is validated against the schema generated from this model."""
+
+    schema_version: Literal[1]
+    """Version of this schema; bumped on incompatible changes."""
+    updated: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time the entries last changed (ISO 8601)."""
+    entries: list[LeaderboardEntry]
+    """Entries sorted by key; keys are unique."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def leaderboard_json_schema() -> dict[str, Any]:
+    """results/leaderboard.schema.json: the JSON schema of `LeaderboardDocument` (`entrodrop-bench leaderboard
+    schema` rewrites the file; a test fails when the two differ)."""
+    schema = LeaderboardDocument.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://entrodrop-bench/leaderboard.schema.json", **schema}
+
+
 class LeaderboardEntries(Artifact):
     """This experiment's leaderboard entries, one per method at its best grid point; `leaderboard publish`
-    merges them into the shared leaderboard. Each entry follows results/leaderboard.schema.json, which
-    `leaderboard build` and `publish` validate (the schema, not this model, is the entries' contract)."""
+    merges them into the shared leaderboard."""
 
     STAGE: ClassVar[str] = "leaderboard build CONFIG"
 
-    entries: list[dict[str, Any]]
+    entries: list[LeaderboardEntry]
 
     @classmethod
     def from_data(cls, data: Any, path: Path | str = "<data>"):
@@ -929,6 +1218,12 @@ class LeaderboardEntries(Artifact):
         if isinstance(data, list):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
+
+    def write(self, path: Path) -> None:
+        """As `Artifact.write`, each entry as written (`LeaderboardEntry.to_json`)."""
+        self.format_version = type(self).FORMAT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, self.model_dump_json(indent=2, exclude_unset=True) + "\n")
 
 
 class LaunchedJob(BaseModel):

@@ -21,7 +21,7 @@ _HELP = {
     "tables": "write Tables 1-4 as Markdown, LaTeX and CSV from selection.json (run `select` first)",
     "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF from selection.json (run `select` first)",
     "leaderboard": "build this experiment's leaderboard entries from selection.json, or `publish RUN_DIR` / "
-                   "`validate FILE`",
+                   "`validate FILE` / `schema` (regenerate the schema file)",
     "plugins": "list registered regularizer plugins and their config fields",
     "config": "print the resolved config (base files merged, overrides applied, defaults filled) as YAML; "
               "--explain: every field with its value, type and docstring, and each run's typed plugin params",
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
+    lb_sub.add_parser("schema", help="regenerate results/leaderboard.schema.json from the entry model (artifacts.py)")
     plan = sub.add_parser("plan", help=_HELP["plan"], description=_HELP["plan"])
     _add_config_args(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -112,6 +113,9 @@ def _leaderboard(args) -> int:
         target = Path(args.into) if args.into else LEADERBOARD_JSON
         leaderboard.publish(Path(args.run_dir), target)
         print(f"published {args.run_dir} into {target}")
+        return 0
+    if args.action == "schema":
+        print(f"wrote {leaderboard.write_schema()}")
         return 0
     problems = leaderboard.validate_file(Path(args.file))
     for problem in problems:

@@ -23,11 +23,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from entrodrop_bench.artifacts import MethodTable
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.regularizer import (
     Regularizer,
     RegularizerConfig,
+    ReportFields,
     TableRole,
     declares_masking_rate,
     resolve_params,
@@ -185,7 +187,7 @@ class MethodConfig(Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     """Sweep: param -> values. Every grid point is its own run (named `<method>@<param>=<value>,...`);
     selection reports the best per method. Values are distinct scalars (numbers, booleans, short words)."""
-    table: str | None = None
+    table: MethodTable | None = None
     """Which table family the method belongs to (main, targeting, gamma, schedule); None: main."""
 
     @model_validator(mode="after")
@@ -485,6 +487,11 @@ class RunSpec:
         role = self.plugin_cls.table_role(self.settings)
         dependency = self.rate_dependency
         return dataclasses.replace(role, rate_matched_to=dependency[1]) if dependency else role
+
+    @property
+    def report(self) -> ReportFields:
+        """What the report shows of the run beyond its scores, as its plugin declares it."""
+        return self.plugin_cls.report_fields(self.settings)
 
     @property
     def rate_dependency(self) -> tuple[str, str] | None:

@@ -16,8 +16,11 @@ What a plugin declares from its typed config, read at config load (before any co
 `rate_dependency` (a param set from another method's masking rate, token dropout's `gamma_max: {match: entrodrop}`),
 `expected_masked_fraction` (a token-dropout method's masking rate, pure arithmetic on its config),
 `signals` (base-model signals that `prepare` computes once for it), `observes` (per-token values of the training
-forward pass it reads: `loss`, `entropy`), `table_role` (label and role in the paper's tables) and `progress_keys`
-(which `log_values` the progress bar shows).
+forward pass it reads: `loss`, `entropy`), `table_role` (label and role in the paper's tables), `report_fields`
+(what the report shows of its runs: which `log_values` are its masked and gated fractions, its gate's share, which
+resolved param is its drop rate as trained, extra logged series to draw), `gate_settings` (the settings its gate
+depends on) and `progress_keys` (which `log_values` the progress bar shows). The report and the stages read these
+declarations only: they never name a method's param or log key.
 
 The training loop calls the hooks in this order: `prepare` once (before the optimizer exists), `adjust_model` once,
 `param_groups` once, `load_state_dict` when it resumes from a checkpoint; then per optimizer step `begin_step` on
@@ -165,6 +168,43 @@ class TableRole:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LogSeries:
+    """A value the method logs (a `log_values` key, at the steps where it logs it) that the report draws against the
+    target epoch, one line per run that declares it (Figure 5: online EntroDrop's gate flips). The value is a share
+    of eligible target tokens (in [0, 1]; drawn in %)."""
+
+    key: str
+    """The `log_values` key."""
+    label: str
+    """What the line shows, in words (the legend and the figure's caption)."""
+    dashed: bool = False
+    """Drawn dashed in the colour of the run's first series (a companion of it); solid lines get a colour each."""
+
+
+@dataclass(frozen=True)
+class ReportFields:
+    """What the report shows of a method's runs, declared from its typed config (`Regularizer.report_fields`) and
+    recorded in the selection, so that the report reads these and never a param or log key by name."""
+
+    masked_fraction: str | None = None
+    """The `log_values` key of the share of eligible target tokens the method masked at a step (its run average is
+    the tables' `Masked (realized)` column); None: the method masks no tokens (the column shows `–`)."""
+    gated_fraction: str | None = None
+    """The `log_values` key of the share of eligible target tokens its gate passed at a step; None: no gate."""
+    gate_share: float | None = None
+    """Share of each document's eligible tokens its gate passes, as configured (EntroDrop's k, default included);
+    Table 3's online rows print it. None: no per-document gate share."""
+    trained_drop_rate: str | None = None
+    """The key of `resolved_params` that holds the drop rate as trained (a rate-matched run's resolved gamma_max,
+    Table 3's rate-matched row); None: nothing resolved to show."""
+    series: tuple[LogSeries, ...] = ()
+    """Logged values drawn against the target epoch (Figure 5); empty: none."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class Regularizer:
     """Base class: every hook is a no-op, so a plugin overrides only what it changes."""
 
@@ -223,6 +263,17 @@ class Regularizer:
     def table_role(cls, config: RegularizerConfig) -> TableRole:
         """Label and role in the paper's tables. Default: a comparison row labelled with the plugin's name."""
         return TableRole(label=cls.name)
+
+    @classmethod
+    def report_fields(cls, config: RegularizerConfig) -> ReportFields:
+        """What the report shows of this method's runs beyond its scores (`ReportFields`). Default: nothing."""
+        return ReportFields()
+
+    @classmethod
+    def gate_settings(cls, config: RegularizerConfig) -> dict[str, Any]:
+        """The settings `token_gates` depends on, as JSON: `prepare` keys each run's measured gate share on them,
+        so grid points that differ only elsewhere (a drop rate) share one measurement. Default: every setting."""
+        return config.model_dump(mode="json")
 
     # --- hooks ------------------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:

@@ -98,16 +98,16 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     base_rec = next(r for r in records if r["method"] == "plain" and r["column"] == "math Avg")
     assert base_rec["p_holm"] == ""
 
-    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
-    vs = entries["entrodrop"]["vs_baseline"]
-    assert vs["table"] == "table1" and vs["baseline"] == "plain"
-    assert vs["columns"]["math"]["diff"] == pytest.approx(gain) and vs["columns"]["math"]["p_holm"] < 0.05
-    assert "vs_baseline" not in entries["plain"]
+    entries = {e.method.name: e for e in build_entries(config, layout)}
+    vs = entries["entrodrop"].vs_baseline
+    assert vs.table == "table1" and vs.baseline == "plain"
+    assert vs.columns["math"].diff == pytest.approx(gain) and vs.columns["math"].p_holm < 0.05
+    assert "vs_baseline" not in entries["plain"].to_json()
     board = tmp_path / "board.json"
     publish(layout.results_dir, board)
     assert validate_file(board) == []
     doc = json.loads(board.read_text())
-    doc["entries"][0].setdefault("vs_baseline", vs)["columns"]["math"]["p_holm"] = 2.0
+    doc["entries"][0].setdefault("vs_baseline", vs.model_dump(mode="json"))["columns"]["math"]["p_holm"] = 2.0
     board.write_text(json.dumps(doc))
     assert any("p_holm" in p and "maximum" in p for p in validate_file(board))
 
@@ -209,7 +209,7 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     assert agg.total_avg.ci95[1] - agg.total_avg.ci95[0] < agg.scores["gsm8k"].ci95[1] - agg.scores["gsm8k"].ci95[0]
     none = sel.runs["entrodrop"].aggregate
     assert none.total_avg.ci95 is None and none.scores["gsm8k"].ci95 is None, "one value alone has no interval"
-    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    entries = {e.method.name: e.to_json() for e in build_entries(config, layout)}
     assert "ci95" not in entries["entrodrop"]["total_average"]
     assert entries["plain"]["total_average"]["ci95"] == pytest.approx(agg.total_avg.ci95)
 
@@ -234,8 +234,8 @@ def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
     records = list(csv.DictReader((layout.tables_dir / "table1.csv").open()))
     general = next(r for r in records if r["method"] == "entrodrop" and r["column"] == "general Avg")
     assert general["p"] == general["p_holm"] == "" and general["mean"] != ""
-    (entry,) = [e for e in build_entries(config, layout) if e["method"]["name"] == "entrodrop"]
-    assert entry["vs_baseline"]["columns"]["general"] is None
+    (entry,) = [e for e in build_entries(config, layout) if e.method.name == "entrodrop"]
+    assert entry.vs_baseline.columns["general"] is None
 
 
 def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):

@@ -67,6 +67,9 @@ BAD = {
     "unknown domain benchmark": (lambda d: d["eval"]["domains"].update(math=["nope"]), r"eval\.domains: benchmarks \['nope'\]"),
     "j0 auto without a baseline": (lambda d: d["methods"].pop("plain"), r"methods\.entrodrop\.params\.j0: 'auto' needs the step of the baseline run"),
     "no domains": (lambda d: d["eval"].update(domains={}), r"eval\.domains is empty"),
+    # a misspelt table would file the method in no table at all: refused, naming the field and the tables there are
+    "unknown table": (lambda d: d["methods"]["entrodrop_high"].update(table="gama"),
+                      r"methods\.entrodrop_high\.table: .*'main', 'targeting', 'gamma' or 'schedule'.*'gama'"),
 }
 
 

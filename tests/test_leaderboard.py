@@ -12,10 +12,15 @@ import pytest
 from helpers import write_prepared
 from test_selection import make_config, scores, write_run
 
-from entrodrop_bench.artifacts import ArtifactError, LeaderboardEntries
+from entrodrop_bench.artifacts import (
+    ArtifactError,
+    LeaderboardEntries,
+    LeaderboardEntry,
+    leaderboard_json_schema,
+)
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import LEADERBOARD_SCHEMA, Layout
-from entrodrop_bench.report.leaderboard import build_entries, entry_key, publish, validate_file
+from entrodrop_bench.report.leaderboard import build_entries, entry_key, publish, validate_file, write_schema
 from entrodrop_bench.report.selection import select
 
 
@@ -33,8 +38,9 @@ def test_entries_carry_everything_a_reader_needs(tmp_path):
     config, layout = _experiment(tmp_path)
     write_prepared(layout, tokenizer_hash="tok1", target_train={"hash": "tt1"}, target_val={"hash": "tv1"}, general={"hash": "g1"})
     select(config, layout)
-    entries = build_entries(config, layout)
-    assert LeaderboardEntries.read(layout.leaderboard_entries).entries == entries
+    typed = build_entries(config, layout)
+    assert [e.to_json() for e in LeaderboardEntries.read(layout.leaderboard_entries).entries] == [e.to_json() for e in typed]
+    entries = [e.to_json() for e in typed]
     assert entries[0]["provenance"]["data_hashes"] == {"target_train": "tt1", "target_val": "tv1", "general": "g1", "tokenizer": "tok1"}
     by = {e["method"]["name"]: e for e in entries}
     assert set(by) == {"plain", "weight_decay", "entrodrop"}
@@ -67,7 +73,7 @@ def test_entries_carry_the_measured_cost_and_the_page_shows_it(tmp_path):
     for bench, wall in (("gsm8k", 900.0), ("piqa", 900.0)):
         write_eval_result(layout, "entrodrop", 0, 10, bench, 0.5, wall_time_s=wall)
     select(config, layout)
-    by = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    by = {e.method.name: e.to_json() for e in build_entries(config, layout)}
     cost = by["entrodrop"]["cost"]
     assert cost == {"tokens_trained": 10240, "train_flops": 6.0e9, "train_wall_s": 7200.0, "eval_wall_s": 1800.0,
                     "device": "NVIDIA H100 80GB HBM3", "device_count": 2, "device_hours": 4.5}
@@ -116,9 +122,26 @@ def test_publishing_no_entries_makes_a_valid_empty_board(tmp_path):
 
 def test_schema_is_documented():
     schema = json.loads(LEADERBOARD_SCHEMA.read_text())
-    entry = schema["$defs"]["entry"]["properties"]
-    undocumented = [k for k, v in entry.items() if "description" not in v and "$ref" not in v]
+    entry = schema["$defs"]["LeaderboardEntry"]["properties"]
+
+    def documented(prop: dict) -> bool:  # a field of a model type is documented by that model's description
+        ref = prop.get("$ref")
+        return "description" in prop or (ref is not None and "description" in schema["$defs"][ref.split("/")[-1]])
+
+    undocumented = [k for k, v in entry.items() if not documented(v)]
     assert not undocumented
+
+
+def test_schema_file_is_generated_from_the_entry_model(tmp_path):
+    """results/leaderboard.schema.json is what `entrodrop-bench leaderboard schema` writes from the pydantic model:
+    a field added to or renamed in `LeaderboardEntry` without regenerating the file fails here."""
+    written = write_schema(tmp_path / "schema.json")
+    assert json.loads(written.read_text()) == leaderboard_json_schema(), "the writer writes the model's schema"
+    assert LEADERBOARD_SCHEMA.read_text() == written.read_text(), (
+        "results/leaderboard.schema.json is stale: run `entrodrop-bench leaderboard schema`")
+    entry = leaderboard_json_schema()["$defs"]["LeaderboardEntry"]
+    assert set(entry["properties"]) == set(LeaderboardEntry.model_fields)
+    assert entry["additionalProperties"] is False
 
 
 def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):

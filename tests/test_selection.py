@@ -292,7 +292,7 @@ def test_heldout_picks_on_the_selection_half_and_reports_the_report_half(tmp_pat
     rows = {r.step: r for r in seed.checkpoints}  # every checkpoint row is scored on the report half
     assert rows[20].domain_avg["math"] == pytest.approx(100.0) and rows[10].domain_avg["math"] == pytest.approx(50.0)
     # The paper's rule on the same store picks on every item (step 30: 62.5) and reports that same number.
-    heldout_table = main_table(config, select(config, layout).model_dump())
+    heldout_table = main_table(config, select(config, layout))
     assert "selection half of the items, scored on the report half" in heldout_table.notes[0]
     assert not any("Optimism" in note for note in heldout_table.notes)
     paper_config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
@@ -301,7 +301,7 @@ def test_heldout_picks_on_the_selection_half_and_reports_the_report_half(tmp_pat
     assert run.seeds["0"].selected.step == 30 and run.seeds["0"].selected.domain_avg["math"] == pytest.approx(62.5)
     assert run.aggregate.heldout.optimism == pytest.approx(62.5 - 25.0)
     # Under the paper's rule the table notes each method's optimism and the CSV carries it; columns stay the same.
-    table = main_table(paper_config, paper.model_dump())
+    table = main_table(paper_config, paper)
     assert any("Optimism of the paper's rule" in note and "+37.5" in note for note in table.notes)
     assert table.headers == heldout_table.headers
     optimism = {r["column"]: r["mean"] for r in table.records if r["column"].startswith("math Avg ")}

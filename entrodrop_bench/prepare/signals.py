@@ -90,7 +90,7 @@ def gate_shares(prepared: Prepared, *, model: torch.nn.Module | None = None) -> 
     for run, spec in prepared.config.runs.items():
         if not declares_masking_rate(spec.plugin_cls):
             continue
-        settings = spec.settings.model_dump(mode="json", exclude={"gamma_max"})  # the gate does not depend on the rate
+        settings = spec.plugin_cls.gate_settings(spec.settings)  # grid points that share a gate share a measurement
         key = json_sha256({**base, "plugin": spec.plugin, "settings": settings}, length=16)
         if run in have and have[run].key == key:
             found[run] = have[run]

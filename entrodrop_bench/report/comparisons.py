@@ -27,7 +27,7 @@ from entrodrop_bench.artifacts import (
     TableComparisons,
 )
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.report.rows import baseline_method, table_rows
+from entrodrop_bench.report.rows import SelectionRows, baseline_method, table_rows
 from entrodrop_bench.report.statistics import BootstrapResult, domain_bootstrap, holm
 
 RESAMPLES = 10_000
@@ -137,7 +137,8 @@ def _difference(res: BootstrapResult, p_holm: float) -> PairedDifference:
 def comparisons(selection: dict, domains: dict[str, list[str]], store: dict) -> Comparisons:
     """Every table's rows against the Baseline (see the module docstring). `selection` is the selection being
     computed, as a dict with `methods`, `runs` and `target_domain`."""
-    base_method = baseline_method(selection)
+    rows_of = SelectionRows.of(selection["methods"], selection["runs"], selection["target_domain"])
+    base_method = baseline_method(rows_of)
     base_run = selection["methods"][base_method]["best_run"] if base_method else None
     if base_run is None:
         why = "no method with the `baseline` table role" if base_method is None else f"the Baseline ({base_method}) has no selected checkpoint"
@@ -155,7 +156,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], store: dict) -> 
     base_items, _ = items_of(base_run)
     raw: dict[str, dict[str, BootstrapResult | None]] = {}
     tables: dict[str, TableComparisons] = {}
-    for table, rows in table_rows(selection).items():
+    for table, rows in table_rows(rows_of).items():
         rows = [(m, r) for m, r in rows if r != base_run and selection["runs"][r]["aggregate"]]
         for _, run in rows:
             if run not in raw:
@@ -182,6 +183,6 @@ def comparisons(selection: dict, domains: dict[str, list[str]], store: dict) -> 
                        tables=tables, lacking_items=lacking, notes=notes)
 
 
-def significant(diff: dict | None) -> bool:
+def significant(diff: PairedDifference | None) -> bool:
     """A comparison whose Holm-adjusted p-value is below 0.05."""
-    return diff is not None and diff["p_holm"] < ALPHA
+    return diff is not None and diff.p_holm < ALPHA

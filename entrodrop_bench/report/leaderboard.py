@@ -20,7 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from entrodrop_bench import __version__
-from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord, RunCost
+from entrodrop_bench.artifacts import (
+    LEADERBOARD_SCHEMA_VERSION,
+    Aggregate,
+    EvalResult,
+    LeaderboardBackbone,
+    LeaderboardBudget,
+    LeaderboardCheckpoint,
+    LeaderboardComparison,
+    LeaderboardCost,
+    LeaderboardEntries,
+    LeaderboardEntry,
+    LeaderboardMethod,
+    LeaderboardProvenance,
+    LeaderboardScore,
+    LeaderboardSelection,
+    LeaderboardSummary,
+    LeaderboardVsBaseline,
+    PreparedRecord,
+    Selection,
+    leaderboard_json_schema,
+)
 from entrodrop_bench.atomic import json_sha256, write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.cost import summed_cost
@@ -31,7 +51,7 @@ from entrodrop_bench.report.leaderboard_html import render
 from entrodrop_bench.report.selection import load_store, read_selection
 from entrodrop_bench.report.tables import baseline_method, label, relative_pct
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LEADERBOARD_SCHEMA_VERSION
 VERSION_KEYS = {"lm_eval": "lm_eval", "evalplus": "evalplus", "transformers": "transformers", "torch": "torch"}
 
 
@@ -89,94 +109,94 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
     return f"{config.preset}/{backbone}/{method}/{digest}"
 
 
-def _summary(s: dict) -> dict:
-    return {"mean": s["mean"], "std": s["std"], "n": s["n"], **({"ci95": s["ci95"]} if s.get("ci95") else {})}
-
-
-def _vs_baseline(selection: dict, method: str, run: str) -> dict | None:
+def _vs_baseline(selection: Selection, method: str, run: str) -> LeaderboardVsBaseline | None:
     """The method's paired comparisons with the Baseline, from the first table (main, 3, 4) that has its run as a
     row: Holm's correction is over that table's rows. None for the Baseline itself or a run in no table."""
-    for table, found in selection["comparisons"]["tables"].items():
-        row = next((r for r in found["rows"] if r["method"] == method and r["run"] == run), None)
+    for table, found in selection.comparisons.tables.items():
+        row = next((r for r in found.rows if r.method == method and r.run == run), None)
         if row is not None:
-            return {
-                "table": table,
-                "baseline": selection["comparisons"]["baseline"],
-                "seeds": row["seeds"],
-                "columns": {c: None if d is None else {"diff": d["difference"], "ci95": d["ci95"], "p": d["p"],
-                                                       "p_holm": d["p_holm"]}
-                            for c, d in row["columns"].items()},
-            }
+            return LeaderboardVsBaseline(
+                table=table,
+                baseline=selection.comparisons.baseline,
+                seeds=row.seeds,
+                columns={c: None if d is None else LeaderboardComparison(diff=d.difference, ci95=d.ci95, p=d.p,
+                                                                         p_holm=d.p_holm)
+                         for c, d in row.columns.items()},
+            )
     return None
 
 
-def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: str, store: dict, common: dict) -> dict | None:
-    meth = selection["methods"][method]
-    run = meth["best_run"]
+def _relative(selection: Selection, method: str, agg: Aggregate) -> dict[str, float | None]:
+    """Domain (and `total`) -> relative change of the method's average vs the Baseline's, in percent."""
+    base_method = baseline_method(selection)
+    plain = selection.methods[base_method].best_run if base_method else None
+    base = selection.runs[plain].aggregate if plain else None
+    rel: dict[str, float | None] = {}
+    for d, s in {**agg.domain_avg, "total": agg.total_avg}.items():
+        b = base and (base.total_avg if d == "total" else base.domain_avg.get(d))
+        pct = None if method == base_method or not b else relative_pct(s.mean, b.mean)
+        rel[d] = None if pct is None else round(pct, 4)  # undefined against a zero baseline
+    return rel
+
+
+def _entry(config: ExperimentConfig, selection: Selection, method: str, store: dict, common: dict) -> LeaderboardEntry | None:
+    meth = selection.methods[method]
+    run = meth.best_run
     if run is None:
         return None
-    info = selection["runs"][run]
-    agg = info["aggregate"]
-    seeds = agg["seeds"]
-    picked = [info["seeds"][str(s)]["selected"] for s in seeds]
-    results = [store.get((run, s, p["step"]), {}) for s, p in zip(seeds, picked)]
+    info = selection.runs[run]
+    agg = info.aggregate
+    seeds = agg.seeds
+    picked = [info.seeds[str(s)].selected for s in seeds]
+    results = [store.get((run, s, p.step), {}) for s, p in zip(seeds, picked)]
     records = [rec for res in results for rec in res.values() if isinstance(rec, EvalResult)]
-    first = {b: next((res[b] for res in results if isinstance(res.get(b), EvalResult)), None) for b in agg["scores"]}
-    domain_of = {b: d for d, bs in selection["domains"].items() for b in bs}
-    base_method = baseline_method(selection)
-    plain = selection["methods"][base_method]["best_run"] if base_method else None
-    base = selection["runs"][plain]["aggregate"] if plain else None
-    rel: dict[str, float | None] = {}
-    for d, s in {**agg["domain_avg"], "total": agg["total_avg"]}.items():
-        b = base and (base["total_avg"] if d == "total" else base["domain_avg"].get(d))
-        pct = None if method == base_method or not b else relative_pct(s["mean"], b["mean"])
-        rel[d] = None if pct is None else round(pct, 4)  # undefined against a zero baseline
-    entry = {
-        "key": entry_key(config, method),
-        "experiment": config.name,
-        "preset": config.preset,
-        "paper_table": config.paper_table,
-        "method": {
-            "name": method,
-            "label": label(method, meth),
-            "plugin": meth["plugin"],
-            "plugin_version": _plugin_version(meth["plugin"]),
-            "table": meth["table"],
-            "params": info["params"],
-            "config": config.methods[method].model_dump(mode="json"),
-        },
-        "backbone": {"id": config.model.name_or_path, "revision": config.model.revision},
-        "budget": {"token_budget": config.data.token_budget, "mix_ratio": list(config.data.mix_ratio), "seq_len": config.data.seq_len},
-        "seeds": seeds,
-        "selection": {
-            "rule": selection["rule"],
-            "target_domain": selection["target_domain"],
-            "checkpoints": [{"seed": s, "step": p["step"], "target_epoch": p["target_epoch"], "val_loss": p["val_loss"],
-                             "trained_at_commit": p.get("trained_at_commit")}
-                            for s, p in zip(seeds, picked)],
-        },
-        "scores": {
-            b: {"metric": first[b] and first[b].primary_metric, "harness": first[b] and first[b].harness,
-                "domain": domain_of[b], **_summary(s)}
-            for b, s in agg["scores"].items()
-        },
-        "domain_averages": {d: _summary(s) for d, s in agg["domain_avg"].items()},
-        "total_average": _summary(agg["total_avg"]),
-        "relative_to_plain_pct": rel,
-        "provenance": {**common, "versions": _versions(records)},
+    first = {b: next((res[b] for res in results if isinstance(res.get(b), EvalResult)), None) for b in agg.scores}
+    domain_of = {b: d for d, bs in selection.domains.items() for b in bs}
+    entry = LeaderboardEntry(
+        key=entry_key(config, method),
+        experiment=config.name,
+        preset=config.preset,
+        paper_table=config.paper_table,
+        method=LeaderboardMethod(
+            name=method,
+            label=label(method, meth),
+            plugin=meth.plugin,
+            plugin_version=_plugin_version(meth.plugin),
+            table=meth.table,
+            params=info.params,
+            config=config.methods[method].model_dump(mode="json"),
+        ),
+        backbone=LeaderboardBackbone(id=config.model.name_or_path, revision=config.model.revision),
+        budget=LeaderboardBudget(token_budget=config.data.token_budget, mix_ratio=list(config.data.mix_ratio),
+                                 seq_len=config.data.seq_len),
+        seeds=seeds,
+        selection=LeaderboardSelection(
+            rule=selection.rule,
+            target_domain=selection.target_domain,
+            checkpoints=[LeaderboardCheckpoint(seed=s, step=p.step, target_epoch=p.target_epoch, val_loss=p.val_loss,
+                                               trained_at_commit=p.trained_at_commit)
+                         for s, p in zip(seeds, picked)],
+        ),
+        scores={b: LeaderboardScore(metric=first[b] and first[b].primary_metric, harness=first[b] and first[b].harness,
+                                    domain=domain_of[b], mean=s.mean, std=s.std, n=s.n,
+                                    **({"ci95": s.ci95} if s.ci95 else {}))
+                for b, s in agg.scores.items()},
+        domain_averages={d: LeaderboardSummary.of(s) for d, s in agg.domain_avg.items()},
+        total_average=LeaderboardSummary.of(agg.total_avg),
+        relative_to_plain_pct=_relative(selection, method, agg),
+        provenance=LeaderboardProvenance(**common, versions=_versions(records)),
         # Measured cost of the entry's runs, summed over its seeds (entrodrop_bench/cost.py).
-        "cost": summed_cost([RunCost.model_validate(c) if (c := info["seeds"][str(s)].get("cost")) else None
-                             for s in seeds]),
-    }
+        cost=LeaderboardCost(**summed_cost([info.seeds[str(s)].cost for s in seeds])),
+    )
     if (compared := _vs_baseline(selection, method, run)) is not None:
-        entry["vs_baseline"] = compared
+        entry.vs_baseline = compared
     return entry
 
 
-def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
+def build_entries(config: ExperimentConfig, layout: Layout) -> list[LeaderboardEntry]:
     """One entry per method with a selected checkpoint in selection.json (refused when missing or stale); written
     to `layout.leaderboard_entries`."""
-    selection = read_selection(config, layout).model_dump()
+    selection = read_selection(config, layout)
     store = load_store(layout)
     common = {
         "git_commit": git_commit(),
@@ -184,8 +204,9 @@ def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
         "config_hash": config.config_hash(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    entries = [e for m in config.methods if (e := _entry(config, layout, selection, m, store, common)) is not None]
-    problems = _violations({"schema_version": SCHEMA_VERSION, "updated": common["date"], "entries": entries})
+    entries = [e for m in config.methods if (e := _entry(config, selection, m, store, common)) is not None]
+    written = [e.to_json() for e in entries]
+    problems = _violations({"schema_version": SCHEMA_VERSION, "updated": common["date"], "entries": written})
     if problems:
         raise DataError(f"leaderboard entries built from {layout.results_dir} break the schema:\n  " + "\n  ".join(problems))
     LeaderboardEntries(entries=entries).write(layout.leaderboard_entries)
@@ -194,14 +215,31 @@ def build_entries(config: ExperimentConfig, layout: Layout) -> list[dict]:
 
 # --------------------------------------------------------------------------- validation
 def load_schema() -> dict:
-    return json.loads(LEADERBOARD_SCHEMA.read_text())
+    """The schema generated from `artifacts.LeaderboardDocument` (what results/leaderboard.schema.json holds)."""
+    return leaderboard_json_schema()
+
+
+def write_schema(path: Path = LEADERBOARD_SCHEMA) -> Path:
+    """Regenerate the published schema file from the model (`entrodrop-bench leaderboard schema`)."""
+    write_json(path, leaderboard_json_schema())
+    return path
+
+
+def _leaf_errors(errors) -> list:
+    """Schema errors, each `anyOf` of an optional value (`X | null` in the model) replaced by what is wrong with the
+    value as an X: "p_holm: 2.0 is greater than the maximum of 1", not "... is not valid under any of the schemas"."""
+    out = []
+    for e in errors:
+        inner = [c for c in e.context or [] if not (c.validator == "type" and c.validator_value == "null")]
+        out += _leaf_errors(inner) if e.validator == "anyOf" and inner else [e]
+    return out
 
 
 def _violations(document: Any) -> list[str]:
     from jsonschema import Draft202012Validator, FormatChecker
 
     validator = Draft202012Validator(load_schema(), format_checker=FormatChecker())
-    errors = sorted(validator.iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    errors = sorted(_leaf_errors(validator.iter_errors(document)), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     problems = [f"{e.json_path}: {e.message}" for e in errors]
     if isinstance(document, dict) and isinstance(document.get("entries"), list):
         seen: dict[str, int] = {}
@@ -262,19 +300,23 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     source = _entries_file(Path(results_dir_or_run))
     new = LeaderboardEntries.read(source).entries
     leaderboard = Path(leaderboard)
-    current = {"schema_version": SCHEMA_VERSION, "updated": "", "entries": []}
+    current: list[dict] = []
+    updated = ""
     if leaderboard.is_file():
         problems = validate_file(leaderboard)
         if problems:
             raise DataError(f"{leaderboard} is not a valid leaderboard; fix or remove it first:\n  " + "\n  ".join(problems))
-        current = json.loads(leaderboard.read_text())
-    merged = {e["key"]: e for e in current["entries"]}
-    merged.update({e.get("key"): e for e in new})
+        # Checked against the schema generated from the model; the entries kept as they are on disk, so an
+        # unchanged entry is rewritten byte for byte.
+        board = json.loads(leaderboard.read_text())
+        current, updated = board["entries"], board["updated"]
+    merged = {e["key"]: e for e in current}
+    merged.update({e.key: e.to_json() for e in new})
     entries = [merged[k] for k in sorted(merged, key=str)]
-    changed = entries != current["entries"] or not leaderboard.is_file()
+    changed = entries != current or not leaderboard.is_file()
     document = {
         "schema_version": SCHEMA_VERSION,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds") if changed else current["updated"],
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds") if changed else updated,
         "entries": entries,
     }
     problems = _violations(document)

@@ -58,6 +58,7 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.cost import cost_of
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import ReportFields
 from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
 from entrodrop_bench.report.statistics import split_items
 from entrodrop_bench.report.val_loss import add_comparisons as add_val_loss_comparisons
@@ -219,10 +220,17 @@ def choose(rows: list[dict], rule: str, target_domain: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------- one run, one seed
+def _logged(status: RunStatus | None, key: str | None) -> float | None:
+    """A declared log value's run average (None: not declared, or not logged)."""
+    return status.stats.get(key) if status and key else None
+
+
 def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[str, list[str]], rule: str,
-                target_domain: str, halves: tuple[Store, Store] | None = None) -> tuple[dict | None, str | None, list[dict]]:
+                target_domain: str, halves: tuple[Store, Store] | None = None,
+                report: ReportFields | None = None) -> tuple[dict | None, str | None, list[dict]]:
     """(per-seed record, skip reason, missing list) of one training run. `halves` (`split_store`) give the held-out
-    view; under `heldout` the checkpoint rows are scored on the report half."""
+    view; under `heldout` the checkpoint rows are scored on the report half. `report`: what the run's plugin declares
+    it reports (its masked and gated fractions' log keys)."""
     status = RunStatus.read_or_none(RunStatus.path(layout, run, seed))
     state = status.state if status else None
     if status and status.state == "diverged":
@@ -250,7 +258,8 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "selected": chosen,
         "checkpoints": rows,
         "val_min": val_minimum(curve),
-        "masked_fraction": status.stats.get("masked_fraction") if status else None,
+        "masked_fraction": _logged(status, report and report.masked_fraction),
+        "gated_fraction": _logged(status, report and report.gated_fraction),
         "resolved": dict(status.resolved) if status else {},
         "heldout": pick,
         "cost": cost_of(status, [r for (r_, k, _), found in store.items() if (r_, k) == (run, seed)
@@ -376,7 +385,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
     for run, spec in config.runs.items():
         per_seed: dict[int, dict] = {}
         for seed in config.train.seeds:
-            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target, halves)
+            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target, halves, spec.report)
             missing += miss
             if reason:
                 skipped.append({"run": run, "seed": seed, "reason": reason})
@@ -387,6 +396,7 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "plugin": spec.plugin,
             "params": spec.params,
             "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
+            "report": spec.report.as_dict(),  # what it declares the report shows (log keys, gate share, series)
             "seeds": {str(s): r for s, r in per_seed.items()},
             "aggregate": aggregate(per_seed, domains, _one_seed_items(shown, run, per_seed, domains)),
         }
