@@ -334,3 +334,23 @@ def test_hellaswag_and_mmlu_from_local_files_with_their_shots(tmp_path):
             out = run_lm_eval(ChoiceLM(pick), bench, path, work_dir=tmp_path / f"{bench}-{name}", cache_key=None,
                               batch_size=8, limit=None, num_fewshot=shots, max_gen_toks=8)
             assert out["metrics"][metric] == want and out["n_shot"] == shots, (bench, name, out["metrics"])
+
+
+@needs_shared
+def test_gsm8k_from_the_hub_reads_test_and_its_train_exemplars(tmp_path, monkeypatch):
+    """Without a local file, gsm8k reads openai/gsm8k (main): the test split evaluated, the train split for the
+    exemplars (the hub stands in here, from the shared files)."""
+    import datasets
+
+    splits = {s: datasets.Dataset.from_list([json.loads(x) for x in (SHARED / f"gsm8k_{s}.jsonl").read_text().splitlines()])
+              for s in ("train", "test")}
+    asked: list[tuple] = []
+
+    def fake_hub(*args, **kwargs):
+        asked.append(args)
+        return datasets.DatasetDict(splits)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    out = run_lm_eval(GoldLM(cot_answer), "gsm8k", None, work_dir=tmp_path, cache_key=None, batch_size=16, limit=50,
+                      num_fewshot=None, max_gen_toks=32)
+    assert asked == [("openai/gsm8k", "main")] and out["metrics"]["exact_match,none"] == 1.0
