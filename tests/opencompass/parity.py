@@ -38,8 +38,10 @@ NOTES: dict[str, list[str]] = {
                      "puts a blank line before \"Solution:\" and formats exemplars as its Minerva task does).",
                      "Scoring: the primary metric is lm-eval's math_verify (the Minerva \"Final Answer\" rule alone "
                      "misses boxed and unboxed answers that OpenCompass reads: 71/108 agreement). Remaining: a final "
-                     "answer naming two values (\"X or Y\", gold second) OpenCompass counts right, math_verify wrong; "
-                     "a few gold answers OpenCompass's string normalisation rejects are accepted here."],
+                     "answer naming two values (\"$X$ or $Y$\", gold second): OpenCompass reads the second, "
+                     "math_verify the first; a decimal answer (0.75): OpenCompass's math_postprocess_v2 cuts the "
+                     "\"final answer is\" sentence at its first period and reads 0, so the gold counts wrong there, "
+                     "right here."],
     "olympiadbench": ["Prompt: OpenCompass uses OlympiadBench's own instruction text (answer type, \"So the final "
                       "answer is \\boxed{}\"), which the project does not copy; the harness asks for the answer in "
                       "\\boxed{}. Both read the boxed answer.",
