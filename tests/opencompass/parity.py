@@ -58,8 +58,10 @@ NOTES: dict[str, list[str]] = {
                       "questions, four-option questions only). The letter is read by the harness's own rule "
                       "(\"answer is X\", else the first standalone letter, before any new \"Question:\"); OpenCompass "
                       "reads it with its own cascade of about fifty patterns over the whole generation "
-                      "(`first_option_postprocess`), which the project does not copy. Disagreements are listed by "
-                      "generation kind."],
+                      "(`first_option_postprocess`), which the project does not copy. The two rules disagree on two "
+                      "kinds: \"C or B\" (OpenCompass takes the letter ending the text, the harness the first), and "
+                      "a generation that goes on to invent a next question with its own \"Answer: X\" (OpenCompass "
+                      "reads that X; the harness stops at the new \"Question:\", as its generation does)."],
     "piqa": ["OpenCompass scores \"The following makes sense: \\nQ: {goal}\\nA: {sol}\\n\" by perplexity; lm-eval "
              "\"Question: {goal}\\nAnswer: {sol}\" by the option's log-likelihood (acc_norm)."],
     "mmlu": ["5-shot on both sides with the same exemplars (the subject's first 5 dev items); the scored text "
