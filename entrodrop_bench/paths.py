@@ -33,6 +33,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = PROJECT_ROOT / "tasks"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 LEADERBOARD_DIR = PROJECT_ROOT / "results"
+# The tiny world's pre-trained base model and tokenizer, shipped with the code (`prepare.tiny.prebuilt`).
+PREBUILT_WORLDS_DIR = PROJECT_ROOT / "entrodrop_bench" / "prepare" / "tiny" / "prebuilt_worlds"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CACHE_SUFFIX = ".safetensors"  # every cache is one safetensors file (no pickle)
 
@@ -51,6 +53,12 @@ def evalplus_ground_truth_files(cache_dir: Path, name: str) -> tuple[Path, Path]
 def figure_file(figures_dir: Path, name: str, fmt: str) -> Path:
     """One rendering (`fmt`: png, pdf, html) of a figure in `figures_dir` (`Layout.figures_dir`)."""
     return figures_dir / f"{name}.{fmt}"
+
+
+def prebuilt_world_dir(world_hash: str) -> Path:
+    """The shipped tokenizer and base model of the tiny world `world_hash` (a `WorldPaths` layout: world.json
+    holding each file's sha256, tokenizer/, base_model/)."""
+    return PREBUILT_WORLDS_DIR / world_hash
 
 
 def figure_notes_file(figures_dir: Path) -> Path:
