@@ -7,26 +7,30 @@
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
   document against `results/leaderboard.schema.json`, write it atomically and re-render the HTML page.
+  Entries from a modified work tree are refused unless `allow_dirty` (they then say so); the experiment's own
+  leaderboard drops the entries its config no longer produces, any other leaderboard marks them superseded.
 - `validate_file(path)`: every violation, each prefixed with its JSON path (e.g. `$.entries[0].seeds`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from entrodrop_bench import __version__
-from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord, RunCost
+from entrodrop_bench.artifacts import EvalResult, LeaderboardEntries, PreparedRecord, RunCost, ValCurve
 from entrodrop_bench.atomic import json_sha256, write_json, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.cost import summed_cost
 from entrodrop_bench.errors import DataError, UserError
 from entrodrop_bench.paths import LEADERBOARD_JSON, LEADERBOARD_SCHEMA, Layout, leaderboard_page
-from entrodrop_bench.provenance import git_commit
+from entrodrop_bench.provenance import from_modified_tree, git_commit
 from entrodrop_bench.report.leaderboard_html import render
 from entrodrop_bench.report.selection import load_store, read_selection
 from entrodrop_bench.report.tables import baseline_method, label, relative_pct
@@ -110,6 +114,21 @@ def _vs_baseline(selection: dict, method: str, run: str) -> dict | None:
     return None
 
 
+def _val_curve(layout: Layout, run: str, seeds: list[int]) -> list[dict]:
+    """Each seed's validation-loss curve (step 0 and every checkpoint) from the run's val_curve.json, for the
+    page's small multiples; a seed whose curve file is absent is left out."""
+    curves = []
+    for seed in seeds:
+        curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
+        if curve is None or not curve.points:
+            continue
+        points = [p for p in curve.points if math.isfinite(p.overall)]
+        curves.append({"seed": seed, "step": [p.step for p in points],
+                       "target_epoch": [round(p.target_epoch, 4) for p in points],
+                       "loss": [round(p.overall, 5) for p in points]})
+    return curves
+
+
 def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: str, store: dict, common: dict) -> dict | None:
     meth = selection["methods"][method]
     run = meth["best_run"]
@@ -170,6 +189,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: dict, method: st
     }
     if (compared := _vs_baseline(selection, method, run)) is not None:
         entry["vs_baseline"] = compared
+    if curves := _val_curve(layout, run, seeds):
+        entry["val_curve"] = curves
     return entry
 
 
@@ -214,6 +235,16 @@ def _violations(document: Any) -> list[str]:
     return problems
 
 
+def render_page(leaderboard: Path) -> Path:
+    """Rewrite a valid leaderboard's HTML page from its JSON (what publishing does last); returns the page."""
+    problems = validate_file(leaderboard)
+    if problems:
+        raise DataError(f"{leaderboard} is not a valid leaderboard:\n  " + "\n  ".join(problems))
+    page = leaderboard_page(Path(leaderboard))
+    write_text(page, render(json.loads(Path(leaderboard).read_text())))
+    return page
+
+
 def validate_file(path: Path) -> list[str]:
     """Every schema violation of a leaderboard file, each as `<JSON path>: <message>` (empty: valid)."""
     path = Path(path)
@@ -256,8 +287,51 @@ def _check_target(leaderboard: Path) -> None:
         raise UserError(f"--into: {str(leaderboard)!r}: its folder {folder} {problem}")
 
 
-def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> None:
-    """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page."""
+@dataclass
+class Published:
+    """What one publish did to a leaderboard (the CLI prints it)."""
+
+    entries: int
+    removed: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+    modified_tree: bool = False
+
+
+def _modified_tree_reasons(new: list[dict]) -> list[str]:
+    """Why these entries come from a modified work tree: built from one, or published from one (empty: neither)."""
+    reasons = [f"this work tree ({now}) has changes to tracked files"] if from_modified_tree(now := git_commit()) else []
+    built = sorted({c for e in new if from_modified_tree(c := e["provenance"].get("git_commit"))})
+    if built:
+        reasons.append(f"the entries were built from a modified work tree ({', '.join(built)})")
+    return reasons
+
+
+def _retire(current: list[dict], new: list[dict], own: bool, date: str) -> tuple[list[dict], list[str], list[str]]:
+    """The leaderboard's entries once the new ones' experiments are republished: entries of the same experiment and
+    preset that the current config no longer produces are dropped from the experiment's own leaderboard, and
+    kept but marked superseded (history) in any other. Returns (entries kept, keys removed, keys superseded)."""
+    republished = {(e["experiment"], e["preset"]) for e in new}
+    keys = {e["key"] for e in new}
+    kept, removed, superseded = [], [], []
+    for e in current:
+        if (e["experiment"], e["preset"]) not in republished or e["key"] in keys:
+            kept.append(e)
+        elif own:
+            removed.append(e["key"])
+        else:
+            if "superseded" not in e:
+                e = {**e, "superseded": {"date": date}}
+                superseded.append(e["key"])
+            kept.append(e)
+    return kept, removed, superseded
+
+
+def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON, allow_dirty: bool = False) -> Published:
+    """Merge a run's entries into `leaderboard` by key, validate, write atomically, re-render its HTML page.
+
+    Entries from a modified work tree are refused unless `allow_dirty`, and then carry
+    `provenance.modified_work_tree`. The experiment's own leaderboard (`Layout.leaderboard_file`) keeps exactly
+    the entries its config now produces; any other keeps the ones it no longer produces, marked `superseded`."""
     _check_target(Path(leaderboard))
     source = _entries_file(Path(results_dir_or_run))
     new = LeaderboardEntries.read(source).entries
@@ -268,13 +342,22 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
         if problems:
             raise DataError(f"{leaderboard} is not a valid leaderboard; fix or remove it first:\n  " + "\n  ".join(problems))
         current = json.loads(leaderboard.read_text())
-    merged = {e["key"]: e for e in current["entries"]}
+    reasons = _modified_tree_reasons(new) if new else []
+    if reasons and not allow_dirty:
+        raise UserError(f"refusing to publish {source} into {leaderboard}: " + "; ".join(reasons) + ". Commit the "
+                        "changes, rebuild the entries (`entrodrop-bench leaderboard build CONFIG`) and publish again, "
+                        "or pass --allow-dirty to publish them marked as coming from a modified work tree")
+    new = [{**e, "provenance": {**e["provenance"], "modified_work_tree": bool(reasons)}} for e in new]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    own = leaderboard.resolve() == Layout.of_results_dir(source.parent).leaderboard_file.resolve()
+    kept, removed, superseded = _retire(current["entries"], new, own, now)
+    merged = {e["key"]: e for e in kept}
     merged.update({e.get("key"): e for e in new})
     entries = [merged[k] for k in sorted(merged, key=str)]
     changed = entries != current["entries"] or not leaderboard.is_file()
     document = {
         "schema_version": SCHEMA_VERSION,
-        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds") if changed else current["updated"],
+        "updated": now if changed else current["updated"],
         "entries": entries,
     }
     problems = _violations(document)
@@ -283,3 +366,4 @@ def publish(results_dir_or_run: Path, leaderboard: Path = LEADERBOARD_JSON) -> N
     if changed:
         write_json(leaderboard, document)
     write_text(leaderboard_page(leaderboard), render(document))
+    return Published(len(new), removed, superseded, bool(reasons))
