@@ -396,7 +396,7 @@ class Trainer:
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
-        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
+        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir, self._trackers())
         _check_launch(accelerator)
         # Read before this session's first status write replaces it: the wall time of earlier sessions.
         meter = _CostMeter(self.status(), accelerator, self.plan.tokens_per_step)
@@ -433,6 +433,7 @@ class Trainer:
         if start == 0 and not val_curve:
             losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
             val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
+            accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=0)
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -455,6 +456,7 @@ class Trainer:
                 losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
                                   "doc_losses": doc_losses})
+                accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=step + 1)
                 accelerator.wait_for_everyone()
                 weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
                 method_state = reg.state_dict()  # every process: a plugin may combine what each process observed
@@ -465,14 +467,31 @@ class Trainer:
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
+                _finish_trackers(accelerator)
                 self._write_status("running")
                 return "running"
         bar.close()
-        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
-        for tracker in accelerator.trackers:
-            tracker.finish()
+        _finish_trackers(accelerator)
         self._write_status("complete", stats=_mean_plugin_values(log))
         return "complete"
+
+    def _trackers(self) -> list:
+        """accelerate's `log_with` for `output.trackers`. TensorBoard by name (event files under the run folder); W&B
+        as a tracker built here, so that its project, run name, group and folder are the config's (by name,
+        accelerate would name the W&B project after `init_trackers`' folder name)."""
+        out = self.cfg.output
+        found: list = []
+        for name in out.trackers:
+            if name == "wandb":
+                from accelerate.tracking import WandBTracker
+
+                found.append(WandBTracker(out.wandb_project, name=f"{self.cfg.name}/{self.run}/seed{self.seed}",
+                                          group=self.cfg.name, job_type="train", dir=str(self.run_dir),
+                                          config={"experiment": self.cfg.name, "run": self.run, "seed": self.seed,
+                                                  "run_key": self.run_key, "config": self.cfg.model_dump(mode="json")}))
+            else:
+                found.append(name)
+        return found
 
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
         # The loss is a mean over every label token of the step, whichever process or micro-batch holds it.
@@ -632,17 +651,24 @@ class _ProgressLine:
               f"{rate * self.tokens_per_step:,.0f} tokens/s, ETA {eta:,.0f}s", flush=True)
 
 
-def _accelerator(accelerator_cls, precision: str, run_dir: Path):
-    """An Accelerator with train.precision's mixed_precision. accelerate keeps one state per process and refuses
-    to change its precision; a single process that trains runs of several precisions in turn (tests, a
-    notebook) has no process group to keep, so its state is reset first."""
+def _finish_trackers(accelerator) -> None:
+    # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _accelerator(accelerator_cls, precision: str, run_dir: Path, trackers: list):
+    """An Accelerator with train.precision's mixed_precision, logging to `trackers` (accelerate's `log_with`).
+    accelerate keeps one state per process and refuses to change its precision; a single process that trains
+    runs of several precisions in turn (tests, a notebook) has no process group to keep, so its state is reset
+    first."""
     from accelerate.state import AcceleratorState
 
     wanted = MIXED_PRECISION[precision]
     current = AcceleratorState._shared_state.get("_mixed_precision")
     if current is not None and current != wanted and not torch.distributed.is_initialized():
         AcceleratorState._reset_state()
-    return accelerator_cls(mixed_precision=wanted, log_with="tensorboard", project_dir=str(run_dir))
+    return accelerator_cls(mixed_precision=wanted, log_with=trackers or None, project_dir=str(run_dir))
 
 
 def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):
