@@ -49,10 +49,8 @@ class Diff:
     ci95: tuple[float, float]
     p: float
     p_holm: float
-
-    @property
-    def marked(self) -> bool:
-        return significant({"p_holm": self.p_holm})
+    marked: bool
+    """Whether the test supports a difference (`comparisons.significant`): the page's mark."""
 
 
 @dataclass
@@ -118,7 +116,7 @@ def _stat(s: dict) -> Stat:
 
 
 def _diff(d: dict | None) -> Diff | None:
-    return None if d is None else Diff(d["diff"], (d["ci95"][0], d["ci95"][1]), d["p"], d["p_holm"])
+    return None if d is None else Diff(d["diff"], (d["ci95"][0], d["ci95"][1]), d["p"], d["p_holm"], significant(d))
 
 
 def _table_of(entry: dict) -> str | None:
