@@ -396,8 +396,9 @@ def _panel(v: EntryView, base: EntryView | None, xr: tuple[float, float], yr: tu
     parts = [f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_B - PAD_T}" class="frame"/>']
     for t in _ticks(y0, y1):
         parts.append(f'<text x="{PAD_L - 3}" y="{sy(t) + 3:.1f}" class="tick" text-anchor="end">{t:.2f}</text>')
+    xdec = 0 if x1 - x0 >= 4 else 1  # whole epochs unless the run is short
     for t in _ticks(x0, x1):
-        parts.append(f'<text x="{sx(t):.1f}" y="{H - PAD_B + 11}" class="tick" text-anchor="middle">{t:.0f}</text>')
+        parts.append(f'<text x="{sx(t):.1f}" y="{H - PAD_B + 11}" class="tick" text-anchor="middle">{t:.{xdec}f}</text>')
     if base is not None and base is not v:
         parts += [f'<path d="{_path(c, sx, sy)}" class="ref"/>' for c in base.curves]
     for i, c in enumerate(v.curves):
@@ -410,8 +411,9 @@ def _panel(v: EntryView, base: EntryView | None, xr: tuple[float, float], yr: tu
                          f'<title>seed {ck.seed}: selected, epoch {ck.epoch:.1f}, val loss {ck.val_loss:.4f}</title></circle>')
     svg = (f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="validation loss of {_attr(v.label)} by target epoch">'
            + "".join(parts) + "</svg>")
-    return (f'<figure class="panel" data-key="{_attr(v.key)}" {_filters(v, s)}><figcaption>{escape(v.label)}'
-            + (f' <span class="setting">{escape(v.setting)}</span>' if v.setting else "") + f"</figcaption>{svg}</figure>")
+    caption = escape(v.label) + (f' <span class="setting">{escape(v.setting)}</span>' if v.setting else "")
+    return (f'<figure class="panel" data-key="{_attr(v.key)}" {_filters(v, s)}><figcaption title="{_attr(v.label)} '
+            f'{_attr(v.setting)}">{caption}</figcaption>{svg}</figure>')
 
 
 def _curves(s: Section) -> str:
@@ -477,7 +479,9 @@ dt { color: #555; } dd { margin: 0; overflow-wrap: anywhere; }
 details.prov summary { cursor: pointer; font-weight: 600; font-size: 0.85rem; }
 details.prov { flex-basis: 100%; }
 .curves .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(185px, 1fr)); gap: 0.4rem 0.8rem; }
-figure.panel { margin: 0; } figure.panel figcaption { font-size: 0.78rem; font-weight: 600; }
+figure.panel { margin: 0; min-width: 0; }
+figure.panel figcaption { font-size: 0.78rem; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+figure.panel figcaption .setting { display: inline; font-weight: normal; }
 figure.panel svg { width: 100%; height: auto; display: block; }
 svg .frame { fill: none; stroke: #ccc; } svg .tick { font-size: 9px; fill: #666; }
 svg .seed { fill: none; stroke: #1f5fbf; stroke-width: 1.4; } svg .ref { fill: none; stroke: #aaa; stroke-width: 1.1; }
