@@ -136,14 +136,15 @@ def entry_view(entry: dict, baselines: set[str]) -> EntryView:
     grid = method["config"].get("grid") or {}
     revision = entry["backbone"]["revision"]
     vs = entry.get("vs_baseline")
-    is_baseline = method["name"] in baselines and not vs
+    is_baseline = (method["name"] in baselines or method["label"] == "Baseline") and not vs
     built = prov.get("git_commit")
     return EntryView(
         key=entry["key"], experiment=entry["experiment"], preset=entry["preset"],
         backbone=entry["backbone"]["id"] + (f"@{revision}" if revision else ""),
         name=method["name"], label=method["label"], plugin=method["plugin"], plugin_version=method["plugin_version"],
         setting=", ".join(f"{k}={method['params'].get(k)}" for k in sorted(grid)),
-        table=None if is_baseline else _table_of(entry) or "other", is_baseline=is_baseline, rule=sel["rule"], target_domain=sel["target_domain"],
+        table=None if is_baseline else _table_of(entry) or "other", is_baseline=is_baseline,
+        rule=sel["rule"], target_domain=sel["target_domain"],
         seeds=list(entry["seeds"]),
         domains={d: _stat(s) for d, s in entry["domain_averages"].items()}, total=_stat(entry["total_average"]),
         diffs=None if not vs else {c: _diff(d) for c, d in vs["columns"].items()},
@@ -162,7 +163,7 @@ def entry_view(entry: dict, baselines: set[str]) -> EntryView:
 
 def entry_views(leaderboard: dict) -> list[EntryView]:
     entries = leaderboard["entries"]
-    baselines = {e["vs_baseline"]["baseline"] for e in entries if e.get("vs_baseline")} or {"plain"}
+    baselines = {e["vs_baseline"]["baseline"] for e in entries if e.get("vs_baseline")}
     return [entry_view(e, baselines) for e in entries]
 
 
