@@ -22,6 +22,7 @@ import numpy as np
 from entrodrop_bench.artifacts import (
     Comparisons,
     EvalResult,
+    LeaderboardComparison,
     PairedDifference,
     RowComparison,
     TableComparisons,
@@ -183,6 +184,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], store: dict) -> 
                        tables=tables, lacking_items=lacking, notes=notes)
 
 
-def significant(diff: PairedDifference | None) -> bool:
-    """A comparison whose Holm-adjusted p-value is below 0.05."""
+def significant(diff: PairedDifference | LeaderboardComparison | None) -> bool:
+    """A comparison (a selection's, or as a leaderboard entry carries it) whose Holm-adjusted p-value is below
+    0.05."""
     return diff is not None and diff.p_holm < ALPHA
