@@ -87,16 +87,15 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
     _check_selection_and_table1(tmp_path)
     assert (results / "figures" / "fig1c_val_loss_by_entropy.png").stat().st_size > 0
     entries = LeaderboardEntries.read(results / "leaderboard_entries.json").entries
-    assert {e["method"]["name"] for e in entries} >= {"plain", "entrodrop", "weight_decay"}
+    assert {e.method.name for e in entries} >= {"plain", "entrodrop", "weight_decay"}
     from entrodrop_bench.provenance import git_commit
 
-    trained_at = {c["trained_at_commit"] for e in entries for c in e["selection"]["checkpoints"]}
+    trained_at = {c.trained_at_commit for e in entries for c in e.selection.checkpoints}
     assert trained_at == {git_commit()}, "each selected checkpoint names the commit that trained it"
     # each entry carries its run's validation curve (step 0, then every checkpoint) for the results page
     for e in entries:
-        assert [c["seed"] for c in e["val_curve"]] == e["seeds"] and e["val_curve"][0]["step"][0] == 0
-        picked = e["selection"]["checkpoints"][0]
-        assert picked["step"] in e["val_curve"][0]["step"]
+        assert e.val_curve is not None and [c.seed for c in e.val_curve] == e.seeds and e.val_curve[0].step[0] == 0
+        assert e.selection.checkpoints[0].step in e.val_curve[0].step
 
     before = _store_mtimes(tmp_path / "runs")
     out = _run(tmp_path)
