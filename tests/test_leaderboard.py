@@ -201,6 +201,30 @@ def test_republishing_is_idempotent_and_replaces_by_key(tmp_path):
     assert len(keys) == 4 and keys == sorted(keys)
 
 
+def test_publishing_rewrites_the_entries_it_leaves_unchanged_as_they_were_read(tmp_path):
+    """publish works on the typed entries, but an entry it neither replaces nor supersedes goes back to disk as it
+    was read, not as the model would write it (here an integer where the model holds a float)."""
+    config, layout = _experiment(tmp_path)
+    select(config, layout)
+    build_entries(config, layout)
+    board = tmp_path / "board" / "leaderboard.json"
+    publish(layout.results_dir, board)
+    doc = json.loads(board.read_text())
+    doc["entries"][0]["total_average"]["std"] = 0  # valid, and the model would write it back as 0.0
+    board.write_text(json.dumps(doc, indent=2) + "\n")
+    assert validate_file(board) == []
+    other = make_config(tmp_path / "other", name="other", preset="tiny-other")
+    olayout = Layout.from_config(other)
+    write_run(olayout, "plain", 0, [(10, 2.0, scores(0.3, 0.3), 1.0)])
+    select(other, olayout)
+    build_entries(other, olayout)
+    publish(olayout.results_dir, board)
+    after = json.loads(board.read_text())
+    kept = next(e for e in after["entries"] if e["key"] == doc["entries"][0]["key"])
+    assert kept == doc["entries"][0] and type(kept["total_average"]["std"]) is int
+    assert len(after["entries"]) == len(doc["entries"]) + 1
+
+
 def test_validation_reports_every_violation_with_its_path(tmp_path):
     config, layout = _experiment(tmp_path)
     select(config, layout)
