@@ -116,8 +116,21 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     assert vs.columns["math"].diff == pytest.approx(gain) and vs.columns["math"].p_holm < 0.05
     assert "vs_baseline" not in entries["plain"].to_json()
     board = tmp_path / "board.json"
-    publish(layout.results_dir, board)
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
     assert validate_file(board) == []
+    # The page marks the cell as the tables do, says what both marks mean, and states the column's MDE.
+    page = board.with_suffix(".html").read_text()
+    entro_body = page.split(f'data-key="{entries["entrodrop"].key}"')[1].split("</tbody>")[0]
+    wd_body = page.split(f'data-key="{entries["weight_decay"].key}"')[1].split("</tbody>")[0]
+    other = "†" if mark == "‡" else "‡"
+    assert f'<span class="mark">{mark}</span>' in entro_body and f'<span class="mark">{other}</span>' not in page
+    assert '<span class="mark">' not in wd_body
+    assert "<b>‡</b>: item-level only. With one training seed a row compares two checkpoints" in page
+    assert "<b>†</b>: over training seeds and test items" in page
+    footer = page.split('<tr class="mde">')[1].split("</tr>")[0]
+    assert f"±{vs.columns['math'].mde:.2f}" in footer  # Weight Decay, identical to the Baseline, has no MDE to add
+    over = "items only (one seed: this checkpoint)" if len(seeds) == 1 else "seeds and items"
+    assert f'<span class="ci" title="95% interval over {over}">' in entro_body
     doc = json.loads(board.read_text())
     doc["entries"][0].setdefault("vs_baseline", vs.model_dump(mode="json"))["columns"]["math"]["p_holm"] = 2.0
     board.write_text(json.dumps(doc))
@@ -226,10 +239,12 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     assert entries["plain"]["total_average"]["ci_over"] == "items only" and "ci_over" not in entries["entrodrop"]["total_average"]
     # The page shows the interval, starred as items-only (one seed), and says what both mean.
     board = tmp_path / "board.json"
-    publish(layout.results_dir, board)
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
     page = board.with_suffix(".html").read_text()
     lo, hi = agg.total_avg.ci95
-    assert f"{agg.total_avg.mean:.2f} [{lo:.2f}, {hi:.2f}]*" in page and "* one seed: over items only" in page
+    assert (f'<span class="v">{agg.total_avg.mean:.2f}</span><span class="ci" title="95% interval over items only '
+            f'(one seed: this checkpoint)">[{lo:.2f}, {hi:.2f}]*</span>') in page
+    assert "<b>*</b> after an interval: one seed, so the interval is over the test items only" in page
 
 
 def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
