@@ -1190,6 +1190,23 @@ class LeaderboardVsBaseline(_Entry):
     outcomes."""
 
 
+class LeaderboardContrast(_Entry):
+    """One of Table 3's own contrasts with this entry's method as the first term: it minus another row of the
+    table (not the Baseline), on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    against: str
+    """The method subtracted (another entry of the same experiment)."""
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    """Training seeds paired."""
+    comparison: LeaderboardComparison | None
+    """The difference, its interval, p-values (Holm across the table's contrasts), MDE and level; null when a
+    result it needs lacks per-item outcomes."""
+
+
 class LeaderboardSuperseded(_Entry):
     """A shared leaderboard's mark on an entry its experiment's config no longer produces."""
 
@@ -1248,6 +1265,9 @@ class LeaderboardEntry(_Entry):
     vs_baseline: LeaderboardVsBaseline | None = Field(default=None, json_schema_extra=_absent_or_value)
     """Optional: paired comparisons with the Baseline (absent for the Baseline itself and in entries built before
     they existed)."""
+    contrasts: list[LeaderboardContrast] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: Table 3's contrasts whose first term is this method (`low vs rate-matched random`, `low vs high
+    entropy`); absent for every other method and in entries built before they existed."""
     val_curve: list[LeaderboardValCurve] | None = Field(default=None, json_schema_extra=_absent_or_value)
     """Optional: each seed's held-out target validation loss at step 0 and every checkpoint of the entry's run (from
     its val_curve.json), for the page's curves; absent in entries built before it was recorded."""

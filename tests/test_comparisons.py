@@ -335,6 +335,27 @@ def test_table3_answers_its_own_question_with_intervals_and_tests(tmp_path):
         assert d.level == "seeds and items" and d.p_holm < 0.05 and d.mde > 0
     assert [c.difference.p_holm for c in contrasts.values()] == pytest.approx(
         holm([c.difference.p for c in contrasts.values()]).tolist())
+    # The leaderboard entry of the low-entropy method carries both contrasts; no other entry carries any.
+    entries = {e.method.name: e for e in build_entries(config, layout)}
+    carried = {c.name: c for c in entries["entrodrop"].contrasts}
+    assert set(carried) == set(contrasts) and all(entries[m].contrasts is None for m in entries if m != "entrodrop")
+    for name, c in carried.items():
+        d = contrasts[name].difference
+        assert (c.against, c.column, c.seeds) == (contrasts[name].against, "math", [0, 1, 2])
+        assert (c.comparison.diff, c.comparison.p_holm, c.comparison.mde, c.comparison.level) == (
+            d.difference, d.p_holm, d.mde, "seeds and items")
+    # ... and the page shows them under Table 3, marked over seeds and items.
+    board = tmp_path / "board.json"
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
+    assert validate_file(board) == []
+    page = board.with_suffix(".html").read_text()
+    block = page.split("<h3>Table 3's own contrasts</h3>")[1].split("</table>")[0]
+    rows = block.split("<tr>")[2:]
+    assert [r.split("<td>")[1].split("</td>")[0] for r in rows] == list(carried)
+    assert all(f"{c.comparison.diff:+.2f}†" in r for r, c in zip(rows, carried.values()))
+    assert "+EntroDrop − +Token Dropout" in rows[0] and "+EntroDrop − +EntroDrop (entrodrop_high)" in rows[1]
+    assert page.count("Table 3's own contrasts") == 1  # under Table 3, though EntroDrop's own row is in Table 1
+    assert "Table 3's own contrasts" in page.split("Table 3: which tokens to mask")[1].split("</section>")[0]
 
 
 def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_path):

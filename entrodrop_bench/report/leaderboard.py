@@ -2,7 +2,8 @@
 
 - `build_entries(config, layout)`: one entry per method (its best grid point in the selection `select`
   wrote), written to `layout.leaderboard_entries` (artifacts.LeaderboardEntries). An entry carries its
-  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any, and what its runs cost
+  paired comparisons with the Baseline (`vs_baseline`) when `select` computed any, Table 3's contrasts that
+  start from its method (`contrasts`), and what its runs cost
   (`cost`: tokens, FLOPs, wall times, devices, device hours, summed over its seeds).
 - `publish(results_dir, leaderboard)`: merge those entries into the leaderboard by key (republishing
   replaces, never duplicates; an unchanged publish leaves the file byte-identical), validate the whole
@@ -34,6 +35,7 @@ from entrodrop_bench.artifacts import (
     LeaderboardBudget,
     LeaderboardCheckpoint,
     LeaderboardComparison,
+    LeaderboardContrast,
     LeaderboardCost,
     LeaderboardDocument,
     LeaderboardEntries,
@@ -46,6 +48,7 @@ from entrodrop_bench.artifacts import (
     LeaderboardSuperseded,
     LeaderboardValCurve,
     LeaderboardVsBaseline,
+    PairedDifference,
     PreparedRecord,
     Selection,
     ValCurve,
@@ -120,6 +123,19 @@ def entry_key(config: ExperimentConfig, method: str) -> str:
     return f"{config.preset}/{backbone}/{method}/{digest}"
 
 
+def _comparison(d: PairedDifference) -> LeaderboardComparison:
+    return LeaderboardComparison(diff=d.difference, ci95=d.ci95, p=d.p, p_holm=d.p_holm,
+                                 **({"mde": d.mde, "level": d.level} if d.level else {}))
+
+
+def _contrasts(selection: Selection, method: str, run: str) -> list[LeaderboardContrast]:
+    """Table 3's contrasts whose first term is this method's run (Holm across the table's contrasts)."""
+    table3 = selection.comparisons.tables.get("table3")
+    return [LeaderboardContrast(name=c.name, against=c.against, column=c.column, seeds=c.seeds,
+                                comparison=None if c.difference is None else _comparison(c.difference))
+            for c in (table3.contrasts if table3 else []) if c.method == method and c.run == run]
+
+
 def _vs_baseline(selection: Selection, method: str, run: str) -> LeaderboardVsBaseline | None:
     """The method's paired comparisons with the Baseline, from the first table (main, 3, 4) that has its run as a
     row: Holm's correction is over that table's rows. None for the Baseline itself or a run in no table."""
@@ -130,10 +146,7 @@ def _vs_baseline(selection: Selection, method: str, run: str) -> LeaderboardVsBa
                 table=table,
                 baseline=selection.comparisons.baseline,
                 seeds=row.seeds,
-                columns={c: None if d is None else LeaderboardComparison(
-                    diff=d.difference, ci95=d.ci95, p=d.p, p_holm=d.p_holm,
-                    **({"mde": d.mde, "level": d.level} if d.level else {}))
-                         for c, d in row.columns.items()},
+                columns={c: None if d is None else _comparison(d) for c, d in row.columns.items()},
             )
     return None
 
@@ -217,6 +230,8 @@ def _entry(config: ExperimentConfig, layout: Layout, selection: Selection, metho
     )
     if (compared := _vs_baseline(selection, method, run)) is not None:
         entry.vs_baseline = compared
+    if contrasts := _contrasts(selection, method, run):
+        entry.contrasts = contrasts
     if curves := _val_curve(layout, run, seeds):
         entry.val_curve = curves
     return entry

@@ -4,7 +4,8 @@ What it shows, per paper table of each experiment (a section):
 - each method's domain and total averages with their 95% intervals (and what each covers: seeds and items, or
   one seed's items only), the difference to the Baseline with its interval, and a mark only where the paired test
   supports a difference: † over seeds and items, ‡ item-level only with one seed (what the marks mean is on the
-  page); per table, each difference column's minimum detectable effect;
+  page); per table, each difference column's minimum detectable effect, and Table 3's own contrasts (EntroDrop
+  against random and high-entropy masking) where the entries carry them;
 - the selected checkpoints' target epochs, seeds and measured cost (device hours); a row opens a breakdown:
   per-benchmark scores, checkpoints, cost, the comparison's p-values, and provenance on demand (commit, config
   hash, data hashes, versions); entries built or published from a modified work tree are marked;
@@ -85,6 +86,17 @@ class Checkpoint:
 
 
 @dataclass
+class ContrastView:
+    """One of Table 3's contrasts: the entry's method minus `against` on the target domain."""
+
+    name: str
+    against: str
+    column: str
+    seeds: list[int]
+    diff: Diff | None
+
+
+@dataclass
 class Curve:
     seed: int
     epochs: list[float]
@@ -121,6 +133,7 @@ class EntryView:
     modified_tree: bool
     superseded: str | None
     curves: list[Curve] = field(default_factory=list)
+    contrasts: list[ContrastView] = field(default_factory=list)
 
 
 def _stat(s: dict) -> Stat:
@@ -182,6 +195,8 @@ def entry_view(entry: dict, baselines: set[str]) -> EntryView:
         modified_tree=bool(prov.get("modified_work_tree")) or from_modified_tree(built),
         superseded=(entry.get("superseded") or {}).get("date"),
         curves=[Curve(c["seed"], c["target_epoch"], c["loss"]) for c in entry.get("val_curve") or []],
+        contrasts=[ContrastView(c["name"], c["against"], c["column"], list(c["seeds"]), _diff(c["comparison"]))
+                   for c in entry.get("contrasts") or []],
     )
 
 
@@ -529,7 +544,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 td.num .v { display: block; }
 td.num .ci { display: block; color: #6a6a6a; font-size: 0.76rem; }
 td.diff.ns .v { color: #666; }
-td.diff.up .v { color: #0a7a2f; font-weight: 600; } td.diff.down .v { color: #b3261e; font-weight: 600; }
+td.diff.up .v, .contrasts .up { color: #0a7a2f; font-weight: 600; }
+td.diff.down .v, .contrasts .down { color: #b3261e; font-weight: 600; }
+.contrasts h3 { font-size: 0.95rem; margin: 0.8rem 0 0.1rem; }
 tfoot tr.mde th, tfoot tr.mde td { font-size: 0.76rem; color: #555; border-bottom: none; text-align: right; font-weight: normal; }
 .mark { margin-left: 1px; }
 td.method { min-width: 9rem; }
@@ -685,7 +702,7 @@ def _filter_form(views: list[EntryView], secs: list[Section]) -> str:
     return f'<form class="filters" id="filters">{"".join(parts)}<span id="shown"></span></form>'
 
 
-def _section(s: Section, index: int) -> str:
+def _section(s: Section, index: int, views: list[EntryView], secs: list[Section]) -> str:
     first = s.rows[0]
     title = TABLE_TITLES.get(s.table, s.table)
     seeds = sorted({len(v.seeds) for v in s.rows})
@@ -695,14 +712,45 @@ def _section(s: Section, index: int) -> str:
     return (f'<section class="table" data-table="{_attr(s.table)}" data-preset="{_attr(s.preset)}" '
             f'data-backbone="{_attr(s.backbone)}" data-rule="{_attr(s.rule)}" data-superseded="0">'
             f"<h2>{escape(title)} <small>({escape(s.experiment)})</small></h2><p class=\"meta\">{meta}</p>"
-            f"{_section_table(s, index)}{_curves(s)}</section>")
+            f"{_section_table(s, index)}{_contrasts(s, views, secs)}{_curves(s)}</section>")
+
+
+def _contrasts(s: Section, views: list[EntryView], secs: list[Section]) -> str:
+    """Table 3's own question, when the entries carry the contrasts: the low-entropy row against the others. Shown
+    under the experiment's Table 3 section, though the low-entropy entry itself is a row of Table 1 (its comparison
+    with the Baseline is corrected there); without a Table 3 section, under the section that holds that entry."""
+    same = [v for v in views if not v.superseded and (v.experiment, v.preset, v.backbone) == (s.experiment, s.preset,
+                                                                                                s.backbone)]
+    has_table3 = any(x.table == "table3" and (x.experiment, x.preset, x.backbone) == (s.experiment, s.preset, s.backbone)
+                     for x in secs)
+    holders = same if s.table == "table3" else [] if has_table3 else [v for v in s.rows if not v.superseded]
+    found = [(v, c) for v in holders for c in v.contrasts]
+    if not found:
+        return ""
+    label = {v.name: v.label for v in same}
+    rows = []
+    for v, c in found:
+        d = c.diff
+        against = escape(label.get(c.against, c.against))
+        cells = [escape(c.name), f"{escape(v.label)} − {against}", escape(c.column), str(len(c.seeds))]
+        if d is None:
+            cells += [DASH] * 6
+        else:
+            cls = ("up" if d.diff > 0 else "down") if d.marked else "ns"
+            cells += [f'<span class="{cls}">{_num(d.diff, 2, True)}{d.mark}</span>', _interval(d.ci95, True),
+                      f"{d.p:.3g}", f"{d.p_holm:.3g}", _num(d.mde), escape(d.level or DASH)]
+        rows.append(cells)
+    table = _mini(["Contrast", "Rows", "Domain", "Seeds", "Δ", "95% interval", "p", "Holm p", "MDE", "Over"], rows)
+    return ('<div class="contrasts"><h3>Table 3\'s own contrasts</h3><p class="note">The low-entropy row minus another '
+            "row of this table (not the Baseline) on the target domain, by the same test as Δ; Holm's correction "
+            f"across these contrasts; marks as above.</p>{table}</div>")
 
 
 def render(leaderboard: dict) -> str:
     """The whole page for a validated leaderboard document."""
     views = entry_views(leaderboard)
     secs = sections(views)
-    body = "\n".join(_section(s, i) for i, s in enumerate(secs)) or '<p class="note">No entries yet.</p>'
+    body = "\n".join(_section(s, i, views, secs) for i, s in enumerate(secs)) or '<p class="note">No entries yet.</p>'
     sub = (f"{len(views)} entries, updated {escape(leaderboard['updated'])}. "
            "Which method wins, by how much, and is it real: per paper table, against the Baseline.")
     return (
