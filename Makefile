@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?=
+# Publishing refuses results from a work tree with uncommitted changes to tracked files; ALLOW_DIRTY=1 publishes
+# them marked as such. Checked before any compute.
+ALLOW_DIRTY ?=
+PUBLISH_FLAGS := $(if $(ALLOW_DIRTY),--allow-dirty)
 export TOKENIZERS_PARALLELISM := false
 # The tests, the bench and the tiny preset keep every cache inside the project and never touch the hub.
 # The real presets set none of these: they use the user's own hub cache and token (HF_HOME, ~/.cache).
@@ -45,8 +49,9 @@ demo:
 # the demo's runs folder, so that after `make demo` its six seed-0 runs are reused. Output: results/tiny-study/.
 STUDY_CONFIG := configs/tiny-study.yaml
 study: setup
+	$(PY) -m entrodrop_bench.provenance $(PUBLISH_FLAGS)
 	$(OFFLINE) $(VENV)/bin/entrodrop-bench run $(STUDY_CONFIG)
-	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny-study --into results/tiny-study/leaderboard.json
+	$(VENV)/bin/entrodrop-bench leaderboard publish results/tiny-study --into results/tiny-study/leaderboard.json $(PUBLISH_FLAGS)
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest -q -n 2 --dist loadfile
@@ -72,17 +77,18 @@ lint: setup
 # The embedded preset runs with the hub switched off and project-local caches; the real presets need the hub
 # and run with the user's own environment (hub cache, token).
 reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4: reproduce-table%: setup
+	@$(PY) -m entrodrop_bench.provenance $(PUBLISH_FLAGS)
 	@for cfg in $(table$*_configs); do \
 	  echo "== $$cfg"; $(if $(filter tiny,$(PRESET)),$(OFFLINE)) $(VENV)/bin/entrodrop-bench run $$cfg || exit $$?; \
 	  out=$$($(PY) -c "import sys; from entrodrop_bench.config import load_config; print(load_config(sys.argv[1]).output.results_dir)" $$cfg) || exit $$?; \
-	  $(VENV)/bin/entrodrop-bench leaderboard publish $$out --into $$out/leaderboard.json || exit $$?; \
+	  $(VENV)/bin/entrodrop-bench leaderboard publish $$out --into $$out/leaderboard.json $(PUBLISH_FLAGS) || exit $$?; \
 	  echo "$$cfg: tables in $$out/tables, figures in $$out/figures, leaderboard in $$out/leaderboard.json"; \
 	done
 
 # Publish one run's selected results into the shared leaderboard, then validate the whole file.
 RUN ?= results/tiny
 leaderboard: setup
-	$(VENV)/bin/entrodrop-bench leaderboard publish $(RUN)
+	$(VENV)/bin/entrodrop-bench leaderboard publish $(RUN) $(PUBLISH_FLAGS)
 	$(VENV)/bin/entrodrop-bench leaderboard validate results/leaderboard.json
 
 clean:

@@ -1133,6 +1133,10 @@ class LeaderboardProvenance(_Entry):
     versions: dict[str, str | None] = Field(
         json_schema_extra={"required": ["lm_eval", "evalplus", "transformers", "torch", "entrodrop_bench"]})
     """Versions used by evaluation (lm_eval, evalplus, transformers, torch, entrodrop_bench)."""
+    modified_work_tree: bool | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: true when the entry was built or published from a work tree with changes to tracked files outside
+    results/ (published with --allow-dirty); absent in entries published before it was recorded (their `git_commit`
+    ends in `-dirty` then)."""
 
 
 class LeaderboardCost(_Entry):
@@ -1186,6 +1190,43 @@ class LeaderboardVsBaseline(_Entry):
     outcomes."""
 
 
+class LeaderboardContrast(_Entry):
+    """One of Table 3's own contrasts with this entry's method as the first term: it minus another row of the
+    table (not the Baseline), on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    against: str
+    """The method subtracted (another entry of the same experiment)."""
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    """Training seeds paired."""
+    comparison: LeaderboardComparison | None
+    """The difference, its interval, p-values (Holm across the table's contrasts), MDE and level; null when a
+    result it needs lacks per-item outcomes."""
+
+
+class LeaderboardSuperseded(_Entry):
+    """A shared leaderboard's mark on an entry its experiment's config no longer produces."""
+
+    date: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time of the publish that superseded it."""
+
+
+class LeaderboardValCurve(_Entry):
+    """One seed's held-out target validation loss over training, at step 0 and every checkpoint."""
+
+    seed: int
+    """Training seed."""
+    step: list[Annotated[int, Field(ge=0)]]
+    """Optimizer steps of the points."""
+    target_epoch: list[Annotated[float, Field(ge=0)]]
+    """Target-domain epochs at each point."""
+    loss: list[float]
+    """Mean validation loss over every label token at each point."""
+
+
 class LeaderboardEntry(_Entry):
     """One method of one experiment, at its best grid point and selected checkpoint(s)."""
 
@@ -1224,6 +1265,16 @@ class LeaderboardEntry(_Entry):
     vs_baseline: LeaderboardVsBaseline | None = Field(default=None, json_schema_extra=_absent_or_value)
     """Optional: paired comparisons with the Baseline (absent for the Baseline itself and in entries built before
     they existed)."""
+    contrasts: list[LeaderboardContrast] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: Table 3's contrasts whose first term is this method (`low vs rate-matched random`, `low vs high
+    entropy`); absent for every other method and in entries built before they existed."""
+    val_curve: list[LeaderboardValCurve] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: each seed's held-out target validation loss at step 0 and every checkpoint of the entry's run (from
+    its val_curve.json), for the page's curves; absent in entries built before it was recorded."""
+    superseded: LeaderboardSuperseded | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional, only in a shared leaderboard: the entry's experiment was published again (same experiment and
+    preset) and its config no longer produces this entry; kept as history. An experiment's own leaderboard drops
+    such entries instead."""
 
     def to_json(self) -> dict[str, Any]:
         """The entry as written: fields it never set are absent."""

@@ -61,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(build)
     publish = lb_sub.add_parser("publish", help="merge a run's selected results into results/leaderboard.json")
     publish.add_argument("run_dir", help="an experiment's results directory (e.g. results/tiny)")
-    publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
+    publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json); the "
+                         "experiment's own RUN_DIR/leaderboard.json keeps exactly its current entries")
+    publish.add_argument("--allow-dirty", action="store_true",
+                         help="publish entries built or published from a work tree with uncommitted changes to tracked "
+                              "files (outside results/); they are marked as such")
+    render = lb_sub.add_parser("render", help="rewrite a leaderboard's HTML page from its JSON (no publish)")
+    render.add_argument("file", help="a leaderboard .json file (e.g. results/tiny/leaderboard.json)")
+    render.add_argument("--screenshot", action="store_true",
+                        help="also save a screenshot of the page beside it (.png; needs chromium and playwright)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
     lb_sub.add_parser("schema", help="regenerate results/leaderboard.schema.json from the entry model (artifacts.py)")
@@ -115,8 +123,24 @@ def _leaderboard(args) -> int:
         from entrodrop_bench.paths import LEADERBOARD_JSON
 
         target = Path(args.into) if args.into else LEADERBOARD_JSON
-        leaderboard.publish(Path(args.run_dir), target)
-        print(f"published {args.run_dir} into {target}")
+        done = leaderboard.publish(Path(args.run_dir), target, allow_dirty=args.allow_dirty)
+        print(f"published {args.run_dir} into {target}: {done.entries} entries"
+              + (", marked as from a modified work tree" if done.modified_tree else ""))
+        for key in done.removed:
+            print(f"  removed {key}: the experiment's config no longer produces it")
+        for key in done.superseded:
+            print(f"  marked superseded {key}: the experiment's config no longer produces it")
+        return 0
+    if args.action == "render":
+        from entrodrop_bench.paths import leaderboard_screenshot
+
+        page = leaderboard.render_page(Path(args.file))
+        print(f"wrote {page}")
+        if args.screenshot:
+            from entrodrop_bench.report.screenshot import screenshot
+
+            screenshot(page, leaderboard_screenshot(Path(args.file)))
+            print(f"wrote {leaderboard_screenshot(Path(args.file))}")
         return 0
     if args.action == "schema":
         print(f"wrote {leaderboard.write_schema()}")

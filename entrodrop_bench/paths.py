@@ -19,7 +19,10 @@
     <results_dir>/                       (config `output.results_dir`)
       selection.json, item_outcomes.jsonl.gz, sample_entropy.json, leaderboard_entries.json
       tables/<table>.md|.tex|.csv, figures/<figure>.png|.pdf|.html, figures/NOTES.md
-    results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
+      leaderboard.json, leaderboard.html, leaderboard.png   this experiment's own leaderboard (exactly its
+                                         current entries), its page and a screenshot of the page
+    results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html   the shared leaderboard
+                                         (history: entries a config no longer produces stay, marked superseded)
 """
 
 from __future__ import annotations
@@ -429,6 +432,12 @@ class Layout:
         `Layout.of_results_dir`)."""
         return self.results_dir / "leaderboard_entries.json"
 
+    @property
+    def leaderboard_file(self) -> Path:
+        """This experiment's own leaderboard: exactly the entries its current config produces (publishing into it
+        drops the entries of the same experiment and preset that the config no longer produces)."""
+        return self.results_dir / "leaderboard.json"
+
 
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
 LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
@@ -437,6 +446,15 @@ LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
 def leaderboard_page(leaderboard: Path) -> Path:
     """The HTML page of a leaderboard .json file, written beside it (results/leaderboard.html)."""
     return leaderboard.with_suffix(".html")
+
+
+def leaderboard_screenshot(leaderboard: Path) -> Path:
+    """A screenshot of a leaderboard's page, beside it (results/tiny/leaderboard.png)."""
+    return leaderboard.with_suffix(".png")
+
+
+# Folders of the checkout that hold outputs, not code: a change there does not make the work tree "modified".
+OUTPUT_DIRS_IN_CHECKOUT = (LEADERBOARD_DIR.relative_to(PROJECT_ROOT).as_posix(),)
 
 
 PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "report" / "paper_reference.json"

@@ -116,8 +116,21 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     assert vs.columns["math"].diff == pytest.approx(gain) and vs.columns["math"].p_holm < 0.05
     assert "vs_baseline" not in entries["plain"].to_json()
     board = tmp_path / "board.json"
-    publish(layout.results_dir, board)
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
     assert validate_file(board) == []
+    # The page marks the cell as the tables do, says what both marks mean, and states the column's MDE.
+    page = board.with_suffix(".html").read_text()
+    entro_body = page.split(f'data-key="{entries["entrodrop"].key}"')[1].split("</tbody>")[0]
+    wd_body = page.split(f'data-key="{entries["weight_decay"].key}"')[1].split("</tbody>")[0]
+    other = "†" if mark == "‡" else "‡"
+    assert f'<span class="mark">{mark}</span>' in entro_body and f'<span class="mark">{other}</span>' not in page
+    assert '<span class="mark">' not in wd_body
+    assert "<b>‡</b>: item-level only. With one training seed a row compares two checkpoints" in page
+    assert "<b>†</b>: over training seeds and test items" in page
+    footer = page.split('<tr class="mde">')[1].split("</tr>")[0]
+    assert f"±{vs.columns['math'].mde:.2f}" in footer  # Weight Decay, identical to the Baseline, has no MDE to add
+    over = "items only (one seed: this checkpoint)" if len(seeds) == 1 else "seeds and items"
+    assert f'<span class="ci" title="95% interval over {over}">' in entro_body
     doc = json.loads(board.read_text())
     doc["entries"][0].setdefault("vs_baseline", vs.model_dump(mode="json"))["columns"]["math"]["p_holm"] = 2.0
     board.write_text(json.dumps(doc))
@@ -226,10 +239,12 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     assert entries["plain"]["total_average"]["ci_over"] == "items only" and "ci_over" not in entries["entrodrop"]["total_average"]
     # The page shows the interval, starred as items-only (one seed), and says what both mean.
     board = tmp_path / "board.json"
-    publish(layout.results_dir, board)
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
     page = board.with_suffix(".html").read_text()
     lo, hi = agg.total_avg.ci95
-    assert f"{agg.total_avg.mean:.2f} [{lo:.2f}, {hi:.2f}]*" in page and "* one seed: over items only" in page
+    assert (f'<span class="v">{agg.total_avg.mean:.2f}</span><span class="ci" title="95% interval over items only '
+            f'(one seed: this checkpoint)">[{lo:.2f}, {hi:.2f}]*</span>') in page
+    assert "<b>*</b> after an interval: one seed, so the interval is over the test items only" in page
 
 
 def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
@@ -320,6 +335,27 @@ def test_table3_answers_its_own_question_with_intervals_and_tests(tmp_path):
         assert d.level == "seeds and items" and d.p_holm < 0.05 and d.mde > 0
     assert [c.difference.p_holm for c in contrasts.values()] == pytest.approx(
         holm([c.difference.p for c in contrasts.values()]).tolist())
+    # The leaderboard entry of the low-entropy method carries both contrasts; no other entry carries any.
+    entries = {e.method.name: e for e in build_entries(config, layout)}
+    carried = {c.name: c for c in entries["entrodrop"].contrasts}
+    assert set(carried) == set(contrasts) and all(entries[m].contrasts is None for m in entries if m != "entrodrop")
+    for name, c in carried.items():
+        d = contrasts[name].difference
+        assert (c.against, c.column, c.seeds) == (contrasts[name].against, "math", [0, 1, 2])
+        assert (c.comparison.diff, c.comparison.p_holm, c.comparison.mde, c.comparison.level) == (
+            d.difference, d.p_holm, d.mde, "seeds and items")
+    # ... and the page shows them under Table 3, marked over seeds and items.
+    board = tmp_path / "board.json"
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
+    assert validate_file(board) == []
+    page = board.with_suffix(".html").read_text()
+    block = page.split("<h3>Table 3's own contrasts</h3>")[1].split("</table>")[0]
+    rows = block.split("<tr>")[2:]
+    assert [r.split("<td>")[1].split("</td>")[0] for r in rows] == list(carried)
+    assert all(f"{c.comparison.diff:+.2f}†" in r for r, c in zip(rows, carried.values()))
+    assert "+EntroDrop − +Token Dropout" in rows[0] and "+EntroDrop − +EntroDrop (entrodrop_high)" in rows[1]
+    assert page.count("Table 3's own contrasts") == 1  # under Table 3, though EntroDrop's own row is in Table 1
+    assert "Table 3's own contrasts" in page.split("Table 3: which tokens to mask")[1].split("</section>")[0]
 
 
 def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_path):

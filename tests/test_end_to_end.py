@@ -97,6 +97,10 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
 
     trained_at = {c.trained_at_commit for e in entries for c in e.selection.checkpoints}
     assert trained_at == {git_commit()}, "each selected checkpoint names the commit that trained it"
+    # each entry carries its run's validation curve (step 0, then every checkpoint) for the results page
+    for e in entries:
+        assert e.val_curve is not None and [c.seed for c in e.val_curve] == e.seeds and e.val_curve[0].step[0] == 0
+        assert e.selection.checkpoints[0].step in e.val_curve[0].step
 
     before = _store_mtimes(tmp_path / "runs")
     out = _run(tmp_path)
@@ -105,7 +109,8 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
 
     board = tmp_path / "leaderboard.json"
     for _ in range(2):  # publishing twice replaces, never duplicates
-        subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(results), "--into", str(board)], check=True)
+        subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(results), "--into", str(board),
+                        "--allow-dirty"], check=True)  # whatever state this checkout is in
     published = json.loads(board.read_text())
     assert len(published["entries"]) == len(entries)
     check = subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "validate", str(board)], capture_output=True, text=True)

@@ -30,6 +30,7 @@ from entrodrop_bench.artifacts import (
     Comparisons,
     Contrast,
     EvalResult,
+    LeaderboardComparison,
     PairedDifference,
     RowComparison,
     TableComparisons,
@@ -252,8 +253,9 @@ def selected_steps(selection: dict, run: str) -> dict[int, int]:
     return {int(s): r["selected"]["step"] for s, r in selection["runs"][run]["seeds"].items() if r and r["selected"]}
 
 
-def significant(diff: PairedDifference | None) -> bool:
-    """A comparison whose Holm-adjusted p-value is below 0.05."""
+def significant(diff: PairedDifference | LeaderboardComparison | None) -> bool:
+    """A comparison (a selection's, or as a leaderboard entry carries it) whose Holm-adjusted p-value is below
+    0.05."""
     return diff is not None and diff.p_holm < ALPHA
 
 

@@ -451,7 +451,7 @@ class Trainer:
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
-        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
+        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir, self._trackers())
         _check_launch(accelerator)
         # Read before this session's first status write replaces it: the wall time of earlier sessions.
         meter = _CostMeter(self.status(), accelerator, self.plan.tokens_per_step)
@@ -489,6 +489,7 @@ class Trainer:
         if start == 0 and not val_curve:
             losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
             val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
+            accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=0)
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -511,6 +512,7 @@ class Trainer:
                 losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
                                   "doc_losses": doc_losses})
+                accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=step + 1)
                 accelerator.wait_for_everyone()
                 weights = untied(accelerator.unwrap_model(model),
                                  accelerator.get_state_dict(model))  # every process: under FSDP this gathers the shards
@@ -524,14 +526,13 @@ class Trainer:
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
+                _finish_trackers(accelerator)
                 self._write_status("running")
                 del model, optimizer, scheduler, reg
                 self._release(accelerator)
                 return "running"
         bar.close()
-        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
-        for tracker in accelerator.trackers:
-            tracker.finish()
+        _finish_trackers(accelerator)
         self._write_status("complete", stats=_mean_plugin_values(log))
         del model, optimizer, scheduler, reg
         self._release(accelerator)
@@ -593,6 +594,24 @@ class Trainer:
         else:
             set_optimizer_state_dict(accelerator.unwrap_model(model), optimizer, state,
                                      options=StateDictOptions(full_state_dict=True))
+
+    def _trackers(self) -> list:
+        """accelerate's `log_with` for `output.trackers`. TensorBoard by name (event files under the run folder); W&B
+        as a tracker built here, so that its project, run name, group and folder are the config's (by name,
+        accelerate would name the W&B project after `init_trackers`' folder name)."""
+        out = self.cfg.output
+        found: list = []
+        for name in out.trackers:
+            if name == "wandb":
+                from accelerate.tracking import WandBTracker
+
+                found.append(WandBTracker(out.wandb_project, name=f"{self.cfg.name}/{self.run}/seed{self.seed}",
+                                          group=self.cfg.name, job_type="train", dir=str(self.run_dir),
+                                          config={"experiment": self.cfg.name, "run": self.run, "seed": self.seed,
+                                                  "run_key": self.run_key, "config": self.cfg.model_dump(mode="json")}))
+            else:
+                found.append(name)
+        return found
 
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
         # The loss is a mean over every label token of the step, whichever process or micro-batch holds it.
@@ -791,10 +810,17 @@ def _fsdp_on_cpu(accelerator, plugin) -> None:
     state.fsdp_plugin = plugin
 
 
-def _accelerator(accelerator_cls, precision: str, run_dir: Path):
-    """An Accelerator with train.precision's mixed_precision. accelerate keeps one state per process and refuses
-    to change its precision; a single process that trains runs of several precisions in turn (tests, a
-    notebook) has no process group to keep, so its state is reset first. Under FSDP, with `fsdp_plugin`'s policy."""
+def _finish_trackers(accelerator) -> None:
+    # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _accelerator(accelerator_cls, precision: str, run_dir: Path, trackers: list):
+    """An Accelerator with train.precision's mixed_precision, logging to `trackers` (accelerate's `log_with`).
+    accelerate keeps one state per process and refuses to change its precision; a single process that trains
+    runs of several precisions in turn (tests, a notebook) has no process group to keep, so its state is reset
+    first. Under FSDP, with `fsdp_plugin`'s policy."""
     from accelerate.state import AcceleratorState
     from accelerate.utils import InitProcessGroupKwargs
 
@@ -805,7 +831,7 @@ def _accelerator(accelerator_cls, precision: str, run_dir: Path):
     if current is not None and current != wanted and not torch.distributed.is_initialized():
         AcceleratorState._reset_state()
     plugin = fsdp_plugin(precision)
-    accelerator = accelerator_cls(mixed_precision=wanted, log_with="tensorboard", project_dir=str(run_dir), fsdp_plugin=plugin,
+    accelerator = accelerator_cls(mixed_precision=wanted, log_with=trackers or None, project_dir=str(run_dir), fsdp_plugin=plugin,
                                   kwargs_handlers=[InitProcessGroupKwargs(timeout=process_group_timeout())])
     _fsdp_on_cpu(accelerator, plugin)
     return accelerator
