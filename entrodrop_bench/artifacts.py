@@ -129,7 +129,7 @@ class CorpusRecord(BaseModel):
     tokens: int
     """Number of tokens."""
     hash: str
-    """`TokenizedCorpus.content_hash()`."""
+    """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
 
 
 class PreparedRecord(Artifact):
@@ -145,7 +145,7 @@ class PreparedRecord(Artifact):
     model_path: str
     """The base model's local folder or hub id."""
     tokenizer_hash: str
-    """Hash of the tokenizer's full definition (`prepare.stage.tokenizer_hash`)."""
+    """The tokenizer's fingerprint (`prepare.fingerprints.tokenizer_fingerprint`)."""
     target_train: CorpusRecord
     """The target corpus's training split."""
     target_val: CorpusRecord
@@ -169,7 +169,8 @@ class GateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
-    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    """Hash of what it was measured from (the fingerprints of the target corpus, the tokenizer and the base model's
+    weights, the plugin and its gate settings); another key is re-measured."""
     signal: str | None
     """The base-model signal the gate read (None: no gate)."""
     eligible_tokens: int

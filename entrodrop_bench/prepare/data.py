@@ -14,7 +14,6 @@ see exactly the same tokens, and a resumed run needs no data-loader state beyond
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -57,9 +56,10 @@ class TokenizedCorpus:
         return TokenizedCorpus(tokens.astype(np.int32), offsets)
 
     def content_hash(self) -> str:
-        h = hashlib.sha256(self.tokens.tobytes())
-        h.update(self.offsets.tobytes())
-        return h.hexdigest()[:16]
+        """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
+        from entrodrop_bench.prepare.fingerprints import corpus_fingerprint
+
+        return corpus_fingerprint(self.tokens, self.offsets)
 
     @classmethod
     def from_docs(cls, docs: Sequence[Sequence[int] | np.ndarray]) -> TokenizedCorpus:

@@ -6,7 +6,6 @@ base model's per-token entropies of the validation set (for the Figure 1c/4 loss
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import torch
 import yaml
 
 from entrodrop_bench.artifacts import CorpusRecord, PreparedRecord
-from entrodrop_bench.atomic import bytes_sha256, file_sha256, json_sha256, write_text
+from entrodrop_bench.atomic import file_sha256, json_sha256, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
 from entrodrop_bench.distributed import process_rank
 from entrodrop_bench.errors import DataError, UserError
@@ -33,6 +32,7 @@ from entrodrop_bench.prepare.data import (
     split_validation,
     tokenize_texts,
 )
+from entrodrop_bench.prepare.fingerprints import tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +145,6 @@ def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
         ) from None
 
 
-def tokenizer_hash(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return bytes_sha256(text.encode())[:16]
-
-
 def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
     ident = {"corpus": corpus.model_dump(), "tokenizer": tok_hash, "limit": limit}
     if world_file is not None:
@@ -173,7 +167,7 @@ def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Lay
     )
 
     world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
-    cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_tokens))
+    cache = layout.data_cache(_corpus_key(corpus, tokenizer_fingerprint(tokenizer), world_file, max_tokens))
     cached = load_corpus(cache)
     if cached is not None:
         return cached
@@ -227,7 +221,7 @@ def _write_prepared_record(p: Prepared) -> None:
     PreparedRecord(
         config_hash=p.config.config_hash(),
         model_path=p.model_path,
-        tokenizer_hash=tokenizer_hash(p.tokenizer),
+        tokenizer_hash=tokenizer_fingerprint(p.tokenizer),
         target_train=_corpus_record(p.target_train),
         target_val=_corpus_record(p.target_val),
         general=_corpus_record(p.general),

@@ -48,6 +48,7 @@ from entrodrop_bench.config import run_key
 from entrodrop_bench.cost import flops_per_token, model_compute_params, model_shape
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.prepare.fingerprints import weights_fingerprint
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
@@ -227,16 +228,17 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
-def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+def rate_match(prepared: Prepared, run: str, seed: int, weights: str) -> tuple[float, float] | None:
     """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
-    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for these base `weights`
+    (read, never measured here); None otherwise."""
     spec = prepared.config.runs[run]
     if spec.rate_dependency is None:
         return None
-    from entrodrop_bench.prepare.signals import gate_shares
+    from entrodrop_bench.prepare.signals import read_gate_shares
 
     param, method = spec.rate_dependency
-    shares = gate_shares(prepared)
+    shares = read_gate_shares(prepared, weights)
     target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
     target = prepared.config.runs[target_run]
     fraction = target.plugin_cls.expected_masked_fraction(
@@ -327,7 +329,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()
         reg = self.spec.build()
-        matched = rate_match(self.p, self.run, self.seed)
+        matched = rate_match(self.p, self.run, self.seed, weights_fingerprint(model))
         reg.prepare(
             PrepareContext(
                 model=model,
