@@ -111,8 +111,9 @@ def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: di
 def prepared_in_process(config, layout, root: Path):
     """What `entrodrop_bench.prepare.stage.prepare` builds, from the same local files, tokenized in this process:
     the GPU image has no `datasets` (prepare reads jsonl through it), and the measurement is the trainer's."""
+    from entrodrop_bench.models import load_tokenizer
     from entrodrop_bench.prepare.data import make_plan, split_validation, tokenize_texts
-    from entrodrop_bench.prepare.stage import Prepared, load_tokenizer
+    from entrodrop_bench.prepare.stage import Prepared
 
     model_path = config.model.name_or_path
     tokenizer = load_tokenizer(config, model_path)

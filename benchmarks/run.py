@@ -106,12 +106,17 @@ def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None
 
 
 def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_dir: Path):
+    from entrodrop_bench.prepare.entropy import token_signals
     from entrodrop_bench.regularizer import PrepareContext, build_regularizer
 
     reg = build_regularizer(plugin, params)
-    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
+    docs = target.docs()
+    # the base-model signals the plugin declares, as the trainer hands them over from prepare's cache
+    signals = {kind: token_signals(model, docs, kind=kind, seq_len=plan.seq_len, device="cpu")
+               for kind in type(reg).signals(reg.config)}
+    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=docs, cache_dir=cache_dir,
                                seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0,
-                               baseline_min_val_step=0, target_epoch=plan.target_epoch))
+                               baseline_min_val_step=0, target_epoch=plan.target_epoch, signals=signals))
     reg.adjust_model(model)
     return reg
 

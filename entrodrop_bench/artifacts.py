@@ -109,11 +109,24 @@ class Artifact(BaseModel):
             raise ArtifactError(f"{path} was written in {cls.__name__} format {version}, this version of "
                                 f"entrodrop-bench reads format {cls.FORMAT}: {cls._remedy()}")
 
+    def render(self) -> str:
+        """The file's text, with the current format version."""
+        self.format_version = type(self).FORMAT
+        return self.model_dump_json(indent=2) + "\n"
+
     def write(self, path: Path) -> None:
         """Write atomically (temp file, then rename) with the current format version."""
-        self.format_version = type(self).FORMAT
+        text = self.render()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, text)
+
+    def write_if_changed(self, path: Path) -> bool:
+        """`write`, unless the file already holds exactly this (a stage re-run over finished work writes nothing);
+        whether it wrote."""
+        if path.is_file() and path.read_text(encoding="utf-8") == self.render():
+            return False
+        self.write(path)
+        return True
 
 
 _RUN_REMEDY = "delete the run's folder (or use another output.runs_dir) and re-run `entrodrop-bench {stage}`"
@@ -456,9 +469,8 @@ class SampleEntropy(Artifact):
             data = {**data, "format_version": 1}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n")
+    def render(self) -> str:
+        return json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n"
 
 
 class CheckpointManifest(Artifact):
@@ -1220,11 +1232,10 @@ class LeaderboardEntries(Artifact):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        """As `Artifact.write`, each entry as written (`LeaderboardEntry.to_json`)."""
+    def render(self) -> str:
+        """Each entry as written (`LeaderboardEntry.to_json`: fields it never set stay absent)."""
         self.format_version = type(self).FORMAT
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2, exclude_unset=True) + "\n")
+        return self.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
 
 class LaunchedJob(BaseModel):

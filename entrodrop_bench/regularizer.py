@@ -32,7 +32,7 @@ process at each checkpoint. The report calls `token_gates` (Figure 2c).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -106,7 +106,8 @@ class PrepareContext:
     target_docs: list[list[int]]
     """Token ids of every target-domain training document, indexed by TokenMeta.doc_id."""
     cache_dir: Path
-    """Where shared artifacts (the entropy cache) live; shared by every run of the experiment."""
+    """A folder shared by every run of the experiment, for artifacts a plugin builds itself (the built-ins need
+    none: their base-model signals come in `signals`)."""
     seq_len: int
     """Packed training sequence length (data.seq_len)."""
     total_steps: int
@@ -135,6 +136,10 @@ class PrepareContext:
     target_epoch: Callable[[int], float] | None = None
     """Target-domain epochs completed after a number of optimizer steps (`TrainingPlan.target_epoch`), for plugins
     that act at epoch boundaries; None outside a training run."""
+    signals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """The base-model signals the plugin declares (`Regularizer.signals`), computed once by the prepare stage and
+    read from its cache by the trainer: kind -> (flat float32 values over `target_docs` in order, NaN where nothing
+    predicts a token (a document's first), and the documents' int64 offsets). The plugin never computes them."""
 
 
 TableKind = Literal["baseline", "comparison", "proposed"]

@@ -20,7 +20,7 @@ from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import CONFIGS_DIR, Layout
 from entrodrop_bench.pipeline import stage_prepare, stage_train
 from entrodrop_bench.prepare.fingerprints import weights_fingerprint
-from entrodrop_bench.prepare.signals import gate_shares, read_gate_shares
+from entrodrop_bench.prepare.signals import gate_shares, read_gate_shares, run_signals
 from entrodrop_bench.regularizer import PrepareContext, RateMatch
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.tables import write_tables
@@ -82,10 +82,12 @@ def world(tmp_path_factory):
 
 
 def _context(prepared, **extra) -> PrepareContext:
-    return PrepareContext(model=prepared.load_base_model(), tokenizer=prepared.tokenizer,
+    model = prepared.load_base_model()
+    return PrepareContext(model=model, tokenizer=prepared.tokenizer,
                           target_docs=prepared.target_train.docs(), cache_dir=prepared.layout.entropy_cache_dir,
                           seq_len=prepared.plan.seq_len, total_steps=prepared.plan.total_steps,
-                          device=torch.device("cpu"), seed=0, **extra)
+                          device=torch.device("cpu"), seed=0,
+                          signals=run_signals(prepared, prepared.config.runs["entrodrop"], model), **extra)
 
 
 def test_prepare_measures_each_masking_runs_gated_share(world):

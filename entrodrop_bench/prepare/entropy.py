@@ -309,15 +309,19 @@ def cached_token_signals(
     expected.update(key_parts or {})
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    if not compute:  # a reader: the writer's file is complete or absent (atomic writes), so no lock to take
+        hit = load_signals(cache_file, expected, offsets)
+        if hit is None:
+            raise UserError(f"signal cache {cache_file} is missing or stale for a process that only reads what the prepare "
+                            "stage wrote: run `entrodrop-bench prepare CONFIG` (every process must see the same "
+                            "output.runs_dir, a shared filesystem)")
+        return hit
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_file) + ".lock"):
         hit = load_signals(cache_file, expected, offsets)
         if hit is not None:
             log.info("signal cache hit: %s", cache_file)
             return hit
-        if not compute:
-            raise UserError(f"signal cache {cache_file} is missing or stale in a process that only reads what the main "
-                            "process prepared; every process must see the same output.runs_dir (a shared filesystem)")
         log.info("computing %s signals of %d documents (%d tokens) -> %s", kind, len(docs), int(offsets[-1]), cache_file)
         values, offsets = token_signals(model, docs, kind=kind, seq_len=seq_len, **pass_kwargs)
         save_signals(cache_file, values, offsets, expected)

@@ -17,8 +17,11 @@ from entrodrop_bench.prepare.stage import Prepared
 from entrodrop_bench.regularizer import declares_masking_rate
 
 
-def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Flat per-token signal values (NaN at each document's first token) and document offsets."""
+def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None,
+                       compute: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flat per-token signal values (NaN at each document's first token) and document offsets. `compute` False (a
+    reader, e.g. training): read from the cache the prepare stage wrote, and raise when it is missing or stale;
+    default: compute and write when this process is the writer."""
     from entrodrop_bench.prepare import entropy
 
     model = model if model is not None else prepared.load_base_model()
@@ -26,7 +29,14 @@ def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str
     key = entropy.signals_cache_key(model, prepared.tokenizer, docs, seq_len=prepared.plan.seq_len, kind=kind)
     cache_file = prepared.layout.entropy_cache(key)
     return entropy.cached_token_signals(model, docs, cache_file=cache_file, kind=kind, seq_len=prepared.plan.seq_len,
-                                        tokenizer=prepared.tokenizer, compute=prepared.writer)
+                                        tokenizer=prepared.tokenizer, compute=prepared.writer if compute is None else compute)
+
+
+def run_signals(prepared: Prepared, spec: RunSpec, model: torch.nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The base-model signals a run's plugin declares, over the target training documents, read from the caches the
+    prepare stage wrote (never computed here): what the trainer hands the plugin in `PrepareContext.signals`."""
+    return {kind: base_model_signals(prepared, prepared.target_train, kind=kind, model=model, compute=False)
+            for kind in sorted(spec.plugin_cls.signals(spec.settings))}
 
 
 def declared_signals(prepared: Prepared) -> list[str]:
@@ -135,4 +145,4 @@ def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:
         tokens=tokens,
         entropy=[None if not np.isfinite(v) else float(v) for v in sig],
         eligible=[bool(e) for e in eligible],
-    ).write(SampleEntropy.path(prepared.layout))
+    ).write_if_changed(SampleEntropy.path(prepared.layout))

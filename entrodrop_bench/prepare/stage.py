@@ -19,7 +19,8 @@ from entrodrop_bench.artifacts import CorpusRecord, PreparedRecord
 from entrodrop_bench.atomic import file_sha256, json_sha256, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
 from entrodrop_bench.distributed import process_rank
-from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.errors import DataError
+from entrodrop_bench.models import load_model, load_tokenizer, resolve_model_path
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.prepare.data import (
     TokenizedCorpus,
@@ -80,69 +81,6 @@ def build_world(config: ExperimentConfig, layout: Layout, echo: Callable[[str], 
     from entrodrop_bench.prepare.tiny import build_world as build_tiny_world
 
     return build_tiny_world(config.tiny, layout.world_dir, log=echo)
-
-
-def resolve_model_path(config: ExperimentConfig, world) -> str:
-    if config.model.name_or_path == "tiny":
-        return str(world.base_model_dir)
-    return config.model.name_or_path
-
-
-def load_tokenizer(config: ExperimentConfig, model_path: str):
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code)
-    except Exception as exc:
-        raise UserError(
-            f"model.name_or_path: could not load a tokenizer from {model_path!r}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}. Without hub access, point model.name_or_path at a local HF folder."
-        ) from None
-    if config.model.pad_token is not None:
-        tok.pad_token = config.model.pad_token
-    if tok.pad_token_id is None:
-        raise UserError(
-            f"tokenizer of {model_path!r} has no pad token; set model.pad_token in the config to an existing "
-            f"token (e.g. a reserved or end-of-text token). Without one, lm-eval silently pads with eos."
-        )
-    return tok
-
-
-def load_causal_lm(path: str | Path, *, dtype: str, revision: str | None = None, trust_remote_code: bool | None = None,
-                   safetensors_only: bool = False, attn_implementation: str | None = None,
-                   device: str | torch.device | None = None) -> torch.nn.Module:
-    """The one loader of an HF causal LM (base model and checkpoints). `dtype` is a torch dtype name; options left
-    None are not passed, so transformers' own defaults apply. On `device` in eval mode when one is given."""
-    from transformers import AutoModelForCausalLM
-
-    options: dict = {"dtype": getattr(torch, dtype)}
-    if revision is not None:
-        options["revision"] = revision
-    if trust_remote_code is not None:
-        options["trust_remote_code"] = trust_remote_code
-    if safetensors_only:
-        options["use_safetensors"] = True
-    if attn_implementation is not None:
-        options["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **options)
-    if device is not None:
-        model.to(device).eval()
-    return model
-
-
-def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
-    """The base model in `model.dtype`, from safetensors only; remote code only when the config allows it."""
-    if config.model.trust_remote_code:
-        log.warning("model.trust_remote_code is on: code from %s will run", model_path)
-    try:
-        return load_causal_lm(model_path, dtype=config.model.dtype, revision=config.model.revision,
-                              trust_remote_code=config.model.trust_remote_code, safetensors_only=True,
-                              attn_implementation="sdpa")
-    except Exception as exc:
-        raise UserError(
-            f"model: could not load {model_path!r} as a causal LM from safetensors: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300]}"
-        ) from None
 
 
 def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
@@ -217,7 +155,9 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
 
 def _write_prepared_record(p: Prepared) -> None:
     layout = p.layout
-    write_text(layout.experiment_config_file, yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False))
+    resolved = yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False)
+    if not layout.experiment_config_file.is_file() or layout.experiment_config_file.read_text(encoding="utf-8") != resolved:
+        write_text(layout.experiment_config_file, resolved)  # a re-run over finished work writes nothing
     PreparedRecord(
         config_hash=p.config.config_hash(),
         model_path=p.model_path,
@@ -227,7 +167,7 @@ def _write_prepared_record(p: Prepared) -> None:
         general=_corpus_record(p.general),
         plan=p.plan.to_json(),
         writer_rank=process_rank(),
-    ).write(PreparedRecord.path(layout))
+    ).write_if_changed(PreparedRecord.path(layout))
 
 
 def _corpus_record(corpus: TokenizedCorpus) -> CorpusRecord:

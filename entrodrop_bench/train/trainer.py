@@ -330,6 +330,7 @@ class Trainer:
         model = self.p.load_base_model()
         reg = self.spec.build()
         matched = rate_match(self.p, self.run, self.seed, weights_fingerprint(model))
+        from entrodrop_bench.prepare.signals import run_signals
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -346,6 +347,7 @@ class Trainer:
                 num_processes=accelerator.num_processes,
                 process_index=accelerator.process_index,
                 target_epoch=self.plan.target_epoch,
+                signals=run_signals(self.p, self.spec, model),
             )
         )
         self._resolved = reg.resolved_params()
@@ -510,7 +512,7 @@ class Trainer:
     def _validation_set(self) -> ValidationSet:
         from entrodrop_bench.prepare.signals import base_model_signals
 
-        values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
+        values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy", compute=False)  # prepare's
         val = ValidationSet(self.p, values, offsets)
         self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
         return val
