@@ -30,11 +30,11 @@ import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator, model_validator
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
 from baselines.online_signal import OnlineSignalTable
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import (
     TARGET,
     LogSeries,
@@ -45,6 +45,8 @@ from entrodrop_bench.regularizer import (
     register_regularizer,
 )
 from entrodrop_bench.validation import FieldProblem
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 ONLINE_SIGNALS = {"online_loss": ("nll", "loss"), "online_entropy": ("entropy", "entropy")}
 """Online signal -> (the base-model signal it starts from, the per-token training value it records)."""

@@ -4,7 +4,7 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all eleven, 5-7 timing a cold and a warm tiny pipeline (~20 min)
+    python benchmarks/run.py              # all twelve, 5-7 timing a cold and a warm tiny pipeline (~20 min)
     python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
 """
@@ -426,6 +426,20 @@ def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
     return statistics.median(per_ckpt.values()), statistics.median(train)
 
 
+def ratio_cli_startup(repeats: int) -> dict:
+    """12. `entrodrop-bench plan configs/qwen3-0.6b-math.yaml` (a config loaded, its plugins validated, the plan
+    printed) over `python -c pass`, each a fresh interpreter, wall time (target: the plan well under a second)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    plan = [sys.executable, "-m", "entrodrop_bench.cli", "plan", str(REPO / "configs" / "qwen3-0.6b-math.yaml")]
+
+    def run(cmd: list[str]) -> Callable[[], None]:
+        return lambda: subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+
+    out = interleaved(run(plan), run([sys.executable, "-c", "pass"]), repeats)
+    out["target"] = "plan < 1 s"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -442,6 +456,7 @@ def main() -> None:
         "8_chunked_loss_memory_over_naive": ratio_loss_memory,
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
         "11_online_entrodrop_step_over_static": lambda: ratio_online_step(max(3, args.repeats // 2)),
+        "12_cli_plan_startup_over_python": lambda: ratio_cli_startup(args.repeats),
     }
     if args.skip_demo or args.only:  # else row 10 runs on the cold demo's checkpoints, after rows 5-7
         rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)

@@ -35,6 +35,7 @@ from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import MethodTable
 
 
 class ArtifactError(DataError):
@@ -952,9 +953,6 @@ class Selection(Artifact):
     comparisons: Comparisons
     """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
-
-MethodTable = Literal["main", "targeting", "gamma", "schedule"]
-"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
 
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 _CI95_TEXT = ("95% percentile-bootstrap interval (fixed RNG): of the mean across seeds with several seeds; with one "

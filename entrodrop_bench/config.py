@@ -23,10 +23,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from entrodrop_bench.artifacts import MethodTable
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.regularizer import (
+    MethodTable,
     Regularizer,
     RegularizerConfig,
     ReportFields,

@@ -34,14 +34,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from entrodrop_bench.registry import Registry
 from entrodrop_bench.validation import validate_model
+
+if TYPE_CHECKING:  # annotations only: importing the interface (loading a config) imports neither
+    import numpy as np
+    import torch
 
 
 class RegularizerConfig(BaseModel):
@@ -142,6 +144,8 @@ class PrepareContext:
     predicts a token (a document's first), and the documents' int64 offsets). The plugin never computes them."""
 
 
+MethodTable = Literal["main", "targeting", "gamma", "schedule"]
+"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
 TableKind = Literal["baseline", "comparison", "proposed"]
 Targets = Literal["all", "high", "low"]
 
@@ -345,7 +349,10 @@ class Regularizer:
         return None
 
 
-REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin_modules=("baselines",))
+BUILTIN_REGULARIZERS = {name: f"baselines.{name}" for name in
+                        ("plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout", "entrodrop")}
+"""The built-in plugins (baselines/), one module each: known by name without importing any."""
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin=BUILTIN_REGULARIZERS)
 
 
 def register_regularizer(name: str):

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from entrodrop_bench.errors import DataError
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import GENERAL, TARGET
+
+torch = lazy_import("torch")  # the plan (`plan`, `status`) needs none of it; training's batches do
 
 IGNORE_INDEX = -100
 

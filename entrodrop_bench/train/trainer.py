@@ -34,7 +34,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench.artifacts import (
-    ArtifactError,
     CheckpointManifest,
     RunStatus,
     TrainCost,
@@ -53,6 +52,7 @@ from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
 from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
+from entrodrop_bench.train.status import read_status, run_is_complete  # noqa: F401  (this module's API too)
 
 logger = logging.getLogger(__name__)
 PROGRESS_LOG_S = 60.0
@@ -249,31 +249,6 @@ def rate_match(prepared: Prepared, run: str, seed: int, weights: str) -> tuple[f
                         "to match (its plugin's expected_masked_fraction returned None)")
     own = shares[run].gated_fraction if run in shares else 1.0
     return fraction, own
-
-
-def read_status(layout, run: str, seed: int) -> RunStatus | None:
-    """A run's status, or None when it has none (not started). A status this version cannot read raises
-    ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
-    return RunStatus.read_or_none(RunStatus.path(layout, run, seed))
-
-
-def run_is_complete(layout, run: str, seed: int) -> bool:
-    """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
-    final validation point and every step's log line. A run marked complete with anything missing is not
-    (a re-run repairs it from the final checkpoint without training)."""
-    status = read_status(layout, run, seed)
-    if status is None or status.state != "complete":
-        return False
-    total = status.total_steps
-    ckpts = layout.checkpoints(run, seed)
-    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
-    if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
-        return False
-    try:
-        log = TrainLog.read(TrainLog.path(layout, run, seed))
-    except ArtifactError:
-        return False
-    return len(log.records) == total and log.last_step() == total
 
 
 class Trainer:
