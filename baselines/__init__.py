@@ -10,6 +10,7 @@ imports only that one (`entrodrop_bench.regularizer.BUILTIN_REGULARIZERS` lists 
     neftune         uniform noise on input embeddings      neftune.py
     token_dropout   random input-token dropout (vanilla)   token_dropout.py
     entrodrop       entropy-guided token dropout (paper)   entrodrop.py
+    label_smoothing smoothed next-token targets (loss)     label_smoothing.py
     (shared: masking.py = gamma curriculum + masking; common.py = training-only guard, device RNGs)
 
 Adding a method takes one file. Create `baselines/my_method.py`:
@@ -41,5 +42,5 @@ registers through its own `entrodrop_bench.regularizers` entry point instead (se
 tests/fixtures_thirdparty/).
 """
 
-BUILTIN = ("plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout", "entrodrop")
+BUILTIN = ("plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout", "entrodrop", "label_smoothing")
 """Names registered by this package (each by the module of the same name)."""

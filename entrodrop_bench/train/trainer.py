@@ -50,7 +50,7 @@ from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, valid
 from entrodrop_bench.prepare.fingerprints import weights_fingerprint
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, defines_token_loss
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
 from entrodrop_bench.train.status import read_status, run_is_complete  # noqa: F401  (this module's API too)
 
@@ -132,9 +132,11 @@ def forward_micro_batch(model: torch.nn.Module, reg: Regularizer, batch: dict[st
     reg.before_forward(meta)
     method = transformed_embeddings(unwrapped or model, lambda embeds: reg.transform_embeddings(embeds, meta))
     with method:
-        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss.
+        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss. A method
+        # with its own loss (`token_loss`) has it computed in place of the cross-entropy.
         loss_sum, per_token, entropy = forward_losses(model, batch, chunk_elements=chunk_elements, fused=not observes,
-                                                      entropy="entropy" in observes)
+                                                      entropy="entropy" in observes,
+                                                      token_loss=reg.token_loss if defines_token_loss(type(reg)) else None)
     if observes:
         values = {"loss": per_token, "entropy": entropy}
         reg.observe_tokens(meta, {k: token_aligned(values[k], batch["labels"]) for k in observes})
