@@ -127,7 +127,7 @@ def test_matched_gamma_max_is_the_targets_rate_over_its_own(world):
     g = read_gate_shares(prepared, _weights(prepared))["entrodrop"].gated_fraction
     total = prepared.plan.total_steps
     # same curriculum on both sides (static): C cancels, gamma_max = 0.4 * g
-    fraction, own = rate_match(prepared, "token_dropout_matched", 0, _weights(prepared))
+    fraction, own = rate_match(prepared, "token_dropout_matched", 0, prepared.load_base_model())
     assert own == 1.0 and fraction == pytest.approx(0.4 * g * 0.5, rel=1e-12)
     matched = config.runs["token_dropout_matched"].build()
     matched.prepare(_context(prepared, matched_masked_fraction=fraction, gated_fraction=own))

@@ -230,17 +230,17 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
-def rate_match(prepared: Prepared, run: str, seed: int, weights: str) -> tuple[float, float] | None:
+def rate_match(prepared: Prepared, run: str, seed: int, model: torch.nn.Module) -> tuple[float, float] | None:
     """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
-    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for these base `weights`
-    (read, never measured here); None otherwise."""
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for the base `model`'s
+    weights (read, never measured here); None otherwise."""
     spec = prepared.config.runs[run]
     if spec.rate_dependency is None:
         return None
     from entrodrop_bench.prepare.signals import read_gate_shares
 
     param, method = spec.rate_dependency
-    shares = read_gate_shares(prepared, weights)
+    shares = read_gate_shares(prepared, weights_fingerprint(model))  # hashed only for a rate-matched run
     target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
     target = prepared.config.runs[target_run]
     fraction = target.plugin_cls.expected_masked_fraction(
@@ -306,7 +306,7 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()
         reg = self.spec.build()
-        matched = rate_match(self.p, self.run, self.seed, weights_fingerprint(model))
+        matched = rate_match(self.p, self.run, self.seed, model)
         from entrodrop_bench.prepare.signals import run_signals
         reg.prepare(
             PrepareContext(
