@@ -86,7 +86,7 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
     results = tmp_path / "results"
     _check_selection_and_table1(tmp_path)
     assert (results / "figures" / "fig1c_val_loss_by_entropy.png").stat().st_size > 0
-    entries = LeaderboardEntries.read(results / "leaderboard_entries.json").entries
+    entries = [e.to_json() for e in LeaderboardEntries.read(results / "leaderboard_entries.json").entries]
     assert {e["method"]["name"] for e in entries} >= {"plain", "entrodrop", "weight_decay"}
     from entrodrop_bench.provenance import git_commit
 
