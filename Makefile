@@ -16,7 +16,7 @@ table2_configs := $(if $(filter tiny,$(PRESET)),configs/tiny-code.yaml,configs/q
 table3_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 table4_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 
-.PHONY: setup demo study test test-slow bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+.PHONY: setup demo study test test-slow test-opencompass bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ test: setup
 
 test-slow: setup
 	$(OFFLINE) $(PY) -m pytest -q -m slow
+
+# OpenCompass's own code as the scoring oracle: its environment (.venv-opencompass, separate: its pins clash with
+# the project's), its prompts and scores on the comparison's items, then the comparison and the parity table check.
+OC_ORACLE := $(CURDIR)/.cache/opencompass-oracle/oracle.json
+test-opencompass: setup $(PUNKT_TAB)
+	.ci/opencompass-env.sh
+	$(LOCAL_CACHES) OMP_NUM_THREADS=1 .venv-opencompass/bin/python .ci/opencompass_oracle.py $(OC_ORACLE)
+	$(OFFLINE) OPENCOMPASS_ORACLE_JSON=$(OC_ORACLE) $(PY) -m pytest -q tests/test_opencompass_parity.py
 
 bench: setup
 	$(OFFLINE) $(PY) benchmarks/run.py

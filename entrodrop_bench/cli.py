@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if name == "tables":
+            p.add_argument("--from-items", metavar="FILE", default=None,
+                           help="rebuild every table from a per-item outcomes file (results/<experiment>/"
+                                "item_outcomes.jsonl.gz, written by `select`) and selection.json, without the runs folder")
         if name == "train":
             p.add_argument("--run", action="append", help="train only this run (repeatable); default: all")
             p.add_argument("--seed", type=int, action="append", help="train only this seed (repeatable)")
@@ -195,6 +199,8 @@ def dispatch(args) -> int:
         failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
     elif args.command == "select":
         failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
+    elif args.command == "tables" and args.from_items:
+        pipeline.stage_tables(config, layout, from_items=Path(args.from_items))
     else:  # tables, figures: drawn from the written selection; nothing selected at all is a failure
         getattr(pipeline, f"stage_{args.command}")(config, layout)
         failures = pipeline.selection_failures(pipeline.written_selection(config, layout))

@@ -210,6 +210,19 @@ class MethodConfig(Section):
         return self
 
 
+# Benchmarks whose prompt is a fixed set of exemplars: any other shot count would break the prompt (lm-eval's
+# MATH asserts "number of fewshot samples requested exceeds the 4 that are available"; GSM8K is OpenCompass's
+# four chain-of-thought exemplars, tasks/gsm8k.yaml).
+FIXED_SHOTS = {"minerva_math": 4, "gsm8k": 4}
+
+
+def fixed_shots(benchmark: str) -> int | None:
+    """The exemplar count a benchmark's prompt fixes (MATH's subtasks and 500 variant share their group's)."""
+    if benchmark.startswith("minerva_math"):
+        return FIXED_SHOTS["minerva_math"]
+    return FIXED_SHOTS.get(benchmark)
+
+
 class EvalConfig(Section):
     lm_eval_tasks: list[str] = Field(default_factory=list)
     """lm-eval task names (built-in, or YAMLs under tasks/)."""
@@ -238,8 +251,12 @@ class EvalConfig(Section):
     """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation)."""
     limit: int | None = Field(None, gt=0)
     """Evaluate only the first N examples of each benchmark."""
-    num_fewshot: int | None = Field(None, ge=0)
-    """Few-shot examples per lm-eval prompt; None: each task's own default."""
+    num_fewshot: int | dict[str, int] | None = None
+    """Few-shot examples per lm-eval prompt, per benchmark: `{mmlu: 5, hellaswag: 10}` (a benchmark not listed keeps
+    its task's own default; the real presets set what OpenCompass's configs use, see tasks/README.md). One int sets
+    every lm-eval benchmark, and is refused where a benchmark cannot take it (a task with a fixed set of exemplars,
+    such as MATH's four Minerva ones, or a benchmark listed in FIXED_SHOTS). None: each task's own default.
+    Code benchmarks (evalplus, LiveCodeBench) have fixed prompts and take no shot count."""
     max_gen_toks: int = Field(256, gt=0)
     """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
@@ -276,10 +293,43 @@ class EvalConfig(Section):
     `nobody` (as root) or of this user. Off: code evaluation without bubblewrap is refused before any work.
     The level used is recorded in every result's provenance (`sandbox`) and in the tables' notes."""
 
+    def shots(self, benchmark: str) -> int | None:
+        """The few-shot count for one benchmark (None: the task's own default, always for a fixed exemplar set)."""
+        if fixed_shots(benchmark) is not None:
+            return None
+        if isinstance(self.num_fewshot, dict):
+            return self.num_fewshot.get(benchmark)
+        return self.num_fewshot
+
     @property
     def needs_items(self) -> bool:
         """Whether a stored result without per-item outcomes must be re-evaluated."""
         return self.per_item or self.selection == "heldout"
+
+    def _check_shots(self) -> None:
+        """Per-benchmark shot counts name configured lm-eval benchmarks; no count exceeds a fixed exemplar set."""
+        shots = self.num_fewshot
+        if shots is None:
+            return
+        if isinstance(shots, dict):
+            for bench, n in shots.items():
+                if bench not in self.lm_eval_tasks:
+                    what = ("a code benchmark: its prompt is fixed (evalplus zero-shot, LiveCodeBench one exemplar)"
+                            if bench in self.evalplus_datasets else "not in eval.lm_eval_tasks "
+                            f"({', '.join(self.lm_eval_tasks) or 'none'})")
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{bench!r} is {what}")
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{n!r}: expected a whole number of shots >= 0")
+        elif isinstance(shots, bool) or shots < 0:
+            raise FieldProblem("num_fewshot", f"{shots!r}: expected a whole number of shots >= 0, or benchmark -> shots")
+        for bench in self.lm_eval_tasks:
+            n = shots.get(bench) if isinstance(shots, dict) else shots
+            limit = fixed_shots(bench)
+            if n is not None and limit is not None and n != limit:
+                where = f"num_fewshot.{bench}" if isinstance(shots, dict) else "num_fewshot"
+                raise FieldProblem(where, f"{n} shots for {bench}, whose prompt has exactly {limit} fixed exemplars; "
+                                          f"leave {bench} out (or give it {limit}), and set other benchmarks per "
+                                          "benchmark, e.g. num_fewshot: {mmlu: 5, hellaswag: 10}")
 
     @model_validator(mode="after")
     def _benchmark_names(self) -> EvalConfig:
@@ -294,6 +344,7 @@ class EvalConfig(Section):
             if bench not in benchmarks:
                 raise FieldProblem("data_overrides", f"{bench!r} is not a configured benchmark (eval.lm_eval_tasks or "
                                                      f"eval.evalplus_datasets: {', '.join(sorted(benchmarks)) or 'none'})")
+        self._check_shots()
         for domain, benches in self.domains.items():
             if not benches:
                 raise FieldProblem(f"domains.{domain}", "[] is empty: a domain averages at least one benchmark")

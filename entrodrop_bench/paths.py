@@ -17,7 +17,7 @@
                                          evalplus and LiveCodeBench samples (`CodeEvalDir`)
       launch/jobs.json, config-<hash>.yaml, logs/   jobs submitted by `launch` (ids, log paths), submitit's files
     <results_dir>/                       (config `output.results_dir`)
-      selection.json, sample_entropy.json, leaderboard_entries.json
+      selection.json, item_outcomes.jsonl.gz, sample_entropy.json, leaderboard_entries.json
       tables/<table>.md|.tex|.csv, figures/<figure>.png|.pdf|.html, figures/NOTES.md
     results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
 """
@@ -391,6 +391,12 @@ class Layout:
     @property
     def selection_file(self) -> Path:
         return self.results_dir / "selection.json"
+
+    @property
+    def item_outcomes_file(self) -> Path:
+        """Per-item outcomes of every evaluated checkpoint of the experiment's runs (`report.item_outcomes`): what
+        `tables --from-items` rebuilds every table from, without the runs folder."""
+        return self.results_dir / "item_outcomes.jsonl.gz"
 
     @property
     def tables_dir(self) -> Path:

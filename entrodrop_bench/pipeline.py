@@ -344,10 +344,13 @@ def selection_failures(selection: Selection) -> list[str]:
     return lines if all(v.best_run is None for v in selection.methods.values()) else []
 
 
-def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
+def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print, from_items: Path | None = None) -> list:
+    """The tables from selection.json; with `from_items` (a per-item outcomes file) every number that comes from
+    per-item outcomes is recomputed from that file, and the runs folder is not read."""
+    from entrodrop_bench.report.item_outcomes import rebuilt_selection
     from entrodrop_bench.report.tables import write_tables
 
-    paths = write_tables(config, layout)
+    paths = write_tables(config, layout, rebuilt_selection(config, layout, from_items) if from_items else None)
     echo(f"tables: {len(paths)} files in {layout.tables_dir}")
     return paths
 

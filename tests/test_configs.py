@@ -227,3 +227,20 @@ def test_config_explain_prints_every_field_with_type_and_docstring(capsys):
     assert len(fields) > 100 and all(re.match(r"^\S+ = .*  \[.+\]  \S", line) for line in fields)  # value, type, doc
     assert main(["config", str(CONFIGS_DIR / "tiny.yaml")]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["train"]["lr"] == 1e-3
+
+
+def test_num_fewshot_per_benchmark_and_its_errors():
+    """Shots per benchmark (the real presets: as OpenCompass sets them); an int where a benchmark cannot take it,
+    or a name that is not a configured lm-eval benchmark, is refused naming the field."""
+    config = load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml")
+    ev = config.eval
+    assert ev.num_fewshot == {"mmlu": 5, "hellaswag": 10}
+    assert (ev.shots("mmlu"), ev.shots("hellaswag"), ev.shots("piqa"), ev.shots("minerva_math")) == (5, 10, None, None)
+    assert load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["eval.num_fewshot={mmlu: 5, gsm8k: 4}"]).eval.shots("gsm8k") is None
+    with pytest.raises(ConfigError, match=r"num_fewshot.*5 shots for (gsm8k|minerva_math).*exactly 4 fixed exemplars"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["eval.num_fewshot=5"])
+    with pytest.raises(ConfigError, match=r"num_fewshot\.humaneval.*code benchmark"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot={humaneval: 3}"])
+    with pytest.raises(ConfigError, match=r"num_fewshot\.gsm8k.*not in eval.lm_eval_tasks"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot={gsm8k: 4}"])
+    assert load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot=2"]).eval.shots("piqa") == 2

@@ -39,6 +39,7 @@ from entrodrop_bench.artifacts import (
     LeaderboardVsBaseline,
     PreparedRecord,
     Selection,
+    interval_fields,
     leaderboard_json_schema,
 )
 from entrodrop_bench.atomic import json_sha256, write_json, write_text
@@ -119,8 +120,9 @@ def _vs_baseline(selection: Selection, method: str, run: str) -> LeaderboardVsBa
                 table=table,
                 baseline=selection.comparisons.baseline,
                 seeds=row.seeds,
-                columns={c: None if d is None else LeaderboardComparison(diff=d.difference, ci95=d.ci95, p=d.p,
-                                                                         p_holm=d.p_holm)
+                columns={c: None if d is None else LeaderboardComparison(
+                    diff=d.difference, ci95=d.ci95, p=d.p, p_holm=d.p_holm,
+                    **({"mde": d.mde, "level": d.level} if d.level else {}))
                          for c, d in row.columns.items()},
             )
     return None
@@ -179,7 +181,7 @@ def _entry(config: ExperimentConfig, selection: Selection, method: str, store: d
         ),
         scores={b: LeaderboardScore(metric=first[b] and first[b].primary_metric, harness=first[b] and first[b].harness,
                                     domain=domain_of[b], mean=s.mean, std=s.std, n=s.n,
-                                    **({"ci95": s.ci95} if s.ci95 else {}))
+                                    **interval_fields(s))
                 for b, s in agg.scores.items()},
         domain_averages={d: LeaderboardSummary.of(s) for d, s in agg.domain_avg.items()},
         total_average=LeaderboardSummary.of(agg.total_avg),

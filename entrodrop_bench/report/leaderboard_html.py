@@ -85,6 +85,16 @@ def _fmt(x: float | None, decimals: int = 2, signed: bool = False) -> tuple[str,
     return (f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"), repr(float(x))
 
 
+def _with_interval(summary: dict | None) -> tuple[str, str]:
+    """`46.00 [40.12, 51.88]` (sorted by the mean); the mean alone when the entry has no interval."""
+    text, sort = _fmt(summary and summary["mean"])
+    if summary and summary.get("ci95"):
+        text += f" [{summary['ci95'][0]:.2f}, {summary['ci95'][1]:.2f}]"
+        if summary.get("ci_over") == "items only":
+            text += "*"
+    return text, sort
+
+
 def _sci(x: float | None) -> tuple[str, str]:
     return ("–", "") if x is None else (f"{x:.3g}", repr(float(x)))
 
@@ -122,10 +132,10 @@ def _cells(entry: dict) -> list[tuple[str, str]]:
         (entry["method"]["table"], entry["method"]["table"]),
         (setting or "–", setting),
         (target, target),
-        _fmt(tgt and tgt["mean"]),
+        _with_interval(tgt),
         _fmt(entry["relative_to_plain_pct"].get(target), signed=True),
-        _fmt(gen and gen["mean"]),
-        _fmt(entry["total_average"]["mean"]),
+        _with_interval(gen),
+        _with_interval(entry["total_average"]),
         (str(seeds), str(seeds)),
         (ckpt, str(ckpts[0]["step"])),
         (entry["selection"]["rule"], entry["selection"]["rule"]),
@@ -150,7 +160,8 @@ def render(leaderboard: dict) -> str:
     caption = (
         f"{len(leaderboard['entries'])} entries, updated {escape(leaderboard['updated'])}. Scores x100; "
         "each method at its best grid point and selected checkpoint; cost measured, summed over seeds. "
-        "Click a column header to sort."
+        "[lo, hi]: 95% interval over training seeds and test items; * one seed: over items only, so it describes "
+        "that checkpoint, not the method (another seed can land further away). Click a column header to sort."
     )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

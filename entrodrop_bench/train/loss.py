@@ -24,10 +24,12 @@ chunks). Liger's kernel computes the cross-entropy only, so such a method never 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 
 import torch
 
+from entrodrop_bench.errors import UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX
 
 TokenLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -185,16 +187,36 @@ def liger_available(device: torch.device) -> bool:
     return True
 
 
-def liger_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token loss through Liger's fused linear cross-entropy (CUDA only)."""
+LIGER_MIN_VERSION = "0.6.2"
+"""The first liger-kernel whose fused linear cross-entropy takes `accum_dtype`."""
+
+
+def liger_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor, *,
+                   compute_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Summed next-token loss through Liger's fused linear cross-entropy (CUDA only).
+
+    Triton kernels do not autocast: under autocast (or with `compute_dtype`) the hidden states and the head weight
+    are handed to Liger in the compute dtype, and Liger is told to accumulate the head's weight (and bias) gradient
+    over the micro-batch's tokens in fp32 (`accum_dtype`). Without it that sum runs in bf16, and so does the tied
+    input embedding's share of the gradient. Only the finished per-micro-batch gradient is then rounded to the
+    compute dtype, as autocast does for every other matmul's weight gradient, and accumulates into the fp32
+    master weight's gradient."""
     from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
 
     h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-    if torch.is_autocast_enabled("cuda"):  # Triton kernels do not autocast: hand them the compute dtype
-        dtype = torch.get_autocast_dtype("cuda")
-        h, weight = h.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
-    out = liger_fused_linear_cross_entropy(h, weight, labels[:, 1:].reshape(-1), bias, ignore_index=IGNORE_INDEX, reduction="sum")
+    if compute_dtype is None and torch.is_autocast_enabled(hidden.device.type):
+        compute_dtype = torch.get_autocast_dtype(hidden.device.type)
+    accum = {}
+    if compute_dtype is not None and compute_dtype != weight.dtype:
+        h, weight = h.to(compute_dtype), weight.to(compute_dtype)
+        bias = None if bias is None else bias.to(compute_dtype)
+        accum = {"accum_dtype": torch.float32}
+        if "accum_dtype" not in inspect.signature(liger_fused_linear_cross_entropy).parameters:
+            raise UserError(f"liger-kernel is too old to accumulate the LM head's gradient in fp32 under {compute_dtype} "
+                            f"(no accum_dtype); install liger-kernel>={LIGER_MIN_VERSION} (pip install -e .[gpu])")
+    with torch.autocast(hidden.device.type, enabled=False):
+        out = liger_fused_linear_cross_entropy(h, weight, labels[:, 1:].reshape(-1), bias, ignore_index=IGNORE_INDEX,
+                                               reduction="sum", **accum)
     return (out[0] if isinstance(out, tuple) else out).float()
 
 
