@@ -4,7 +4,7 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all twelve, 5-7 and 12 timing a cold and a warm demo pipeline (~15 min)
+    python benchmarks/run.py              # all thirteen, 5-7 and 12 timing a cold and a warm demo pipeline (~15 min)
     python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
     python benchmarks/run.py --only 12    # a cold `make demo` pipeline, its parts and CPU time (~5 min idle)
@@ -107,12 +107,17 @@ def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None
 
 
 def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_dir: Path):
+    from entrodrop_bench.prepare.entropy import token_signals
     from entrodrop_bench.regularizer import PrepareContext, build_regularizer
 
     reg = build_regularizer(plugin, params)
-    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
+    docs = target.docs()
+    # the base-model signals the plugin declares, as the trainer hands them over from prepare's cache
+    signals = {kind: token_signals(model, docs, kind=kind, seq_len=plan.seq_len, device="cpu")
+               for kind in type(reg).signals(reg.config)}
+    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=docs, cache_dir=cache_dir,
                                seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0,
-                               baseline_min_val_step=0, target_epoch=plan.target_epoch))
+                               baseline_min_val_step=0, target_epoch=plan.target_epoch, signals=signals))
     reg.adjust_model(model)
     return reg
 
@@ -480,6 +485,20 @@ def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
     return statistics.median(per_ckpt.values()), statistics.median(train)
 
 
+def ratio_cli_startup(repeats: int) -> dict:
+    """13. `entrodrop-bench plan configs/qwen3-0.6b-math.yaml` (a config loaded, its plugins validated, the plan
+    printed) over `python -c pass`, each a fresh interpreter, wall time (target: the plan well under a second)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    plan = [sys.executable, "-m", "entrodrop_bench.cli", "plan", str(REPO / "configs" / "qwen3-0.6b-math.yaml")]
+
+    def run(cmd: list[str]) -> Callable[[], None]:
+        return lambda: subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+
+    out = interleaved(run(plan), run([sys.executable, "-c", "pass"]), repeats)
+    out["target"] = "plan < 1 s"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -496,6 +515,7 @@ def main() -> None:
         "8_chunked_loss_memory_over_naive": ratio_loss_memory,
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
         "11_online_entrodrop_step_over_static": lambda: ratio_online_step(max(3, args.repeats // 2)),
+        "13_cli_plan_startup_over_python": lambda: ratio_cli_startup(args.repeats),
     }
     if args.skip_demo or args.only:  # else rows 10 and 12 come from the cold demo of rows 5-7
         rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)

@@ -35,6 +35,7 @@ from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import MethodTable
 
 
 class ArtifactError(DataError):
@@ -109,11 +110,24 @@ class Artifact(BaseModel):
             raise ArtifactError(f"{path} was written in {cls.__name__} format {version}, this version of "
                                 f"entrodrop-bench reads format {cls.FORMAT}: {cls._remedy()}")
 
+    def render(self) -> str:
+        """The file's text, with the current format version."""
+        self.format_version = type(self).FORMAT
+        return self.model_dump_json(indent=2) + "\n"
+
     def write(self, path: Path) -> None:
         """Write atomically (temp file, then rename) with the current format version."""
-        self.format_version = type(self).FORMAT
+        text = self.render()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, text)
+
+    def write_if_changed(self, path: Path) -> bool:
+        """`write`, unless the file already holds exactly this (a stage re-run over finished work writes nothing);
+        whether it wrote."""
+        if path.is_file() and path.read_text(encoding="utf-8") == self.render():
+            return False
+        self.write(path)
+        return True
 
 
 _RUN_REMEDY = "delete the run's folder (or use another output.runs_dir) and re-run `entrodrop-bench {stage}`"
@@ -129,7 +143,7 @@ class CorpusRecord(BaseModel):
     tokens: int
     """Number of tokens."""
     hash: str
-    """`TokenizedCorpus.content_hash()`."""
+    """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
 
 
 class PreparedRecord(Artifact):
@@ -145,7 +159,7 @@ class PreparedRecord(Artifact):
     model_path: str
     """The base model's local folder or hub id."""
     tokenizer_hash: str
-    """Hash of the tokenizer's full definition (`prepare.stage.tokenizer_hash`)."""
+    """The tokenizer's fingerprint (`prepare.fingerprints.tokenizer_fingerprint`)."""
     target_train: CorpusRecord
     """The target corpus's training split."""
     target_val: CorpusRecord
@@ -169,7 +183,8 @@ class GateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
-    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    """Hash of what it was measured from (the fingerprints of the target corpus, the tokenizer and the base model's
+    weights, the plugin and its gate settings); another key is re-measured."""
     signal: str | None
     """The base-model signal the gate read (None: no gate)."""
     eligible_tokens: int
@@ -455,9 +470,8 @@ class SampleEntropy(Artifact):
             data = {**data, "format_version": 1}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n")
+    def render(self) -> str:
+        return json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n"
 
 
 class CheckpointManifest(Artifact):
@@ -978,9 +992,6 @@ class Selection(Artifact):
     """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
 
-MethodTable = Literal["main", "targeting", "gamma", "schedule"]
-"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
-
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 _CI95_TEXT = ("95% interval: over training seeds and test items (seed term + item terms, report.statistics) with "
               "per-item outcomes; with one seed over the items only (`ci_over`: items only); without per-item outcomes a "
@@ -1323,11 +1334,10 @@ class LeaderboardEntries(Artifact):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        """As `Artifact.write`, each entry as written (`LeaderboardEntry.to_json`)."""
+    def render(self) -> str:
+        """Each entry as written (`LeaderboardEntry.to_json`: fields it never set stay absent)."""
         self.format_version = type(self).FORMAT
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2, exclude_unset=True) + "\n")
+        return self.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
 
 class LaunchedJob(BaseModel):

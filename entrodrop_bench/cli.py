@@ -176,8 +176,7 @@ def _benchmarks(args) -> int:
 
 
 def dispatch(args) -> int:
-    from entrodrop_bench import pipeline
-
+    # Only what a command needs is imported: `plan`, `status`, `config`, `benchmarks` and `--help` import no torch.
     if args.command == "leaderboard":
         return _leaderboard(args)
     if args.command == "plugins":
@@ -205,6 +204,8 @@ def dispatch(args) -> int:
         return 0
     if args.command in ("launch", "status"):
         return _launch_or_status(args, config, layout)
+    from entrodrop_bench import pipeline
+
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
         # An unreachable benchmark or gated repo fails now, not after hours of training; the GPU that

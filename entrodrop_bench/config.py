@@ -24,10 +24,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from entrodrop_bench.artifacts import MethodTable
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.regularizer import (
+    MethodTable,
     Regularizer,
     RegularizerConfig,
     ReportFields,
@@ -488,19 +488,24 @@ class TinyWorldConfig(Section):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: a method's grid point, with its params as written (what `run_key` hashes) and as the
-    plugin's own typed Config (what the trainer, pipeline and reports use), resolved once at load."""
+    """One training run: a method's grid point, its params held once, as the plugin's own typed Config (what the
+    trainer, pipeline, reports and `run_key` use), resolved once at load."""
 
     method: str
     """Method name (a key of `methods`)."""
     plugin: str
     """Registered plugin name."""
-    params: dict[str, Any]
-    """The grid point's params as written in the config (method params, then grid values)."""
     settings: RegularizerConfig
-    """`params` validated into the plugin's Config, defaults filled in."""
+    """The grid point's params (method params, then grid values) validated into the plugin's Config, defaults filled in."""
     plugin_cls: type[Regularizer]
     """The registered plugin class."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params the config sets (defaults left out), as JSON, from the typed `settings`: what `run_key` hashes
+        and statuses record. For every shipped config these equal the params as written, so run keys are those of
+        earlier versions; a value the Config normalizes (an int drop rate written as 1 becomes 1.0) keys as normalized."""
+        return self.settings.model_dump(mode="json", exclude_unset=True)
 
     def build(self) -> Regularizer:
         """A fresh plugin instance for one training run."""
@@ -585,7 +590,7 @@ class ExperimentConfig(Section):
         for name, method in self.methods.items():
             for run, params in _method_run_names(name, method).items():
                 cls, settings = resolve_params(method.plugin, params, key_path=f"methods.{name}")
-                resolved[run] = RunSpec(name, method.plugin, params, settings, cls)
+                resolved[run] = RunSpec(name, method.plugin, settings, cls)
         self._runs = resolved
         return self
 
@@ -874,7 +879,7 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "data": config.data.model_dump(mode="json"),
         "train": train,
         "plugin": spec.plugin,
-        "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
+        "params": spec.params,  # the typed settings' set fields: for shipped configs the params as written, same keys
         "seed": seed,
     }
     if (dependency := spec.rate_dependency) is not None:

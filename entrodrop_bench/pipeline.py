@@ -112,7 +112,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
     A run folder that exists here already (even partial) is kept: nothing written is replaced. A source run
     that is not complete yet is not linked (train that experiment first, or this one trains its own)."""
     from entrodrop_bench.config import run_key
-    from entrodrop_bench.train.trainer import read_status, run_is_complete
+    from entrodrop_bench.train.status import read_status, run_is_complete
 
     shared = []
     for source_dir in config.output.shared_runs_from:
@@ -139,7 +139,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
 
 
 def _is_complete(layout: Layout, run: str, seed: int) -> bool:
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     return run_is_complete(layout, run, seed)
 

@@ -158,8 +158,25 @@ def test_params_are_resolved_into_each_plugins_typed_config_at_load():
     assert run_names(config)["weight_decay@weight_decay=0.5"] == ("weight_decay", "weight_decay", {"weight_decay": 0.5})
 
 
-# Computed by the code before params were typed (commit 134d857): typed params must not retrain anything.
-RUN_KEYS_BEFORE = {"plain": "f9e356a49cbb997a", "entrodrop": "9632324d0d35e117", "token_dropout": "d31aee61c6987170"}
+# Computed by the code before params were typed (commit 134d857; every run of tiny.yaml at 6b9f505, when the run
+# key still hashed the params as written): the typed params, held once, must not retrain anything.
+RUN_KEYS_BEFORE = {
+    "entrodrop": "9632324d0d35e117",
+    "entrodrop_gamma@gamma_max=0.05": "5a0d26b1e428cd5e",
+    "entrodrop_gamma@gamma_max=0.2": "7231f6423eb4d716",
+    "entrodrop_gamma@gamma_max=0.4": "28a11c2b7ad47c50",
+    "entrodrop_high": "94dd2a928cd8f11b",
+    "entrodrop_online": "7f68b364d9f93e77",
+    "entrodrop_static": "f4d998ff234e2348",
+    "hidden_dropout@p=0.05": "cae0d55b16c4fc66",
+    "hidden_dropout@p=0.1": "06f47676ef3203f8",
+    "neftune": "fdafdad11525efce",
+    "plain": "f9e356a49cbb997a",
+    "token_dropout": "d31aee61c6987170",
+    "token_dropout_matched": "4340bf0a71eb20c9",
+    "weight_decay@weight_decay=0.1": "5ef6787c0f2dad53",
+    "weight_decay@weight_decay=0.5": "db40b5b227d7fda1",
+}
 
 
 def test_run_keys_are_those_of_the_untyped_params():

@@ -11,7 +11,9 @@ from test_selection import make_config, scores, write_run
 
 from entrodrop_bench.artifacts import ValCurve, ValPoint
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
+from entrodrop_bench.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.statistics import weighted_crossed
 from entrodrop_bench.report.tables import write_tables

@@ -96,7 +96,7 @@ class _Loaded:
         if self._model is None:
             import torch
 
-            from entrodrop_bench.prepare.stage import load_causal_lm
+            from entrodrop_bench.models import load_causal_lm
 
             self._release_vllm()
             if threads := eval_threads(self.config):

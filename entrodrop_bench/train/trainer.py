@@ -41,7 +41,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench.artifacts import (
-    ArtifactError,
     CheckpointManifest,
     RunStatus,
     TrainCost,
@@ -55,10 +54,12 @@ from entrodrop_bench.config import run_key
 from entrodrop_bench.cost import flops_per_token, model_compute_params, model_shape
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.prepare.fingerprints import weights_fingerprint
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, defines_token_loss
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
+from entrodrop_bench.train.status import read_status, run_is_complete  # noqa: F401  (this module's API too)
 
 logger = logging.getLogger(__name__)
 PROGRESS_LOG_S = 60.0
@@ -138,9 +139,11 @@ def forward_micro_batch(model: torch.nn.Module, reg: Regularizer, batch: dict[st
     reg.before_forward(meta)
     method = transformed_embeddings(unwrapped or model, lambda embeds: reg.transform_embeddings(embeds, meta))
     with method:
-        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss.
+        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss. A method
+        # with its own loss (`token_loss`) has it computed in place of the cross-entropy.
         loss_sum, per_token, entropy = forward_losses(model, batch, chunk_elements=chunk_elements, fused=not observes,
-                                                      entropy="entropy" in observes)
+                                                      entropy="entropy" in observes,
+                                                      token_loss=reg.token_loss if defines_token_loss(type(reg)) else None)
     if observes:
         values = {"loss": per_token, "entropy": entropy}
         reg.observe_tokens(meta, {k: token_aligned(values[k], batch["labels"]) for k in observes})
@@ -255,16 +258,17 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
-def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+def rate_match(prepared: Prepared, run: str, seed: int, model: torch.nn.Module) -> tuple[float, float] | None:
     """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
-    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for the base `model`'s
+    weights (read, never measured here); None otherwise."""
     spec = prepared.config.runs[run]
     if spec.rate_dependency is None:
         return None
-    from entrodrop_bench.prepare.signals import gate_shares
+    from entrodrop_bench.prepare.signals import read_gate_shares
 
     param, method = spec.rate_dependency
-    shares = gate_shares(prepared)
+    shares = read_gate_shares(prepared, weights_fingerprint(model))  # hashed only for a rate-matched run
     target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
     target = prepared.config.runs[target_run]
     fraction = target.plugin_cls.expected_masked_fraction(
@@ -275,31 +279,6 @@ def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] |
                         "to match (its plugin's expected_masked_fraction returned None)")
     own = shares[run].gated_fraction if run in shares else 1.0
     return fraction, own
-
-
-def read_status(layout, run: str, seed: int) -> RunStatus | None:
-    """A run's status, or None when it has none (not started). A status this version cannot read raises
-    ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
-    return RunStatus.read_or_none(RunStatus.path(layout, run, seed))
-
-
-def run_is_complete(layout, run: str, seed: int) -> bool:
-    """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
-    final validation point and every step's log line. A run marked complete with anything missing is not
-    (a re-run repairs it from the final checkpoint without training)."""
-    status = read_status(layout, run, seed)
-    if status is None or status.state != "complete":
-        return False
-    total = status.total_steps
-    ckpts = layout.checkpoints(run, seed)
-    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
-    if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
-        return False
-    try:
-        log = TrainLog.read(TrainLog.path(layout, run, seed))
-    except ArtifactError:
-        return False
-    return len(log.records) == total and log.last_step() == total
 
 
 class Trainer:
@@ -364,9 +343,10 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()  # in model.dtype; the one copy of the base model this process reads
         # The validation entropies' cache is keyed by this same copy's weights: no second base model to fingerprint.
-        self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", model=model)
+        self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", model=model, compute=False)
         reg = self.spec.build()
-        matched = rate_match(self.p, self.run, self.seed)
+        matched = rate_match(self.p, self.run, self.seed, model)
+        from entrodrop_bench.prepare.signals import run_signals
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -383,6 +363,7 @@ class Trainer:
                 num_processes=accelerator.num_processes,
                 process_index=accelerator.process_index,
                 target_epoch=self.plan.target_epoch,
+                signals=run_signals(self.p, self.spec, model),
             )
         )
         self._resolved = reg.resolved_params()
@@ -648,7 +629,7 @@ class Trainer:
         if self._val_signals is None:  # not set up for training (tests): read the base model for its fingerprint
             from entrodrop_bench.prepare.signals import base_model_signals
 
-            self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy")
+            self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", compute=False)  # prepare's
         values, offsets = self._val_signals
         val = ValidationSet(self.p, values, offsets)
         self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
