@@ -41,7 +41,7 @@ $(PUNKT_TAB): $(VENV)/.installed
 setup: $(VENV)/.installed $(PUNKT_TAB)
 	@.ci/system-deps.sh
 
-# The demo is exactly the Table 1 command path on the embedded preset: the six Table 1 runs, one seed (< 5 min cold).
+# The demo is exactly the Table 1 command path on the embedded preset: the seven Table 1 runs, one seed (< 5 min cold).
 demo:
 	@$(MAKE) --no-print-directory reproduce-table1 PRESET=tiny
 
