@@ -45,12 +45,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, ReportFields, TokenMeta
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 
 class TokenDropoutConfig(RegularizerConfig):

@@ -35,6 +35,7 @@ from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import MethodTable
 
 
 class ArtifactError(DataError):
@@ -109,11 +110,24 @@ class Artifact(BaseModel):
             raise ArtifactError(f"{path} was written in {cls.__name__} format {version}, this version of "
                                 f"entrodrop-bench reads format {cls.FORMAT}: {cls._remedy()}")
 
+    def render(self) -> str:
+        """The file's text, with the current format version."""
+        self.format_version = type(self).FORMAT
+        return self.model_dump_json(indent=2) + "\n"
+
     def write(self, path: Path) -> None:
         """Write atomically (temp file, then rename) with the current format version."""
-        self.format_version = type(self).FORMAT
+        text = self.render()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, text)
+
+    def write_if_changed(self, path: Path) -> bool:
+        """`write`, unless the file already holds exactly this (a stage re-run over finished work writes nothing);
+        whether it wrote."""
+        if path.is_file() and path.read_text(encoding="utf-8") == self.render():
+            return False
+        self.write(path)
+        return True
 
 
 _RUN_REMEDY = "delete the run's folder (or use another output.runs_dir) and re-run `entrodrop-bench {stage}`"
@@ -129,7 +143,7 @@ class CorpusRecord(BaseModel):
     tokens: int
     """Number of tokens."""
     hash: str
-    """`TokenizedCorpus.content_hash()`."""
+    """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
 
 
 class PreparedRecord(Artifact):
@@ -145,7 +159,7 @@ class PreparedRecord(Artifact):
     model_path: str
     """The base model's local folder or hub id."""
     tokenizer_hash: str
-    """Hash of the tokenizer's full definition (`prepare.stage.tokenizer_hash`)."""
+    """The tokenizer's fingerprint (`prepare.fingerprints.tokenizer_fingerprint`)."""
     target_train: CorpusRecord
     """The target corpus's training split."""
     target_val: CorpusRecord
@@ -169,7 +183,8 @@ class GateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
-    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    """Hash of what it was measured from (the fingerprints of the target corpus, the tokenizer and the base model's
+    weights, the plugin and its gate settings); another key is re-measured."""
     signal: str | None
     """The base-model signal the gate read (None: no gate)."""
     eligible_tokens: int
@@ -455,9 +470,8 @@ class SampleEntropy(Artifact):
             data = {**data, "format_version": 1}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n")
+    def render(self) -> str:
+        return json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n"
 
 
 class CheckpointManifest(Artifact):
@@ -644,12 +658,15 @@ class Summary(_Record):
     std: float
     """Sample standard deviation (0 for one seed)."""
     ci95: list[float] | None
-    """95% percentile-bootstrap interval (fixed RNG, so reruns give the same interval): of the mean across seeds
-    with several seeds; with one seed, of the score over the benchmark items (per-item outcomes resampled, for
-    a domain or total average each benchmark's items); None with one seed whose results lack per-item outcomes
-    (one value alone has no interval)."""
+    """95% interval. Scores and averages (`report.comparisons.score_interval`): over seeds and items with per-item
+    outcomes (seed term + item terms), over items with one seed, a t interval over seeds without them; None for
+    one seed without per-item outcomes or several without spread (never a zero-width interval). Validation
+    losses: see `AggregateValMinimum`."""
     n: int
     """Number of seeds."""
+    ci_over: str | None = None
+    """What `ci95` covers: `seeds and items`, `items only` (one seed: that checkpoint), `seeds`; None: no interval
+    or an older selection."""
 
 
 class CheckpointScores(_Record):
@@ -694,6 +711,10 @@ class HeldoutPick(_Record):
     """Its target-domain average on the report half (unbiased for that checkpoint)."""
     paper_avg: float
     """The paper rule's (`target_avg`) target-domain average on every item, at the checkpoint that rule picks."""
+    crossfit_avg: float | None = None
+    """Cross-fitted held-out score: over `crossfit_splits` item splits and both of their directions, the report-half
+    target average of the checkpoint picked on the other half, averaged (`statistics.crossfit_select`)."""
+    crossfit_splits: int | None = None
 
 
 class SeedSelection(_Record):
@@ -741,10 +762,12 @@ class HeldoutSummary(_Record):
     report_avg: float
     """Target-domain average on the report half: the held-out score."""
     paper_avg: float
+    crossfit_avg: float | None = None
+    """Mean over seeds of their cross-fitted held-out scores (`HeldoutPick.crossfit_avg`)."""
     optimism: float
-    """`paper_avg - report_avg`: how much the paper's rule (best checkpoint on the same test items it reports)
-    overstates the target-domain score; positive on average, since picking the maximum of noisy scores
-    selects upward noise."""
+    """`paper_avg - crossfit_avg` (`paper_avg - report_avg` in older selections): how much the paper's rule (best
+    checkpoint on the same test items it reports) overstates the target-domain score; positive on average, since
+    picking the maximum of noisy scores selects upward noise. Cross-fitted, it does not depend on one split."""
 
 
 class Aggregate(_Record):
@@ -859,11 +882,19 @@ class PairedDifference(_Record):
     difference: float
     """Point estimate, in points."""
     ci95: list[float]
-    """95% paired-bootstrap percentile interval of the difference."""
+    """95% interval of the difference (scores: seeds x items, `statistics.crossed_difference`; validation loss:
+    a paired bootstrap over documents)."""
     p: float
-    """Two-sided bootstrap p-value for "no difference"."""
+    """Two-sided p-value for "no difference"."""
     p_holm: float
     """`p` after Holm's correction across the rows of the same table (per column)."""
+    se: float | None = None
+    """Standard error (scores only)."""
+    mde: float | None = None
+    """Minimum detectable effect: the true difference detected at level 0.05 with 80% power (scores only)."""
+    level: str | None = None
+    """`seeds and items` (several seeds: the methods compared) or `items only` (one seed: two checkpoints
+    compared; a mark means the checkpoints differ, not the methods); None for validation loss."""
 
 
 class RowComparison(_Record):
@@ -881,10 +912,29 @@ class RowComparison(_Record):
     has no per-document losses."""
 
 
+class Contrast(_Record):
+    """One of Table 3's own questions: a row minus another row (not the Baseline) on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    method: str
+    run: str
+    against: str
+    """The method subtracted."""
+    against_run: str
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    difference: PairedDifference | None
+    """None when a result it needs lacks per-item outcomes; Holm across the table's contrasts."""
+
+
 class TableComparisons(_Record):
     """The comparisons of one table, in row order (the Baseline's own row left out)."""
 
     rows: list[RowComparison]
+    contrasts: list[Contrast] = []
+    """Table 3 only: its rows against each other (`report.comparisons.CONTRASTS`)."""
 
 
 class Comparisons(_Record):
@@ -892,10 +942,10 @@ class Comparisons(_Record):
 
     test: str
     """The test, in words."""
-    resamples: int
-    """Bootstrap resamples per comparison."""
-    seed: int
-    """Seed of the bootstrap's random generator (reruns give the same numbers)."""
+    alpha: float
+    """Level of a mark (Holm-adjusted p below it)."""
+    mde_power: float
+    """Power at which `PairedDifference.mde` is detected."""
     baseline: str | None
     """The method compared against (table role `baseline`); None when there is none."""
     baseline_run: str | None
@@ -916,7 +966,9 @@ class Selection(Artifact):
     # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
     # 4: Table 4's validation-loss intervals over documents (`val_min.documents`, `val_loss` comparisons).
     # 5: each run's report declarations (`RunSelection.report`), each seed's gated fraction.
-    FORMAT: ClassVar[int] = 5
+    # 6: seeds x items tests and intervals (`level`, `se`, `mde`, `ci_over`), Table 3's contrasts, cross-fitted
+    #    optimism; no bootstrap resamples or seed.
+    FORMAT: ClassVar[int] = 6
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str
@@ -940,13 +992,12 @@ class Selection(Artifact):
     """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
 
-MethodTable = Literal["main", "targeting", "gamma", "schedule"]
-"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
-
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
-_CI95_TEXT = ("95% percentile-bootstrap interval (fixed RNG): of the mean across seeds with several seeds; with one "
-              "seed, of the score over the benchmark items (from per-item outcomes). Absent with one seed whose results "
-              "lack per-item outcomes (older entries: [v, v]).")
+_CI95_TEXT = ("95% interval: over training seeds and test items (seed term + item terms, report.statistics) with "
+              "per-item outcomes; with one seed over the items only (`ci_over`: items only); without per-item outcomes a "
+              "t interval over seeds. Absent where there is none (one seed without per-item outcomes, or seeds without "
+              "spread): never zero-width. Older entries: the min-max of the seeds.")
+_CI_OVER_TEXT = "What `ci95` covers: `seeds and items`, `items only` (one seed: that checkpoint) or `seeds`."
 
 
 def _absent_or_value(schema: dict[str, Any]) -> None:
@@ -975,11 +1026,19 @@ class LeaderboardSummary(_Entry):
     """Number of seeds that contributed."""
     ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
                                      json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
 
     @classmethod
     def of(cls, s: Summary) -> LeaderboardSummary:
-        """A selection's summary; `ci95` only when it has one."""
-        return cls(mean=s.mean, std=s.std, n=s.n, **({"ci95": s.ci95} if s.ci95 else {}))
+        """A selection's summary; `ci95` (and what it covers) only when it has one."""
+        return cls(mean=s.mean, std=s.std, n=s.n, **interval_fields(s))
+
+
+def interval_fields(s: Summary) -> dict[str, Any]:
+    """`ci95` and `ci_over` of a summary that has an interval; nothing otherwise."""
+    if not s.ci95:
+        return {}
+    return {"ci95": s.ci95, **({"ci_over": s.ci_over} if s.ci_over else {})}
 
 
 class LeaderboardMethod(_Entry):
@@ -1066,6 +1125,7 @@ class LeaderboardScore(_Entry):
     """Number of seeds that contributed."""
     ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
                                      json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
 
 
 class LeaderboardProvenance(_Entry):
@@ -1084,6 +1144,10 @@ class LeaderboardProvenance(_Entry):
     versions: dict[str, str | None] = Field(
         json_schema_extra={"required": ["lm_eval", "evalplus", "transformers", "torch", "entrodrop_bench"]})
     """Versions used by evaluation (lm_eval, evalplus, transformers, torch, entrodrop_bench)."""
+    modified_work_tree: bool | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: true when the entry was built or published from a work tree with changes to tracked files outside
+    results/ (published with --allow-dirty); absent in entries published before it was recorded (their `git_commit`
+    ends in `-dirty` then)."""
 
 
 class LeaderboardCost(_Entry):
@@ -1112,11 +1176,15 @@ class LeaderboardComparison(_Entry):
     diff: float
     """Point estimate of the difference, in points."""
     ci95: list[float] = Field(min_length=2, max_length=2)
-    """95% paired-bootstrap percentile interval of the difference."""
+    """95% interval of the difference (over seeds and items; one seed: items only)."""
     p: float = Field(ge=0, le=1)
-    """Two-sided bootstrap p-value for no difference."""
+    """Two-sided p-value for no difference."""
     p_holm: float = Field(ge=0, le=1)
     """p after Holm's correction across the rows of the table named in `table`."""
+    mde: float | None = Field(default=None, ge=0, json_schema_extra=_absent_or_value)
+    """Minimum detectable effect: the true difference found at p < 0.05 with 80% power (before Holm)."""
+    level: str | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """`seeds and items` (the methods compared) or `items only` (one seed: two checkpoints compared)."""
 
 
 class LeaderboardVsBaseline(_Entry):
@@ -1131,6 +1199,43 @@ class LeaderboardVsBaseline(_Entry):
     columns: dict[str, LeaderboardComparison | None]
     """Domain name or `total` -> the comparison of that average; null when a result it needs lacks per-item
     outcomes."""
+
+
+class LeaderboardContrast(_Entry):
+    """One of Table 3's own contrasts with this entry's method as the first term: it minus another row of the
+    table (not the Baseline), on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    against: str
+    """The method subtracted (another entry of the same experiment)."""
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    """Training seeds paired."""
+    comparison: LeaderboardComparison | None
+    """The difference, its interval, p-values (Holm across the table's contrasts), MDE and level; null when a
+    result it needs lacks per-item outcomes."""
+
+
+class LeaderboardSuperseded(_Entry):
+    """A shared leaderboard's mark on an entry its experiment's config no longer produces."""
+
+    date: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time of the publish that superseded it."""
+
+
+class LeaderboardValCurve(_Entry):
+    """One seed's held-out target validation loss over training, at step 0 and every checkpoint."""
+
+    seed: int
+    """Training seed."""
+    step: list[Annotated[int, Field(ge=0)]]
+    """Optimizer steps of the points."""
+    target_epoch: list[Annotated[float, Field(ge=0)]]
+    """Target-domain epochs at each point."""
+    loss: list[float]
+    """Mean validation loss over every label token at each point."""
 
 
 class LeaderboardEntry(_Entry):
@@ -1171,6 +1276,16 @@ class LeaderboardEntry(_Entry):
     vs_baseline: LeaderboardVsBaseline | None = Field(default=None, json_schema_extra=_absent_or_value)
     """Optional: paired comparisons with the Baseline (absent for the Baseline itself and in entries built before
     they existed)."""
+    contrasts: list[LeaderboardContrast] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: Table 3's contrasts whose first term is this method (`low vs rate-matched random`, `low vs high
+    entropy`); absent for every other method and in entries built before they existed."""
+    val_curve: list[LeaderboardValCurve] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: each seed's held-out target validation loss at step 0 and every checkpoint of the entry's run (from
+    its val_curve.json), for the page's curves; absent in entries built before it was recorded."""
+    superseded: LeaderboardSuperseded | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional, only in a shared leaderboard: the entry's experiment was published again (same experiment and
+    preset) and its config no longer produces this entry; kept as history. An experiment's own leaderboard drops
+    such entries instead."""
 
     def to_json(self) -> dict[str, Any]:
         """The entry as written: fields it never set are absent."""
@@ -1219,11 +1334,10 @@ class LeaderboardEntries(Artifact):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        """As `Artifact.write`, each entry as written (`LeaderboardEntry.to_json`)."""
+    def render(self) -> str:
+        """Each entry as written (`LeaderboardEntry.to_json`: fields it never set stay absent)."""
         self.format_version = type(self).FORMAT
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2, exclude_unset=True) + "\n")
+        return self.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
 
 class LaunchedJob(BaseModel):

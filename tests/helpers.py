@@ -132,6 +132,27 @@ def write_train_log(layout: Layout, run: str, seed: int, steps: int, refreshes: 
     return log
 
 
+class BaseModelSignals(dict):
+    """`PrepareContext.signals` for a plugin prepared outside the trainer: each kind the plugin reads, computed on first
+    use by the prepare stage's own pass (`prepare.entropy.token_signals`) over the context's documents."""
+
+    KINDS = ("entropy", "nll")
+
+    def __init__(self, model: torch.nn.Module, docs: list[list[int]], seq_len: int) -> None:
+        super().__init__()
+        self._args = (model, docs, seq_len)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self.KINDS
+
+    def __missing__(self, kind: str):
+        from entrodrop_bench.prepare.entropy import token_signals
+
+        model, docs, seq_len = self._args
+        self[kind] = token_signals(model, docs, kind=kind, seq_len=seq_len, device="cpu")
+        return self[kind]
+
+
 ONLINE_STUB = "online_gate_stub"
 STUB_FLIP_KEY, STUB_DRIFT_KEY = "stub_flips", "stub_drift"
 """The log keys of the online stub's declared series (`write_train_log` writes them)."""

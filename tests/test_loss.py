@@ -253,8 +253,10 @@ def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path
     import entrodrop_bench.train.loss as loss_module
     import entrodrop_bench.train.trainer as train_module
     from entrodrop_bench.artifacts import ValCurve
+    from entrodrop_bench.orchestrate.pipeline import (
+        stage_prepare as prepare,  # the whole stage: training only reads its caches
+    )
     from entrodrop_bench.paths import Layout
-    from entrodrop_bench.prepare.stage import prepare
 
     monkeypatch.setattr(train_module, "LOSS_CHUNK_ELEMENTS", 300 * 40)  # the mini vocab is ~300: several chunks per micro-batch
     calls = []

@@ -16,8 +16,10 @@ from test_plugins import SEQ, ctx_for, meta_from, target_docs, tiny_model, whole
 from baselines.entrodrop import document_gates
 from entrodrop_bench.artifacts import TrainLog
 from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.orchestrate.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
 from entrodrop_bench.regularizer import build_regularizer, resolve_params
 from entrodrop_bench.train.trainer import Trainer
 

@@ -17,7 +17,8 @@ from entrodrop_bench.paths import CONFIGS_DIR, PROJECT_ROOT, Layout
 
 REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
 SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
-         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}"]
+         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}",
+         "data.target.max_unique_tokens=null"]  # the shrunk world's corpus, whole: its size unknown until prepare
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:

@@ -11,9 +11,11 @@ from safetensors.torch import load_file
 
 from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve
 from entrodrop_bench.errors import TrainingDiverged
+from entrodrop_bench.orchestrate.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.orchestrate.pipeline import stage_train
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
 from entrodrop_bench.regularizer import Regularizer, register_regularizer
 from entrodrop_bench.train.trainer import Trainer, step_loss, transformed_embeddings
 

@@ -93,7 +93,7 @@ BENCHMARKS: dict[str, tuple[int, str, int, int, int, int]] = {
     "college_math": (2818, "gen", 1, 0, 400, 1),
     "olympiadbench": (675, "gen", 1, 0, 600, 1),    # OE_TO_maths_en_COMP
     "hellaswag": (10042, "ll", 4, 110, 0, 1),
-    "arc_challenge": (1172, "ll", 4, 60, 0, 1),
+    "arc_challenge": (299, "gen", 1, 0, 10, 1),    # ARC-Challenge dev, lettered answer (OpenCompass gen)
     "piqa": (1838, "ll", 2, 60, 0, 1),
     "mmlu": (14042, "ll", 4, 130, 0, 57),
     "ifeval": (541, "gen", 1, 0, 400, 1),

@@ -4,18 +4,21 @@ Conventions (checked against the paper's printed numbers):
 - scores x100; benchmarks to 1 decimal, averages to 2 decimals; Total Avg = mean of the domain averages.
 - an Avg cell carries the *relative* change vs the Baseline in percent, computed from the printed
   2-decimal averages (paper Table 2: 30.67 vs 29.00 -> +5.76%; Table 1: 44.74 vs 44.52 -> +0.49%).
-- Table 3's deltas are absolute points vs random masking.
+- Table 3's deltas are absolute points vs random masking, from the unrounded averages; its own questions
+  (EntroDrop vs rate-matched random masking, low vs high entropy) are tested under it (`contrasts`).
 - Table 3's online rows (low-signal masking with a gate refreshed during training, `online_signal`) and its
   rate-matched row appear only where such a method is configured; the paper has none of them (its columns: `–`).
-- with several seeds a cell reads `mean ± std`; the CSV adds the 95% bootstrap CI.
+- with several seeds a cell reads `mean ± std`; the CSV adds the 95% interval over seeds and items (`ci_over`).
 - paper presets (not `tiny`) get the paper's value and the difference beside each reproduced average.
 - `Masked (realized)`: each token-dropout run's realized masked fraction of eligible target tokens (the log value its
   plugin declares as its masked fraction, averaged over its steps, then over seeds); `–` for methods that declare none.
-- an average marked † differs from the Baseline's significantly (Holm-adjusted p < 0.05 of a paired bootstrap
-  over items, computed by `select`); the CSV carries the difference, its 95% CI, p and the Holm-adjusted p.
-- Table 4's minimum validation loss carries a 95% bootstrap CI over validation documents, and its difference
-  from the Baseline's a paired one (`report.val_loss`); the best epoch is a range across seeds (`lo-hi`).
-  CSV: `ci_over` says what a ci95 resamples, `range_low`/`range_high` the best epoch's range.
+- an average marked † differs from the Baseline's (Holm-adjusted p < 0.05 over seeds and items, computed by
+  `select`); with one training seed the mark is ‡, item-level only: two checkpoints differ, not two methods.
+  Every table with comparisons says what its marks mean and prints each column's minimum detectable effect.
+  The CSV carries the difference, its 95% CI, p, the Holm-adjusted p, the MDE and the level.
+- Table 4's minimum validation loss carries a 95% interval over seeds and validation documents, and its
+  difference from the Baseline's a paired one (`report.val_loss`); the best epoch is a range across seeds.
+  CSV: `ci_over` says what a ci95 covers, `range_low`/`range_high` the best epoch's range.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from entrodrop_bench.artifacts import (
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import PAPER_REFERENCE, Layout
-from entrodrop_bench.report.comparisons import TOTAL, significant
+from entrodrop_bench.report.comparisons import SCORE_INTERVAL, TOTAL, seed_level, significant
 from entrodrop_bench.report.rows import (
     baseline_method,
     gamma_runs,
@@ -50,15 +53,17 @@ from entrodrop_bench.report.rows import (
     role_runs,
 )
 from entrodrop_bench.report.selection import read_selection
-from entrodrop_bench.report.val_loss import RESAMPLES as VAL_LOSS_RESAMPLES
-from entrodrop_bench.report.val_loss import SEED as VAL_LOSS_SEED
+from entrodrop_bench.report.statistics import ITEMS_ONLY, SEEDS_AND_ITEMS
 from entrodrop_bench.report.val_loss import TEST as VAL_LOSS_TEST
 
 DASH = "–"
 CSV_FIELDS = ["table", "method", "label", "run", "column", "mean", "std", "ci95_low", "ci95_high", "n_seeds",
               "relative_pct", "delta_points", "paper", "diff_vs_paper",
-              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm", "ci_over", "range_low", "range_high"]
+              "diff_vs_baseline", "diff_ci95_low", "diff_ci95_high", "p", "p_holm", "ci_over", "range_low", "range_high",
+              "mde", "level"]
 MARK = "†"
+ITEM_MARK = "‡"
+"""One seed: Holm-adjusted p < 0.05 that two checkpoints differ on these items (not a statement about methods)."""
 MASKED = "Masked (realized)"
 MASKED_NOTE = (f"{MASKED}: share of eligible target tokens (not a document's first token, not special) whose input "
                "embedding the run masked, logged per step and averaged over the run (and over seeds); – for methods "
@@ -106,6 +111,11 @@ def fmt_cell(summary: Summary | None, decimals: int) -> str:
     return f"{text} ± {summary.std:.{decimals}f}" if summary.n > 1 else text
 
 
+def fmt_p(p: float) -> str:
+    """`= 0.042`, `< 0.001`."""
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def fmt_rel(pct: float | None) -> str:
     return "" if pct is None else f" ({pct:+.2f}%)"
 
@@ -150,7 +160,7 @@ def _record(table: str, method: str, lab: str, run: str | None, column: str, sum
     if summary:
         rec.update(mean=f"{summary.mean:.6f}", std=f"{summary.std:.6f}", n_seeds=summary.n)
         if summary.ci95:
-            rec.update(ci95_low=f"{summary.ci95[0]:.6f}", ci95_high=f"{summary.ci95[1]:.6f}")
+            rec.update(ci95_low=f"{summary.ci95[0]:.6f}", ci95_high=f"{summary.ci95[1]:.6f}", ci_over=summary.ci_over or "")
     rec.update({k: ("" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)) for k, v in extra.items()})
     return rec
 
@@ -196,22 +206,55 @@ def _comparison_fields(diff: PairedDifference | None) -> dict:
     if diff is None:
         return {}
     return {"diff_vs_baseline": diff.difference, "diff_ci95_low": diff.ci95[0], "diff_ci95_high": diff.ci95[1],
-            "p": diff.p, "p_holm": diff.p_holm}
+            "p": diff.p, "p_holm": diff.p_holm, "mde": diff.mde, "level": diff.level}
 
 
 def _mark(diff: PairedDifference | None) -> str:
-    return MARK if significant(diff) else ""
+    """† over seeds and items; ‡ with one seed (item-level only); nothing when not significant."""
+    if not significant(diff):
+        return ""
+    return MARK if seed_level(diff) or diff.level is None else ITEM_MARK
 
 
-def _comparison_notes(selection: Selection, table: str) -> list[str]:
-    """The footnote on the significance marks, when the table has any comparison (a table without per-item
-    outcomes reads as before); and what is absent for lack of per-item outcomes."""
+def _columns_mde(rows: dict[str, dict[str, PairedDifference | None]], columns: list[tuple[str, str]]) -> str:
+    """`math Avg 20.4, ...`: per column the median over the rows of their minimum detectable effects."""
+    parts = []
+    for key, name in columns:
+        # A zero MDE is a row identical to the Baseline on every item (no spread to scale): no information.
+        found = [d.mde for cols in rows.values() if (d := cols.get(key)) is not None and d.mde]
+        if found:
+            parts.append(f"{name} {statistics.median(found):.1f}")
+    return ", ".join(parts)
+
+
+def _comparison_notes(selection: Selection, table: str, columns: list[tuple[str, str]],
+                      extra: list[PairedDifference] | None = None) -> list[str]:
+    """What a mark means (always, when the table has comparisons), each column's minimum detectable effect, and
+    what is absent for lack of per-item outcomes. `columns`: (comparison key, printed column name); `extra`: other
+    marked differences of the table (Table 4's validation losses)."""
     rows = _row_comparisons(selection, table)
-    if not any(d is not None for columns in rows.values() for d in columns.values()):
-        return []
+    found = [d for cols in rows.values() for d in cols.values() if d is not None] + (extra or [])
     comp = selection.comparisons
-    return [f"{MARK} Holm-adjusted p < 0.05 vs the Baseline: {comp.test} ({comp.resamples} resamples, seed "
-            f"{comp.seed}); the CSV carries each difference, its 95% CI, p and p_holm.", *comp.notes]
+    if not found:
+        return ["No significance marks: no row has the per-item outcomes a comparison with the Baseline needs."
+                if comp.baseline_run else "No significance marks: no Baseline to compare with."]
+    seeds = sorted({len(r.seeds) for r in comp.tables[table].rows})
+    notes = []
+    if any(d.level != ITEMS_ONLY for d in found):
+        notes.append(f"{MARK}: Holm-adjusted p < {comp.alpha:g} vs the Baseline over training seeds and test items "
+                     f"({comp.test}). No mark: no difference shown, which is not the same as no difference.")
+    if any(d.level == ITEMS_ONLY for d in found):
+        notes.append(f"{ITEM_MARK}: item-level only. With one training seed a row compares two checkpoints, not two "
+                     f"methods: Holm-adjusted p < {comp.alpha:g} that these checkpoints differ on these items; another "
+                     f"training seed can move a score by more (several train.seeds test the methods, marked {MARK}).")
+    mde = _columns_mde(rows, columns)
+    if mde:
+        notes.append(f"Minimum detectable effect (the true difference vs the Baseline found with {comp.mde_power:.0%} "
+                     f"power at p < {comp.alpha:g} before Holm's correction; at these items and "
+                     f"{'/'.join(map(str, seeds))} seed(s), median over the rows), in points: {mde}. Smaller "
+                     f"differences are likely to go unmarked.")
+    notes.append("The CSV carries each difference, its 95% interval, p, p_holm, the MDE and the level.")
+    return [*notes, *comp.notes]
 
 
 def _notes(selection: Selection, runs: set[str]) -> list[str]:
@@ -290,7 +333,7 @@ def main_table(config: ExperimentConfig, selection: Selection) -> Table:
         t.notes.append("Preset `tiny`: no paper reference columns (the paper has no tiny setting).")
     t.notes.append(MASKED_NOTE)
     t.notes += _optimism(t, selection, names)
-    t.notes += _comparison_notes(selection, t.name)
+    t.notes += _comparison_notes(selection, t.name, [*[(d, f"{d} Avg") for d in domains], (TOTAL, "Total Avg")])
     t.notes += _notes(selection, {r for n in names for r in selection.methods[n].runs})
     return t
 
@@ -309,14 +352,22 @@ def _optimism(t: Table, selection: Selection, names: list[str]) -> list[str]:
             lab = label(name, meth)
             parts.append(f"{lab} {held.optimism:+.1f}")
             n = len(held.step)
-            for column, key in (("held-out", "report_avg"), ("optimism", "optimism")):
+            heldout = "crossfit_avg" if held.crossfit_avg is not None else "report_avg"
+            for column, key in (("held-out", heldout), ("optimism", "optimism")):
                 t.records.append(_record(t.name, name, lab, meth.best_run, f"{target} Avg {column}",
                                          Summary(mean=getattr(held, key), std=0.0, n=n, ci95=None)))
     if not parts:
         return []
     return [f"Optimism of the paper's rule (it picks and reports on the same test items): {target} Avg under "
-            f"`target_avg` minus the held-out score of the checkpoint picked on one half of each benchmark's items "
-            f"and scored on the other (eval.heldout_seed), in points: {', '.join(parts)}."]
+            f"`target_avg` minus the held-out score, cross-fitted: the checkpoint picked on one half of each "
+            f"benchmark's items is scored on the other half, both ways, over {_splits(selection)} item splits "
+            f"(seeded from eval.heldout_seed), averaged; in points: {', '.join(parts)}."]
+
+
+def _splits(selection: Selection) -> str:
+    found = {rec.heldout.crossfit_splits for run in selection.runs.values() for rec in run.seeds.values()
+             if rec.heldout and rec.heldout.crossfit_splits}
+    return "/".join(map(str, sorted(found))) or "one"
 
 
 def _best_aggregate(selection: Selection, method: str) -> Aggregate | None:
@@ -405,13 +456,15 @@ def targeting_table(config: ExperimentConfig, selection: Selection) -> Table | N
         agg = selection.runs[run].aggregate if run else None
         s = agg.domain_avg.get(target) if agg else None
         base = rand.domain_avg.get(target) if rand else None
-        delta = None if role == "random" or not s or not base else round(r2(s.mean) - r2(base.mean), 2) + 0.0
+        delta = None if role == "random" or not s or not base else s.mean - base.mean  # unrounded
         diff = compared.get(run, {}).get(target)
         if role == "random_matched" and run:
             scope = _matched_scope(selection, run)
         elif role.startswith("online_") and run:
             scope = _online_scope(selection, run, scope)
         row = [title, scope, fmt_cell(s, 2) + ("" if not s else _mark(diff)), DASH if delta is None else f"{delta:+.2f}"]
+        if s and s.ci95:
+            row[2] += f" [{s.ci95[0]:.2f}, {s.ci95[1]:.2f}]"
         ref = paper["rows"].get(role) if paper else None
         paper_diff = None
         if paper:
@@ -424,9 +477,35 @@ def targeting_table(config: ExperimentConfig, selection: Selection) -> Table | N
         t.rows.append(row)
     if roles["low_entropy"] is None:
         t.notes.append("low-entropy row: no main `entrodrop` method in this config.")
-    t.notes += _comparison_notes(selection, t.name)
+    t.notes.append(f"Avg {target} [95% interval]: {SCORE_INTERVAL}.")
+    t.notes += _contrast_notes(t, selection)
+    t.notes += _comparison_notes(selection, t.name, [(target, f"Avg {target}")])
     t.notes += _notes(selection, {r for _, r in filter(None, roles.values())})
     return t
+
+
+CONTRAST_LABELS = {"low vs rate-matched random": "Low-entropy (EntroDrop) − rate-matched random masking",
+                   "low vs random": "Low-entropy (EntroDrop) − random masking (no rate-matched row)",
+                   "low vs high entropy": "Low-entropy (EntroDrop) − high-entropy masking"}
+
+
+def _contrast_notes(t: Table, selection: Selection) -> list[str]:
+    """Table 3's own question, one line (and CSV record) per contrast: difference, interval, p, Holm, MDE."""
+    found = selection.comparisons.tables.get(t.name)
+    lines = []
+    for c in found.contrasts if found else []:
+        lab = CONTRAST_LABELS.get(c.name, c.name)
+        t.records.append(_record(t.name, c.method, lab, c.run, f"{c.column} Avg contrast", None,
+                                 **_comparison_fields(c.difference)))
+        d = c.difference
+        if d is None:
+            lines.append(f"{lab}: no test (a result lacks per-item outcomes).")
+            continue
+        where = "over seeds and items" if d.level == SEEDS_AND_ITEMS else "item-level only, one seed"
+        lines.append(f"{lab}, {c.column} Avg: {d.difference:+.2f} points [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}], "
+                     f"p {fmt_p(d.p)}, Holm over the {len(found.contrasts)} contrasts p {fmt_p(d.p_holm)}"
+                     f"{_mark(d)} ({where}; MDE {d.mde:.1f}).")
+    return lines
 
 
 def _matched_scope(selection: Selection, run: str) -> str:
@@ -493,7 +572,7 @@ def gamma_table(config: ExperimentConfig, selection: Selection) -> Table | None:
             t.records.append(_record(t.name, method, name, run, "min val loss vs Baseline", None,
                                      ci_over=val_diff and "validation documents", **_comparison_fields(val_diff)))
     t.notes += _val_loss_notes(selection, runs, val_compared)
-    t.notes += _comparison_notes(selection, t.name)
+    t.notes += _comparison_notes(selection, t.name, [(target, f"Avg {target}")], list(val_compared.values()))
     t.notes += _notes(selection, runs)
     return t
 
@@ -558,9 +637,8 @@ def _val_loss_notes(selection: Selection, runs: set[str], val_compared: dict[str
     with_docs = [r for r in sorted(runs) if _val_min(selection, r) and _val_min(selection, r).documents]
     if with_docs:
         n = selection.runs[with_docs[0]].aggregate.val_min.documents
-        notes.append(f"Min val loss [95% CI] and Δ min val loss (minus the Baseline's, {MARK}: Holm-adjusted p < 0.05): "
-                     f"{VAL_LOSS_TEST}; {VAL_LOSS_RESAMPLES} resamples over {n} validation documents, seed {VAL_LOSS_SEED}. "
-                     f"The CSV carries the intervals, p and p_holm.")
+        notes.append(f"Min val loss [95% CI] and Δ min val loss (minus the Baseline's; marks as below): "
+                     f"{VAL_LOSS_TEST}; {n} validation documents. The CSV carries the intervals, p and p_holm.")
         if len(selection.seeds) == 1:
             notes.append("One training seed: these intervals cover which validation documents were drawn, not how "
                          "another training seed would differ, so a small significant Δ may not repeat across seeds "
@@ -587,7 +665,7 @@ def to_markdown(t: Table) -> str:
 
 _LATEX = [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"),
           ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("γ", r"$\gamma$"), (">", r"$>$"),
-          ("–", "--"), ("−", "-"), (MARK, r"$^\dagger$")]
+          ("–", "--"), ("−", "-"), (MARK, r"$^\dagger$"), (ITEM_MARK, r"$^\ddagger$")]
 
 
 def latex_escape(text: str) -> str:
@@ -625,9 +703,10 @@ def build_tables(config: ExperimentConfig, selection: Selection) -> list[Table]:
     return tables
 
 
-def write_tables(config: ExperimentConfig, layout: Layout) -> list[Path]:
-    """Write `<table>.md`, `.tex` and `.csv` for each table from selection.json (refused when missing or stale)."""
-    selection = read_selection(config, layout)
+def write_tables(config: ExperimentConfig, layout: Layout, selection: Selection | None = None) -> list[Path]:
+    """Write `<table>.md`, `.tex` and `.csv` for each table from selection.json (refused when missing or stale), or
+    from `selection` (one rebuilt from the per-item file, `tables --from-items`)."""
+    selection = selection or read_selection(config, layout)
     paths = []
     for t in build_tables(config, selection):
         for suffix, render in ((".md", to_markdown), (".tex", to_latex), (".csv", to_csv)):

@@ -41,7 +41,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench.artifacts import (
-    ArtifactError,
     CheckpointManifest,
     RunStatus,
     TrainCost,
@@ -55,10 +54,12 @@ from entrodrop_bench.config import run_key
 from entrodrop_bench.cost import flops_per_token, model_compute_params, model_shape
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.prepare.fingerprints import weights_fingerprint
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, defines_token_loss
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
+from entrodrop_bench.train.status import read_status, run_is_complete  # noqa: F401  (this module's API too)
 
 logger = logging.getLogger(__name__)
 PROGRESS_LOG_S = 60.0
@@ -138,9 +139,11 @@ def forward_micro_batch(model: torch.nn.Module, reg: Regularizer, batch: dict[st
     reg.before_forward(meta)
     method = transformed_embeddings(unwrapped or model, lambda embeds: reg.transform_embeddings(embeds, meta))
     with method:
-        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss.
+        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss. A method
+        # with its own loss (`token_loss`) has it computed in place of the cross-entropy.
         loss_sum, per_token, entropy = forward_losses(model, batch, chunk_elements=chunk_elements, fused=not observes,
-                                                      entropy="entropy" in observes)
+                                                      entropy="entropy" in observes,
+                                                      token_loss=reg.token_loss if defines_token_loss(type(reg)) else None)
     if observes:
         values = {"loss": per_token, "entropy": entropy}
         reg.observe_tokens(meta, {k: token_aligned(values[k], batch["labels"]) for k in observes})
@@ -255,16 +258,17 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
-def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+def rate_match(prepared: Prepared, run: str, seed: int, model: torch.nn.Module) -> tuple[float, float] | None:
     """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
-    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for the base `model`'s
+    weights (read, never measured here); None otherwise."""
     spec = prepared.config.runs[run]
     if spec.rate_dependency is None:
         return None
-    from entrodrop_bench.prepare.signals import gate_shares
+    from entrodrop_bench.prepare.signals import read_gate_shares
 
     param, method = spec.rate_dependency
-    shares = gate_shares(prepared)
+    shares = read_gate_shares(prepared, weights_fingerprint(model))  # hashed only for a rate-matched run
     target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
     target = prepared.config.runs[target_run]
     fraction = target.plugin_cls.expected_masked_fraction(
@@ -275,31 +279,6 @@ def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] |
                         "to match (its plugin's expected_masked_fraction returned None)")
     own = shares[run].gated_fraction if run in shares else 1.0
     return fraction, own
-
-
-def read_status(layout, run: str, seed: int) -> RunStatus | None:
-    """A run's status, or None when it has none (not started). A status this version cannot read raises
-    ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
-    return RunStatus.read_or_none(RunStatus.path(layout, run, seed))
-
-
-def run_is_complete(layout, run: str, seed: int) -> bool:
-    """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
-    final validation point and every step's log line. A run marked complete with anything missing is not
-    (a re-run repairs it from the final checkpoint without training)."""
-    status = read_status(layout, run, seed)
-    if status is None or status.state != "complete":
-        return False
-    total = status.total_steps
-    ckpts = layout.checkpoints(run, seed)
-    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
-    if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
-        return False
-    try:
-        log = TrainLog.read(TrainLog.path(layout, run, seed))
-    except ArtifactError:
-        return False
-    return len(log.records) == total and log.last_step() == total
 
 
 class Trainer:
@@ -364,9 +343,10 @@ class Trainer:
         torch.manual_seed(self.seed)
         model = self.p.load_base_model()  # in model.dtype; the one copy of the base model this process reads
         # The validation entropies' cache is keyed by this same copy's weights: no second base model to fingerprint.
-        self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", model=model)
+        self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", model=model, compute=False)
         reg = self.spec.build()
-        matched = rate_match(self.p, self.run, self.seed)
+        matched = rate_match(self.p, self.run, self.seed, model)
+        from entrodrop_bench.prepare.signals import run_signals
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -383,6 +363,7 @@ class Trainer:
                 num_processes=accelerator.num_processes,
                 process_index=accelerator.process_index,
                 target_epoch=self.plan.target_epoch,
+                signals=run_signals(self.p, self.spec, model),
             )
         )
         self._resolved = reg.resolved_params()
@@ -451,7 +432,7 @@ class Trainer:
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
-        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
+        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir, self._trackers())
         _check_launch(accelerator)
         # Read before this session's first status write replaces it: the wall time of earlier sessions.
         meter = _CostMeter(self.status(), accelerator, self.plan.tokens_per_step)
@@ -489,6 +470,7 @@ class Trainer:
         if start == 0 and not val_curve:
             losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
             val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
+            accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=0)
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -511,6 +493,7 @@ class Trainer:
                 losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
                                   "doc_losses": doc_losses})
+                accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=step + 1)
                 accelerator.wait_for_everyone()
                 weights = untied(accelerator.unwrap_model(model),
                                  accelerator.get_state_dict(model))  # every process: under FSDP this gathers the shards
@@ -524,14 +507,13 @@ class Trainer:
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
+                _finish_trackers(accelerator)
                 self._write_status("running")
                 del model, optimizer, scheduler, reg
                 self._release(accelerator)
                 return "running"
         bar.close()
-        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
-        for tracker in accelerator.trackers:
-            tracker.finish()
+        _finish_trackers(accelerator)
         self._write_status("complete", stats=_mean_plugin_values(log))
         del model, optimizer, scheduler, reg
         self._release(accelerator)
@@ -594,6 +576,24 @@ class Trainer:
             set_optimizer_state_dict(accelerator.unwrap_model(model), optimizer, state,
                                      options=StateDictOptions(full_state_dict=True))
 
+    def _trackers(self) -> list:
+        """accelerate's `log_with` for `output.trackers`. TensorBoard by name (event files under the run folder); W&B
+        as a tracker built here, so that its project, run name, group and folder are the config's (by name,
+        accelerate would name the W&B project after `init_trackers`' folder name)."""
+        out = self.cfg.output
+        found: list = []
+        for name in out.trackers:
+            if name == "wandb":
+                from accelerate.tracking import WandBTracker
+
+                found.append(WandBTracker(out.wandb_project, name=f"{self.cfg.name}/{self.run}/seed{self.seed}",
+                                          group=self.cfg.name, job_type="train", dir=str(self.run_dir),
+                                          config={"experiment": self.cfg.name, "run": self.run, "seed": self.seed,
+                                                  "run_key": self.run_key, "config": self.cfg.model_dump(mode="json")}))
+            else:
+                found.append(name)
+        return found
+
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
         # The loss is a mean over every label token of the step, whichever process or micro-batch holds it.
         n_tokens = sum(int((r["labels"][1:] != IGNORE_INDEX).sum()) for r in step_rows)
@@ -629,7 +629,7 @@ class Trainer:
         if self._val_signals is None:  # not set up for training (tests): read the base model for its fingerprint
             from entrodrop_bench.prepare.signals import base_model_signals
 
-            self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy")
+            self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", compute=False)  # prepare's
         values, offsets = self._val_signals
         val = ValidationSet(self.p, values, offsets)
         self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
@@ -791,10 +791,17 @@ def _fsdp_on_cpu(accelerator, plugin) -> None:
     state.fsdp_plugin = plugin
 
 
-def _accelerator(accelerator_cls, precision: str, run_dir: Path):
-    """An Accelerator with train.precision's mixed_precision. accelerate keeps one state per process and refuses
-    to change its precision; a single process that trains runs of several precisions in turn (tests, a
-    notebook) has no process group to keep, so its state is reset first. Under FSDP, with `fsdp_plugin`'s policy."""
+def _finish_trackers(accelerator) -> None:
+    # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _accelerator(accelerator_cls, precision: str, run_dir: Path, trackers: list):
+    """An Accelerator with train.precision's mixed_precision, logging to `trackers` (accelerate's `log_with`).
+    accelerate keeps one state per process and refuses to change its precision; a single process that trains
+    runs of several precisions in turn (tests, a notebook) has no process group to keep, so its state is reset
+    first. Under FSDP, with `fsdp_plugin`'s policy."""
     from accelerate.state import AcceleratorState
     from accelerate.utils import InitProcessGroupKwargs
 
@@ -805,7 +812,7 @@ def _accelerator(accelerator_cls, precision: str, run_dir: Path):
     if current is not None and current != wanted and not torch.distributed.is_initialized():
         AcceleratorState._reset_state()
     plugin = fsdp_plugin(precision)
-    accelerator = accelerator_cls(mixed_precision=wanted, log_with="tensorboard", project_dir=str(run_dir), fsdp_plugin=plugin,
+    accelerator = accelerator_cls(mixed_precision=wanted, log_with=trackers or None, project_dir=str(run_dir), fsdp_plugin=plugin,
                                   kwargs_handlers=[InitProcessGroupKwargs(timeout=process_group_timeout())])
     _fsdp_on_cpu(accelerator, plugin)
     return accelerator
