@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also save a screenshot of the page beside it (.png; needs chromium and playwright)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
-    lb_sub.add_parser("schema", help="regenerate results/leaderboard.schema.json from the entry model (artifacts.py)")
+    lb_sub.add_parser("schema", help="regenerate results/leaderboard.schema.json from the entry model (entrodrop_bench/artifacts/report.py)")
     plan = sub.add_parser("plan", help=_HELP["plan"], description=_HELP["plan"])
     _add_config_args(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
