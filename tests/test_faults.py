@@ -109,7 +109,7 @@ def _finished(layout: Layout, run: str) -> tuple[list[dict], list[dict], list[in
 def test_kill_after_the_final_checkpoint_then_rerun_completes_every_file(mini_config, tmp_path):
     """Killed after the final checkpoint is published but before the log, curve and rotation that follow it: the
     re-run must not call the run complete until they are rewritten, identical to an uninterrupted run's."""
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     train = {"checkpoint_every_epochs": 1, "threads": 1, "keep_checkpoints": 1}
 

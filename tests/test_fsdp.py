@@ -18,8 +18,10 @@ import yaml
 from safetensors.torch import load_file
 
 from entrodrop_bench.artifacts import TrainLog, ValCurve
+from entrodrop_bench.orchestrate.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
 from entrodrop_bench.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -106,7 +106,7 @@ def _check_everything_done(tmp: Path, *extra: str) -> None:
     """Every run complete, every checkpoint evaluated on every benchmark, selection, tables and leaderboard there."""
     config = load_config(CONFIGS_DIR / "tiny.yaml", _overrides(tmp, *extra))
     layout = Layout.from_config(config)
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     for run in config.runs:
         assert run_is_complete(layout, run, 0), run

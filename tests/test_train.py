@@ -17,7 +17,8 @@ from entrodrop_bench.orchestrate.pipeline import (
 from entrodrop_bench.orchestrate.pipeline import stage_train
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.regularizer import Regularizer, register_regularizer
-from entrodrop_bench.train.trainer import Trainer, step_loss, transformed_embeddings
+from entrodrop_bench.train.loss import step_loss
+from entrodrop_bench.train.trainer import Trainer, transformed_embeddings
 
 
 @register_regularizer("test_nan_at_step_3")
@@ -135,7 +136,7 @@ def test_resume_from_a_checkpoint_without_optimizer_state(mini_config, caplog):
     assert trainer.train() == "running"
     state_file = Layout.trainer_state_file(prepared.layout.checkpoints("m", 0)[-1][1])
     assert torch.load(state_file, weights_only=True)["optimizer"] is None
-    with caplog.at_level("WARNING", logger="entrodrop_bench.train.trainer"):
+    with caplog.at_level("WARNING", logger="entrodrop_bench.train.checkpoint"):
         assert Trainer(prepared, "m", 0, progress=False).train() == "complete"
     assert "AdamW moments restart" in caplog.text
     assert len(_losses(prepared.layout, "m")) == prepared.plan.total_steps
@@ -200,7 +201,7 @@ def test_a_run_status_of_another_format_stops_training_with_what_to_do(tmp_path)
     from helpers import write_status
 
     from entrodrop_bench.artifacts import ArtifactError
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     layout = Layout(tmp_path / "runs", tmp_path / "results")
     write_status(layout, "plain", 0, total_steps=4)
