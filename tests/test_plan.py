@@ -95,3 +95,26 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
     assert "measured so far" in text and "tok/s est*" in text
     row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["plain", "0"] and "cpu" in line)
     assert row[2] == f"{status.total_steps:,}/{status.total_steps:,}" and row[-1] == "-"  # not evaluated yet
+
+
+def test_plan_estimates_evaluation_under_vllm_with_one_engine_per_worker_by_hand(tmp_path):
+    """Generative items decode 256 at a time at 20 ms a step (Qwen3-0.6B), loglikelihood items stay on HF, each
+    checkpoint adds its weight load and each evaluation worker one engine start: the same numbers by hand."""
+    import math
+
+    from entrodrop_bench import plan as planning
+
+    p = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml"), _fresh(tmp_path))
+    answers = {"svamp": (300, 200), "gsm8k": (1319, 250), "minerva_math": (5000, 400), "college_math": (2818, 400),
+               "olympiadbench": (675, 600), "ifeval": (541, 400)}  # items, typical answer tokens (< max_gen_toks 1024)
+    steps = sum(math.ceil(n / 256) * tokens for n, tokens in answers.values())
+    loglikelihood_tokens = 10042 * 4 * 110 + 1172 * 4 * 60 + 1838 * 2 * 60 + 14042 * 4 * 130
+    weights_s = planning.BACKBONES["Qwen/Qwen3-0.6B-Base"].params * 4 / 1e9  # fp32 master weights at 1 GB/s
+    per_ckpt = steps * 0.02 + loglikelihood_tokens / (3 * p["train_tokens_per_s"]) + weights_s
+    assert p["eval_vllm_gpu_s_per_checkpoint"] == pytest.approx(per_ckpt)
+    assert p["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 1 * 90) / 3600)
+    assert p["totals"]["eval_vllm_gpu_h"] < p["totals"]["eval_gpu_h"] / 5  # generation dominates under HF
+    text = format_plan(p)
+    assert "with eval.backend vllm [estimate: 256 sequences per decoding step at 20 ms, one engine start" in text
+    workers = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["launcher.eval_jobs=4"]), _fresh(tmp_path))
+    assert workers["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 4 * 90) / 3600)
