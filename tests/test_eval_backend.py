@@ -162,9 +162,9 @@ class _HFBackedLLM:
         """vLLM's in-place weight load, as `WorkerEngine` asks for it: the checkpoint folder's weights."""
         from transformers import AutoModelForCausalLM
 
-        assert method == "reload_weights" and set(kwargs) == {"weights_path"}
-        _RecordingVLLM.events.append(f"vllm reload {Path(kwargs['weights_path']).name}")
-        self.model = AutoModelForCausalLM.from_pretrained(kwargs["weights_path"]).eval()
+        assert method == "load_checkpoint_weights" and set(kwargs) == {"path"}
+        _RecordingVLLM.events.append(f"vllm reload {Path(kwargs['path']).name}")
+        self.model = AutoModelForCausalLM.from_pretrained(kwargs["path"]).eval()
         return [None]
 
     def reset_prefix_cache(self):
@@ -236,6 +236,7 @@ def test_vllm_backend_routes_generation_to_the_workers_engine_and_records_it(eva
     # under either backend, so its result stands. Checkpoint 8: both.
     assert (summary["evaluated"], summary["skipped"], summary["failed"]) == (3, 1, 0), summary
     args = {"dtype": "float32", "batch_size": "auto", "max_gen_toks": 12, "seed": 1234,
+            "worker_extension_cls": "entrodrop_bench.evaluate.vllm_worker.CheckpointWeights",
             "gpu_memory_utilization": 0.85, "max_model_len": 256}
     ckpt8 = layout.checkpoint_dir("plain", 0, 8)
     if reuse:

