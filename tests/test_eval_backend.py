@@ -266,6 +266,31 @@ def test_vllm_backend_routes_generation_to_the_workers_engine_and_records_it(eva
     assert read_result(layout, "plain", 0, 4, "tiny_math").provenance.backend == "hf"
 
 
+def test_a_launch_eval_job_keeps_one_engine_across_its_polls(eval_setup, mini_assets, recording_vllm,  # noqa: F811
+                                                            monkeypatch):
+    """`launch`'s eval job evaluates checkpoints as training writes them (one `eval` per new set): one engine
+    serves them all; it goes down when the job ends."""
+    from entrodrop_bench import launch
+
+    make, world, _ = eval_setup
+    config, layout = make(["tiny_math"], data_overrides={"tiny_math": str(world["tiny_math"])})
+    config = _with_backend(config, "vllm")
+    make_checkpoint(mini_assets["model"], layout, step=4)
+    later = _perturbed_model(mini_assets["model"], layout.runs_dir / "later")
+    looks = iter(range(3))
+
+    def training_over(cfg, lay):
+        look = next(looks)
+        if look == 1:  # training wrote checkpoint 8 after the job's first evaluation
+            make_checkpoint(later, layout, step=8)
+        return look == 2, []
+
+    monkeypatch.setattr(launch, "_training_over", training_over)
+    assert launch.eval_worker(config, layout, echo=lambda _: None) == "evaluated 2 checkpoint(s)"
+    assert len(recording_vllm.made) == 1
+    assert recording_vllm.events == ["vllm up", "vllm reload checkpoint-8", "vllm down"]
+
+
 def test_worker_engine_reloads_only_new_weights_and_restarts_for_another_model(mini_assets, recording_vllm,
                                                                                  tmp_path, monkeypatch):
     """Same engine key, other weights: a reload; same weights again: nothing; another tokenizer or config (the
