@@ -69,14 +69,19 @@ def tiny_preset_model(root: Path, checkpoint: Path | None) -> tuple[Path, list[s
     return world.base_model_dir, prompts, "tiny preset base model (step 0 of every run), configs/tiny.yaml"
 
 
-def shaped_model(root: Path, shape_name: str) -> tuple[Path, list[str], str]:
-    """gpu_check's random-init model of `shape_name`, and prompts from its local corpus."""
+SMALL_VLLM_SHAPE = {"hidden_size": 128, "intermediate_size": 256, "head_dim": 32}
+"""`--small` changes to gpu_check's tiny shape: vLLM's CPU attention has no kernel for its head_dim 16 (32 is
+the tiny preset's)."""
+
+
+def shaped_model(root: Path, shape_name: str, changes: dict | None = None) -> tuple[Path, list[str], str]:
+    """gpu_check's random-init model of `shape_name` (with `changes`), and prompts from its local corpus."""
     import gpu_check
 
-    shape = gpu_check.SHAPES[shape_name]
+    shape = {**gpu_check.SHAPES[shape_name], **(changes or {})}
     model_dir = gpu_check.build_world(root, shape, general_tokens=20_000)
     docs = [json.loads(line)["text"] for line in (root / "target.jsonl").read_text().splitlines()]
-    return model_dir, docs, f"random-init Qwen3, gpu_check shape {shape_name!r}"
+    return model_dir, docs, f"random-init Qwen3, gpu_check shape {shape_name!r}" + (f" with {changes}" if changes else "")
 
 
 def workload(model_dir: Path, texts: list[str], n_prompts: int, prompt_tokens: int) -> list[list[int]]:
@@ -212,13 +217,14 @@ def main(argv: list[str] | None = None) -> dict:
                                             "max_new_tokens": PAPER_MAX_NEW_TOKENS}, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        changes = SMALL_VLLM_SHAPE if args.small else None
         if small:  # the tiny world takes minutes to pre-train on CPU: a shaped stand-in, named as such
-            model, texts, what = shaped_model(root / "tiny", "tiny")
+            model, texts, what = shaped_model(root / "tiny", "tiny", changes)
             what = "small-run stand-in for the tiny preset: " + what
         else:
             model, texts, what = tiny_preset_model(root / "tiny", args.tiny_checkpoint)
         result["models"]["tiny_preset"] = measure(model, texts, what, args, reason)
-        model, texts, what = shaped_model(root / "qwen", "tiny" if small else "qwen3-0.6b")
+        model, texts, what = shaped_model(root / "qwen", "tiny" if small else "qwen3-0.6b", changes)
         result["models"]["qwen3_0.6b_shape"] = measure(model, texts, what, args, reason)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = device.replace("NVIDIA ", "").split()[0].lower() if device != "cpu" else "cpu"
