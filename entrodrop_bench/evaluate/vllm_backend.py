@@ -106,8 +106,8 @@ def lm_eval_vllm_args(config: ExperimentConfig, checkpoint_dir: Path) -> dict[st
     args: dict[str, Any] = {"pretrained": str(checkpoint_dir), "dtype": config.model.dtype, "batch_size": "auto",
                             "max_gen_toks": ev.max_gen_toks, "seed": VLLM_SEED, "worker_extension_cls": WORKER_EXTENSION}
     args.update(engine_memory_args(ev.vllm_gpu_memory_utilization, ev.vllm_cpu_kvcache_gib))
-    if not cpu_build() and sleep_mode_available():  # it sleeps while the HF model scores loglikelihoods (`WorkerEngine`)
-        args["enable_sleep_mode"] = True
+    if ev.vllm_reuse_engine and not cpu_build() and sleep_mode_available():
+        args["enable_sleep_mode"] = True  # a reused engine sleeps while the HF model scores loglikelihoods
     if ev.vllm_max_model_len is not None:
         args["max_model_len"] = ev.vllm_max_model_len
     return args
