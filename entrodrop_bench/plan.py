@@ -95,7 +95,8 @@ VLLM_DECODE_STEP_S = {2e9: 0.02, 1e12: 0.04}
 size (upper bound -> seconds); estimate: memory-bound steps that read the weights and every sequence's KV cache."""
 VLLM_ENGINE_START_S = 90.0
 """One vLLM engine start on a GPU (weights, torch.compile, CUDA graph capture), once per evaluation worker;
-estimate (measured on CPU: ~40 s for the tiny preset, 241 s at the Qwen3-0.6B shape)."""
+estimate (measured with vLLM's CPU build on a 2-core machine: ~60 s for the tiny preset's model, `make bench`
+row 12; 241 s at the Qwen3-0.6B shape)."""
 WEIGHT_LOAD_BYTES_PER_S = 1e9
 """Checkpoint weights read from local disk into a running engine, bytes/s; estimate."""
 
