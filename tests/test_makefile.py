@@ -90,3 +90,11 @@ def test_vllm_tests_run_in_their_own_environment_set_up_from_the_project_and_ci_
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
     assert "make test-vllm" in ci and "ENTRODROP_SKIP_VLLM" in ci
     assert ".venv-vllm" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
+def test_publishing_targets_check_the_work_tree_first_and_pass_allow_dirty():
+    for target in ("reproduce-table1", "study"):
+        out = _dry_run(target, "PRESET=tiny")
+        assert out.index("-m entrodrop_bench.provenance") < out.index("entrodrop-bench run"), target
+        assert "--allow-dirty" not in out
+        assert _dry_run(target, "PRESET=tiny", "ALLOW_DIRTY=1").count("--allow-dirty") == 2, target

@@ -17,7 +17,8 @@ from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
 
 REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
 SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
-         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}"]
+         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}",
+         "data.target.max_unique_tokens=null"]  # the shrunk world's corpus, whole: its size unknown until prepare
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -104,13 +105,15 @@ def test_plan_estimates_evaluation_under_vllm_with_one_engine_per_worker_by_hand
 
     from entrodrop_bench import plan as planning
 
-    p = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml"), _fresh(tmp_path))
+    config = load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml")
+    p = experiment_plan(config, _fresh(tmp_path))
+    forward_tok_s = planning.train_throughput(config, planning.backbone(config), recompute=False)[0]
     answers = {"svamp": (300, 200), "gsm8k": (1319, 250), "minerva_math": (5000, 400), "college_math": (2818, 400),
-               "olympiadbench": (675, 600), "ifeval": (541, 400)}  # items, typical answer tokens (< max_gen_toks 1024)
+               "olympiadbench": (675, 600), "ifeval": (541, 400), "arc_challenge": (299, 10)}  # items, typical answer tokens
     steps = sum(math.ceil(n / 256) * tokens for n, tokens in answers.values())
-    loglikelihood_tokens = 10042 * 4 * 110 + 1172 * 4 * 60 + 1838 * 2 * 60 + 14042 * 4 * 130
+    loglikelihood_tokens = 10042 * 4 * 110 + 1838 * 2 * 60 + 14042 * 4 * 130  # hellaswag, piqa, mmlu
     weights_s = planning.BACKBONES["Qwen/Qwen3-0.6B-Base"].params * 4 / 1e9  # fp32 master weights at 1 GB/s
-    per_ckpt = steps * 0.02 + loglikelihood_tokens / (3 * p["train_tokens_per_s"]) + weights_s
+    per_ckpt = steps * 0.02 + loglikelihood_tokens / (3 * forward_tok_s) + weights_s
     assert p["eval_vllm_gpu_s_per_checkpoint"] == pytest.approx(per_ckpt)
     assert p["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 1 * 90) / 3600)
     assert p["totals"]["eval_vllm_gpu_h"] < p["totals"]["eval_gpu_h"] / 5  # generation dominates under HF
@@ -118,3 +121,35 @@ def test_plan_estimates_evaluation_under_vllm_with_one_engine_per_worker_by_hand
     assert "with eval.backend vllm [estimate: 256 sequences per decoding step at 20 ms, one engine start" in text
     workers = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["launcher.eval_jobs=4"]), _fresh(tmp_path))
     assert workers["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 4 * 90) / 3600)
+
+
+def test_training_estimate_counts_the_activation_recompute_once(tmp_path):
+    """Checkpointed activations cost one more forward of the decoder layers, whichever applies it (the trainer's
+    gradient checkpointing, or FSDP's when the launcher's accelerate config turns it on: then the trainer's is off)."""
+    from entrodrop_bench.plan import (
+        activation_recompute,
+        backbone,
+        flops_per_token,
+        recompute_flops_per_token,
+        train_throughput,
+    )
+
+    preset = CONFIGS_DIR / "llama3.1-8b-math.yaml"
+    fsdp = str(PROJECT_ROOT / "configs" / "accelerate" / "fsdp.yaml")
+    ddp = str(PROJECT_ROOT / "configs" / "accelerate" / "ddp.yaml")
+    cases = {
+        "train.gradient_checkpointing": load_config(preset),
+        "fsdp_activation_checkpointing": load_config(preset, [f"launcher.accelerate_config={fsdp}"]),
+        None: load_config(preset, ["train.gradient_checkpointing=false", f"launcher.accelerate_config={ddp}"]),
+    }
+    rates = {}
+    for expected, config in cases.items():
+        assert activation_recompute(config) == expected
+        rates[expected] = train_throughput(config, backbone(config))[0]
+    bb = backbone(cases[None])
+    model_flops, extra = flops_per_token(bb, 4096), recompute_flops_per_token(bb, 4096)
+    assert 0.25 < extra / model_flops < 0.34  # about a third more: the forward is a third of the training count
+    assert rates["train.gradient_checkpointing"] == rates["fsdp_activation_checkpointing"]  # once, either way
+    assert rates[None] / rates["train.gradient_checkpointing"] == pytest.approx((model_flops + extra) / model_flops)
+    fsdp_without_ac = load_config(preset, ["train.gradient_checkpointing=false", f"launcher.accelerate_config={fsdp}"])
+    assert activation_recompute(fsdp_without_ac) == "fsdp_activation_checkpointing"  # the config's own AC counts too
