@@ -430,7 +430,7 @@ def test_one_engine_loads_each_checkpoint_and_generates_what_a_fresh_engine_and_
 
     from entrodrop_bench.evaluate.evalplus_runner import STOP_LINES
     from entrodrop_bench.evaluate.evalplus_runner import generate as hf_generate
-    from entrodrop_bench.prepare.stage import load_causal_lm
+    from entrodrop_bench.models import load_causal_lm
 
     config, _, math_file, ckpts = tiny_run
     config = _with_backend(config, "vllm", vllm_cpu_kvcache_gib=1)
