@@ -106,6 +106,8 @@ class SandboxResult:
     """How the tree's total memory was bounded: `cgroup` or `rlimit` (see `memory_bound`)."""
     oom_killed: bool = False
     """The memory cgroup killed a process of the tree (its total reached `Limits.total_memory_bytes`)."""
+    memory_peak: int | None = None
+    """The tree's peak memory as its cgroup counted it (None without a cgroup)."""
     output_limited: bool = False
     """stdout or stderr reached `Limits.file_bytes` (measured on the harness's own descriptors)."""
 
@@ -425,6 +427,11 @@ class MemoryCgroup:
                 return int(value or 0)
         return 0
 
+    def peak(self) -> int | None:
+        """The most memory the tree held at once, as the kernel counted it."""
+        text = _read(self.path / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")).strip()
+        return int(text) if text.isdigit() else None
+
     def close(self) -> None:
         """Kill whatever of the tree is still in it, then remove it (bounded: a few seconds at most)."""
         deadline = time.monotonic() + 5
@@ -619,6 +626,7 @@ def run_sandboxed(
                     notes=[f"memory cgroup killed a process: the tree reached {limits.total_memory_bytes} bytes"] if oom else [],
                     memory_bound=bound,
                     oom_killed=oom,
+                    memory_peak=group.peak() if group else None,
                     output_limited=max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= limits.file_bytes,
                 )
         finally:
