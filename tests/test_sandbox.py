@@ -361,3 +361,38 @@ def test_weak_fallback_cannot_hold_a_claim_lock(level, tmp_path):
         import shutil
 
         shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.mark.parametrize("level", ["bwrap", "unshare"])
+def test_host_unix_sockets_unreachable_at_each_level(level, tmp_path):
+    """World-writable host sockets (/var/tmp, /tmp, /run, the test's folder) and an abstract one: bubblewrap does
+    not show them; `unshare` covers each existing path with /dev/null and its network namespace hides abstract
+    ones. (`none` reaches them: a documented limit.)"""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
+    socks, paths = [], []
+    for base in ("/var/tmp", "/tmp", "/run", str(tmp_path)):
+        if not os.access(base, os.W_OK):
+            continue
+        path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        os.chmod(path, 0o777)
+        s.listen(1)
+        socks.append(s)
+        paths.append(path)
+    abstract = socket.socket(socket.AF_UNIX)
+    name = f"\0entrodrop-{uuid.uuid4().hex[:8]}"
+    abstract.bind(name)
+    abstract.listen(1)
+    try:
+        code = ("import socket\n"
+                f"for p in {[*paths, name]!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+                "        print('CONNECTED', repr(p))\n    except OSError as e:\n        print('no', e.errno)\n")
+        r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
+        assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == len(paths) + 1, r
+    finally:
+        abstract.close()
+        for s, p in zip(socks, paths):
+            s.close()
+            os.unlink(p)

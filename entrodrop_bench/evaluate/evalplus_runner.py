@@ -179,7 +179,7 @@ def _sandbox_env(dataset: str) -> dict[str, str]:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "XDG_CACHE_HOME": "{work}/xdg",
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30),
-        "TOKENIZERS_PARALLELISM": "false",
+        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
         "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{in}/problems.jsonl",
     }
 

@@ -21,7 +21,8 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
      another at /dev/shm, no /run, /var, /home or host /tmp (so no host unix socket is reachable), and
      `--die-with-parent`. When the harness runs as root the program runs as an unprivileged uid (setpriv).
    - `unshare` (util-linux): no network, its own pid and mount namespaces, a size-limited tmpfs over
-     its working folder and a private /dev/shm, but the host file system is otherwise visible with the
+     its working folder and a private /dev/shm, /dev/null bound over every host unix socket path that
+     exists when it starts, but the host file system is otherwise visible with the
      permissions of the user the program runs as (as root: dropped to an unprivileged uid first).
    - `none`: resource limits and the private folder only (as root: dropped to an unprivileged uid).
    The weak levels run only when the caller passes `allow_weak=True` (a config sets
@@ -308,6 +309,34 @@ _UNSHARE_INIT = ('mount -t tmpfs -o "size=$1,mode=0777" tmpfs "$3" && mount -t t
                  'tmpfs /dev/shm || exit 125; cd "$3" || exit 125; shift 3; "$@"; exit $?')
 
 
+def _host_socket_paths(limit: int = 4096) -> list[str]:
+    """Unix sockets bound to a path on the host (from /proc/net/unix, as the harness sees it): the `unshare`
+    level covers each with /dev/null in its mount namespace, so a program cannot connect to them (sockets
+    bound after the program starts are not covered; abstract sockets are out of reach through the network
+    namespace)."""
+    import stat as stat_
+
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split(None, 7)
+            path = fields[7] if len(fields) == 8 else ""
+            if path.startswith("/") and path not in found:
+                with contextlib.suppress(OSError):
+                    if stat_.S_ISSOCK(os.lstat(path).st_mode):
+                        found.append(path)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _cover_sockets() -> str:
+    """Shell lines that bind /dev/null over every host socket path (failures ignored: a path may be gone)."""
+    import shlex
+
+    return "".join(f"mount --bind /dev/null {shlex.quote(p)} 2>/dev/null; " for p in _host_socket_paths())
+
+
 def _hidden_tops(paths: list[str]) -> dict[str, list[str]]:
     """Folder an unprivileged uid cannot cross -> the interpreter paths below it (e.g. /root -> [pyenv prefix])."""
     tops: dict[str, list[str]] = {}
@@ -332,7 +361,7 @@ def _root_init(stage: Path, uid: int) -> str:
         for j, path in enumerate(paths):
             lines += [f"mkdir -p '{path}'", f"mount --bind '{stage}/b{i}_{j}' '{path}'",
                       f"mount -o remount,bind,ro '{path}'"]
-    lines += ['set +e', 'cd "$3" || exit 125', 'shift 3',
+    lines += ['set +e', _cover_sockets(), 'cd "$3" || exit 125', 'shift 3',
               f'setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@"', 'exit $?']
     return "\n".join(lines)
 
@@ -342,7 +371,8 @@ def _unshare_prefix(limits: Limits, work: str, stage: Path, uid: int) -> list[st
         head, script = ["unshare", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child",
                         "--propagation", "private"], _root_init(stage, uid)
     else:
-        head, script = ["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"], _UNSHARE_INIT
+        head, script = (["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"],
+                        _cover_sockets() + _UNSHARE_INIT)
     return [*head, "--", "/bin/sh", "-c", script, "sh", str(limits.disk_bytes), str(limits.shm_bytes), work]
 
 
