@@ -301,7 +301,7 @@ def test_multi_process_memory_fill_is_stopped_at_the_total_bound(bound, level, m
 def test_rlimit_budget_never_exceeds_the_total():
     for memory, nproc, total in [(1 << 30, 64, 2 << 30), (16 << 30, 80, 8 << 30), (512 << 20, 32, 2 << 30), (1 << 30, 1, 4 << 30)]:
         per, procs = sandbox.rlimit_budget(Limits(memory_bytes=memory, nproc=nproc, total_memory_bytes=total), "rlimit")
-        assert per * procs <= total and per <= memory and procs <= nproc and per >= sandbox.FALLBACK_MIN_PROCESS_MEMORY
+        assert per * procs <= total and per <= memory and procs <= nproc and per >= Limits().min_process_memory
 
 
 def test_memory_cgroups_are_removed_after_each_run():

@@ -175,13 +175,41 @@ STATUSES = {"pass", "fail", "timeout", None}
 CHILD = Path(__file__).with_name("_evalplus_child.py")
 
 
-def _sandbox_env(dataset: str) -> dict[str, str]:
+def _sandbox_env(dataset: str, limits: Limits | None = None) -> dict[str, str]:
+    # evalplus caps each test process's address space itself; never above what the sandbox gives one process.
+    test_memory = min(2 << 30, _process_memory(limits)) if limits else 2 << 30
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "XDG_CACHE_HOME": "{work}/xdg",
-        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30),
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(test_memory),
         "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        # pyarrow (imported by evalplus.data) otherwise reserves ~1 GiB of address space per process for its
+        # allocator, which an address-space limit (the budget without a memory cgroup) would have to cover.
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
         "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{in}/problems.jsonl",
     }
+
+
+EVALPLUS_PROCESS_MEMORY = 1 << 30
+"""Without a memory cgroup: the address space of each evalplus process (one that imports evalplus takes ~400 MiB)."""
+
+
+def _process_memory(limits: Limits) -> int:
+    from entrodrop_bench.evaluate.sandbox import memory_bound, rlimit_budget
+
+    return rlimit_budget(limits, memory_bound())[0]
+
+
+def _fitting_parallel(parallel: int, limits: Limits) -> int:
+    """Test processes that fit the sandbox's process budget: the driver and its pool threads (~4), then one
+    worker and one test process per parallel slot. Only the rlimit budget (no cgroup) ever lowers it."""
+    from entrodrop_bench.evaluate.sandbox import memory_bound, rlimit_budget
+
+    procs = rlimit_budget(limits, memory_bound())[1]
+    fitting = max(1, min(parallel, (procs - 4) // 2))
+    if fitting < parallel:
+        log.info("evalplus: %d parallel test processes instead of %d, to keep the sandbox within its total memory "
+                 "(no memory cgroup here: %d processes of %d MiB)", fitting, parallel, procs, _process_memory(limits) >> 20)
+    return fitting
 
 
 def _result_line(result, what: str, log_file: Path) -> dict:
@@ -239,10 +267,11 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
             log.warning("evalplus ground-truth cache %s does not match its recorded sha256 (or lacks reference "
                         "times): recomputing", entry)
     limits = Limits(wall_s=600, cpu_s=600, memory_bytes=16 << 30, nproc=64, file_bytes=1 << 30,
-                    open_files=1024, disk_bytes=(256 << 20) + 4 * len(data), total_memory_bytes=GT_TOTAL_MEMORY)
+                    open_files=1024, disk_bytes=(256 << 20) + 4 * len(data), total_memory_bytes=GT_TOTAL_MEMORY,
+                    min_process_memory=EVALPLUS_PROCESS_MEMORY)
     result = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "gt", dataset], limits=limits,
                            inputs={"problems.jsonl": data, "evalplus_child.py": CHILD.read_bytes()},
-                           env=_sandbox_env(dataset), allow_weak=allow_weak, output_limit=1 << 30)
+                           env=_sandbox_env(dataset, limits), allow_weak=allow_weak, output_limit=1 << 30)
     out = _result_line(result, "ground truth", CodeEvalDir(log_dir).ground_truth_log)
     if out.get("hash") != md5 or not isinstance(out.get("times"), dict):
         raise RuntimeError(f"evalplus hashed the dataset as {out.get('hash')}, expected {md5}")
@@ -339,23 +368,24 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     out_bytes = PER_TASK_OUTPUT_BYTES * 2 * len(problems) + (1 << 20)
     limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
                     file_bytes=out_bytes, open_files=1024, disk_bytes=(256 << 20) + 4 * len(samples_bytes),
-                    shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY)
+                    shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY, min_process_memory=EVALPLUS_PROCESS_MEMORY)
+    parallel = _fitting_parallel(parallel, limits)
     literal = Path(__file__).with_name("_literal.py").read_bytes()
     args = [dataset, "{in}", str(parallel), str(min_time_limit), md5]
     times_bytes = json.dumps({t: times[t] for t in task_ids}).encode()
     ran = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "run", *args], limits=limits,
                         inputs={"problems.jsonl": data, "samples.jsonl": samples_bytes, "times.json": times_bytes,
                                 "_literal.py": literal, "evalplus_child.py": CHILD.read_bytes()},
-                        env=_sandbox_env(dataset), allow_weak=allow_weak, output_limit=out_bytes)
+                        env=_sandbox_env(dataset, limits), allow_weak=allow_weak, output_limit=out_bytes)
     outputs = _run_outputs(ran, task_ids, md5, record.log_file)
     outputs_bytes = json.dumps(outputs).encode()
     judge_limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
                           file_bytes=256 << 20, open_files=1024, disk_bytes=(256 << 20) + 4 * len(outputs_bytes),
-                          shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY)
+                          shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY, min_process_memory=EVALPLUS_PROCESS_MEMORY)
     judged = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "judge", *args], limits=judge_limits,
                            inputs={"problems.jsonl": data, "ground_truth.pkl": truth, "outputs.json": outputs_bytes,
                                    "_literal.py": literal, "evalplus_child.py": CHILD.read_bytes()},
-                           env=_sandbox_env(dataset), allow_weak=allow_weak)
+                           env=_sandbox_env(dataset, judge_limits), allow_weak=allow_weak)
     summary = _validated(_result_line(judged, "judge", record.log_file), task_ids, md5)
     return {**summary, "isolation": ran.isolation, "ground_truth_sha256": bytes_sha256(truth)}
 

@@ -91,6 +91,9 @@ class Limits:
     total_memory_bytes: int = 2 << 30
     """Memory of the whole process tree together (see `memory_bound`): a memory cgroup where the machine gives
     one, else the per-process limit is lowered so that `nproc` processes cannot hold more than this together."""
+    min_process_memory: int = 256 << 20
+    """Without a cgroup, no process gets less address space than this (a bare Python needs ~30 MiB, one that
+    imports evalplus ~400 MiB); the process limit is lowered instead."""
 
 
 @dataclass
@@ -497,11 +500,6 @@ def cgroups_work() -> bool:
     return True
 
 
-FALLBACK_MIN_PROCESS_MEMORY = 256 << 20
-"""Without a cgroup, no process gets less address space than this (a Python interpreter needs about 30 MiB
-to start and more for its imports); the process limit is lowered instead."""
-
-
 def memory_bound() -> str:
     """`cgroup`: the tree's total memory is one memory cgroup's limit; `rlimit`: no cgroup can be made here (not
     root, no delegated cgroup v2), so the per-process address-space limit and the process limit are both cut
@@ -511,10 +509,10 @@ def memory_bound() -> str:
 
 def rlimit_budget(limits: Limits, bound: str) -> tuple[int, int]:
     """(address space per process, processes): as configured under a cgroup; without one, each process gets
-    `total // nproc` (never less than FALLBACK_MIN_PROCESS_MEMORY) and only as many processes as fit the total."""
+    `total // nproc` (never less than `Limits.min_process_memory`) and only as many processes as fit the total."""
     if bound == "cgroup":
         return limits.memory_bytes, limits.nproc
-    memory = min(limits.memory_bytes, max(FALLBACK_MIN_PROCESS_MEMORY, limits.total_memory_bytes // max(1, limits.nproc)))
+    memory = min(limits.memory_bytes, max(limits.min_process_memory, limits.total_memory_bytes // max(1, limits.nproc)))
     return memory, max(1, min(limits.nproc, limits.total_memory_bytes // memory))
 
 
