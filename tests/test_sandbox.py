@@ -396,3 +396,14 @@ def test_host_unix_sockets_unreachable_at_each_level(level, tmp_path):
         for s, p in zip(socks, paths):
             s.close()
             os.unlink(p)
+
+
+@needs_fs_isolation
+def test_host_files_are_not_readable(victim):
+    """Under bubblewrap host files outside the few bound read-only folders are simply not there: the test's own
+    file, /etc/hostname, /etc/shadow, /home, /var (the interpreter's own folders are bound, read-only)."""
+    victim.chmod(0o644)
+    code = (f"import os\nfor p in ({str(victim)!r}, '/etc/hostname', '/etc/shadow', '/home', '/var'):\n"
+            "    print(p, os.path.exists(p))\n")
+    r = run_python(code, limits=LIMITS)
+    assert r.ok and "True" not in r.stdout and r.stdout.count("False") == 5, r
