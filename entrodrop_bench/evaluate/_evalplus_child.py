@@ -131,6 +131,17 @@ def _execute(code: str, entry_point: str, inputs: list, limits: list, encode, ou
         send({"values": values})
 
 
+MAX_PHASE_BYTES = 64 << 20
+"""The most one sample may send back for one test set (its values, encoded); more counts as `too_large`."""
+
+
+def _pending(fd: int) -> bool:
+    """Whether more is waiting to be read (the sender was cut off by the size limit, not by the clock)."""
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 def _read_until(fd: int, deadline: float, limit: int) -> bytes | None:
     """Everything written to `fd` until EOF; None past the deadline or the size limit (never blocks past it)."""
     import select
@@ -162,7 +173,8 @@ def _run_phase(code: str, entry_point: str, inputs: list, ref_time: list, min_ti
     proc = multiprocessing.Process(target=_execute, args=(code, entry_point, inputs, limits, encode, write_fd))
     proc.start()
     os.close(write_fd)
-    data = _read_until(read_fd, time.monotonic() + timeout + 1, MAX_VALUE_BYTES * 4)
+    data = _read_until(read_fd, time.monotonic() + timeout + 1, MAX_PHASE_BYTES)
+    overflow = data is None and proc.is_alive() and _pending(read_fd)
     os.close(read_fd)
     proc.join(0.1)
     if proc.is_alive():
@@ -173,7 +185,8 @@ def _run_phase(code: str, entry_point: str, inputs: list, ref_time: list, min_ti
     except ValueError:
         got = None
     if not isinstance(got, dict):
-        return {"status": "timeout" if data is None and proc.exitcode == -9 else "crashed", "values": []}
+        status = "too_large" if overflow else "timeout" if data is None and proc.exitcode == -9 else "crashed"
+        return {"status": status, "values": []}
     return {"status": "exec_error" if "exec_error" in got else "done", "values": got.get("values", [])}
 
 

@@ -283,7 +283,7 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     return blob, md5, times
 
 
-RUN_STATUSES = {"done", "timeout", "crashed", "exec_error"}
+RUN_STATUSES = {"done", "timeout", "crashed", "exec_error", "too_large"}
 
 
 def _run_outputs(result, task_ids: list[str], md5: str, log_file: Path) -> dict:
@@ -341,7 +341,8 @@ def _validated(out: dict, task_ids: list[str], md5: str) -> dict:
 
 GT_TOTAL_MEMORY = 8 << 30
 RUN_TOTAL_MEMORY = 8 << 30
-PER_TASK_OUTPUT_BYTES = 4 << 20
+RUN_OUTPUT_BYTES = 1 << 30
+"""The most the `run` sandbox may write back for a whole evaluation (each test set of each sample: at most 64 MiB)."""
 
 
 def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *, dataset: str = "humaneval",
@@ -365,7 +366,7 @@ def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *,
     truth, md5, times = ground_truth(data, dataset, cache_dir, log_dir=work_dir, allow_weak=allow_weak)
     parallel = parallel or os.cpu_count() or 1
     wall = 120 + 4.0 * len(problems)
-    out_bytes = PER_TASK_OUTPUT_BYTES * 2 * len(problems) + (1 << 20)
+    out_bytes = RUN_OUTPUT_BYTES
     limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
                     file_bytes=out_bytes, open_files=1024, disk_bytes=(256 << 20) + 4 * len(samples_bytes),
                     shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY, min_process_memory=EVALPLUS_PROCESS_MEMORY)
