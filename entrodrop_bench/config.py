@@ -447,6 +447,10 @@ class RunSpec:
         return self.plugin_cls.baseline_dependency(self.settings)
 
 
+TINY_MAX_POSITIONS = 1024
+"""The tiny preset's model's `max_position_embeddings` (prepare.tiny.base_model builds it with this)."""
+
+
 class ExperimentConfig(Section):
     name: str
     """Experiment name, recorded in selections and leaderboard entries (letters, digits, `_-.+`)."""
@@ -528,12 +532,9 @@ class ExperimentConfig(Section):
     @model_validator(mode="after")
     def _seq_fits_tiny_model(self) -> ExperimentConfig:
         """The tiny preset's model has a fixed number of positions: a longer sequence would run past them."""
-        if self.model.name_or_path == "tiny":
-            from entrodrop_bench.prepare.tiny.base_model import MAX_POSITIONS
-
-            if self.data.seq_len > MAX_POSITIONS:
-                raise FieldProblem("data.seq_len", f"{self.data.seq_len} is more than the tiny model's {MAX_POSITIONS} "
-                                                   f"positions (max_position_embeddings): use at most {MAX_POSITIONS}")
+        if self.model.name_or_path == "tiny" and self.data.seq_len > TINY_MAX_POSITIONS:
+            raise FieldProblem("data.seq_len", f"{self.data.seq_len} is more than the tiny model's {TINY_MAX_POSITIONS} "
+                                               f"positions (max_position_embeddings): use at most {TINY_MAX_POSITIONS}")
         return self
 
     def config_hash(self) -> str:
