@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import weakref
 
-import torch
-
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import Regularizer
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 
 class TrainingOnly(Regularizer):

@@ -6,9 +6,9 @@ token, not special tokens). `target: high` gates tokens above the (1 - k) percen
 ablation), `target: all` gates every eligible token (= vanilla token dropout). Drop (Eq. 3):
 P(m_t = 0) = gamma_j * g_t, gamma_j and the curriculum as in `baselines.masking`.
 
-Signal: `entropy` of p(. | x_<t) (the paper) or `nll` = -log p(x_t | x_<t), computed once by
-`entrodrop_bench.prepare.entropy` with the frozen base model and cached in PrepareContext.cache_dir (declared
-through `signals`, so the prepare stage computes it once before runs start).
+Signal: `entropy` of p(. | x_<t) (the paper) or `nll` = -log p(x_t | x_<t) of the frozen base model, declared
+through `signals`: the prepare stage computes it once before runs start, and the plugin receives it in
+`PrepareContext.signals`.
 Percentiles use numpy's default (linear interpolation between order statistics).
 
 Online signals (the paper's Limitations: "dynamic training loss as a real-time signal"): `online_loss` and
@@ -25,17 +25,28 @@ gates the same tokens, and it is saved in every checkpoint (`state_dict`), so a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator, model_validator
 
 from baselines.masking import TokenDropoutBase, TokenDropoutConfig
 from baselines.online_signal import OnlineSignalTable
-from entrodrop_bench.regularizer import TARGET, PrepareContext, TableRole, TokenMeta, register_regularizer
+from entrodrop_bench.registry import lazy_import
+from entrodrop_bench.regularizer import (
+    TARGET,
+    LogSeries,
+    PrepareContext,
+    ReportFields,
+    TableRole,
+    TokenMeta,
+    register_regularizer,
+)
 from entrodrop_bench.validation import FieldProblem
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 ONLINE_SIGNALS = {"online_loss": ("nll", "loss"), "online_entropy": ("entropy", "entropy")}
 """Online signal -> (the base-model signal it starts from, the per-token training value it records)."""
@@ -150,6 +161,16 @@ class EntroDrop(TokenDropoutBase):
         return TableRole(label="+EntroDrop", kind="proposed", targets=config.target,
                          drop_rate=config.gamma_max if in_sweep else None)
 
+    @classmethod
+    def report_fields(cls, config: EntroDropConfig) -> ReportFields:
+        """Token dropout's fields, its gate's share k, and for an online gate the shares of eligible target tokens whose
+        gate flipped at each refresh and whose gate differs from the base model's (Figure 5)."""
+        fields = super().report_fields(config)
+        online = config.signal in ONLINE_SIGNALS
+        series = (LogSeries("gate_flip_fraction", "gates flipped at the refresh"),
+                  LogSeries("gate_drift_fraction", "differs from the base model's gate", dashed=True)) if online else ()
+        return dataclasses.replace(fields, gate_share=None if config.target == "all" else config.percentile, series=series)
+
     def __init__(self, config: EntroDropConfig) -> None:
         super().__init__(config)
         self.gates: torch.Tensor | None = None
@@ -173,21 +194,12 @@ class EntroDrop(TokenDropoutBase):
         super().prepare(ctx)
         if self.config.target == "all":
             return  # vanilla: no signal needed
-        from entrodrop_bench.paths import signals_cache_file
-        from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key
-
         cfg = self.config
         (kind,) = self.signals(cfg)  # an online signal starts from the base model's
-        key = signals_cache_key(ctx.model, ctx.tokenizer, ctx.target_docs, seq_len=ctx.seq_len, kind=kind)
-        values, offsets = cached_token_signals(
-            ctx.model,
-            ctx.target_docs,
-            cache_file=signals_cache_file(ctx.cache_dir, key),
-            kind=kind,
-            seq_len=ctx.seq_len,
-            device=ctx.device,
-            batch_size=ctx.signal_batch_size,
-        )
+        if kind not in ctx.signals:
+            raise RuntimeError(f"entrodrop: PrepareContext.signals has no {kind!r} signal (the trainer passes the signals a "
+                               "plugin declares, computed by the prepare stage)")
+        values, offsets = ctx.signals[kind]
         self.set_signals(values, offsets, ctx.target_docs, special_ids=set(getattr(ctx.tokenizer, "all_special_ids", []) or []))
         if cfg.signal in ONLINE_SIGNALS:
             if cfg.refresh == "epoch" and ctx.target_epoch is None:

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import re
 
-import torch
 from pydantic import Field
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import UserError
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import RegularizerConfig, TableRole, TokenMeta, register_regularizer
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 SUBLAYER = re.compile(r"(^|\.)layers\.\d+\.(self_attn|mlp)$")
 

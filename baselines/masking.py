@@ -45,12 +45,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 
 from baselines.common import TrainingOnly, device_generator
 from entrodrop_bench.errors import ConfigError
-from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, TokenMeta
+from entrodrop_bench.registry import lazy_import
+from entrodrop_bench.regularizer import PrepareContext, RateMatch, RegularizerConfig, ReportFields, TokenMeta
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 
 class TokenDropoutConfig(RegularizerConfig):
@@ -206,6 +208,16 @@ class TokenDropoutBase(TrainingOnly):
         return ("gamma_max", config.gamma_max.match) if isinstance(config.gamma_max, RateMatch) else None
 
     @classmethod
+    def report_fields(cls, config: TokenDropoutConfig) -> ReportFields:
+        """Its logged masked and gated fractions (`log_values`), and gamma_max as trained (`resolved_params`)."""
+        return ReportFields(masked_fraction="masked_fraction", gated_fraction="gated_fraction", trained_drop_rate="gamma_max")
+
+    @classmethod
+    def gate_settings(cls, config: TokenDropoutConfig) -> dict:
+        """Every setting but the drop rate: the gate does not depend on it."""
+        return config.model_dump(mode="json", exclude={"gamma_max"})
+
+    @classmethod
     def expected_masked_fraction(cls, config: TokenDropoutConfig, *, gated_fraction: float, total_steps: int,
                                  baseline_min_val_step: int | None) -> float | None:
         """g * gamma_max * C (module docstring); None while gamma_max is an unresolved `{match: ...}`."""
@@ -224,6 +236,7 @@ class TokenDropoutBase(TrainingOnly):
         self._gamma_cache: tuple[int, float] | None = None
         self._last = {"gamma_max": 0.0, "gamma": 0.0}
         self._counts: dict[str, torch.Tensor | int] = {"eligible": 0, "gated": 0, "masked": 0}
+        self._processes, self._device = 1, torch.device("cpu")  # of the job training this run (`prepare`)
 
     # --- setup ------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:
@@ -231,6 +244,7 @@ class TokenDropoutBase(TrainingOnly):
         gamma_max = matched_gamma_max(self.config, ctx, plugin=plugin) if isinstance(self.config.gamma_max, RateMatch) else None
         self.schedule = build_schedule(self.config, ctx.total_steps, ctx.baseline_min_val_step, plugin=plugin, gamma_max=gamma_max)
         self.run_seed = ctx.seed
+        self._processes, self._device = ctx.num_processes, ctx.device
         weight = ctx.model.get_input_embeddings().weight.detach()
         if self.config.mask_embedding == "mean":
             self.mask_vector = weight.float().mean(dim=0).cpu()
@@ -283,6 +297,15 @@ class TokenDropoutBase(TrainingOnly):
         fill = self.mask_vector.to(device=device, dtype=embeds.dtype)
         return torch.where(mask.unsqueeze(-1), fill, embeds)
 
+    def _step_counts(self) -> tuple[float, float, float]:
+        """(eligible, gated, masked) tokens of this step, over every process of the job."""
+        counts = torch.stack([torch.as_tensor(self._counts[k], device=self._device).double()
+                              for k in ("eligible", "gated", "masked")])
+        if self._processes > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        eligible, gated, masked = counts.tolist()
+        return eligible, gated, masked
+
     def _count(self, eligible: torch.Tensor, candidates: torch.Tensor, mask: torch.Tensor) -> None:
         # Device tensors: no host sync per micro-batch; log_values() syncs once.
         self._counts["eligible"] = self._counts["eligible"] + eligible.sum()
@@ -290,14 +313,16 @@ class TokenDropoutBase(TrainingOnly):
         self._counts["masked"] = self._counts["masked"] + mask.sum()
 
     def log_values(self) -> dict[str, float]:
-        """This step's values; the counters restart for the next step."""
-        n = float(self._counts["eligible"])
+        """This step's values; the counters restart for the next step. In a job of several processes (each masks
+        only its own micro-batches) the counts are summed over the job first, so the fractions are the step's, as
+        one process would log them; every process calls this once per step."""
+        eligible, gated, masked = self._step_counts()
         gamma = self._last["gamma"]
         values = {
             "gamma_max": float(self._last["gamma_max"]),
             "gamma": float(gamma.mean()) if isinstance(gamma, torch.Tensor) else float(gamma),
-            "gated_fraction": float(self._counts["gated"]) / n if n else 0.0,
-            "masked_fraction": float(self._counts["masked"]) / n if n else 0.0,
+            "gated_fraction": gated / eligible if eligible else 0.0,
+            "masked_fraction": masked / eligible if eligible else 0.0,
         }
         self._counts = {"eligible": 0, "gated": 0, "masked": 0}
         return values

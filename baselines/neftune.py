@@ -7,11 +7,13 @@ recommended alpha = 5. Noise is added to every real token (target and general), 
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field
 
 from baselines.common import TrainingOnly, device_generator
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import RegularizerConfig, TableRole, TokenMeta, register_regularizer
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 
 class NEFTuneConfig(RegularizerConfig):

@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+
+from entrodrop_bench.registry import lazy_import
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 NEVER = -1
 """Stamp of a value no training visit has recorded (the base model's)."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import Field
 
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import Regularizer, RegularizerConfig, TableRole, register_regularizer
+
+torch = lazy_import("torch")  # imported on first use: loading a config imports no torch
 
 
 class WeightDecayConfig(RegularizerConfig):

@@ -111,8 +111,9 @@ def experiment(root: Path, model_dir: Path, shape: dict, steps: int, methods: di
 def prepared_in_process(config, layout, root: Path):
     """What `entrodrop_bench.prepare.stage.prepare` builds, from the same local files, tokenized in this process:
     the GPU image has no `datasets` (prepare reads jsonl through it), and the measurement is the trainer's."""
+    from entrodrop_bench.models import load_tokenizer
     from entrodrop_bench.prepare.data import make_plan, split_validation, tokenize_texts
-    from entrodrop_bench.prepare.stage import Prepared, load_tokenizer
+    from entrodrop_bench.prepare.stage import Prepared
 
     model_path = config.model.name_or_path
     tokenizer = load_tokenizer(config, model_path)
@@ -123,7 +124,12 @@ def prepared_in_process(config, layout, root: Path):
 
     train, val = split_validation(corpus("target"), config.data.validation_fraction, config.data.max_validation_docs, seed=0)
     plan = make_plan(config.data.token_budget, config.data.seq_len, config.train.global_batch_tokens, config.data.mix_ratio[0], train.n_tokens)
-    return Prepared(config, layout, model_path, tokenizer, train, val, corpus("general"), plan)
+    prepared = Prepared(config, layout, model_path, tokenizer, train, val, corpus("general"), plan)
+    # The prepare stage's base-model passes (signals, gate shares), which training only reads.
+    from entrodrop_bench.prepare.signals import warm_caches
+
+    warm_caches(prepared)
+    return prepared
 
 
 def _sync(device: torch.device) -> None:

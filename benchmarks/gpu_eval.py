@@ -88,7 +88,7 @@ def workload(model_dir: Path, texts: list[str], n_prompts: int, prompt_tokens: i
 
 def hf_generate(model_dir: Path, prompts: list[list[int]], *, new_tokens: int, batch_size: int, dtype: str) -> dict:
     """The HF engine: load through the evaluate stage's loader, then left-padded batched greedy `generate`."""
-    from entrodrop_bench.prepare.stage import load_causal_lm
+    from entrodrop_bench.models import load_causal_lm
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tic = time.perf_counter()

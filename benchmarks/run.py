@@ -4,9 +4,10 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all eleven, 5-7 timing a cold and a warm tiny pipeline (~20 min)
+    python benchmarks/run.py              # all thirteen, 5-7 and 12 timing a cold and a warm demo pipeline (~15 min)
     python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
+    python benchmarks/run.py --only 12    # a cold `make demo` pipeline, its parts and CPU time (~5 min idle)
 """
 
 from __future__ import annotations
@@ -106,12 +107,17 @@ def _train_step_fn(model, reg, rows, plan, optimizer, chunk_elements: int | None
 
 
 def _prepared_regularizer(plugin: str, params: dict, model, target, plan, cache_dir: Path):
+    from entrodrop_bench.prepare.entropy import token_signals
     from entrodrop_bench.regularizer import PrepareContext, build_regularizer
 
     reg = build_regularizer(plugin, params)
-    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=target.docs(), cache_dir=cache_dir,
+    docs = target.docs()
+    # the base-model signals the plugin declares, as the trainer hands them over from prepare's cache
+    signals = {kind: token_signals(model, docs, kind=kind, seq_len=plan.seq_len, device="cpu")
+               for kind in type(reg).signals(reg.config)}
+    reg.prepare(PrepareContext(model=model, tokenizer=_Tok(), target_docs=docs, cache_dir=cache_dir,
                                seq_len=plan.seq_len, total_steps=plan.total_steps, device=torch.device("cpu"), seed=0,
-                               baseline_min_val_step=0, target_epoch=plan.target_epoch))
+                               baseline_min_val_step=0, target_epoch=plan.target_epoch, signals=signals))
     reg.adjust_model(model)
     return reg
 
@@ -357,28 +363,86 @@ def ratio_loss_step(repeats: int) -> dict:
 
 
 CLI = str(REPO / ".venv/bin/entrodrop-bench")
-TINY = str(REPO / "configs/tiny.yaml")
+DEMO = str(REPO / "configs/tiny-demo.yaml")  # what `make demo` runs
 
 
 def demo_timings(eval_repeats: int) -> dict:
-    """5-7 and 10. Cold and warm wall time of the whole tiny pipeline (`entrodrop-bench run configs/tiny.yaml`, what
-    `make demo` runs, into a fresh temp folder: world, training, evaluation, reports), evaluation vs training time
-    per checkpoint, and row 10 on the cold run's world and plain run."""
+    """5-7, 10 and 12. Cold and warm wall time of `make demo`'s pipeline (`entrodrop-bench run configs/tiny-demo.yaml`
+    into a fresh temp folder: world, training, evaluation, reports), its parts, evaluation vs training time per
+    checkpoint, and row 10 on the cold run's world and plain run."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [CLI, "run", TINY, f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results", "--no-progress"]
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            times.append(time.perf_counter() - t0)
+        cold = cold_demo(Path(tmp))
+        t0 = time.perf_counter()
+        subprocess.run(_demo_cmd(Path(tmp)), check=True, stdout=subprocess.DEVNULL)
+        warm_s = time.perf_counter() - t0
         eval_s, train_s = _per_checkpoint_times(Path(tmp) / "runs")
         workers = ratio_eval_workers(eval_repeats, Path(tmp) / "runs")
     return {
-        "warm_over_cold": {"ratio": times[1] / times[0], "cold_s": times[0], "warm_s": times[1], "target": 0.05},
+        "warm_over_cold": {"ratio": warm_s / cold["total_s"], "cold_s": cold["total_s"], "warm_s": warm_s, "target": 0.05},
         "eval_over_train_per_checkpoint": {"ratio": eval_s / train_s, "eval_s": eval_s, "train_s": train_s},
-        "demo_cold_minutes": {"ratio": times[0] / 60, "cold_s": times[0], "target": 8},
+        "demo_cold_minutes": {"ratio": cold["total_s"] / 60, "cold_s": cold["total_s"], "target": 5},
         "eval_2x1_workers_over_1x2_process": workers,
+        "cold_demo_parts": cold,
     }
+
+
+def _demo_cmd(tmp: Path) -> list[str]:
+    return [CLI, "run", DEMO, f"output.runs_dir={tmp}/runs", f"output.results_dir={tmp}/results", "--no-progress"]
+
+
+# The first line each part of a cold `run` prints when it is done (pipeline.run_all's stages, in order).
+DEMO_PARTS = (("prepare", "prepare:"), ("train", "train:"), ("eval", "eval:"), ("reports", "run: done"))
+
+
+def cold_demo(tmp: Path) -> dict:
+    """12. A cold `make demo` pipeline into `tmp` (the shipped base model, nothing else on disk), its parts by wall
+    time as its output lines arrive (prepare: world and caches; train: to the last run's end, the evaluation worker
+    that fills an idle slot included; eval: the rest of the evaluation; reports: select, tables, figures,
+    leaderboard), the CPU time of all its processes (on an idle 2-core machine the wall time is at least half of
+    it), and the world build with and without the shipped base model (`prepare` alone, in fresh folders)."""
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    ends: dict[str, float] = {}
+    proc = subprocess.Popen(_demo_cmd(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        for part, prefix in DEMO_PARTS:
+            if line.startswith(prefix):
+                ends[part] = time.perf_counter() - t0  # the last `train:` line marks the end of training
+    if proc.wait() != 0:
+        raise RuntimeError(f"cold demo failed (exit {proc.returncode})")
+    total = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts, start = {}, 0.0
+    for part, _ in DEMO_PARTS:
+        parts[f"{part}_s"] = ends.get(part, start) - start
+        start = ends.get(part, start)
+    world = json.loads((tmp / "runs" / "world" / "world.json").read_text())
+    runs = [json.loads(f.read_text()) for f in (tmp / "runs" / "train").glob("*/seed*/status.json")]
+    return {
+        "ratio": total / 60, "total_s": total, **parts,
+        "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        "world_s": world.get("build_seconds"), "base_model": world.get("base_model", "pre-trained here"),
+        "runs": len(runs), "train_run_s": sorted(round(r["cost"]["train_wall_s"], 1) for r in runs if r.get("cost")),
+        "evaluations": len(list((tmp / "runs" / "store").glob("*/seed*/checkpoint-*/*.json"))),
+        **world_build_times(tmp), "target": 5,
+    }
+
+
+def _cold_demo_alone() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        return cold_demo(Path(tmp))
+
+
+def world_build_times(tmp: Path) -> dict:
+    """`entrodrop-bench prepare` of the demo in a fresh folder: with the shipped base model, and pre-training it."""
+    out = {}
+    for key, shipped in (("prepare_shipped_s", "1"), ("prepare_pretrained_s", "0")):
+        runs = tmp / f"prepare_{shipped}"
+        t0 = time.perf_counter()
+        subprocess.run([CLI, "prepare", DEMO, f"output.runs_dir={runs}", f"output.results_dir={tmp}/results_{shipped}"],
+                       check=True, stdout=subprocess.DEVNULL, env=os.environ | {"ENTRODROP_TINY_PREBUILT": shipped})
+        out[key] = time.perf_counter() - t0
+    return out
 
 
 def ratio_eval_workers(repeats: int, source_runs: Path | None = None) -> dict:
@@ -389,7 +453,7 @@ def ratio_eval_workers(repeats: int, source_runs: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if source_runs is None:
             source_runs = Path(tmp) / "source"
-            subprocess.run([CLI, "train", TINY, f"output.runs_dir={source_runs}", f"output.results_dir={tmp}/results",
+            subprocess.run([CLI, "train", DEMO, f"output.runs_dir={source_runs}", f"output.results_dir={tmp}/results",
                             "--run", "plain", "--no-progress"], check=True, stdout=subprocess.DEVNULL)
         counter = iter(range(10**6))
 
@@ -399,7 +463,7 @@ def ratio_eval_workers(repeats: int, source_runs: Path | None = None) -> dict:
                 (runs / "train").mkdir(parents=True)
                 (runs / "world").symlink_to(source_runs / "world")
                 (runs / "train" / "plain").symlink_to(source_runs / "train" / "plain")
-                subprocess.run([CLI, "eval", TINY, f"output.runs_dir={runs}", f"output.results_dir={tmp}/results",
+                subprocess.run([CLI, "eval", DEMO, f"output.runs_dir={runs}", f"output.results_dir={tmp}/results",
                                 f"eval.workers={workers}", f"eval.threads={threads}", "--no-progress"],
                                check=True, stdout=subprocess.DEVNULL)
             return run
@@ -421,6 +485,20 @@ def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
     return statistics.median(per_ckpt.values()), statistics.median(train)
 
 
+def ratio_cli_startup(repeats: int) -> dict:
+    """13. `entrodrop-bench plan configs/qwen3-0.6b-math.yaml` (a config loaded, its plugins validated, the plan
+    printed) over `python -c pass`, each a fresh interpreter, wall time (target: the plan well under a second)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    plan = [sys.executable, "-m", "entrodrop_bench.cli", "plan", str(REPO / "configs" / "qwen3-0.6b-math.yaml")]
+
+    def run(cmd: list[str]) -> Callable[[], None]:
+        return lambda: subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, check=True)
+
+    out = interleaved(run(plan), run([sys.executable, "-c", "pass"]), repeats)
+    out["target"] = "plan < 1 s"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -437,9 +515,12 @@ def main() -> None:
         "8_chunked_loss_memory_over_naive": ratio_loss_memory,
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
         "11_online_entrodrop_step_over_static": lambda: ratio_online_step(max(3, args.repeats // 2)),
+        "13_cli_plan_startup_over_python": lambda: ratio_cli_startup(args.repeats),
     }
-    if args.skip_demo or args.only:  # else row 10 runs on the cold demo's checkpoints, after rows 5-7
+    if args.skip_demo or args.only:  # else rows 10 and 12 come from the cold demo of rows 5-7
         rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)
+    if args.only:
+        rows["12_cold_demo_parts"] = _cold_demo_alone
     only = {n.strip() for n in args.only.split(",")} if args.only else None
     out_file = REPO / "results" / "bench.json"
     results = json.loads(out_file.read_text()) if only and out_file.is_file() else {}
@@ -456,6 +537,7 @@ def main() -> None:
     if not args.skip_demo and only is None:
         timed = demo_timings(args.eval_repeats)
         results["10_eval_2x1_workers_over_1x2_process"] = timed.pop("eval_2x1_workers_over_1x2_process")
+        results["12_cold_demo_parts"] = timed.pop("cold_demo_parts")
         results.update({f"{5 + i}_{k}": v for i, (k, v) in enumerate(timed.items())})
         write_json(out_file, results)
     _print_table(results)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -35,6 +35,7 @@ from entrodrop_bench import RUN_FORMAT_VERSION
 from entrodrop_bench.atomic import write_text
 from entrodrop_bench.errors import DataError
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.regularizer import MethodTable
 
 
 class ArtifactError(DataError):
@@ -109,11 +110,24 @@ class Artifact(BaseModel):
             raise ArtifactError(f"{path} was written in {cls.__name__} format {version}, this version of "
                                 f"entrodrop-bench reads format {cls.FORMAT}: {cls._remedy()}")
 
+    def render(self) -> str:
+        """The file's text, with the current format version."""
+        self.format_version = type(self).FORMAT
+        return self.model_dump_json(indent=2) + "\n"
+
     def write(self, path: Path) -> None:
         """Write atomically (temp file, then rename) with the current format version."""
-        self.format_version = type(self).FORMAT
+        text = self.render()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, self.model_dump_json(indent=2) + "\n")
+        write_text(path, text)
+
+    def write_if_changed(self, path: Path) -> bool:
+        """`write`, unless the file already holds exactly this (a stage re-run over finished work writes nothing);
+        whether it wrote."""
+        if path.is_file() and path.read_text(encoding="utf-8") == self.render():
+            return False
+        self.write(path)
+        return True
 
 
 _RUN_REMEDY = "delete the run's folder (or use another output.runs_dir) and re-run `entrodrop-bench {stage}`"
@@ -129,7 +143,7 @@ class CorpusRecord(BaseModel):
     tokens: int
     """Number of tokens."""
     hash: str
-    """`TokenizedCorpus.content_hash()`."""
+    """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
 
 
 class PreparedRecord(Artifact):
@@ -145,7 +159,7 @@ class PreparedRecord(Artifact):
     model_path: str
     """The base model's local folder or hub id."""
     tokenizer_hash: str
-    """Hash of the tokenizer's full definition (`prepare.stage.tokenizer_hash`)."""
+    """The tokenizer's fingerprint (`prepare.fingerprints.tokenizer_fingerprint`)."""
     target_train: CorpusRecord
     """The target corpus's training split."""
     target_val: CorpusRecord
@@ -169,7 +183,8 @@ class GateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str
-    """Hash of what it was measured from (corpus, base model, plugin and its settings); another key is re-measured."""
+    """Hash of what it was measured from (the fingerprints of the target corpus, the tokenizer and the base model's
+    weights, the plugin and its gate settings); another key is re-measured."""
     signal: str | None
     """The base-model signal the gate read (None: no gate)."""
     eligible_tokens: int
@@ -455,9 +470,8 @@ class SampleEntropy(Artifact):
             data = {**data, "format_version": 1}
         return super().from_data(data, path)
 
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n")
+    def render(self) -> str:
+        return json.dumps(self.model_dump(exclude={"format_version"}), indent=2) + "\n"
 
 
 class CheckpointManifest(Artifact):
@@ -644,12 +658,15 @@ class Summary(_Record):
     std: float
     """Sample standard deviation (0 for one seed)."""
     ci95: list[float] | None
-    """95% percentile-bootstrap interval (fixed RNG, so reruns give the same interval): of the mean across seeds
-    with several seeds; with one seed, of the score over the benchmark items (per-item outcomes resampled, for
-    a domain or total average each benchmark's items); None with one seed whose results lack per-item outcomes
-    (one value alone has no interval)."""
+    """95% interval. Scores and averages (`report.comparisons.score_interval`): over seeds and items with per-item
+    outcomes (seed term + item terms), over items with one seed, a t interval over seeds without them; None for
+    one seed without per-item outcomes or several without spread (never a zero-width interval). Validation
+    losses: see `AggregateValMinimum`."""
     n: int
     """Number of seeds."""
+    ci_over: str | None = None
+    """What `ci95` covers: `seeds and items`, `items only` (one seed: that checkpoint), `seeds`; None: no interval
+    or an older selection."""
 
 
 class CheckpointScores(_Record):
@@ -694,6 +711,10 @@ class HeldoutPick(_Record):
     """Its target-domain average on the report half (unbiased for that checkpoint)."""
     paper_avg: float
     """The paper rule's (`target_avg`) target-domain average on every item, at the checkpoint that rule picks."""
+    crossfit_avg: float | None = None
+    """Cross-fitted held-out score: over `crossfit_splits` item splits and both of their directions, the report-half
+    target average of the checkpoint picked on the other half, averaged (`statistics.crossfit_select`)."""
+    crossfit_splits: int | None = None
 
 
 class SeedSelection(_Record):
@@ -707,7 +728,11 @@ class SeedSelection(_Record):
     """Every evaluated checkpoint, oldest first."""
     val_min: ValMinimum | None
     masked_fraction: float | None
-    """Fraction of target tokens the regularizer masked (from the run's status)."""
+    """Share of eligible target tokens the regularizer masked, averaged over the run (from the run's status: the log
+    value its plugin declares as `ReportFields.masked_fraction`); None for a method that masks nothing."""
+    gated_fraction: float | None = None
+    """Share of eligible target tokens its gate passed, averaged over the run (the declared
+    `ReportFields.gated_fraction`); None without a gate."""
     resolved: dict[str, Any] = {}
     """Params the method resolved before training (from the run's status: a rate-matched gamma_max, ...)."""
     heldout: HeldoutPick | None = None
@@ -737,10 +762,12 @@ class HeldoutSummary(_Record):
     report_avg: float
     """Target-domain average on the report half: the held-out score."""
     paper_avg: float
+    crossfit_avg: float | None = None
+    """Mean over seeds of their cross-fitted held-out scores (`HeldoutPick.crossfit_avg`)."""
     optimism: float
-    """`paper_avg - report_avg`: how much the paper's rule (best checkpoint on the same test items it reports)
-    overstates the target-domain score; positive on average, since picking the maximum of noisy scores
-    selects upward noise."""
+    """`paper_avg - crossfit_avg` (`paper_avg - report_avg` in older selections): how much the paper's rule (best
+    checkpoint on the same test items it reports) overstates the target-domain score; positive on average, since
+    picking the maximum of noisy scores selects upward noise. Cross-fitted, it does not depend on one split."""
 
 
 class Aggregate(_Record):
@@ -775,12 +802,33 @@ class TableRoleRecord(_Record):
     """What a gate refreshed during training reads (`loss`, `entropy`; Table 3's online rows); None: a fixed gate."""
 
 
+class LogSeriesRecord(_Record):
+    """A logged value a run's plugin declared for the report to draw (`regularizer.LogSeries`)."""
+
+    key: str
+    label: str
+    dashed: bool = False
+
+
+class ReportFieldsRecord(_Record):
+    """What the report shows of a run beyond its scores, as its plugin declared it (`regularizer.ReportFields`),
+    recorded so that the report reads declarations and never a param or log key by name."""
+
+    masked_fraction: str | None = None
+    gated_fraction: str | None = None
+    gate_share: float | None = None
+    trained_drop_rate: str | None = None
+    series: list[LogSeriesRecord] = []
+
+
 class RunSelection(_Record):
     """One run (a method at one grid point)."""
 
     method: str
     plugin: str
     role: TableRoleRecord
+    report: ReportFieldsRecord
+    """Its plugin's report declarations."""
     params: dict[str, Any]
     seeds: dict[str, SeedSelection]
     """Seed (as text, a JSON key) -> its selection; seeds without evaluated checkpoints are absent."""
@@ -834,11 +882,19 @@ class PairedDifference(_Record):
     difference: float
     """Point estimate, in points."""
     ci95: list[float]
-    """95% paired-bootstrap percentile interval of the difference."""
+    """95% interval of the difference (scores: seeds x items, `statistics.crossed_difference`; validation loss:
+    a paired bootstrap over documents)."""
     p: float
-    """Two-sided bootstrap p-value for "no difference"."""
+    """Two-sided p-value for "no difference"."""
     p_holm: float
     """`p` after Holm's correction across the rows of the same table (per column)."""
+    se: float | None = None
+    """Standard error (scores only)."""
+    mde: float | None = None
+    """Minimum detectable effect: the true difference detected at level 0.05 with 80% power (scores only)."""
+    level: str | None = None
+    """`seeds and items` (several seeds: the methods compared) or `items only` (one seed: two checkpoints
+    compared; a mark means the checkpoints differ, not the methods); None for validation loss."""
 
 
 class RowComparison(_Record):
@@ -856,10 +912,29 @@ class RowComparison(_Record):
     has no per-document losses."""
 
 
+class Contrast(_Record):
+    """One of Table 3's own questions: a row minus another row (not the Baseline) on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    method: str
+    run: str
+    against: str
+    """The method subtracted."""
+    against_run: str
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    difference: PairedDifference | None
+    """None when a result it needs lacks per-item outcomes; Holm across the table's contrasts."""
+
+
 class TableComparisons(_Record):
     """The comparisons of one table, in row order (the Baseline's own row left out)."""
 
     rows: list[RowComparison]
+    contrasts: list[Contrast] = []
+    """Table 3 only: its rows against each other (`report.comparisons.CONTRASTS`)."""
 
 
 class Comparisons(_Record):
@@ -867,10 +942,10 @@ class Comparisons(_Record):
 
     test: str
     """The test, in words."""
-    resamples: int
-    """Bootstrap resamples per comparison."""
-    seed: int
-    """Seed of the bootstrap's random generator (reruns give the same numbers)."""
+    alpha: float
+    """Level of a mark (Holm-adjusted p below it)."""
+    mde_power: float
+    """Power at which `PairedDifference.mde` is detected."""
     baseline: str | None
     """The method compared against (table role `baseline`); None when there is none."""
     baseline_run: str | None
@@ -890,7 +965,10 @@ class Selection(Artifact):
     STAGE: ClassVar[str] = "select CONFIG"
     # 2: `inputs` added; format 1 cannot be checked for staleness. 3: `comparisons`, item-level one-seed intervals.
     # 4: Table 4's validation-loss intervals over documents (`val_min.documents`, `val_loss` comparisons).
-    FORMAT: ClassVar[int] = 4
+    # 5: each run's report declarations (`RunSelection.report`), each seed's gated fraction.
+    # 6: seeds x items tests and intervals (`level`, `se`, `mde`, `ci_over`), Table 3's contrasts, cross-fitted
+    #    optimism; no bootstrap resamples or seed.
+    FORMAT: ClassVar[int] = 6
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     experiment: str
@@ -914,14 +992,340 @@ class Selection(Artifact):
     """Each table's methods against the Baseline: paired differences with intervals and Holm-adjusted p-values."""
 
 
+_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
+_CI95_TEXT = ("95% interval: over training seeds and test items (seed term + item terms, report.statistics) with "
+              "per-item outcomes; with one seed over the items only (`ci_over`: items only); without per-item outcomes a "
+              "t interval over seeds. Absent where there is none (one seed without per-item outcomes, or seeds without "
+              "spread): never zero-width. Older entries: the min-max of the seeds.")
+_CI_OVER_TEXT = "What `ci95` covers: `seeds and items`, `items only` (one seed: that checkpoint) or `seeds`."
+
+
+def _absent_or_value(schema: dict[str, Any]) -> None:
+    """JSON schema of an optional field that is absent when unset, never null: only its non-null branch."""
+    branches = [b for b in schema.pop("anyOf") if b != {"type": "null"}]
+    schema.pop("default", None)
+    schema.update(branches[0])
+
+
+class _Entry(BaseModel):
+    """A part of a leaderboard entry. Written with `exclude_unset`: a field the entry never set (an optional one
+    such as `ci95`, or one an older entry lacks) stays absent on disk, so republishing rewrites old entries as
+    they were."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class LeaderboardSummary(_Entry):
+    """A statistic across seeds, on the x100 scale."""
+
+    mean: float
+    """Mean across seeds of the per-seed selected checkpoint's value."""
+    std: float = Field(ge=0)
+    """Sample standard deviation across seeds (0 with one seed)."""
+    n: int = Field(ge=1)
+    """Number of seeds that contributed."""
+    ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
+                                     json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
+
+    @classmethod
+    def of(cls, s: Summary) -> LeaderboardSummary:
+        """A selection's summary; `ci95` (and what it covers) only when it has one."""
+        return cls(mean=s.mean, std=s.std, n=s.n, **interval_fields(s))
+
+
+def interval_fields(s: Summary) -> dict[str, Any]:
+    """`ci95` and `ci_over` of a summary that has an interval; nothing otherwise."""
+    if not s.ci95:
+        return {}
+    return {"ci95": s.ci95, **({"ci_over": s.ci_over} if s.ci_over else {})}
+
+
+class LeaderboardMethod(_Entry):
+    """The method as configured."""
+
+    name: str = Field(min_length=1)
+    """Method name in the config's `methods` section."""
+    label: str
+    """Display name as in the paper's tables (e.g. +EntroDrop)."""
+    plugin: str = Field(min_length=1)
+    """Registered regularizer plugin."""
+    plugin_version: str | None
+    """The plugin's `version`; null when the plugin was not importable at build time."""
+    table: MethodTable
+    """Which paper table family the method belongs to."""
+    params: dict[str, Any]
+    """Parameters of the selected (best) grid point."""
+    config: dict[str, Any] = Field(json_schema_extra={"required": ["plugin", "params", "grid"]})
+    """The full method config: plugin, params, grid, table."""
+
+
+class LeaderboardBackbone(_Entry):
+    """Base model that was continually pre-trained."""
+
+    id: str = Field(min_length=1)
+    """Hub id, local path name, or `tiny`."""
+    revision: str | None
+    """Pinned hub revision, if any."""
+
+
+class LeaderboardBudget(_Entry):
+    """Training budget, identical for every method of an experiment."""
+
+    token_budget: int = Field(ge=1)
+    """Total training tokens."""
+    mix_ratio: list[Annotated[float, Field(ge=0, le=1)]] = Field(min_length=2, max_length=2)
+    """target:general token shares."""
+    seq_len: int = Field(ge=1)
+    """Packed sequence length."""
+
+
+class LeaderboardCheckpoint(_Entry):
+    """The selected checkpoint of one seed."""
+
+    seed: int
+    step: int = Field(ge=0)
+    """Optimizer step of the checkpoint."""
+    target_epoch: float | None
+    """Target-domain epochs seen at that step."""
+    val_loss: float | None = None
+    """Held-out target validation loss at that checkpoint."""
+    trained_at_commit: str | None = None
+    """Project commit that trained this checkpoint (from its manifest; `-dirty` when the tree had changes); null when
+    unknown."""
+
+
+class LeaderboardSelection(_Entry):
+    """How the representative checkpoint was chosen."""
+
+    rule: Literal["target_avg", "val_loss", "heldout"]
+    """`target_avg`: highest target-domain average (the paper's rule); `val_loss`: lowest held-out validation loss;
+    `heldout`: highest target-domain average on the selection half of each benchmark's items (split by a seeded hash
+    of the item id), scored on the report half."""
+    target_domain: str
+    """Domain whose average drives selection."""
+    checkpoints: list[LeaderboardCheckpoint] = Field(min_length=1)
+    """Selected checkpoint per seed."""
+
+
+class LeaderboardScore(_Entry):
+    """One benchmark's score (x100) at the selected checkpoints."""
+
+    metric: str | None
+    """Primary metric key as emitted by the harness (e.g. `exact_match,strict-match`, `pass@1`)."""
+    harness: str | None
+    """lm-eval or evalplus."""
+    domain: str
+    """Domain the benchmark is averaged into."""
+    mean: float
+    """Mean score x100."""
+    std: float = Field(ge=0)
+    """Sample standard deviation across seeds (0 with one seed)."""
+    n: int = Field(ge=1)
+    """Number of seeds that contributed."""
+    ci95: list[float] | None = Field(default=None, min_length=2, max_length=2, description=_CI95_TEXT,
+                                     json_schema_extra=_absent_or_value)
+    ci_over: str | None = Field(default=None, description=_CI_OVER_TEXT, json_schema_extra=_absent_or_value)
+
+
+class LeaderboardProvenance(_Entry):
+    """Where the numbers come from."""
+
+    git_commit: str | None
+    """Project commit that built this entry (with `-dirty` when the tree had changes); null outside git. The commit
+    that trained each checkpoint is under selection.checkpoints."""
+    data_hashes: dict[str, str | None]
+    """Content hashes of the tokenized target train/val and general corpora and the tokenizer (from prepare); empty
+    when unknown."""
+    config_hash: str | None
+    """Hash of the fully resolved experiment config."""
+    date: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time the entry was built."""
+    versions: dict[str, str | None] = Field(
+        json_schema_extra={"required": ["lm_eval", "evalplus", "transformers", "torch", "entrodrop_bench"]})
+    """Versions used by evaluation (lm_eval, evalplus, transformers, torch, entrodrop_bench)."""
+    modified_work_tree: bool | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: true when the entry was built or published from a work tree with changes to tracked files outside
+    results/ (published with --allow-dirty); absent in entries published before it was recorded (their `git_commit`
+    ends in `-dirty` then)."""
+
+
+class LeaderboardCost(_Entry):
+    """What the entry's runs cost, measured, summed over its seeds (a value is null when some seed did not record
+    it). Definitions in entrodrop_bench/cost.py."""
+
+    tokens_trained: int | None = Field(default=None, ge=0)
+    """Tokens trained: optimizer steps x tokens per step."""
+    train_flops: float | None = Field(default=None, ge=0)
+    """Training FLOPs: (6 N + 12 L H d S) x tokens trained, N every parameter but the input embedding table."""
+    train_wall_s: float | None = Field(default=None, ge=0)
+    """Training wall seconds, summed over every session (resumes included)."""
+    eval_wall_s: float | None = Field(default=None, ge=0)
+    """Evaluation wall seconds: the sum of the stored results' wall times, every checkpoint and benchmark."""
+    device: str | None = None
+    """Training device(s): `cpu` or the GPU name."""
+    device_count: int | None = Field(default=None, ge=1)
+    """Training processes (accelerate world size), one device each."""
+    device_hours: float | None = Field(default=None, ge=0)
+    """Training wall x device count plus evaluation wall (one device), in hours."""
+
+
+class LeaderboardComparison(_Entry):
+    """The method's average minus the Baseline's (x100), paired over items (and seeds)."""
+
+    diff: float
+    """Point estimate of the difference, in points."""
+    ci95: list[float] = Field(min_length=2, max_length=2)
+    """95% interval of the difference (over seeds and items; one seed: items only)."""
+    p: float = Field(ge=0, le=1)
+    """Two-sided p-value for no difference."""
+    p_holm: float = Field(ge=0, le=1)
+    """p after Holm's correction across the rows of the table named in `table`."""
+    mde: float | None = Field(default=None, ge=0, json_schema_extra=_absent_or_value)
+    """Minimum detectable effect: the true difference found at p < 0.05 with 80% power (before Holm)."""
+    level: str | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """`seeds and items` (the methods compared) or `items only` (one seed: two checkpoints compared)."""
+
+
+class LeaderboardVsBaseline(_Entry):
+    """Paired comparisons of this method with the Baseline of the same experiment."""
+
+    table: str
+    """Paper table whose rows Holm's correction runs across (table1, table2, table3, table4)."""
+    baseline: str | None
+    """The Baseline method's name."""
+    seeds: list[int]
+    """Training seeds paired with the Baseline's."""
+    columns: dict[str, LeaderboardComparison | None]
+    """Domain name or `total` -> the comparison of that average; null when a result it needs lacks per-item
+    outcomes."""
+
+
+class LeaderboardContrast(_Entry):
+    """One of Table 3's own contrasts with this entry's method as the first term: it minus another row of the
+    table (not the Baseline), on the target domain."""
+
+    name: str
+    """`low vs rate-matched random`, `low vs random` (no rate-matched row) or `low vs high entropy`."""
+    against: str
+    """The method subtracted (another entry of the same experiment)."""
+    column: str
+    """The target domain."""
+    seeds: list[int]
+    """Training seeds paired."""
+    comparison: LeaderboardComparison | None
+    """The difference, its interval, p-values (Holm across the table's contrasts), MDE and level; null when a
+    result it needs lacks per-item outcomes."""
+
+
+class LeaderboardSuperseded(_Entry):
+    """A shared leaderboard's mark on an entry its experiment's config no longer produces."""
+
+    date: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time of the publish that superseded it."""
+
+
+class LeaderboardValCurve(_Entry):
+    """One seed's held-out target validation loss over training, at step 0 and every checkpoint."""
+
+    seed: int
+    """Training seed."""
+    step: list[Annotated[int, Field(ge=0)]]
+    """Optimizer steps of the points."""
+    target_epoch: list[Annotated[float, Field(ge=0)]]
+    """Target-domain epochs at each point."""
+    loss: list[float]
+    """Mean validation loss over every label token at each point."""
+
+
+class LeaderboardEntry(_Entry):
+    """One method of one experiment, at its best grid point and selected checkpoint(s)."""
+
+    key: str = Field(pattern=r"^[^/]+/[^/]+(/[^/]+)*/[0-9a-f]{12}$")
+    """preset/backbone@revision/method/hash: hash of the preset, backbone, token budget, benchmark set and the
+    method's full config (grid included). Republishing replaces the entry with the same key."""
+    experiment: str = Field(min_length=1)
+    """Experiment name (config `name`)."""
+    preset: str = Field(min_length=1)
+    """Paper setting reproduced (e.g. qwen3-0.6b-math) or `tiny`."""
+    paper_table: int | None = None
+    """Paper table the experiment reproduces (1-4)."""
+    method: LeaderboardMethod
+    """The method as configured."""
+    backbone: LeaderboardBackbone
+    """Base model that was continually pre-trained."""
+    budget: LeaderboardBudget
+    """Training budget, identical for every method of an experiment."""
+    seeds: list[int] = Field(min_length=1)
+    """Seeds whose selected checkpoints are aggregated."""
+    selection: LeaderboardSelection
+    """How the representative checkpoint was chosen."""
+    scores: dict[str, LeaderboardScore] = Field(min_length=1)
+    """Benchmark name -> score (x100) at the selected checkpoints."""
+    domain_averages: dict[str, LeaderboardSummary] = Field(min_length=1)
+    """Domain -> mean of its benchmarks (x100)."""
+    total_average: LeaderboardSummary
+    """Mean of the domain averages."""
+    relative_to_plain_pct: dict[str, float | None]
+    """Domain name or `total` -> relative change vs the plain (Baseline) method of the same experiment, in percent,
+    computed from the 2-decimal averages as the paper does; null for plain itself or when plain has no result."""
+    provenance: LeaderboardProvenance
+    """Where the numbers come from."""
+    cost: LeaderboardCost | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: what the entry's runs cost (absent in entries built before cost accounting)."""
+    vs_baseline: LeaderboardVsBaseline | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: paired comparisons with the Baseline (absent for the Baseline itself and in entries built before
+    they existed)."""
+    contrasts: list[LeaderboardContrast] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: Table 3's contrasts whose first term is this method (`low vs rate-matched random`, `low vs high
+    entropy`); absent for every other method and in entries built before they existed."""
+    val_curve: list[LeaderboardValCurve] | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional: each seed's held-out target validation loss at step 0 and every checkpoint of the entry's run (from
+    its val_curve.json), for the page's curves; absent in entries built before it was recorded."""
+    superseded: LeaderboardSuperseded | None = Field(default=None, json_schema_extra=_absent_or_value)
+    """Optional, only in a shared leaderboard: the entry's experiment was published again (same experiment and
+    preset) and its config no longer produces this entry; kept as history. An experiment's own leaderboard drops
+    such entries instead."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as written: fields it never set are absent."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+LEADERBOARD_SCHEMA_VERSION = 1
+
+
+class LeaderboardDocument(_Entry):
+    """Published results of multi-epoch continual pre-training methods (EntroDrop and regularization baselines). One
+    entry per (preset, backbone, method configuration); republishing an experiment replaces its entries by key.
+    Every write of results/leaderboard.json is validated against the schema generated from this model."""
+
+    schema_version: Literal[1]
+    """Version of this schema; bumped on incompatible changes."""
+    updated: str = Field(pattern=_DATE_TIME, json_schema_extra={"format": "date-time"})
+    """UTC time the entries last changed (ISO 8601)."""
+    entries: list[LeaderboardEntry]
+    """Entries sorted by key; keys are unique."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def leaderboard_json_schema() -> dict[str, Any]:
+    """results/leaderboard.schema.json: the JSON schema of `LeaderboardDocument` (`entrodrop-bench leaderboard
+    schema` rewrites the file; a test fails when the two differ)."""
+    schema = LeaderboardDocument.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://entrodrop-bench/leaderboard.schema.json", **schema}
+
+
 class LeaderboardEntries(Artifact):
     """This experiment's leaderboard entries, one per method at its best grid point; `leaderboard publish`
-    merges them into the shared leaderboard. Each entry follows results/leaderboard.schema.json, which
-    `leaderboard build` and `publish` validate (the schema, not this model, is the entries' contract)."""
+    merges them into the shared leaderboard."""
 
     STAGE: ClassVar[str] = "leaderboard build CONFIG"
 
-    entries: list[dict[str, Any]]
+    entries: list[LeaderboardEntry]
 
     @classmethod
     def from_data(cls, data: Any, path: Path | str = "<data>"):
@@ -929,6 +1333,11 @@ class LeaderboardEntries(Artifact):
         if isinstance(data, list):
             data = {"format_version": cls.FORMAT, "entries": data}
         return super().from_data(data, path)
+
+    def render(self) -> str:
+        """Each entry as written (`LeaderboardEntry.to_json`: fields it never set stay absent)."""
+        self.format_version = type(self).FORMAT
+        return self.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
 
 class LaunchedJob(BaseModel):

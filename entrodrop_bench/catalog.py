@@ -27,7 +27,7 @@ from entrodrop_bench.evaluate.benchmarks import (
 # Published sizes of the evaluated split (see tasks/README.md for the sources).
 FULL_SIZES = {
     "svamp": 1000, "gsm8k": 1319, "minerva_math": 5000, "hendrycks_math": 5000, "minerva_math500": 500,
-    "college_math": 2818, "olympiadbench": 674, "hellaswag": 10042, "arc_challenge": 1172, "arc_easy": 2376,
+    "college_math": 2818, "olympiadbench": 674, "hellaswag": 10042, "arc_challenge": 299, "arc_easy": 2376,
     "piqa": 1838, "mmlu": 14042, "ifeval": 541, "humaneval": 164, "mbpp": 378, "livecodebench": 400,
 }
 # Hub sources of benchmarks whose task YAML is not enough to say it (groups, code benchmarks).

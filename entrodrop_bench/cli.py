@@ -21,7 +21,7 @@ _HELP = {
     "tables": "write Tables 1-4 as Markdown, LaTeX and CSV from selection.json (run `select` first)",
     "figures": "write Figures 1c, 2a, 2b, 2c, 3 and 4 as PNG and PDF from selection.json (run `select` first)",
     "leaderboard": "build this experiment's leaderboard entries from selection.json, or `publish RUN_DIR` / "
-                   "`validate FILE`",
+                   "`validate FILE` / `schema` (regenerate the schema file)",
     "plugins": "list registered regularizer plugins and their config fields",
     "config": "print the resolved config (base files merged, overrides applied, defaults filled) as YAML; "
               "--explain: every field with its value, type and docstring, and each run's typed plugin params",
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_args(p)
         p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if name == "tables":
+            p.add_argument("--from-items", metavar="FILE", default=None,
+                           help="rebuild every table from a per-item outcomes file (results/<experiment>/"
+                                "item_outcomes.jsonl.gz, written by `select`) and selection.json, without the runs folder")
         if name == "train":
             p.add_argument("--run", action="append", help="train only this run (repeatable); default: all")
             p.add_argument("--seed", type=int, action="append", help="train only this seed (repeatable)")
@@ -57,9 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(build)
     publish = lb_sub.add_parser("publish", help="merge a run's selected results into results/leaderboard.json")
     publish.add_argument("run_dir", help="an experiment's results directory (e.g. results/tiny)")
-    publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json)")
+    publish.add_argument("--into", default=None, help="leaderboard file (default results/leaderboard.json); the "
+                         "experiment's own RUN_DIR/leaderboard.json keeps exactly its current entries")
+    publish.add_argument("--allow-dirty", action="store_true",
+                         help="publish entries built or published from a work tree with uncommitted changes to tracked "
+                              "files (outside results/); they are marked as such")
+    render = lb_sub.add_parser("render", help="rewrite a leaderboard's HTML page from its JSON (no publish)")
+    render.add_argument("file", help="a leaderboard .json file (e.g. results/tiny/leaderboard.json)")
+    render.add_argument("--screenshot", action="store_true",
+                        help="also save a screenshot of the page beside it (.png; needs chromium and playwright)")
     validate = lb_sub.add_parser("validate", help="check a leaderboard file against results/leaderboard.schema.json")
     validate.add_argument("file")
+    lb_sub.add_parser("schema", help="regenerate results/leaderboard.schema.json from the entry model (artifacts.py)")
     plan = sub.add_parser("plan", help=_HELP["plan"], description=_HELP["plan"])
     _add_config_args(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -110,8 +123,27 @@ def _leaderboard(args) -> int:
         from entrodrop_bench.paths import LEADERBOARD_JSON
 
         target = Path(args.into) if args.into else LEADERBOARD_JSON
-        leaderboard.publish(Path(args.run_dir), target)
-        print(f"published {args.run_dir} into {target}")
+        done = leaderboard.publish(Path(args.run_dir), target, allow_dirty=args.allow_dirty)
+        print(f"published {args.run_dir} into {target}: {done.entries} entries"
+              + (", marked as from a modified work tree" if done.modified_tree else ""))
+        for key in done.removed:
+            print(f"  removed {key}: the experiment's config no longer produces it")
+        for key in done.superseded:
+            print(f"  marked superseded {key}: the experiment's config no longer produces it")
+        return 0
+    if args.action == "render":
+        from entrodrop_bench.paths import leaderboard_screenshot
+
+        page = leaderboard.render_page(Path(args.file))
+        print(f"wrote {page}")
+        if args.screenshot:
+            from entrodrop_bench.report.screenshot import screenshot
+
+            screenshot(page, leaderboard_screenshot(Path(args.file)))
+            print(f"wrote {leaderboard_screenshot(Path(args.file))}")
+        return 0
+    if args.action == "schema":
+        print(f"wrote {leaderboard.write_schema()}")
         return 0
     problems = leaderboard.validate_file(Path(args.file))
     for problem in problems:
@@ -144,8 +176,7 @@ def _benchmarks(args) -> int:
 
 
 def dispatch(args) -> int:
-    from entrodrop_bench import pipeline
-
+    # Only what a command needs is imported: `plan`, `status`, `config`, `benchmarks` and `--help` import no torch.
     if args.command == "leaderboard":
         return _leaderboard(args)
     if args.command == "plugins":
@@ -173,6 +204,8 @@ def dispatch(args) -> int:
         return 0
     if args.command in ("launch", "status"):
         return _launch_or_status(args, config, layout)
+    from entrodrop_bench import pipeline
+
     progress = not args.no_progress and sys.stderr.isatty()
     if args.command in ("run", "prepare", "train", "eval"):
         # An unreachable benchmark or gated repo fails now, not after hours of training; the GPU that
@@ -190,6 +223,8 @@ def dispatch(args) -> int:
         failures = pipeline.eval_failures(pipeline.stage_eval(config, layout, progress=progress))
     elif args.command == "select":
         failures = pipeline.selection_failures(pipeline.stage_select(config, layout))
+    elif args.command == "tables" and args.from_items:
+        pipeline.stage_tables(config, layout, from_items=Path(args.from_items))
     else:  # tables, figures: drawn from the written selection; nothing selected at all is a failure
         getattr(pipeline, f"stage_{args.command}")(config, layout)
         failures = pipeline.selection_failures(pipeline.written_selection(config, layout))

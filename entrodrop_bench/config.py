@@ -11,6 +11,7 @@ check that needs the whole config is in `check_config`, which `load_config` runs
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import logging
 import re
@@ -26,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import ConfigError, shown
 from entrodrop_bench.regularizer import (
+    MethodTable,
     Regularizer,
     RegularizerConfig,
+    ReportFields,
     TableRole,
     declares_masking_rate,
     resolve_params,
@@ -185,7 +188,7 @@ class MethodConfig(Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     """Sweep: param -> values. Every grid point is its own run (named `<method>@<param>=<value>,...`);
     selection reports the best per method. Values are distinct scalars (numbers, booleans, short words)."""
-    table: str | None = None
+    table: MethodTable | None = None
     """Which table family the method belongs to (main, targeting, gamma, schedule); None: main."""
 
     @model_validator(mode="after")
@@ -206,6 +209,19 @@ class MethodConfig(Section):
                     raise FieldProblem(f"grid.{key}", f"{shown(values)} lists {shown(value)} twice: each value is one run, list it once")
                 seen.append(value)
         return self
+
+
+# Benchmarks whose prompt is a fixed set of exemplars: any other shot count would break the prompt (lm-eval's
+# MATH asserts "number of fewshot samples requested exceeds the 4 that are available"; GSM8K is OpenCompass's
+# four chain-of-thought exemplars, tasks/gsm8k.yaml).
+FIXED_SHOTS = {"minerva_math": 4, "gsm8k": 4}
+
+
+def fixed_shots(benchmark: str) -> int | None:
+    """The exemplar count a benchmark's prompt fixes (MATH's subtasks and 500 variant share their group's)."""
+    if benchmark.startswith("minerva_math"):
+        return FIXED_SHOTS["minerva_math"]
+    return FIXED_SHOTS.get(benchmark)
 
 
 class EvalConfig(Section):
@@ -237,8 +253,12 @@ class EvalConfig(Section):
     large would not fit a GPU's memory with any model the harness evaluates)."""
     limit: int | None = Field(None, gt=0)
     """Evaluate only the first N examples of each benchmark."""
-    num_fewshot: int | None = Field(None, ge=0)
-    """Few-shot examples per lm-eval prompt; None: each task's own default."""
+    num_fewshot: int | dict[str, int] | None = None
+    """Few-shot examples per lm-eval prompt, per benchmark: `{mmlu: 5, hellaswag: 10}` (a benchmark not listed keeps
+    its task's own default; the real presets set what OpenCompass's configs use, see tasks/README.md). One int sets
+    every lm-eval benchmark, and is refused where a benchmark cannot take it (a task with a fixed set of exemplars,
+    such as MATH's four Minerva ones, or a benchmark listed in FIXED_SHOTS). None: each task's own default.
+    Code benchmarks (evalplus, LiveCodeBench) have fixed prompts and take no shot count."""
     max_gen_toks: int = Field(256, gt=0)
     """Most new tokens generated per answer (generative lm-eval tasks and code benchmarks)."""
     data_overrides: dict[str, str] = Field(default_factory=dict)
@@ -275,10 +295,43 @@ class EvalConfig(Section):
     `nobody` (as root) or of this user. Off: code evaluation without bubblewrap is refused before any work.
     The level used is recorded in every result's provenance (`sandbox`) and in the tables' notes."""
 
+    def shots(self, benchmark: str) -> int | None:
+        """The few-shot count for one benchmark (None: the task's own default, always for a fixed exemplar set)."""
+        if fixed_shots(benchmark) is not None:
+            return None
+        if isinstance(self.num_fewshot, dict):
+            return self.num_fewshot.get(benchmark)
+        return self.num_fewshot
+
     @property
     def needs_items(self) -> bool:
         """Whether a stored result without per-item outcomes must be re-evaluated."""
         return self.per_item or self.selection == "heldout"
+
+    def _check_shots(self) -> None:
+        """Per-benchmark shot counts name configured lm-eval benchmarks; no count exceeds a fixed exemplar set."""
+        shots = self.num_fewshot
+        if shots is None:
+            return
+        if isinstance(shots, dict):
+            for bench, n in shots.items():
+                if bench not in self.lm_eval_tasks:
+                    what = ("a code benchmark: its prompt is fixed (evalplus zero-shot, LiveCodeBench one exemplar)"
+                            if bench in self.evalplus_datasets else "not in eval.lm_eval_tasks "
+                            f"({', '.join(self.lm_eval_tasks) or 'none'})")
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{shown(bench)} is {what}")
+                if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{shown(n)}: expected a whole number of shots >= 0")
+        elif isinstance(shots, bool) or shots < 0:
+            raise FieldProblem("num_fewshot", f"{shown(shots)}: expected a whole number of shots >= 0, or benchmark -> shots")
+        for bench in self.lm_eval_tasks:
+            n = shots.get(bench) if isinstance(shots, dict) else shots
+            limit = fixed_shots(bench)
+            if n is not None and limit is not None and n != limit:
+                where = f"num_fewshot.{bench}" if isinstance(shots, dict) else "num_fewshot"
+                raise FieldProblem(where, f"{n} shots for {bench}, whose prompt has exactly {limit} fixed exemplars; "
+                                          f"leave {bench} out (or give it {limit}), and set other benchmarks per "
+                                          "benchmark, e.g. num_fewshot: {mmlu: 5, hellaswag: 10}")
 
     @model_validator(mode="after")
     def _benchmark_names(self) -> EvalConfig:
@@ -293,6 +346,7 @@ class EvalConfig(Section):
             if bench not in benchmarks:
                 raise FieldProblem("data_overrides", f"{shown(bench)} is not a configured benchmark (eval.lm_eval_tasks or "
                                                      f"eval.evalplus_datasets: {', '.join(sorted(benchmarks)) or 'none'})")
+        self._check_shots()
         for domain, benches in self.domains.items():
             if not benches:
                 raise FieldProblem(f"domains.{domain}", "[] is empty: a domain averages at least one benchmark")
@@ -302,6 +356,10 @@ class EvalConfig(Section):
                                           f"eval.vllm_gpu_memory_utilization ({self.vllm_gpu_memory_utilization}) of "
                                           "one GPU, more than all of it; lower one of them (workers x utilization <= 1)")
         return self
+
+
+TRACKING_FIELDS = ("trackers", "wandb_project")
+"""`output` fields that choose where training metrics are sent: outside the config hash."""
 
 
 class OutputConfig(Section):
@@ -315,11 +373,31 @@ class OutputConfig(Section):
     """`runs_dir`s of other experiments (e.g. Table 1's) whose finished training runs this one reuses instead of
     retraining: a run is shared only when its run key (`run_key`: every training-relevant setting) is identical."""
 
+    trackers: list[Literal["tensorboard", "wandb"]] = Field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers the training loss, learning rate and the method's logged values go to, through
+    accelerate's trackers (`log_with`), from the main process: `tensorboard` (event files in each run's folder,
+    `<run>/seed<k>/tb/`) and `wandb` (Weights & Biases: one W&B run per training run, named
+    `<experiment>/<run>/seed<k>`, grouped by experiment, in the project `wandb_project`, its files in the run's
+    folder; needs the `wandb` extra, `pip install -e '.[wandb]'`, and `wandb login`, or `WANDB_MODE=offline` to
+    sync later). Empty: none. Left out of the config hash: it changes where metrics are sent, never what is
+    computed."""
+    wandb_project: str = Field("entrodrop-bench", min_length=1)
+    """The W&B project of the `wandb` tracker."""
+
     @model_validator(mode="after")
     def _not_blank(self) -> OutputConfig:
         for key in ("runs_dir", "results_dir"):
             if not getattr(self, key).strip():
                 raise FieldProblem(key, f"{shown(getattr(self, key))} is blank: expected a folder path (e.g. runs/my-experiment)")
+        return self
+
+    @model_validator(mode="after")
+    def _trackers_usable(self) -> OutputConfig:
+        if len(set(self.trackers)) != len(self.trackers):
+            raise FieldProblem("trackers", f"{self.trackers} lists a tracker twice: list each once")
+        if "wandb" in self.trackers and importlib.util.find_spec("wandb") is None:
+            raise FieldProblem("trackers", "'wandb' needs the wandb package, which is not installed: "
+                                           "pip install -e '.[wandb]' (or remove wandb from output.trackers)")
         return self
 
 
@@ -411,19 +489,24 @@ class TinyWorldConfig(Section):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: a method's grid point, with its params as written (what `run_key` hashes) and as the
-    plugin's own typed Config (what the trainer, pipeline and reports use), resolved once at load."""
+    """One training run: a method's grid point, its params held once, as the plugin's own typed Config (what the
+    trainer, pipeline, reports and `run_key` use), resolved once at load."""
 
     method: str
     """Method name (a key of `methods`)."""
     plugin: str
     """Registered plugin name."""
-    params: dict[str, Any]
-    """The grid point's params as written in the config (method params, then grid values)."""
     settings: RegularizerConfig
-    """`params` validated into the plugin's Config, defaults filled in."""
+    """The grid point's params (method params, then grid values) validated into the plugin's Config, defaults filled in."""
     plugin_cls: type[Regularizer]
     """The registered plugin class."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The params the config sets (defaults left out), as JSON, from the typed `settings`: what `run_key` hashes
+        and statuses record. For every shipped config these equal the params as written, so run keys are those of
+        earlier versions; a value the Config normalizes (an int drop rate written as 1 becomes 1.0) keys as normalized."""
+        return self.settings.model_dump(mode="json", exclude_unset=True)
 
     def build(self) -> Regularizer:
         """A fresh plugin instance for one training run."""
@@ -435,6 +518,11 @@ class RunSpec:
         role = self.plugin_cls.table_role(self.settings)
         dependency = self.rate_dependency
         return dataclasses.replace(role, rate_matched_to=dependency[1]) if dependency else role
+
+    @property
+    def report(self) -> ReportFields:
+        """What the report shows of the run beyond its scores, as its plugin declares it."""
+        return self.plugin_cls.report_fields(self.settings)
 
     @property
     def rate_dependency(self) -> tuple[str, str] | None:
@@ -507,7 +595,7 @@ class ExperimentConfig(Section):
         for name, method in self.methods.items():
             for run, params in _method_run_names(name, method).items():
                 cls, settings = resolve_params(method.plugin, params, key_path=f"methods.{name}")
-                resolved[run] = RunSpec(name, method.plugin, params, settings, cls)
+                resolved[run] = RunSpec(name, method.plugin, settings, cls)
         self._runs = resolved
         return self
 
@@ -538,8 +626,9 @@ class ExperimentConfig(Section):
         return self
 
     def config_hash(self) -> str:
-        # The launcher decides where and how jobs run, never what they compute.
-        return json_sha256(self.model_dump(mode="json", exclude={"launcher"}), length=16)
+        # The launcher decides where and how jobs run, and the trackers where metrics go, never what is computed.
+        exclude = {"launcher": True, "output": set(TRACKING_FIELDS)}
+        return json_sha256(self.model_dump(mode="json", exclude=exclude), length=16)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -848,7 +937,7 @@ def run_key(config: ExperimentConfig, run: str, seed: int) -> str:
         "data": config.data.model_dump(mode="json"),
         "train": train,
         "plugin": spec.plugin,
-        "params": spec.params,  # as written, not the typed settings: keys stay those of earlier versions
+        "params": spec.params,  # the typed settings' set fields: for shipped configs the params as written, same keys
         "seed": seed,
     }
     if (dependency := spec.rate_dependency) is not None:

@@ -121,7 +121,7 @@ def _train_in_job(config: ExperimentConfig, config_file: Path, run: str, seed: i
 
 def _training_over(config: ExperimentConfig, layout: Layout) -> tuple[bool, list[str]]:
     """(no training job of this experiment is queued or running, runs that are not complete)."""
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     incomplete = [f"{r}/seed{s}" for r in config.runs for s in config.train.seeds if not run_is_complete(layout, r, s)]
     if not incomplete:
@@ -275,7 +275,7 @@ class Planned:
 
 
 def _complete_runs(config: ExperimentConfig, layout: Layout) -> set[tuple[str, int]]:
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     return {(r, s) for r in config.runs for s in config.train.seeds if run_is_complete(layout, r, s)}
 
@@ -551,7 +551,7 @@ class RunRow:
 
 def status(config: ExperimentConfig, layout: Layout) -> dict:
     """Runs (state, checkpoints, evaluations done/failed of all) and every current job with its state."""
-    from entrodrop_bench.train.trainer import read_status, run_is_complete
+    from entrodrop_bench.train.status import read_status, run_is_complete
 
     current = read_jobs(layout).current()
     states = job_states(layout, list(current.values()))

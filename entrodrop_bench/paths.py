@@ -17,9 +17,12 @@
                                          evalplus and LiveCodeBench samples (`CodeEvalDir`)
       launch/jobs.json, config-<hash>.yaml, logs/   jobs submitted by `launch` (ids, log paths), submitit's files
     <results_dir>/                       (config `output.results_dir`)
-      selection.json, sample_entropy.json, leaderboard_entries.json
+      selection.json, item_outcomes.jsonl.gz, sample_entropy.json, leaderboard_entries.json
       tables/<table>.md|.tex|.csv, figures/<figure>.png|.pdf|.html, figures/NOTES.md
-    results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html
+      leaderboard.json, leaderboard.html, leaderboard.png   this experiment's own leaderboard (exactly its
+                                         current entries), its page and a screenshot of the page
+    results/leaderboard.json, results/leaderboard.schema.json, results/leaderboard.html   the shared leaderboard
+                                         (history: entries a config no longer produces stay, marked superseded)
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = PROJECT_ROOT / "tasks"
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 LEADERBOARD_DIR = PROJECT_ROOT / "results"
+# The tiny world's pre-trained base model and tokenizer, shipped with the code (`prepare.tiny.prebuilt`).
+PREBUILT_WORLDS_DIR = PROJECT_ROOT / "entrodrop_bench" / "prepare" / "tiny" / "prebuilt_worlds"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 CACHE_SUFFIX = ".safetensors"  # every cache is one safetensors file (no pickle)
 
@@ -51,6 +56,12 @@ def evalplus_ground_truth_files(cache_dir: Path, name: str) -> tuple[Path, Path]
 def figure_file(figures_dir: Path, name: str, fmt: str) -> Path:
     """One rendering (`fmt`: png, pdf, html) of a figure in `figures_dir` (`Layout.figures_dir`)."""
     return figures_dir / f"{name}.{fmt}"
+
+
+def prebuilt_world_dir(world_hash: str) -> Path:
+    """The shipped tokenizer and base model of the tiny world `world_hash` (a `WorldPaths` layout: world.json
+    holding each file's sha256, tokenizer/, base_model/)."""
+    return PREBUILT_WORLDS_DIR / world_hash
 
 
 def figure_notes_file(figures_dir: Path) -> Path:
@@ -393,6 +404,12 @@ class Layout:
         return self.results_dir / "selection.json"
 
     @property
+    def item_outcomes_file(self) -> Path:
+        """Per-item outcomes of every evaluated checkpoint of the experiment's runs (`report.item_outcomes`): what
+        `tables --from-items` rebuilds every table from, without the runs folder."""
+        return self.results_dir / "item_outcomes.jsonl.gz"
+
+    @property
     def tables_dir(self) -> Path:
         return self.results_dir / "tables"
 
@@ -415,6 +432,12 @@ class Layout:
         `Layout.of_results_dir`)."""
         return self.results_dir / "leaderboard_entries.json"
 
+    @property
+    def leaderboard_file(self) -> Path:
+        """This experiment's own leaderboard: exactly the entries its current config produces (publishing into it
+        drops the entries of the same experiment and preset that the config no longer produces)."""
+        return self.results_dir / "leaderboard.json"
+
 
 LEADERBOARD_JSON = LEADERBOARD_DIR / "leaderboard.json"
 LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
@@ -423,6 +446,15 @@ LEADERBOARD_SCHEMA = LEADERBOARD_DIR / "leaderboard.schema.json"
 def leaderboard_page(leaderboard: Path) -> Path:
     """The HTML page of a leaderboard .json file, written beside it (results/leaderboard.html)."""
     return leaderboard.with_suffix(".html")
+
+
+def leaderboard_screenshot(leaderboard: Path) -> Path:
+    """A screenshot of a leaderboard's page, beside it (results/tiny/leaderboard.png)."""
+    return leaderboard.with_suffix(".png")
+
+
+# Folders of the checkout that hold outputs, not code: a change there does not make the work tree "modified".
+OUTPUT_DIRS_IN_CHECKOUT = (LEADERBOARD_DIR.relative_to(PROJECT_ROOT).as_posix(),)
 
 
 PAPER_REFERENCE = PROJECT_ROOT / "entrodrop_bench" / "report" / "paper_reference.json"

@@ -112,7 +112,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
     A run folder that exists here already (even partial) is kept: nothing written is replaced. A source run
     that is not complete yet is not linked (train that experiment first, or this one trains its own)."""
     from entrodrop_bench.config import run_key
-    from entrodrop_bench.train.trainer import read_status, run_is_complete
+    from entrodrop_bench.train.status import read_status, run_is_complete
 
     shared = []
     for source_dir in config.output.shared_runs_from:
@@ -139,7 +139,7 @@ def share_runs(config: ExperimentConfig, layout: Layout, jobs: list[tuple[str, i
 
 
 def _is_complete(layout: Layout, run: str, seed: int) -> bool:
-    from entrodrop_bench.train.trainer import run_is_complete
+    from entrodrop_bench.train.status import run_is_complete
 
     return run_is_complete(layout, run, seed)
 
@@ -346,10 +346,13 @@ def selection_failures(selection: Selection) -> list[str]:
     return lines if all(v.best_run is None for v in selection.methods.values()) else []
 
 
-def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print) -> list:
+def stage_tables(config: ExperimentConfig, layout: Layout, echo: Echo = print, from_items: Path | None = None) -> list:
+    """The tables from selection.json; with `from_items` (a per-item outcomes file) every number that comes from
+    per-item outcomes is recomputed from that file, and the runs folder is not read."""
+    from entrodrop_bench.report.item_outcomes import rebuilt_selection
     from entrodrop_bench.report.tables import write_tables
 
-    paths = write_tables(config, layout)
+    paths = write_tables(config, layout, rebuilt_selection(config, layout, from_items) if from_items else None)
     echo(f"tables: {len(paths)} files in {layout.tables_dir}")
     return paths
 

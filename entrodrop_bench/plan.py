@@ -15,7 +15,10 @@ total), vocabulary and shape from the models' config.json; a local HF folder is 
 Throughput (`train_throughput`), per H100 (bf16 dense peak 989 TFLOP/s):
 - the tiny preset: measured, benchmarks/gpu/h100_tiny_train.json (median of its runs' tokens/s);
 - real backbones: estimate, 35% MFU at 6 x (non-embedding + LM-head) params + 12 x layers x heads x head_dim x
-  seq_len FLOPs per token (the PaLM count, attention over the full packed row).
+  seq_len FLOPs per token (the PaLM count, attention over the full packed row), plus, when activations are
+  checkpointed (`train.gradient_checkpointing`, or `fsdp_activation_checkpointing` in the launcher's accelerate
+  config; the trainer applies one of them, once), the recomputed forward of the decoder layers: 2 x non-embedding
+  params + 4 x layers x heads x head_dim x seq_len more (about a third of the count without it).
 Evaluation (`eval_seconds`), estimate with lm-eval's HF backend: a generative item costs its decoded tokens
 (min(max_gen_toks, typical answer length)) at batch_size tokens per decoding step, one step taking
 `DECODE_STEP_S`; a log-likelihood item costs choices x context tokens at 3x the training tokens/s (forward only).
@@ -90,7 +93,7 @@ BENCHMARKS: dict[str, tuple[int, str, int, int, int, int]] = {
     "college_math": (2818, "gen", 1, 0, 400, 1),
     "olympiadbench": (675, "gen", 1, 0, 600, 1),    # OE_TO_maths_en_COMP
     "hellaswag": (10042, "ll", 4, 110, 0, 1),
-    "arc_challenge": (1172, "ll", 4, 60, 0, 1),
+    "arc_challenge": (299, "gen", 1, 0, 10, 1),    # ARC-Challenge dev, lettered answer (OpenCompass gen)
     "piqa": (1838, "ll", 2, 60, 0, 1),
     "mmlu": (14042, "ll", 4, 130, 0, 57),
     "ifeval": (541, "gen", 1, 0, 400, 1),
@@ -160,8 +163,9 @@ def _prepared_record(config: ExperimentConfig, layout: Layout) -> PreparedRecord
 
 
 # ------------------------------------------------------------------------------------------------ rates
-def train_throughput(config: ExperimentConfig, bb: Backbone | None) -> tuple[float | None, str]:
-    """Training tokens/s per H100 and its source."""
+def train_throughput(config: ExperimentConfig, bb: Backbone | None, *, recompute: bool = True) -> tuple[float | None, str]:
+    """Training tokens/s per H100 and its source; `recompute` False: without activation recompute (the rate the
+    forward-only evaluation estimate scales from)."""
     if config.model.name_or_path == "tiny" and TINY_MEASUREMENT.is_file():
         runs = json.loads(TINY_MEASUREMENT.read_text())
         rates = sorted(r["tok_s"] for r in runs.values() if isinstance(r, dict) and r.get("tok_s"))
@@ -171,8 +175,36 @@ def train_throughput(config: ExperimentConfig, bb: Backbone | None) -> tuple[flo
     if bb is None:
         return None, "unknown backbone (add it to entrodrop_bench/plan.py BACKBONES)"
     flops = flops_per_token(bb, config.data.seq_len)
-    return ESTIMATED_MFU * H100_BF16_PEAK / flops, (
-        f"estimate: {ESTIMATED_MFU:.0%} MFU of the H100 bf16 peak at {flops / 1e9:.2f} GFLOP/token")
+    recompute = activation_recompute(config) if recompute else None
+    executed = flops + (recompute_flops_per_token(bb, config.data.seq_len) if recompute else 0.0)
+    return ESTIMATED_MFU * H100_BF16_PEAK / executed, (
+        f"estimate: {ESTIMATED_MFU:.0%} MFU of the H100 bf16 peak at {flops / 1e9:.2f} GFLOP/token"
+        + (f" + {(executed - flops) / 1e9:.2f} recomputed ({recompute})" if recompute else ""))
+
+
+def activation_recompute(config: ExperimentConfig) -> str | None:
+    """What checkpoints activations in this config's training (each decoder layer then runs its forward twice),
+    as the trainer decides (`trainer.activation_recompute`): FSDP's when the launcher's accelerate config turns it
+    on, else `train.gradient_checkpointing`; None when neither."""
+    import yaml
+
+    from entrodrop_bench.paths import resolve_project_path
+
+    accel = config.launcher.accelerate_config
+    if accel:
+        try:
+            settings = yaml.safe_load(resolve_project_path(accel).read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            settings = {}
+        fsdp = settings.get("fsdp_config") or {}
+        if settings.get("distributed_type") == "FSDP" and fsdp.get("fsdp_activation_checkpointing"):
+            return "fsdp_activation_checkpointing"
+    return "train.gradient_checkpointing" if config.train.gradient_checkpointing else None
+
+
+def recompute_flops_per_token(bb: Backbone, seq_len: int) -> float:
+    """FLOPs per token of recomputing the decoder layers' forward in the backward (the LM head is outside them)."""
+    return 2.0 * bb.non_embedding + 4.0 * bb.layers * bb.heads * bb.head_dim * seq_len
 
 
 def flops_per_token(bb: Backbone, seq_len: int) -> float:
@@ -232,7 +264,7 @@ def eval_seconds(config: ExperimentConfig, bench: str, items: int, bb: Backbone 
 
 
 def checkpoint_bytes(config: ExperimentConfig, bb: Backbone | None) -> tuple[float | None, str]:
-    """Bytes of one checkpoint: weights at master precision plus AdamW's two moments (not saved under FSDP)."""
+    """Bytes of one checkpoint: weights at master precision plus AdamW's two moments (gathered under FSDP)."""
     if bb is None:
         return None, "unknown backbone"
     precision = getattr(config.train, "precision", None)
@@ -268,7 +300,7 @@ def paper_reach(config: ExperimentConfig, epochs: float | None) -> list[str]:
     trained = _gammas(config)
     flags = []
     for row in table4["rows"]:
-        gamma = float(row["gamma_max"])
+        gamma = float(row["drop_rate"])
         if gamma not in trained:
             continue
         best = float(str(row["best_epoch"]).lstrip(">"))
@@ -304,7 +336,8 @@ def experiment_plan(config: ExperimentConfig, layout: Layout | None = None) -> d
     per_bench = {b: benchmark_items(config, b) for b in benches}
     eval_s_per_ckpt = None
     if all(v is not None for v in per_bench.values()):
-        parts = [eval_seconds(config, b, n, bb, tok_s) for b, n in per_bench.items()]
+        forward_tok_s = train_throughput(config, bb, recompute=False)[0]
+        parts = [eval_seconds(config, b, n, bb, forward_tok_s) for b, n in per_bench.items()]
         eval_s_per_ckpt = sum(parts) if all(p is not None for p in parts) else None
     keep = config.train.keep_checkpoints
     runs = []

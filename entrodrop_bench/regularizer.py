@@ -16,29 +16,35 @@ What a plugin declares from its typed config, read at config load (before any co
 `rate_dependency` (a param set from another method's masking rate, token dropout's `gamma_max: {match: entrodrop}`),
 `expected_masked_fraction` (a token-dropout method's masking rate, pure arithmetic on its config),
 `signals` (base-model signals that `prepare` computes once for it), `observes` (per-token values of the training
-forward pass it reads: `loss`, `entropy`), `table_role` (label and role in the paper's tables) and `progress_keys`
-(which `log_values` the progress bar shows).
+forward pass it reads: `loss`, `entropy`), `table_role` (label and role in the paper's tables), `report_fields`
+(what the report shows of its runs: which `log_values` are its masked and gated fractions, its gate's share, which
+resolved param is its drop rate as trained, extra logged series to draw), `gate_settings` (the settings its gate
+depends on) and `progress_keys` (which `log_values` the progress bar shows). The report and the stages read these
+declarations only: they never name a method's param or log key.
 
 The training loop calls the hooks in this order: `prepare` once (before the optimizer exists), `adjust_model` once,
 `param_groups` once, `load_state_dict` when it resumes from a checkpoint; then per optimizer step `begin_step` on
 every process, on every training micro-batch `before_forward`, `transform_embeddings` and, after the forward,
-`observe_tokens` (only for a plugin that `observes` something), and `log_values` once per step; `state_dict` on every
+`observe_tokens` (only for a plugin that `observes` something), `token_loss` (only for a plugin that overrides it,
+in place of the cross-entropy), and `log_values` once per step; `state_dict` on every
 process at each checkpoint. The report calls `token_gates` (Figure 2c).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from entrodrop_bench.registry import Registry
 from entrodrop_bench.validation import validate_model
+
+if TYPE_CHECKING:  # annotations only: importing the interface (loading a config) imports neither
+    import numpy as np
+    import torch
 
 
 class RegularizerConfig(BaseModel):
@@ -103,7 +109,8 @@ class PrepareContext:
     target_docs: list[list[int]]
     """Token ids of every target-domain training document, indexed by TokenMeta.doc_id."""
     cache_dir: Path
-    """Where shared artifacts (the entropy cache) live; shared by every run of the experiment."""
+    """A folder shared by every run of the experiment, for artifacts a plugin builds itself (the built-ins need
+    none: their base-model signals come in `signals`)."""
     seq_len: int
     """Packed training sequence length (data.seq_len)."""
     total_steps: int
@@ -132,8 +139,14 @@ class PrepareContext:
     target_epoch: Callable[[int], float] | None = None
     """Target-domain epochs completed after a number of optimizer steps (`TrainingPlan.target_epoch`), for plugins
     that act at epoch boundaries; None outside a training run."""
+    signals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """The base-model signals the plugin declares (`Regularizer.signals`), computed once by the prepare stage and
+    read from its cache by the trainer: kind -> (flat float32 values over `target_docs` in order, NaN where nothing
+    predicts a token (a document's first), and the documents' int64 offsets). The plugin never computes them."""
 
 
+MethodTable = Literal["main", "targeting", "gamma", "schedule"]
+"""The table families a method can be filed in (a config's `methods.<name>.table`)."""
 TableKind = Literal["baseline", "comparison", "proposed"]
 Targets = Literal["all", "high", "low"]
 
@@ -160,6 +173,43 @@ class TableRole:
     online_signal: str | None = None
     """For a gate refreshed during training from the model being trained (its `observes`): what it reads, `loss` or
     `entropy` (Table 3's online rows, the gate-flip figure). None: any gate is fixed before training."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogSeries:
+    """A value the method logs (a `log_values` key, at the steps where it logs it) that the report draws against the
+    target epoch, one line per run that declares it (Figure 5: online EntroDrop's gate flips). The value is a share
+    of eligible target tokens (in [0, 1]; drawn in %)."""
+
+    key: str
+    """The `log_values` key."""
+    label: str
+    """What the line shows, in words (the legend and the figure's caption)."""
+    dashed: bool = False
+    """Drawn dashed in the colour of the run's first series (a companion of it); solid lines get a colour each."""
+
+
+@dataclass(frozen=True)
+class ReportFields:
+    """What the report shows of a method's runs, declared from its typed config (`Regularizer.report_fields`) and
+    recorded in the selection, so that the report reads these and never a param or log key by name."""
+
+    masked_fraction: str | None = None
+    """The `log_values` key of the share of eligible target tokens the method masked at a step (its run average is
+    the tables' `Masked (realized)` column); None: the method masks no tokens (the column shows `–`)."""
+    gated_fraction: str | None = None
+    """The `log_values` key of the share of eligible target tokens its gate passed at a step; None: no gate."""
+    gate_share: float | None = None
+    """Share of each document's eligible tokens its gate passes, as configured (EntroDrop's k, default included);
+    Table 3's online rows print it. None: no per-document gate share."""
+    trained_drop_rate: str | None = None
+    """The key of `resolved_params` that holds the drop rate as trained (a rate-matched run's resolved gamma_max,
+    Table 3's rate-matched row); None: nothing resolved to show."""
+    series: tuple[LogSeries, ...] = ()
+    """Logged values drawn against the target epoch (Figure 5); empty: none."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -224,6 +274,17 @@ class Regularizer:
         """Label and role in the paper's tables. Default: a comparison row labelled with the plugin's name."""
         return TableRole(label=cls.name)
 
+    @classmethod
+    def report_fields(cls, config: RegularizerConfig) -> ReportFields:
+        """What the report shows of this method's runs beyond its scores (`ReportFields`). Default: nothing."""
+        return ReportFields()
+
+    @classmethod
+    def gate_settings(cls, config: RegularizerConfig) -> dict[str, Any]:
+        """The settings `token_gates` depends on, as JSON: `prepare` keys each run's measured gate share on them,
+        so grid points that differ only elsewhere (a drop rate) share one measurement. Default: every setting."""
+        return config.model_dump(mode="json")
+
     # --- hooks ------------------------------------------------------------------------------------------
     def prepare(self, ctx: PrepareContext) -> None:
         """Build artifacts shared by every epoch (EntroDrop's entropy cache, mean embedding)."""
@@ -258,6 +319,22 @@ class Regularizer:
         it in its row (its loss, or the entropy of that prediction). NaN where the row predicts nothing: a row's or
         packed segment's first token, padding. The values come from this micro-batch's own (transformed) inputs."""
 
+    def token_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The per-token training loss, for a method that changes the loss itself (label smoothing): fp32 next-token
+        logits [N, V] and the tokens they predict [N] (-100 where nothing is predicted: return 0 there) -> [N]. Summed
+        over the micro-batch's tokens it is what the trainer differentiates (and logs as `loss`, and hands an
+        `observes: loss` method). Default: the cross-entropy, the trainer's own, fastest path (overriding this makes
+        the trainer call it instead, and keeps the run off Liger's fused cross-entropy).
+
+        Called in training mode only (validation and evaluation keep the plain cross-entropy), possibly on chunks
+        of rows, and again on each chunk in the backward to differentiate it: a pure function of its inputs (no
+        randomness, no state), differentiable by autograd."""
+        from torch.nn.functional import (
+            cross_entropy,  # torch is imported when training, not with the interface
+        )
+
+        return cross_entropy(logits, targets, ignore_index=-100, reduction="none")
+
     def state_dict(self) -> dict[str, Any]:
         """What must survive a kill and resume (tensors, numbers, strings, lists and dicts of them), saved in every
         checkpoint. Called on every process at each checkpoint (collective operations allowed); the main
@@ -289,7 +366,10 @@ class Regularizer:
         return None
 
 
-REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin_modules=("baselines",))
+BUILTIN_REGULARIZERS = {name: f"baselines.{name}" for name in
+                        ("plain", "weight_decay", "hidden_dropout", "neftune", "token_dropout", "entrodrop", "label_smoothing")}
+"""The built-in plugins (baselines/), one module each: known by name without importing any."""
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer", "entrodrop_bench.regularizers", builtin=BUILTIN_REGULARIZERS)
 
 
 def register_regularizer(name: str):
@@ -312,6 +392,11 @@ def build_regularizer(plugin: str, params: dict[str, Any], *, key_path: str = "m
     """Instantiate a registered plugin from its name and params, validating params against its Config."""
     cls, config = resolve_params(plugin, params, key_path=key_path)
     return cls(config)
+
+
+def defines_token_loss(cls: type[Regularizer]) -> bool:
+    """Whether a plugin overrides `token_loss` (its own training loss): the trainer then computes that loss."""
+    return cls.token_loss is not Regularizer.token_loss
 
 
 def declares_masking_rate(cls: type[Regularizer]) -> bool:

@@ -3,16 +3,14 @@
 Referenced from the YAMLs in this folder as `!function utils.<name>`; lm-eval imports this file
 from the YAML's directory. Open-ended maths answers are extracted and compared by `math_verify`
 (lm-eval's `math` extra; the checker lm-eval's own maths tasks and OpenCompass's MATH evaluator use);
-SVAMP is scored as OpenCompass scores it (last number of the generation).
+GSM8K and SVAMP are scored as OpenCompass scores them (last number of the generation).
 """
 
 from __future__ import annotations
 
-import math
+import json
 import re
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
+from pathlib import Path
 
 # --------------------------------------------------------------------------- SVAMP
 SVAMP_HUB = "ChilleD/SVAMP"
@@ -56,38 +54,95 @@ def svamp_process_docs(dataset):
 
     def fix(doc: dict) -> dict:
         body, question = str(doc["Body"]).strip(), str(doc["Question"]).strip()
-        return {**doc, "question": f"{body} {question}", "gold": _format_number(float(doc["Answer"]))}
+        return {**doc, "question": f"{body} {question}", "gold": str(int(float(doc["Answer"])))}  # OpenCompass's gold
 
     return dataset.map(fix)
 
 
-def _format_number(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-def parse_number(text: str) -> float | None:
-    """The last number of a model answer, thousands separators removed (OpenCompass's SVAMP/GSM8K rule).
-
-    Text after a new "Question:" (the model starting another problem) is ignored, as OpenCompass does.
-    """
-    found = _NUMBER.findall(text.split("Question:")[0])
-    return _to_float(found[-1]) if found else None
-
-
-def _to_float(token: str) -> float | None:
-    try:
-        return float(token.replace(",", ""))
-    except ValueError:
-        return None
-
-
-def numbers_match(pred: float | None, gold: float, abs_tol: float = 1e-6) -> bool:
-    return pred is not None and math.isclose(pred, gold, rel_tol=0.0, abs_tol=abs_tol)
-
-
 def svamp_process_results(doc: dict, results: list[str]) -> dict[str, int]:
-    """exact_match = 1 when the last number of the generation equals the gold Answer (within 1e-6)."""
-    return {"exact_match": int(numbers_match(parse_number(results[0]), float(doc["gold"])))}
+    """OpenCompass's SVAMP score (its GSM8K rule): the last number of the generation before any new "Question:"
+    equals the gold Answer (as an integer, within 1e-6). As there, thousands separators are not read: a model
+    writing "1,414" scores as "414" (68 of the 1,000 gold answers are 1,000 or more)."""
+    return {"exact_match": int(oc_number_equal(oc_last_number(results[0]), str(doc["gold"])))}
+
+
+# --------------------------------------------------------------------------- GSM8K (OpenCompass's format)
+GSM8K_HUB = ("openai/gsm8k", "main")
+# OpenCompass's gsm8k_gen_17d0dc exemplars are these GSM8K train items (indices in the train split), in this order.
+GSM8K_OC_EXEMPLARS = (7364, 1708, 669, 6724)
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+# OpenCompass's prediction rule (gsm8k_postprocess): the last integer or decimal, commas not part of a number.
+_OC_NUMBER = re.compile(r"\-?\d+\.\d+|\-?\d+")
+
+
+def gsm8k_question(question: str) -> str:
+    return f"Question: {question}\nLet's think step by step\nAnswer:"
+
+
+def gsm8k_cot_answer(answer: str) -> str:
+    """A GSM8K train solution as OpenCompass's exemplars write it: no <<calc>> annotations, "The answer is N"."""
+    steps, final = answer.split("####")
+    return f"{_CALCULATOR.sub('', steps).rstrip()}\nThe answer is {final.strip()}\n"
+
+
+def gsm8k_fewshot_prefix(train: list[dict]) -> str:
+    """The four exemplar turns, each turn followed by the "\n" that joins a base model's prompt turns."""
+    turns = []
+    for index in GSM8K_OC_EXEMPLARS:
+        if index >= len(train):
+            raise ValueError(f"gsm8k: the train split has {len(train)} items; exemplar {index} is missing "
+                             "(expected the full 7,473-item GSM8K train split)")
+        turns += [gsm8k_question(train[index]["question"]), gsm8k_cot_answer(train[index]["answer"])]
+    return "".join(t + "\n" for t in turns)
+
+
+def gsm8k_dataset(data_files: dict | None = None, **_metadata):
+    """GSM8K test with each item's full OpenCompass prompt (`prompt`) and gold number (`gold`).
+
+    Offline (`data_files`, from eval.data_overrides.gsm8k): the test file, and the exemplars from the train file
+    beside it (`test` replaced by `train` in its name); else the hub's openai/gsm8k.
+    """
+    import datasets
+
+    if data_files:
+        test_path = Path(next(iter(data_files.values())) if isinstance(data_files, dict) else data_files)
+        train_path = test_path.with_name(test_path.name.replace("test", "train"))
+        if "test" not in test_path.name or not train_path.is_file():
+            raise FileNotFoundError(f"gsm8k: the few-shot exemplars come from GSM8K's train split: expected "
+                                    f"{train_path.name if 'test' in test_path.name else 'gsm8k_train.jsonl'} beside "
+                                    f"{test_path} (the test file's name with 'test' replaced by 'train')")
+        test, train = _read_jsonl(test_path), _read_jsonl(train_path)
+    else:
+        hub = datasets.load_dataset(*GSM8K_HUB)
+        test, train = list(hub["test"]), list(hub["train"])
+    prefix = gsm8k_fewshot_prefix(train)
+    rows = [{**row, "prompt": prefix + gsm8k_question(row["question"]),
+             "gold": row["answer"].split("####")[-1].strip().replace(",", "")} for row in test]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def oc_last_number(text: str) -> str | None:
+    """OpenCompass's GSM8K/SVAMP prediction: the last number of the text before any new "Question:"."""
+    found = _OC_NUMBER.findall(text.split("Question:")[0])
+    return found[-1] if found else None
+
+
+def oc_number_equal(pred: str | None, gold: str) -> bool:
+    """OpenCompass's Gsm8kEvaluator check: the same string, or within 1e-6 of the gold taken as an integer."""
+    if pred is None:
+        return False
+    try:
+        return pred == gold or abs(float(pred) - int(gold)) < 1e-6
+    except ValueError:
+        return False
+
+
+def gsm8k_process_results(doc: dict, results: list[str]) -> dict[str, int]:
+    return {"exact_match": int(oc_number_equal(oc_last_number(results[0]), str(doc["gold"])))}
 
 
 # --------------------------------------------------------------------------- open-ended maths
@@ -181,3 +236,32 @@ def olympiad_process_docs(dataset):
 
 def tiny_math_target(doc: dict) -> str:
     return str(doc["answer"]).split("####")[-1].strip()
+
+
+# --------------------------------------------------------------------------- ARC-Challenge (lettered, generative)
+OPTIONS = "ABCD"
+_ANSWER_IS = re.compile(r"answer is:?\s*\(?([A-D])\b", re.I)
+_STANDALONE = re.compile(r"(?:^|[\s(*])([A-D])(?=[\s.,:;)*]|$)")
+
+
+def arc_process_docs(dataset):
+    """Questions with exactly four options (as OpenCompass's ARC loader keeps), as textA-D and the gold letter."""
+
+    def fix(doc: dict) -> dict:
+        texts, labels = doc["choices"]["text"], doc["choices"]["label"]
+        return {**doc, **{f"text{o}": t for o, t in zip(OPTIONS, texts)},
+                "gold": OPTIONS[labels.index(doc["answerKey"])]}
+
+    return dataset.filter(lambda d: len(d["choices"]["text"]) == 4).map(fix)
+
+
+def option_letter(text: str) -> str | None:
+    """The option a generation answers: "answer is X" first, else the first standalone letter A-D (before any new
+    "Question:"); None when it names none."""
+    text = text.split("Question:")[0]
+    found = _ANSWER_IS.search(text) or _STANDALONE.search(text)
+    return found.group(1) if found else None
+
+
+def arc_process_results(doc: dict, results: list[str]) -> dict[str, int]:
+    return {"exact_match": int(option_letter(results[0]) == doc["gold"])}

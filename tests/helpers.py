@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,7 @@ from entrodrop_bench.artifacts import (
     ValPoint,
 )
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.regularizer import REGULARIZERS, TableRole
+from entrodrop_bench.regularizer import REGULARIZERS, LogSeries, ReportFields, TableRole
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,20 +119,43 @@ def write_prepared(layout: Layout, *, tokenizer_hash: str = "tok", target_train:
 def write_train_log(layout: Layout, run: str, seed: int, steps: int, refreshes: dict[int, float],
                     drift: dict[int, float] | None = None) -> TrainLog:
     """A per-step train log of `steps` optimizer steps; the steps in `refreshes` (step -> share of gates flipped)
-    carry the keys an online gate logs when it refreshes (`gate_flip_fraction`, `online_recorded_fraction`, and
-    `gate_drift_fraction` from `drift` where given)."""
+    carry the keys the online stub declares (`STUB_FLIP_KEY`, and `STUB_DRIFT_KEY` from `drift` where given) and
+    `online_recorded_fraction`."""
     records = []
     for step in range(1, steps + 1):
-        extra = {"gate_flip_fraction": refreshes[step], "online_recorded_fraction": step / steps} if step in refreshes else {}
+        extra = {STUB_FLIP_KEY: refreshes[step], "online_recorded_fraction": step / steps} if step in refreshes else {}
         if drift and step in drift:
-            extra["gate_drift_fraction"] = drift[step]
+            extra[STUB_DRIFT_KEY] = drift[step]
         records.append(TrainLogRecord(step=step, loss=2.0, lr=1e-4, step_s=0.1, tokens_per_s=1000.0, masked_fraction=0.05, **extra))
     log = TrainLog(records=records)
     log.write(TrainLog.path(layout, run, seed))
     return log
 
 
+class BaseModelSignals(dict):
+    """`PrepareContext.signals` for a plugin prepared outside the trainer: each kind the plugin reads, computed on first
+    use by the prepare stage's own pass (`prepare.entropy.token_signals`) over the context's documents."""
+
+    KINDS = ("entropy", "nll")
+
+    def __init__(self, model: torch.nn.Module, docs: list[list[int]], seq_len: int) -> None:
+        super().__init__()
+        self._args = (model, docs, seq_len)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self.KINDS
+
+    def __missing__(self, kind: str):
+        from entrodrop_bench.prepare.entropy import token_signals
+
+        model, docs, seq_len = self._args
+        self[kind] = token_signals(model, docs, kind=kind, seq_len=seq_len, device="cpu")
+        return self[kind]
+
+
 ONLINE_STUB = "online_gate_stub"
+STUB_FLIP_KEY, STUB_DRIFT_KEY = "stub_flips", "stub_drift"
+"""The log keys of the online stub's declared series (`write_train_log` writes them)."""
 
 
 def register_online_stub(monkeypatch: pytest.MonkeyPatch) -> str:
@@ -153,6 +177,13 @@ def register_online_stub(monkeypatch: pytest.MonkeyPatch) -> str:
             # It declares its gamma_max as a drop rate too, so Table 4 must leave it out on purpose.
             return TableRole(label=f"+EntroDrop (online {config.online})", kind="proposed" if config.proposed else "comparison",
                              targets=config.target, drop_rate=config.gamma_max, online_signal=config.online)
+
+        @classmethod
+        def report_fields(cls, config: OnlineStubConfig) -> ReportFields:
+            # The online EntroDrop's series under keys of its own: Figure 5 reads what is declared, not EntroDrop's.
+            return dataclasses.replace(super().report_fields(config), series=(
+                LogSeries(STUB_FLIP_KEY, "gates flipped at the refresh"),
+                LogSeries(STUB_DRIFT_KEY, "differs from the base model's gate", dashed=True)))
 
     REGULARIZERS.discover()
     monkeypatch.setitem(REGULARIZERS._items, ONLINE_STUB, OnlineStub)

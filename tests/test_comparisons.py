@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_selection import item_means, make_config, scores, write_run
 
+from entrodrop_bench.cli import build_parser
+from entrodrop_bench.config import load_config
 from entrodrop_bench.errors import DataError
-from entrodrop_bench.paths import Layout
-from entrodrop_bench.report import comparisons
+from entrodrop_bench.paths import CONFIGS_DIR, Layout
+from entrodrop_bench.pipeline import stage_tables
+from entrodrop_bench.report import comparisons, item_outcomes
 from entrodrop_bench.report.leaderboard import build_entries, publish, validate_file
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.statistics import holm
@@ -86,34 +90,54 @@ def test_planted_effect_is_significant_in_selection_tables_and_leaderboard(tmp_p
     entro_row = next(line for line in md.splitlines() if line.startswith("| +EntroDrop |"))
     wd_row = next(line for line in md.splitlines() if line.startswith("| +Weight Decay |"))
     cells = [c.strip() for c in entro_row.strip("|").split(" | ")]
-    assert cells[3].endswith("%)†"), cells  # math Avg: significant
-    assert not cells[6].endswith("†")  # general Avg: no effect
-    assert "†" not in wd_row
-    assert "- † Holm-adjusted p < 0.05 vs the Baseline: paired bootstrap" in md
-    assert "%)$^\\dagger$" in (layout.tables_dir / "table1.tex").read_text()
+    # One seed compares two checkpoints: its mark is the item-level one and says so; several seeds test methods.
+    mark, tex_mark = ("‡", "$^\\ddagger$") if len(seeds) == 1 else ("†", "$^\\dagger$")
+    assert cells[3].endswith(f"%){mark}"), cells  # math Avg: significant
+    assert not cells[6].endswith(mark)  # general Avg: no effect
+    assert mark not in wd_row
+    if len(seeds) == 1:
+        assert "- ‡: item-level only. With one training seed a row compares two checkpoints, not two methods" in md
+        assert "- †:" not in md
+    else:
+        assert "- †: Holm-adjusted p < 0.05 vs the Baseline over training seeds and test items" in md
+    assert "- Minimum detectable effect (the true difference vs the Baseline found with 80% power" in md
+    assert f"%){tex_mark}" in (layout.tables_dir / "table1.tex").read_text()
     records = list(csv.DictReader((layout.tables_dir / "table1.csv").open()))
     rec = next(r for r in records if r["method"] == "entrodrop" and r["column"] == "math Avg")
     assert float(rec["diff_vs_baseline"]) == pytest.approx(gain, abs=1e-4)
-    assert float(rec["diff_ci95_low"]) > 0 and float(rec["p_holm"]) < 0.05
+    assert float(rec["diff_ci95_low"]) > 0 and float(rec["p_holm"]) < 0.05 and float(rec["mde"]) > 0
+    assert rec["level"] == ("items only" if len(seeds) == 1 else "seeds and items")
     base_rec = next(r for r in records if r["method"] == "plain" and r["column"] == "math Avg")
     assert base_rec["p_holm"] == ""
 
-    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
-    vs = entries["entrodrop"]["vs_baseline"]
-    assert vs["table"] == "table1" and vs["baseline"] == "plain"
-    assert vs["columns"]["math"]["diff"] == pytest.approx(gain) and vs["columns"]["math"]["p_holm"] < 0.05
-    assert "vs_baseline" not in entries["plain"]
+    entries = {e.method.name: e for e in build_entries(config, layout)}
+    vs = entries["entrodrop"].vs_baseline
+    assert vs.table == "table1" and vs.baseline == "plain"
+    assert vs.columns["math"].diff == pytest.approx(gain) and vs.columns["math"].p_holm < 0.05
+    assert "vs_baseline" not in entries["plain"].to_json()
     board = tmp_path / "board.json"
-    publish(layout.results_dir, board)
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
     assert validate_file(board) == []
+    # The page marks the cell as the tables do, says what both marks mean, and states the column's MDE.
+    page = board.with_suffix(".html").read_text()
+    entro_body = page.split(f'data-key="{entries["entrodrop"].key}"')[1].split("</tbody>")[0]
+    wd_body = page.split(f'data-key="{entries["weight_decay"].key}"')[1].split("</tbody>")[0]
+    other = "†" if mark == "‡" else "‡"
+    assert f'<span class="mark">{mark}</span>' in entro_body and f'<span class="mark">{other}</span>' not in page
+    assert '<span class="mark">' not in wd_body
+    assert "<b>‡</b>: item-level only. With one training seed a row compares two checkpoints" in page
+    assert "<b>†</b>: over training seeds and test items" in page
+    footer = page.split('<tr class="mde">')[1].split("</tr>")[0]
+    assert f"±{vs.columns['math'].mde:.2f}" in footer  # Weight Decay, identical to the Baseline, has no MDE to add
+    over = "items only (one seed: this checkpoint)" if len(seeds) == 1 else "seeds and items"
+    assert f'<span class="ci" title="95% interval over {over}">' in entro_body
     doc = json.loads(board.read_text())
-    doc["entries"][0].setdefault("vs_baseline", vs)["columns"]["math"]["p_holm"] = 2.0
+    doc["entries"][0].setdefault("vs_baseline", vs.model_dump(mode="json"))["columns"]["math"]["p_holm"] = 2.0
     board.write_text(json.dumps(doc))
     assert any("p_holm" in p and "maximum" in p for p in validate_file(board))
 
 
-def test_no_effect_rejects_in_about_five_percent_of_repeats(tmp_path, monkeypatch):
-    monkeypatch.setattr(comparisons, "RESAMPLES", 999)
+def test_no_effect_rejects_in_about_five_percent_of_repeats(tmp_path):
     domains = {"math": ["gsm8k"], "general": ["piqa"]}
     rng = np.random.default_rng(5)
     repeats, rejections = 120, 0
@@ -136,8 +160,7 @@ def _family(sel, table: str, column: str) -> tuple[list[float], list[float]]:
     return [r.columns[column].p for r in rows], [r.columns[column].p_holm for r in rows]
 
 
-def test_holm_runs_across_the_rows_of_each_table(tmp_path, monkeypatch):
-    monkeypatch.setattr(comparisons, "RESAMPLES", 2000)
+def test_holm_runs_across_the_rows_of_each_table(tmp_path):
     methods = {
         "plain": {"plugin": "plain"},
         "hidden_dropout": {"plugin": "hidden_dropout"},
@@ -183,10 +206,10 @@ def test_holm_runs_across_the_rows_of_each_table(tmp_path, monkeypatch):
 
     write_tables(config, layout)
     t3 = (layout.tables_dir / "table3.md").read_text()
-    assert next(line for line in t3.splitlines() if line.startswith("| Low-entropy")).split(" | ")[2].endswith("†")
+    assert "‡ [" in next(line for line in t3.splitlines() if line.startswith("| Low-entropy")).split(" | ")[2]
     t4 = (layout.tables_dir / "table4.md").read_text()
-    assert next(line for line in t4.splitlines() if line.startswith("| γ_max = 0.1 |")).split(" | ")[1].endswith("†")
-    assert "Baseline (γ = 0) | " in t4 and "†" not in next(line for line in t4.splitlines() if "Baseline (γ = 0)" in line)
+    assert next(line for line in t4.splitlines() if line.startswith("| γ_max = 0.1 |")).split(" | ")[1].endswith("‡")
+    assert "Baseline (γ = 0) | " in t4 and "‡" not in next(line for line in t4.splitlines() if "Baseline (γ = 0)" in line)
     records = list(csv.DictReader((layout.tables_dir / "table4.csv").open()))
     by_run = {r["run"]: r for r in records if r["column"] == "math Avg"}
     assert [float(by_run[r.run]["p_holm"]) for r in tables["table4"].rows] == pytest.approx(
@@ -207,11 +230,21 @@ def test_single_seed_gets_item_level_intervals_never_zero_width(tmp_path):
     # binomial standard error of 80 items near p = 0.4 is ~5.5 points: the interval is about +-11
     assert 10 < agg.scores["gsm8k"].ci95[1] - agg.scores["gsm8k"].ci95[0] < 35
     assert agg.total_avg.ci95[1] - agg.total_avg.ci95[0] < agg.scores["gsm8k"].ci95[1] - agg.scores["gsm8k"].ci95[0]
+    assert comparisons.score_interval({0: {"gsm8k": {"a": 0.0, "b": 0.0}}}, {"math": ["gsm8k"]}, "gsm8k") is None
     none = sel.runs["entrodrop"].aggregate
     assert none.total_avg.ci95 is None and none.scores["gsm8k"].ci95 is None, "one value alone has no interval"
-    entries = {e["method"]["name"]: e for e in build_entries(config, layout)}
+    entries = {e.method.name: e.to_json() for e in build_entries(config, layout)}
     assert "ci95" not in entries["entrodrop"]["total_average"]
     assert entries["plain"]["total_average"]["ci95"] == pytest.approx(agg.total_avg.ci95)
+    assert entries["plain"]["total_average"]["ci_over"] == "items only" and "ci_over" not in entries["entrodrop"]["total_average"]
+    # The page shows the interval, starred as items-only (one seed), and says what both mean.
+    board = tmp_path / "board.json"
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
+    page = board.with_suffix(".html").read_text()
+    lo, hi = agg.total_avg.ci95
+    assert (f'<span class="v">{agg.total_avg.mean:.2f}</span><span class="ci" title="95% interval over items only '
+            f'(one seed: this checkpoint)">[{lo:.2f}, {hi:.2f}]*</span>') in page
+    assert "<b>*</b> after an interval: one seed, so the interval is over the test items only" in page
 
 
 def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
@@ -234,12 +267,12 @@ def test_results_without_items_leave_their_cells_absent_with_a_note(tmp_path):
     records = list(csv.DictReader((layout.tables_dir / "table1.csv").open()))
     general = next(r for r in records if r["method"] == "entrodrop" and r["column"] == "general Avg")
     assert general["p"] == general["p_holm"] == "" and general["mean"] != ""
-    (entry,) = [e for e in build_entries(config, layout) if e["method"]["name"] == "entrodrop"]
-    assert entry["vs_baseline"]["columns"]["general"] is None
+    (entry,) = [e for e in build_entries(config, layout) if e.method.name == "entrodrop"]
+    assert entry.vs_baseline.columns["general"] is None
 
 
 def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):
-    """Without per-item outcomes there is nothing to mark: no footnote, no mark (the golden Table 1 holds)."""
+    """Without per-item outcomes there is nothing to mark: no mark, and a line under the table says why."""
     config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}, "entrodrop": {"plugin": "entrodrop"}})
     layout = Layout.from_config(config)
     write_run(layout, "plain", 0, [(10, 1.0, scores(0.1, 0.1), 1.0)])
@@ -250,7 +283,8 @@ def test_no_items_anywhere_leaves_the_tables_as_before(tmp_path):
     assert len(sel.comparisons.lacking_items) == 8
     write_tables(config, layout)
     md = (layout.tables_dir / "table1.md").read_text()
-    assert "†" not in md and "per-item" not in md
+    assert "†" not in md and "‡" not in md
+    assert "- No significance marks: no row has the per-item outcomes a comparison with the Baseline needs." in md
 
 
 def test_malformed_item_outcomes_are_refused_naming_the_result(tmp_path):
@@ -266,3 +300,122 @@ def test_malformed_item_outcomes_are_refused_naming_the_result(tmp_path):
     with pytest.raises(DataError, match=r"entrodrop/seed0/checkpoint-10/svamp: per-item outcomes must hold as many "
                                         r"unique item ids as scores.*9 unique ids of 10"):
         select(config, layout)
+
+
+def _table3_config(tmp_path: Path, seeds=(0, 1, 2)):
+    methods = {"plain": {"plugin": "plain"},
+               "token_dropout": {"plugin": "token_dropout"},
+               "entrodrop": {"plugin": "entrodrop", "params": {"gamma_max": 0.1}},
+               "entrodrop_high": {"plugin": "entrodrop", "params": {"gamma_max": 0.1, "target": "high"},
+                                  "table": "targeting"}}
+    return make_config(tmp_path, methods=methods, seeds=seeds)
+
+
+def test_table3_answers_its_own_question_with_intervals_and_tests(tmp_path):
+    """EntroDrop against random masking and against high-entropy masking: their own paired differences (not each
+    against the Baseline), with Holm across the two, over 3 seeds and their items."""
+    config = _table3_config(tmp_path)
+    layout = Layout.from_config(config)
+    rng = np.random.default_rng(8)
+    for seed in (0, 1, 2):
+        base, better, gain = _with_known_gain(_baseline_items(rng), solved=40)
+        _write(layout, "plain", seed, base)
+        _write(layout, "token_dropout", seed, base)
+        _write(layout, "entrodrop_high", seed, base, method="entrodrop_high", plugin="entrodrop",
+               params={"gamma_max": 0.1, "target": "high"})
+        _write(layout, "entrodrop", seed, better, params={"gamma_max": 0.1})
+    sel = select(config, layout)
+    contrasts = {c.name: c for c in sel.comparisons.tables["table3"].contrasts}
+    assert set(contrasts) == {"low vs random", "low vs high entropy"}  # no rate-matched row configured
+    for name, against in (("low vs random", "token_dropout"), ("low vs high entropy", "entrodrop_high")):
+        c = contrasts[name]
+        assert (c.method, c.against_run, c.column, c.seeds) == ("entrodrop", against, "math", [0, 1, 2])
+        d = c.difference
+        assert d.difference == pytest.approx(gain) and d.ci95[0] < gain < d.ci95[1] and d.ci95[0] > 0
+        assert d.level == "seeds and items" and d.p_holm < 0.05 and d.mde > 0
+    assert [c.difference.p_holm for c in contrasts.values()] == pytest.approx(
+        holm([c.difference.p for c in contrasts.values()]).tolist())
+    # The leaderboard entry of the low-entropy method carries both contrasts; no other entry carries any.
+    entries = {e.method.name: e for e in build_entries(config, layout)}
+    carried = {c.name: c for c in entries["entrodrop"].contrasts}
+    assert set(carried) == set(contrasts) and all(entries[m].contrasts is None for m in entries if m != "entrodrop")
+    for name, c in carried.items():
+        d = contrasts[name].difference
+        assert (c.against, c.column, c.seeds) == (contrasts[name].against, "math", [0, 1, 2])
+        assert (c.comparison.diff, c.comparison.p_holm, c.comparison.mde, c.comparison.level) == (
+            d.difference, d.p_holm, d.mde, "seeds and items")
+    # ... and the page shows them under Table 3, marked over seeds and items.
+    board = tmp_path / "board.json"
+    publish(layout.results_dir, board, allow_dirty=True)  # whatever state this checkout is in
+    assert validate_file(board) == []
+    page = board.with_suffix(".html").read_text()
+    block = page.split("<h3>Table 3's own contrasts</h3>")[1].split("</table>")[0]
+    rows = block.split("<tr>")[2:]
+    assert [r.split("<td>")[1].split("</td>")[0] for r in rows] == list(carried)
+    assert all(f"{c.comparison.diff:+.2f}†" in r for r, c in zip(rows, carried.values()))
+    assert "+EntroDrop − +Token Dropout" in rows[0] and "+EntroDrop − +EntroDrop (entrodrop_high)" in rows[1]
+    assert page.count("Table 3's own contrasts") == 1  # under Table 3, though EntroDrop's own row is in Table 1
+    assert "Table 3's own contrasts" in page.split("Table 3: which tokens to mask")[1].split("</section>")[0]
+
+
+def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_path):
+    config = _table3_config(tmp_path, seeds=(0, 1))
+    layout = Layout.from_config(config)
+    rng = np.random.default_rng(9)
+    for seed in (0, 1):
+        base, better, _ = _with_known_gain(_baseline_items(rng, n=60), solved=10)
+        for run, items in (("plain", base), ("token_dropout", better), ("entrodrop", better)):
+            # two checkpoints, so the cross-fitted optimism has a choice to make
+            write_run(layout, run, seed, [(10, 1.0, item_means(base), 1.0), (20, 2.0, item_means(items), 0.9)],
+                      items={10: base, 20: items}, **({"params": {"gamma_max": 0.1}} if run == "entrodrop" else {}))
+        _write(layout, "entrodrop_high", seed, base, method="entrodrop_high", plugin="entrodrop",
+               params={"gamma_max": 0.1, "target": "high"})
+    sel = select(config, layout)
+    written = {p.name: p.read_bytes() for p in write_tables(config, layout)}
+    assert {"table1.md", "table3.md", "table3.csv"} <= set(written)
+    path = layout.item_outcomes_file
+    first = path.read_bytes()
+    select(config, layout)
+    assert path.read_bytes() == first, "the same outcomes write the same bytes"
+    experiment, items = item_outcomes.read(path)
+    assert experiment == config.name and items[("entrodrop", 1, 20)]["gsm8k"]
+    shutil.rmtree(layout.runs_dir)
+    rebuilt = item_outcomes.rebuilt_selection(config, layout, path).model_dump()
+    original = sel.model_dump()
+    assert rebuilt["comparisons"] == original["comparisons"]
+    assert rebuilt["runs"] == original["runs"]
+    assert original["runs"]["entrodrop"]["aggregate"]["heldout"]["crossfit_avg"] is not None
+    assert (item_outcomes.rebuilt_selection(config, layout, path).render()
+            == layout.selection_file.read_text(encoding="utf-8")), "rebuilt: selection.json, byte for byte"
+    # `entrodrop-bench tables CONFIG --from-items FILE` (this stage) writes the same tables, byte for byte.
+    for p in layout.tables_dir.iterdir():
+        p.unlink()
+    stage_tables(config, layout, echo=lambda _: None, from_items=path)
+    assert {p.name: p.read_bytes() for p in layout.tables_dir.iterdir()} == written
+    args = build_parser().parse_args(["tables", "configs/tiny-study.yaml", "--from-items", str(path)])
+    assert args.from_items == str(path)
+    # A file of another experiment, or a damaged one, is refused by name.
+    other = tmp_path / "other.jsonl.gz"
+    other.write_bytes(item_outcomes.encode(items, "another"))
+    with pytest.raises(DataError, match="holds the outcomes of experiment 'another'"):
+        item_outcomes.rebuilt_selection(config, layout, other)
+    other.write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a gzip-compressed per-item outcomes file"):
+        item_outcomes.read(other)
+
+
+def test_the_committed_study_tables_rebuild_from_the_committed_per_item_file(tmp_path):
+    """`entrodrop-bench tables configs/tiny-study.yaml --from-items <its item_outcomes.jsonl.gz>` rewrites the
+    committed study tables exactly, from the committed selection.json and per-item file alone (no runs folder)."""
+    config = load_config(CONFIGS_DIR / "tiny-study.yaml")
+    committed = Layout.from_config(config)
+    if not committed.item_outcomes_file.is_file():
+        pytest.skip(f"{committed.item_outcomes_file} is not committed yet (`make study` writes it)")
+    rebuilt = Layout.from_config(load_config(CONFIGS_DIR / "tiny-study.yaml", [
+        f"output.results_dir={tmp_path / 'results'}", f"output.runs_dir={tmp_path / 'no-runs'}"]))
+    rebuilt.results_dir.mkdir(parents=True)
+    shutil.copy(committed.selection_file, rebuilt.selection_file)
+    stage_tables(config, rebuilt, echo=lambda _: None, from_items=committed.item_outcomes_file)
+    assert not (tmp_path / "no-runs").exists()
+    for path in sorted(rebuilt.tables_dir.iterdir()):
+        assert path.read_text() == (committed.tables_dir / path.name).read_text(), path.name

@@ -67,6 +67,9 @@ BAD = {
     "unknown domain benchmark": (lambda d: d["eval"]["domains"].update(math=["nope"]), r"eval\.domains: benchmarks \['nope'\]"),
     "j0 auto without a baseline": (lambda d: d["methods"].pop("plain"), r"methods\.entrodrop\.params\.j0: 'auto' needs the step of the baseline run"),
     "no domains": (lambda d: d["eval"].update(domains={}), r"eval\.domains is empty"),
+    # a misspelt table would file the method in no table at all: refused, naming the field and the tables there are
+    "unknown table": (lambda d: d["methods"]["entrodrop_high"].update(table="gama"),
+                      r"methods\.entrodrop_high\.table: .*'main', 'targeting', 'gamma' or 'schedule'.*'gama'"),
 }
 
 
@@ -107,7 +110,7 @@ def test_every_table1_and_table2_preset_trains_vanilla_token_dropout_as_a_main_r
 def test_main_table_presets_are_the_papers():
     assert {p.name for p in MAIN_TABLE_PRESETS} == {"qwen3-0.6b-math.yaml", "qwen3-1.7b-math.yaml", "llama3.1-8b-math.yaml",
                                                     "qwen3-0.6b-code.yaml", "tiny.yaml", "tiny-code.yaml",
-                                                    "tiny-study.yaml"}
+                                                    "tiny-study.yaml", "tiny-demo.yaml"}
 
 
 def test_tiny_token_dropout_run_keeps_its_name_and_key_when_filed_in_table1():
@@ -155,14 +158,32 @@ def test_params_are_resolved_into_each_plugins_typed_config_at_load():
     assert run_names(config)["weight_decay@weight_decay=0.5"] == ("weight_decay", "weight_decay", {"weight_decay": 0.5})
 
 
-# Computed by the code before params were typed (commit 134d857): typed params must not retrain anything.
-RUN_KEYS_BEFORE = {"plain": "f9e356a49cbb997a", "entrodrop": "9632324d0d35e117", "token_dropout": "d31aee61c6987170"}
+# Computed by the code before params were typed (commit 134d857; every run of tiny.yaml at 6b9f505, when the run
+# key still hashed the params as written): the typed params, held once, must not retrain anything.
+RUN_KEYS_BEFORE = {
+    "entrodrop": "9632324d0d35e117",
+    "entrodrop_gamma@gamma_max=0.05": "5a0d26b1e428cd5e",
+    "entrodrop_gamma@gamma_max=0.2": "7231f6423eb4d716",
+    "entrodrop_gamma@gamma_max=0.4": "28a11c2b7ad47c50",
+    "entrodrop_high": "94dd2a928cd8f11b",
+    "entrodrop_online": "7f68b364d9f93e77",
+    "entrodrop_static": "f4d998ff234e2348",
+    "hidden_dropout@p=0.05": "cae0d55b16c4fc66",
+    "hidden_dropout@p=0.1": "06f47676ef3203f8",
+    "neftune": "fdafdad11525efce",
+    "plain": "f9e356a49cbb997a",
+    "token_dropout": "d31aee61c6987170",
+    "token_dropout_matched": "4340bf0a71eb20c9",
+    "weight_decay@weight_decay=0.1": "5ef6787c0f2dad53",
+    "weight_decay@weight_decay=0.5": "db40b5b227d7fda1",
+}
 
 
 def test_run_keys_are_those_of_the_untyped_params():
     from entrodrop_bench.config import run_key
 
-    config = load_config(CONFIGS_DIR / "tiny.yaml")
+    # The tiny preset's data as when these keys were computed (it has since kept half the target corpus).
+    config = load_config(CONFIGS_DIR / "tiny.yaml", ["data.target.max_unique_tokens=null", "data.token_budget=600000"])
     assert {run: run_key(config, run, config.train.seeds[0]) for run in RUN_KEYS_BEFORE} == RUN_KEYS_BEFORE
 
 
@@ -207,3 +228,20 @@ def test_config_explain_prints_every_field_with_type_and_docstring(capsys):
     assert len(fields) > 100 and all(re.match(r"^\S+ = .*  \[.+\]  \S", line) for line in fields)  # value, type, doc
     assert main(["config", str(CONFIGS_DIR / "tiny.yaml")]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["train"]["lr"] == 1e-3
+
+
+def test_num_fewshot_per_benchmark_and_its_errors():
+    """Shots per benchmark (the real presets: as OpenCompass sets them); an int where a benchmark cannot take it,
+    or a name that is not a configured lm-eval benchmark, is refused naming the field."""
+    config = load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml")
+    ev = config.eval
+    assert ev.num_fewshot == {"mmlu": 5, "hellaswag": 10}
+    assert (ev.shots("mmlu"), ev.shots("hellaswag"), ev.shots("piqa"), ev.shots("minerva_math")) == (5, 10, None, None)
+    assert load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["eval.num_fewshot={mmlu: 5, gsm8k: 4}"]).eval.shots("gsm8k") is None
+    with pytest.raises(ConfigError, match=r"num_fewshot.*5 shots for (gsm8k|minerva_math).*exactly 4 fixed exemplars"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["eval.num_fewshot=5"])
+    with pytest.raises(ConfigError, match=r"num_fewshot\.humaneval.*code benchmark"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot={humaneval: 3}"])
+    with pytest.raises(ConfigError, match=r"num_fewshot\.gsm8k.*not in eval.lm_eval_tasks"):
+        load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot={gsm8k: 4}"])
+    assert load_config(CONFIGS_DIR / "qwen3-0.6b-code.yaml", ["eval.num_fewshot=2"]).eval.shots("piqa") == 2

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 from entrodrop_bench.artifacts import CheckpointManifest, RunStatus
 from entrodrop_bench.cost import flops_per_token
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
+from entrodrop_bench.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.train.trainer import Trainer
 
 

@@ -85,13 +85,22 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
     _run(tmp_path)
     results = tmp_path / "results"
     _check_selection_and_table1(tmp_path)
+    # `tables --from-items` rebuilds the same tables from the per-item file `select` wrote.
+    tables = {p.name: p.read_bytes() for p in (results / "tables").iterdir()}
+    subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "tables", str(CONFIGS_DIR / "tiny.yaml"), *_overrides(tmp_path),
+                    "--from-items", str(results / "item_outcomes.jsonl.gz")], check=True)
+    assert {p.name: p.read_bytes() for p in (results / "tables").iterdir()} == tables
     assert (results / "figures" / "fig1c_val_loss_by_entropy.png").stat().st_size > 0
     entries = LeaderboardEntries.read(results / "leaderboard_entries.json").entries
-    assert {e["method"]["name"] for e in entries} >= {"plain", "entrodrop", "weight_decay"}
+    assert {e.method.name for e in entries} >= {"plain", "entrodrop", "weight_decay"}
     from entrodrop_bench.provenance import git_commit
 
-    trained_at = {c["trained_at_commit"] for e in entries for c in e["selection"]["checkpoints"]}
+    trained_at = {c.trained_at_commit for e in entries for c in e.selection.checkpoints}
     assert trained_at == {git_commit()}, "each selected checkpoint names the commit that trained it"
+    # each entry carries its run's validation curve (step 0, then every checkpoint) for the results page
+    for e in entries:
+        assert e.val_curve is not None and [c.seed for c in e.val_curve] == e.seeds and e.val_curve[0].step[0] == 0
+        assert e.selection.checkpoints[0].step in e.val_curve[0].step
 
     before = _store_mtimes(tmp_path / "runs")
     out = _run(tmp_path)
@@ -100,7 +109,8 @@ def test_tiny_pipeline_end_to_end_and_warm_rerun(tmp_path):
 
     board = tmp_path / "leaderboard.json"
     for _ in range(2):  # publishing twice replaces, never duplicates
-        subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(results), "--into", str(board)], check=True)
+        subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "publish", str(results), "--into", str(board),
+                        "--allow-dirty"], check=True)  # whatever state this checkout is in
     published = json.loads(board.read_text())
     assert len(published["entries"]) == len(entries)
     check = subprocess.run([sys.executable, "-m", "entrodrop_bench.cli", "leaderboard", "validate", str(board)], capture_output=True, text=True)

@@ -8,6 +8,7 @@ import torch
 
 from entrodrop_bench.prepare import entropy
 from entrodrop_bench.prepare.entropy import cached_token_signals, signals_cache_key, token_signals
+from entrodrop_bench.prepare.fingerprints import docs_fingerprint
 
 VOCAB = 203
 
@@ -168,7 +169,7 @@ def test_cache_is_reused_without_a_forward_pass(model, tmp_path, counting):
     with safe_open(str(path), framework="np") as f:
         meta = f.metadata()
     assert meta["key"] == path.stem and meta["kind"] == "entropy" and meta["seq_len"] == "32"
-    assert meta["weights"] == entropy.weights_fingerprint(model) and meta["corpus"] == entropy.corpus_fingerprint(docs)
+    assert meta["weights"] == entropy.weights_fingerprint(model) and meta["corpus"] == docs_fingerprint(docs)
 
 
 def test_cache_invalidated_when_the_corpus_changes(model, tmp_path, counting):

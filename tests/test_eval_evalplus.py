@@ -298,7 +298,7 @@ def test_cli_refuses_code_evaluation_without_bubblewrap_before_any_compute(comma
 
 
 def test_weak_isolation_shows_in_the_tables_notes():
-    from entrodrop_bench.artifacts import ArtifactError
+    from entrodrop_bench.artifacts import ArtifactError, Selection
     from entrodrop_bench.report.selection import weak_isolation
     from entrodrop_bench.report.tables import _notes
 
@@ -307,9 +307,10 @@ def test_weak_isolation_shows_in_the_tables_notes():
                                "humaneval": eval_result("plain", 0, 4, "humaneval", 0.5, sandbox="bwrap")},
              ("plain", 0, 8): {"tiny_code": ArtifactError("unreadable")}}
     assert weak_isolation(store) == {"unshare": ["tiny_code"]}
-    notes = _notes({"skipped": [], "runs": {}, "missing": [], "weak_isolation": weak_isolation(store)}, set())
+    notes = _notes(Selection.model_construct(skipped=[], runs={}, missing=[], weak_isolation=weak_isolation(store)), set())
     assert any("tiny_code ran under `unshare`, not bubblewrap" in n for n in notes)
-    assert _notes({"skipped": [], "runs": {}, "missing": []}, set()) == []  # selections written before the field
+    # selections written before the field
+    assert _notes(Selection.model_construct(skipped=[], runs={}, missing=[], weak_isolation=None), set()) == []
 
 
 # --------------------------------------------------------------------------- forging

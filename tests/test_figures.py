@@ -125,7 +125,7 @@ def test_figures_plot_the_scores_and_curves_on_disk(tmp_path, drawn):
     select(config, layout)
     paths = write_figures(config, layout)
     _check([p for p in paths if p.name != "NOTES.md"], *(f"{name}.{ext}" for name in drawn for ext in ("png", "pdf")))
-    assert read_val_curves(layout, "plain", seeds)[3]["overall"] == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
+    assert read_val_curves(layout, "plain", seeds)[3].overall == pytest.approx(0.81)  # seeds 0 (0.80) and 1 (0.82)
     assert set(drawn) == {"fig1c_val_loss_by_entropy", "fig2a_score_vs_step", "fig2b_schedule", "fig3_tuning", "fig4_loss_dynamics"}
     assert "fig5" not in (layout.figures_dir / "NOTES.md").read_text()  # no online run: no gate-flip figure, no note
     best_wd = "weight_decay@weight_decay=0.1"  # peak 0.42 beats 0.41
@@ -201,7 +201,7 @@ def test_figure_5_plots_the_gate_flips_logged_at_each_refresh(tmp_path, drawn, m
     assert (ys.min(), ys.max()) == pytest.approx((1.0, 12.0))
     notes = (layout.figures_dir / "NOTES.md").read_text()
     assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.3]: mean over seed(s) 0 only" in notes
-    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.5]: no gate refresh logged" in notes
+    assert "fig5: +EntroDrop (online entropy) (online_grid) [percentile=0.5]: no stub_flips logged" in notes
     # without prepare's plan the refreshes have no target epoch: skipped with a note, the other figures still drawn
     layout.prepared_file.unlink()
     drawn.clear()

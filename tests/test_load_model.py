@@ -1,11 +1,11 @@
-"""One HF model loader (`prepare.stage.load_causal_lm`) behind the base model and the evaluated checkpoints,
+"""One HF model loader (`models.load_causal_lm`) behind the base model and the evaluated checkpoints,
 each caller keeping its own options."""
 
 from __future__ import annotations
 
 import torch
 
-from entrodrop_bench.prepare.stage import load_causal_lm, load_model
+from entrodrop_bench.models import load_causal_lm, load_model
 
 
 def _record_loads(monkeypatch) -> list[tuple[str, dict]]:

@@ -175,6 +175,63 @@ def test_liger_fused_loss_matches_the_full_logits_loss_on_gpu():
         assert float((grads[1][name] - grads[0][name]).norm() / grads[0][name].norm()) < 2e-2, name
 
 
+def _fake_liger(monkeypatch, *, accum_dtype_arg: bool = True) -> list[dict]:
+    """A stand-in for `liger_kernel.transformers.functional` (Triton, CUDA only) that computes the loss in torch and
+    records the dtypes and `accum_dtype` it was called with."""
+    import sys
+    import types
+
+    calls: list[dict] = []
+
+    def fused(input, weight, target, bias=None, ignore_index=-100, reduction="mean", accum_dtype=None):
+        calls.append({"input": input.dtype, "weight": weight.dtype, "autocast": torch.is_autocast_enabled("cpu"),
+                      "accum_dtype": accum_dtype})
+        logits = torch.nn.functional.linear(input.float(), weight.float(), None if bias is None else bias.float())
+        return torch.nn.functional.cross_entropy(logits, target, ignore_index=ignore_index, reduction=reduction)
+
+    def old_fused(input, weight, target, bias=None, ignore_index=-100, reduction="mean"):
+        return fused(input, weight, target, bias, ignore_index, reduction)
+
+    module = types.ModuleType("liger_kernel.transformers.functional")
+    module.liger_fused_linear_cross_entropy = fused if accum_dtype_arg else old_fused
+    for name in ("liger_kernel", "liger_kernel.transformers"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers.functional", module)
+    return calls
+
+
+def test_liger_gets_the_compute_dtype_and_accumulates_the_head_gradient_in_fp32(monkeypatch):
+    """Liger is handed bf16 hidden states and head weight under autocast (its kernels do not autocast) and told to
+    accumulate the head's (tied embedding's) weight gradient in fp32; the gradient reaches the fp32 master weight."""
+    from entrodrop_bench.train.loss import head_returns_losses
+
+    calls = _fake_liger(monkeypatch)
+    model, batch = _model(), _packed_batch()
+    head = linear_head(model)
+    with torch.autocast("cpu", dtype=torch.bfloat16), head_returns_losses(head, batch["labels"], chunk_elements=1 << 20, fused=True):
+        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    out.sum().backward()
+    assert calls == [{"input": torch.bfloat16, "weight": torch.bfloat16, "autocast": False, "accum_dtype": torch.float32}]
+    assert head.weight.dtype == torch.float32 and head.weight.grad.dtype == torch.float32
+    assert head.weight is model.get_input_embeddings().weight and head.weight.grad.abs().sum() > 0  # tied
+    # Without autocast (fp32 training) the weight goes in as it is, with nothing to accumulate differently.
+    from entrodrop_bench.train.loss import liger_loss_sum
+
+    hidden = torch.randn(2, 8, 32)
+    liger_loss_sum(hidden, head.weight, None, batch["labels"][:2, :8].clamp(min=0))
+    assert calls[-1] == {"input": torch.float32, "weight": torch.float32, "autocast": False, "accum_dtype": None}
+
+
+def test_a_liger_without_fp32_accumulation_is_refused_under_bf16(monkeypatch):
+    from entrodrop_bench.errors import UserError
+    from entrodrop_bench.train.loss import LIGER_MIN_VERSION, liger_loss_sum
+
+    _fake_liger(monkeypatch, accum_dtype_arg=False)
+    hidden, weight, labels = torch.randn(1, 8, 32), torch.randn(97, 32), torch.randint(0, 97, (1, 8))
+    with pytest.raises(UserError, match=f"accum_dtype.*liger-kernel>={LIGER_MIN_VERSION}"):
+        liger_loss_sum(hidden, weight, None, labels, compute_dtype=torch.bfloat16)
+
+
 def test_validation_per_token_losses_are_the_same_chunked_under_inference_mode():
     """The validation loss groups read per-token losses under inference_mode: the chunked path gives them too."""
     model, batch = _model().eval(), _packed_batch()
@@ -197,7 +254,9 @@ def test_the_trainer_trains_the_same_with_the_chunked_loss(mini_config, tmp_path
     import entrodrop_bench.train.trainer as train_module
     from entrodrop_bench.artifacts import ValCurve
     from entrodrop_bench.paths import Layout
-    from entrodrop_bench.prepare.stage import prepare
+    from entrodrop_bench.pipeline import (
+        stage_prepare as prepare,  # the whole stage: training only reads its caches
+    )
 
     monkeypatch.setattr(train_module, "LOSS_CHUNK_ELEMENTS", 300 * 40)  # the mini vocab is ~300: several chunks per micro-batch
     calls = []

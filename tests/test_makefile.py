@@ -81,3 +81,11 @@ def test_study_runs_the_seeds_study_offline_and_publishes_its_leaderboard():
     assert f"HF_HOME={PROJECT_ROOT}/.cache/hf" in out
     assert "leaderboard publish results/tiny-study --into results/tiny-study/leaderboard.json" in out
     assert ".PHONY:" in (PROJECT_ROOT / "Makefile").read_text() and " study " in (PROJECT_ROOT / "Makefile").read_text()
+
+
+def test_publishing_targets_check_the_work_tree_first_and_pass_allow_dirty():
+    for target in ("reproduce-table1", "study"):
+        out = _dry_run(target, "PRESET=tiny")
+        assert out.index("-m entrodrop_bench.provenance") < out.index("entrodrop-bench run"), target
+        assert "--allow-dirty" not in out
+        assert _dry_run(target, "PRESET=tiny", "ALLOW_DIRTY=1").count("--allow-dirty") == 2, target

@@ -17,7 +17,9 @@ from baselines.entrodrop import document_gates
 from entrodrop_bench.artifacts import TrainLog
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
+from entrodrop_bench.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.regularizer import build_regularizer, resolve_params
 from entrodrop_bench.train.trainer import Trainer
 

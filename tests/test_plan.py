@@ -17,7 +17,8 @@ from entrodrop_bench.plan import experiment_plan, format_plan, plan_header
 
 REAL = ["qwen3-0.6b-math", "qwen3-1.7b-math", "llama3.1-8b-math", "qwen3-0.6b-code", "qwen3-0.6b-math-ablations"]
 SMALL = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=20", "tiny.pretrain_tokens=4000",
-         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}"]
+         "data.token_budget=20480", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}",
+         "data.target.max_unique_tokens=null"]  # the shrunk world's corpus, whole: its size unknown until prepare
 
 
 def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -95,3 +96,35 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
     assert "measured so far" in text and "tok/s est*" in text
     row = next(line.split() for line in text.splitlines() if line.split()[:2] == ["plain", "0"] and "cpu" in line)
     assert row[2] == f"{status.total_steps:,}/{status.total_steps:,}" and row[-1] == "-"  # not evaluated yet
+
+
+def test_training_estimate_counts_the_activation_recompute_once(tmp_path):
+    """Checkpointed activations cost one more forward of the decoder layers, whichever applies it (the trainer's
+    gradient checkpointing, or FSDP's when the launcher's accelerate config turns it on: then the trainer's is off)."""
+    from entrodrop_bench.plan import (
+        activation_recompute,
+        backbone,
+        flops_per_token,
+        recompute_flops_per_token,
+        train_throughput,
+    )
+
+    preset = CONFIGS_DIR / "llama3.1-8b-math.yaml"
+    fsdp = str(PROJECT_ROOT / "configs" / "accelerate" / "fsdp.yaml")
+    ddp = str(PROJECT_ROOT / "configs" / "accelerate" / "ddp.yaml")
+    cases = {
+        "train.gradient_checkpointing": load_config(preset),
+        "fsdp_activation_checkpointing": load_config(preset, [f"launcher.accelerate_config={fsdp}"]),
+        None: load_config(preset, ["train.gradient_checkpointing=false", f"launcher.accelerate_config={ddp}"]),
+    }
+    rates = {}
+    for expected, config in cases.items():
+        assert activation_recompute(config) == expected
+        rates[expected] = train_throughput(config, backbone(config))[0]
+    bb = backbone(cases[None])
+    model_flops, extra = flops_per_token(bb, 4096), recompute_flops_per_token(bb, 4096)
+    assert 0.25 < extra / model_flops < 0.34  # about a third more: the forward is a third of the training count
+    assert rates["train.gradient_checkpointing"] == rates["fsdp_activation_checkpointing"]  # once, either way
+    assert rates[None] / rates["train.gradient_checkpointing"] == pytest.approx((model_flops + extra) / model_flops)
+    fsdp_without_ac = load_config(preset, ["train.gradient_checkpointing=false", f"launcher.accelerate_config={fsdp}"])
+    assert activation_recompute(fsdp_without_ac) == "fsdp_activation_checkpointing"  # the config's own AC counts too

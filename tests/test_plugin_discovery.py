@@ -41,9 +41,18 @@ def fresh_registry(monkeypatch):
     sys.modules.pop("my_reg_plugin", None)
 
 
-def test_builtins_are_declared_as_an_entry_point():
-    eps = entry_points(group="entrodrop_bench.regularizers")
-    assert "baselines" in {ep.value for ep in eps}
+def test_builtins_are_declared_as_entry_points_named_as_their_plugins():
+    """pyproject.toml declares each built-in as a third-party package would (an entry per plugin, named as it), and
+    the registry knows the same table for a source tree that is not installed."""
+    import tomllib
+
+    from entrodrop_bench.paths import PROJECT_ROOT
+    from entrodrop_bench.regularizer import BUILTIN_REGULARIZERS
+
+    declared = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["entrodrop_bench.regularizers"]
+    assert declared == BUILTIN_REGULARIZERS
+    for name, module in declared.items():
+        assert REGULARIZERS.get(name).__module__ == module
 
 
 def test_third_party_package_is_discovered_through_its_entry_point(fresh_registry, monkeypatch):

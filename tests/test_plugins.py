@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import BaseModelSignals
 
 import baselines
 from baselines.entrodrop import document_gates
@@ -61,7 +62,7 @@ def ctx_for(model, docs, tmp_path, *, total_steps: int = 100, baseline_min_val_s
     return PrepareContext(
         model=model, tokenizer=_Tok(), target_docs=docs, cache_dir=tmp_path / "cache",
         seq_len=SEQ, total_steps=total_steps, device=torch.device("cpu"), seed=0,
-        baseline_min_val_step=baseline_min_val_step,
+        baseline_min_val_step=baseline_min_val_step, signals=BaseModelSignals(model, docs, SEQ),
     )
 
 

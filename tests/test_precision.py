@@ -18,7 +18,9 @@ from safetensors.torch import load_file
 from entrodrop_bench.config import ExperimentConfig, load_config
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.prepare.stage import prepare
+from entrodrop_bench.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.train.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

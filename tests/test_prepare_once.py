@@ -109,3 +109,22 @@ def test_parallel_tokenization_gives_the_streaming_corpus(tmp_path, mini_assets,
                               source="data.general", max_tokens=cap)
     assert parallel.content_hash() == streaming.content_hash()
     assert len(parallel) == (399 if cap is None else len(streaming)) and (cap is None or len(parallel) < 399)
+
+
+def test_the_process_group_waits_long_enough_for_the_main_process_to_prepare(monkeypatch):
+    """In a launched job the other processes wait in a barrier while the main one prepares (download, tokenization,
+    entropy pass); torch's default timeout (10 minutes under NCCL) would kill the job. The harness joins every job
+    with its own timeout (the 2-process FSDP test reads it back from the live process group)."""
+    from datetime import timedelta
+
+    from entrodrop_bench.distributed import PROCESS_GROUP_TIMEOUT_MIN, process_group_timeout
+    from entrodrop_bench.errors import UserError
+
+    monkeypatch.delenv("ENTRODROP_PROCESS_GROUP_TIMEOUT_MIN", raising=False)
+    assert process_group_timeout() == timedelta(minutes=PROCESS_GROUP_TIMEOUT_MIN) >= timedelta(hours=1)
+    monkeypatch.setenv("ENTRODROP_PROCESS_GROUP_TIMEOUT_MIN", "300")
+    assert process_group_timeout() == timedelta(hours=5)
+    for bad in ("0", "-5", "soon"):
+        monkeypatch.setenv("ENTRODROP_PROCESS_GROUP_TIMEOUT_MIN", bad)
+        with pytest.raises(UserError, match=f"ENTRODROP_PROCESS_GROUP_TIMEOUT_MIN.*positive number of minutes, got '{bad}'"):
+            process_group_timeout()

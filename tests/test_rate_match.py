@@ -19,7 +19,8 @@ from entrodrop_bench.config import load_config, run_key
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import CONFIGS_DIR, Layout
 from entrodrop_bench.pipeline import stage_prepare, stage_train
-from entrodrop_bench.prepare.signals import gate_shares
+from entrodrop_bench.prepare.fingerprints import weights_fingerprint
+from entrodrop_bench.prepare.signals import gate_shares, read_gate_shares, run_signals
 from entrodrop_bench.regularizer import PrepareContext, RateMatch
 from entrodrop_bench.report.selection import select
 from entrodrop_bench.report.tables import write_tables
@@ -81,10 +82,12 @@ def world(tmp_path_factory):
 
 
 def _context(prepared, **extra) -> PrepareContext:
-    return PrepareContext(model=prepared.load_base_model(), tokenizer=prepared.tokenizer,
+    model = prepared.load_base_model()
+    return PrepareContext(model=model, tokenizer=prepared.tokenizer,
                           target_docs=prepared.target_train.docs(), cache_dir=prepared.layout.entropy_cache_dir,
                           seq_len=prepared.plan.seq_len, total_steps=prepared.plan.total_steps,
-                          device=torch.device("cpu"), seed=0, **extra)
+                          device=torch.device("cpu"), seed=0,
+                          signals=run_signals(prepared, prepared.config.runs["entrodrop"], model), **extra)
 
 
 def test_prepare_measures_each_masking_runs_gated_share(world):
@@ -103,7 +106,12 @@ def test_prepare_measures_each_masking_runs_gated_share(world):
     assert entrodrop.static_gated_fraction == entro.gated_fraction
     # measured once: asking again reads the file and rewrites nothing
     before = path.stat().st_mtime_ns
-    assert gate_shares(prepared) == shares and path.stat().st_mtime_ns == before
+    assert gate_shares(prepared, prepared.load_base_model()) == shares and path.stat().st_mtime_ns == before
+    assert read_gate_shares(prepared, _weights(prepared)) == shares  # training's reader: checked, never measured
+
+
+def _weights(prepared) -> str:
+    return weights_fingerprint(prepared.load_base_model())
 
 
 def _curriculum(kind: str, total: int, j0: float, sharpness: float = 10.0) -> float:
@@ -116,10 +124,10 @@ def _curriculum(kind: str, total: int, j0: float, sharpness: float = 10.0) -> fl
 
 def test_matched_gamma_max_is_the_targets_rate_over_its_own(world):
     config, _, prepared = world
-    g = gate_shares(prepared)["entrodrop"].gated_fraction
+    g = read_gate_shares(prepared, _weights(prepared))["entrodrop"].gated_fraction
     total = prepared.plan.total_steps
     # same curriculum on both sides (static): C cancels, gamma_max = 0.4 * g
-    fraction, own = rate_match(prepared, "token_dropout_matched", 0)
+    fraction, own = rate_match(prepared, "token_dropout_matched", 0, prepared.load_base_model())
     assert own == 1.0 and fraction == pytest.approx(0.4 * g * 0.5, rel=1e-12)
     matched = config.runs["token_dropout_matched"].build()
     matched.prepare(_context(prepared, matched_masked_fraction=fraction, gated_fraction=own))
@@ -147,7 +155,7 @@ def test_rate_matched_run_masks_what_its_target_masks(world):
     assert set(states.values()) == {"complete"}, states
     entro = RunStatus.read(RunStatus.path(layout, "entrodrop", 0))
     matched = RunStatus.read(RunStatus.path(layout, "token_dropout_matched", 0))
-    g = gate_shares(prepared)["entrodrop"].gated_fraction
+    g = read_gate_shares(prepared, _weights(prepared))["entrodrop"].gated_fraction
     assert matched.resolved["gamma_max"] == pytest.approx(0.4 * g, rel=1e-9)
     assert entro.resolved["gamma_max"] == 0.4
     realized, target = matched.stats["masked_fraction"], entro.stats["masked_fraction"]

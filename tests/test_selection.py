@@ -7,7 +7,6 @@ test_leaderboard: they write exactly the on-disk formats the trainer and the eva
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from entrodrop_bench.artifacts import ArtifactError, Selection
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report.selection import bootstrap_ci, read_selection, select
+from entrodrop_bench.report.comparisons import seed_interval
+from entrodrop_bench.report.selection import read_selection, select
 from entrodrop_bench.report.tables import main_table
 
 DOMAINS = {"math": ["gsm8k", "svamp"], "general": ["hellaswag", "piqa"]}
@@ -156,7 +156,7 @@ def test_grid_ties_go_to_first_grid_point(tmp_path):
     assert select(config, layout).methods["weight_decay"].best_run == "weight_decay@weight_decay=0.1"
 
 
-def test_seeds_mean_std_and_bootstrap_ci(tmp_path):
+def test_seeds_mean_std_and_t_interval_without_items(tmp_path):
     config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}}, seeds=(0, 1, 2))
     layout = Layout.from_config(config)
     for seed, g in enumerate((0.40, 0.44, 0.48)):
@@ -166,14 +166,14 @@ def test_seeds_mean_std_and_bootstrap_ci(tmp_path):
     assert math_avg.mean == pytest.approx(44.0)
     assert math_avg.std == pytest.approx(4.0)
     assert math_avg.n == 3 and agg.step == [10, 10, 10]
-    lo, hi = math_avg.ci95
-    assert 40.0 <= lo < 44.0 < hi <= 48.0
-    assert bootstrap_ci([40.0, 44.0, 48.0]) == [lo, hi]  # fixed RNG: reproducible
+    # No per-item outcomes: a t interval over the 3 seeds, 44 +- t(0.975, 2) x 4 / sqrt(3) = 44 +- 9.94 (never the
+    # min-max of the seeds, which covered the mean 75% of the time).
+    assert math_avg.ci95 == pytest.approx([44.0 - 9.9356, 44.0 + 9.9356], abs=1e-3)
+    assert math_avg.ci_over == "seeds"
 
 
-def test_bootstrap_single_value_and_empty_domains(tmp_path):
-    assert bootstrap_ci([3.0]) == [3.0, 3.0]
-    assert all(math.isnan(x) for x in bootstrap_ci([]))
+def test_no_interval_from_one_value_or_no_spread_and_empty_domains(tmp_path):
+    assert seed_interval([3.0]) is None and seed_interval([48.0, 48.0, 48.0]) is None  # never zero-width
     config = make_config(tmp_path)
     config.eval.domains = {}
     with pytest.raises(ConfigError, match="eval.domains"):
@@ -292,20 +292,24 @@ def test_heldout_picks_on_the_selection_half_and_reports_the_report_half(tmp_pat
     rows = {r.step: r for r in seed.checkpoints}  # every checkpoint row is scored on the report half
     assert rows[20].domain_avg["math"] == pytest.approx(100.0) and rows[10].domain_avg["math"] == pytest.approx(50.0)
     # The paper's rule on the same store picks on every item (step 30: 62.5) and reports that same number.
-    heldout_table = main_table(config, select(config, layout).model_dump())
+    heldout_table = main_table(config, select(config, layout))
     assert "selection half of the items, scored on the report half" in heldout_table.notes[0]
     assert not any("Optimism" in note for note in heldout_table.notes)
     paper_config = make_config(tmp_path, methods={"plain": {"plugin": "plain"}})
     paper = select(paper_config, layout)
     run = paper.runs["plain"]
     assert run.seeds["0"].selected.step == 30 and run.seeds["0"].selected.domain_avg["math"] == pytest.approx(62.5)
-    assert run.aggregate.heldout.optimism == pytest.approx(62.5 - 25.0)
+    # The optimism is cross-fitted (both directions of 50 splits), not split 0's 62.5 - 25.0 alone: over random
+    # halves step 30 (62.5 on all items) is mostly picked and scores near its own mean.
+    held = run.aggregate.heldout
+    assert run.seeds["0"].heldout.crossfit_splits == 50
+    assert held.optimism == pytest.approx(62.5 - held.crossfit_avg) and 0.0 < held.optimism < 62.5 - 25.0
     # Under the paper's rule the table notes each method's optimism and the CSV carries it; columns stay the same.
-    table = main_table(paper_config, paper.model_dump())
-    assert any("Optimism of the paper's rule" in note and "+37.5" in note for note in table.notes)
+    table = main_table(paper_config, paper)
+    assert any("Optimism of the paper's rule" in note and f"+{held.optimism:.1f}" in note for note in table.notes)
     assert table.headers == heldout_table.headers
-    optimism = {r["column"]: r["mean"] for r in table.records if r["column"].startswith("math Avg ")}
-    assert optimism == {"math Avg held-out": "25.000000", "math Avg optimism": "37.500000"}
+    optimism = {r["column"]: float(r["mean"]) for r in table.records if r["column"].startswith("math Avg ")}
+    assert optimism == pytest.approx({"math Avg held-out": held.crossfit_avg, "math Avg optimism": held.optimism})
 
 
 def test_heldout_needs_items_and_says_so(tmp_path):

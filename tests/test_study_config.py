@@ -28,3 +28,19 @@ def test_study_shares_the_demos_runs_folder_and_run_keys():
     assert run_names(study) == run_names(demo)
     for run in run_names(demo):  # seed 0 trained by the demo is the study's seed 0, not retrained
         assert run_key(study, run, 0) == run_key(demo, run, 0)
+
+
+def test_demo_is_the_tiny_presets_table1_sharing_its_runs():
+    """`make demo` (configs/tiny-demo.yaml) trains a subset of tiny.yaml's runs, with their run keys, into the same
+    runs folder: every method of the main table (Table 1) is there, so the study reuses the demo's runs as seed 0."""
+    demo, tiny, study = (load_config(CONFIGS_DIR / f) for f in ("tiny-demo.yaml", "tiny.yaml", "tiny-study.yaml"))
+    assert demo.train.seeds == [0]
+    assert set(run_names(demo)) < set(run_names(tiny)) == set(run_names(study))
+    main_table = {m for m, spec in tiny.methods.items() if spec.table in (None, "main")}
+    assert {run_names(demo)[r][0] for r in run_names(demo)} == main_table
+    assert Layout.from_config(demo).runs_dir == Layout.from_config(tiny).runs_dir
+    assert Layout.from_config(demo).results_dir == Layout.from_config(tiny).results_dir
+    for run in run_names(demo):
+        assert run_key(demo, run, 0) == run_key(tiny, run, 0) == run_key(study, run, 0)
+    without_methods = [{k: v for k, v in c.model_dump(mode="json").items() if k != "methods"} for c in (demo, tiny)]
+    assert without_methods[0] == without_methods[1]

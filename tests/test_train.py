@@ -12,8 +12,10 @@ from safetensors.torch import load_file
 from entrodrop_bench.artifacts import CheckpointManifest, RunStatus, ValCurve
 from entrodrop_bench.errors import TrainingDiverged
 from entrodrop_bench.paths import Layout
+from entrodrop_bench.pipeline import (
+    stage_prepare as prepare,  # the whole stage: training only reads its caches
+)
 from entrodrop_bench.pipeline import stage_train
-from entrodrop_bench.prepare.stage import prepare
 from entrodrop_bench.regularizer import Regularizer, register_regularizer
 from entrodrop_bench.train.trainer import Trainer, step_loss, transformed_embeddings
 
@@ -206,3 +208,32 @@ def test_a_run_status_of_another_format_stops_training_with_what_to_do(tmp_path)
     path.write_text(json.dumps({**json.loads(path.read_text()), "format_version": 5}))
     with pytest.raises(ArtifactError, match=r"status\.json was written in RunStatus format 5.*delete the run's folder"):
         run_is_complete(layout, "plain", 0)
+
+
+def test_a_finished_bf16_mixed_run_frees_its_model_before_the_next_run(mini_config, monkeypatch):
+    """accelerate keeps references to what it prepared, and the wrappers and hooks leave reference cycles: without
+    an explicit release the model (and its optimizer state) lives on into the next run of the same process until
+    some garbage collection happens to run. With the collector off, it must be gone when `train` returns."""
+    import gc
+    import weakref
+
+    from entrodrop_bench.prepare.stage import Prepared
+
+    config = mini_config(model={"dtype": "bfloat16"}, train={"precision": "bf16-mixed", "lr": 1e-4})
+    prepared = prepare(config, Layout.from_config(config), echo=lambda s: None)
+    models = []
+    load = Prepared.load_base_model
+
+    def tracked(self):
+        model = load(self)
+        models.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(Prepared, "load_base_model", tracked)
+    gc.collect()
+    gc.disable()
+    try:
+        assert Trainer(prepared, "plain", 0, progress=False).train() == "complete"
+        assert len(models) == 1 and models[0]() is None, "the finished run's model is still alive"
+    finally:
+        gc.enable()

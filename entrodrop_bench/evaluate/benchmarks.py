@@ -4,10 +4,12 @@ PRIMARY_METRIC (the store's `score`, always in [0, 1]):
 
 | benchmark | primary metric | why |
 |---|---|---|
-| gsm8k, tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
-| svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
-| minerva_math, hendrycks_math (+500 variants) | exact_match,none | lm-eval's own answer check |
-| hellaswag, arc_challenge, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
+| tiny_math | exact_match,strict-match | the "#### N" answer format the task asks for |
+| gsm8k, svamp, college_math, olympiadbench | exact_match,none | our own answer extraction (see tasks/utils.py) |
+| minerva_math (+500) | math_verify,none | lm-eval's math_verify check: agrees with OpenCompass's MATH scoring far more often than the Minerva "Final Answer" rule (tasks/README.md) |
+| hendrycks_math (+500) | exact_match,none | lm-eval's own answer check |
+| hellaswag, arc_easy, piqa | acc_norm,none | length-normalized, the usual reported number |
+| arc_challenge | exact_match,none | the lettered answer of OpenCompass's generative ARC-C format (tasks/arc_challenge.yaml) |
 | mmlu, tiny_general | acc,none | |
 | ifeval | prompt_level_strict_acc,none | |
 | humaneval, mbpp, tiny_code (evalplus) | pass@1 | base + plus tests, greedy |
@@ -31,17 +33,17 @@ LIVECODEBENCH = {"livecodebench"}
 GROUP_TASKS = {"mmlu", "minerva_math", "hendrycks_math"}
 
 PRIMARY_METRIC: dict[str, str] = {
-    "gsm8k": "exact_match,strict-match",
+    "gsm8k": "exact_match,none",
     "tiny_math": "exact_match,strict-match",
     "svamp": "exact_match,none",
     "college_math": "exact_match,none",
     "olympiadbench": "exact_match,none",
-    "minerva_math": "exact_match,none",
-    "minerva_math500": "exact_match,none",
+    "minerva_math": "math_verify,none",
+    "minerva_math500": "math_verify,none",
     "hendrycks_math": "exact_match,none",
     "hendrycks_math500": "exact_match,none",
     "hellaswag": "acc_norm,none",
-    "arc_challenge": "acc_norm,none",
+    "arc_challenge": "exact_match,none",
     "arc_easy": "acc_norm,none",
     "piqa": "acc_norm,none",
     "mmlu": "acc,none",
@@ -53,7 +55,7 @@ PRIMARY_METRIC: dict[str, str] = {
     "livecodebench": "pass@1",
 }
 # Bumped when a code benchmark's prompt or stop strings change (their results are then re-evaluated).
-GENERATION_VERSION = {"humaneval": "greedy-evalplus-stops", "mbpp": "greedy-evalplus-stops",
+GENERATION_VERSION = {"humaneval": "greedy-evalplus-stops-stripped-prompt", "mbpp": "greedy-evalplus-stops-stripped-prompt",
                       "livecodebench": "greedy-lcb-base-prompt"}
 DEFAULT_METRIC_ORDER = ("acc_norm,none", "acc,none", "exact_match,strict-match", "exact_match,none",
                         "exact_match,flexible-extract")
@@ -100,11 +102,13 @@ def builtin_task_yaml(benchmark: str) -> Path | None:
     root = Path(lm_eval.__file__).parent / "tasks"
     guess = [root / benchmark / f"{benchmark}.yaml", root / benchmark.split("_")[0] / f"{benchmark}.yaml",
              root / "arc" / f"{benchmark}.yaml"]
+    # `task: name`, or quoted as lm-eval's generated YAMLs write it (MMLU's subjects: `"task": "mmlu_anatomy"`).
+    defines = re.compile(rf"^[\"']?task[\"']?\s*:\s*[\"']?{re.escape(benchmark)}[\"']?\s*$", re.M)
     for path in guess:
-        if path.is_file() and f"task: {benchmark}\n" in path.read_text():
+        if path.is_file() and defines.search(path.read_text()):
             return path
     for path in root.rglob(f"{benchmark}.yaml"):
-        if f"task: {benchmark}\n" in path.read_text():
+        if defines.search(path.read_text()):
             return path
     return None
 

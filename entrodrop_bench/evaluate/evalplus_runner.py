@@ -157,13 +157,20 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], *, batch_size: int,
     return out
 
 
-def make_samples(problems: list[dict], completions: list[str]) -> list[dict]:
-    """{"task_id", "solution"} per problem: prompt + completion, sanitized to the entry point and its deps."""
+def model_prompt(benchmark: str, problem: dict) -> str:
+    """The text the model continues. HumanEval and MBPP: evalplus's codegen prompt, `prompt.strip() + "\n"`
+    (142 of HumanEval's 164 prompts end in other whitespace); the tiny world's tiny_code: its prompt as is."""
+    return problem["prompt"].strip() + "\n" if benchmark in ("humaneval", "mbpp") else problem["prompt"]
+
+
+def make_samples(problems: list[dict], completions: list[str], prompts: list[str] | None = None) -> list[dict]:
+    """{"task_id", "solution"} per problem: the model's prompt + completion (evalplus's direct-completion
+    solution), sanitized to the entry point and its deps."""
     from evalplus.sanitize import sanitize
 
     samples = []
-    for p, c in zip(problems, completions):
-        code = p["prompt"] + c
+    for i, (p, c) in enumerate(zip(problems, completions)):
+        code = (prompts[i] if prompts is not None else p["prompt"]) + c
         # Unparsable code is still submitted as is, and simply fails.
         with contextlib.suppress(Exception):
             code = sanitize(code, entrypoint=p["entry_point"])
@@ -403,13 +410,13 @@ def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, 
     record = CodeEvalDir(work_dir)
     subset = record.dataset_file
     write_text(subset, "".join(json.dumps(p) + "\n" for p in problems))
-    prompts = [p["prompt"] for p in problems]
+    prompts = [model_prompt(benchmark, p) for p in problems]
     if generator is not None:
         completions = generator(prompts, max_new_tokens=max_gen_toks, stop=stop_sequences(benchmark))
     else:
         completions = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_gen_toks,
                                stop=stop_sequences(benchmark))
-    samples = make_samples(problems, completions)
+    samples = make_samples(problems, completions, prompts)
     dataset = "mbpp" if benchmark == "mbpp" else "humaneval"
     summary = evaluate_samples(subset, samples, record.eval_dir, dataset=dataset, cache_dir=cache_dir,
                                allow_weak=allow_weak)

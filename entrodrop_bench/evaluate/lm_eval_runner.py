@@ -1,8 +1,8 @@
 """lm-eval through its Python API, one benchmark at a time, on an already loaded checkpoint.
 
-- Tasks: lm-eval built-ins by name (gsm8k, minerva_math*, hendrycks_math*, hellaswag, arc_challenge, piqa,
-  mmlu, ifeval, ...) and the project's YAMLs in tasks/ (svamp, college_math, olympiadbench, tiny_math,
-  tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
+- Tasks: lm-eval built-ins by name (minerva_math*, hendrycks_math*, hellaswag, piqa, mmlu, ifeval, ...) and the
+  project's YAMLs in tasks/ (gsm8k and arc_challenge in OpenCompass's formats, shadowing the built-ins of those
+  names; svamp, college_math, olympiadbench, tiny_math, tiny_general). `TaskManager(include_path=tasks/ [+ generated], include_defaults=...)` indexes the ~15k
   built-ins (~6 s) only when a built-in is requested, and that index is built once per process (see
   `_builtin_task_manager`).
 - Local data: a benchmark with a data file (config `eval.data_overrides`, or the tiny world's file) runs
@@ -45,30 +45,44 @@ from entrodrop_bench.paths import TASKS_DIR, EvalWorkDir
 
 log = logging.getLogger(__name__)
 _SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+# `include: file`, or quoted as lm-eval's generated YAMLs write it (MMLU's subjects: `"include": "_default_template_yaml"`).
+_INCLUDE = r"^[\"']?include[\"']?\s*:\s*[\"']?([^\s\"']+)"
 
 
 def _splits(yaml_path: Path, depth: int = 0) -> dict[str, str]:
     """Split keys of a task YAML, following `include:` (read as text: the YAMLs hold !function tags)."""
     text = yaml_path.read_text()
     found: dict[str, str] = {}
-    inc = re.search(r"^include:\s*(\S+)", text, re.M)
+    inc = re.search(_INCLUDE, text, re.M)
     if inc and depth < 4:
         found.update(_splits((yaml_path.parent / inc.group(1)).resolve(), depth + 1))
     for key in _SPLIT_KEYS:
-        m = re.search(rf"^{key}:\s*(\S+)", text, re.M)
+        m = re.search(rf"^[\"']?{key}[\"']?\s*:\s*[\"']?([^\s\"']+)", text, re.M)
         if m:
             found[key] = m.group(1).strip("\"'")
     return {k: v for k, v in found.items() if v not in {"null", "None"}}
 
 
-def _local_splits(splits: dict[str, str], data: Path) -> dict:
+def _has_fixed_exemplars(yaml_path: Path, depth: int = 0) -> bool:
+    """Whether a task YAML (following `include:`) fixes its few-shot exemplars (`fewshot_config.samples`, e.g.
+    MATH's four Minerva ones): then no split may feed the few-shot prompt, since lm-eval prefers a few-shot
+    split over the fixed samples."""
+    text = yaml_path.read_text()
+    if re.search(r"^fewshot_config:\s*\n(?:[ \t]+.*\n)*?[ \t]+samples:", text + "\n", re.M):
+        return True
+    inc = re.search(_INCLUDE, text, re.M)
+    return bool(inc) and depth < 4 and _has_fixed_exemplars((yaml_path.parent / inc.group(1)).resolve(), depth + 1)
+
+
+def _local_splits(splits: dict[str, str], data: Path, fixed_exemplars: bool = False) -> dict:
     """YAML keys for local data: `data_files` (split -> file) plus split renames.
 
     The evaluated split (test, else validation) reads `data`. Another split the task names (gsm8k's
     few-shot `train`) reads a sibling file with `test` replaced by the split name when one exists
     (gsm8k_test.jsonl -> gsm8k_train.jsonl); otherwise few-shot examples come from the evaluated split
     itself, declared as such (`fewshot_split` = that split), so lm-eval leaves each question out of its
-    own prompt.
+    own prompt. A task with fixed exemplars (`fixed_exemplars`: MATH's Minerva prompt) keeps them: no split is
+    pointed at the evaluated data (lm-eval would otherwise show the first test problems as exemplars).
     """
     evaluated = splits.get("test_split") or splits.get("validation_split") or "test"
     files = {evaluated: str(data)}
@@ -81,8 +95,10 @@ def _local_splits(splits: dict[str, str], data: Path) -> dict:
             files[split] = str(sibling)
         else:
             log.info("lm-eval: no %s file beside %s; %s reads the evaluated split", split, data, key)
-            keys[key] = evaluated if key == "fewshot_split" else None
-    if "training_split" in keys and splits.get("fewshot_split") in (None, splits.get("training_split")):
+            keys[key] = evaluated if key == "fewshot_split" and not fixed_exemplars else None
+    if fixed_exemplars:
+        keys["fewshot_split"] = None
+    elif "training_split" in keys and splits.get("fewshot_split") in (None, splits.get("training_split")):
         keys["fewshot_split"] = evaluated
     return {**keys, "dataset_kwargs": {"data_files": files}}
 
@@ -107,7 +123,7 @@ def task_spec(benchmark: str, data: Path | None, gen_yaml: Path) -> tuple[str, b
         "tag": [],
         "dataset_path": "json",
         "dataset_name": None,
-        **_local_splits(_splits(source), data.resolve()),
+        **_local_splits(_splits(source), data.resolve(), _has_fixed_exemplars(source)),
     }
     gen_yaml.parent.mkdir(parents=True, exist_ok=True)
     gen_yaml.write_text(yaml.safe_dump(config, sort_keys=False))

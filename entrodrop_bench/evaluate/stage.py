@@ -40,7 +40,7 @@ from entrodrop_bench.artifacts import (
     ResultProvenance,
 )
 from entrodrop_bench.atomic import remove_partials, write_text
-from entrodrop_bench.config import ExperimentConfig
+from entrodrop_bench.config import ExperimentConfig, fixed_shots
 from entrodrop_bench.evaluate.benchmarks import (
     data_file,
     effective_max_gen_toks,
@@ -96,7 +96,7 @@ class _Loaded:
         if self._model is None:
             import torch
 
-            from entrodrop_bench.prepare.stage import load_causal_lm
+            from entrodrop_bench.models import load_causal_lm
 
             self._release_vllm()
             if threads := eval_threads(self.config):
@@ -233,10 +233,11 @@ def _run_one(loaded: _Loaded, benchmark: str, data: Path | None, work: Path, ckp
         # lm-eval's request cache keys ignore the model, so each engine gets its own cache file.
         cache_key = (ckpt_hash[:16] + ("" if ev.backend == "hf" else f"-{ev.backend}")) if ev.request_cache else None
         out = run_lm_eval(lm, benchmark, data, work_dir=work, cache_key=cache_key,
-                          batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.num_fewshot,
+                          batch_size=ev.batch_size, limit=ev.limit, num_fewshot=ev.shots(benchmark),
                           max_gen_toks=max_gen_toks)
         backend = routed() if routed is not None else "hf"
-        return out["metrics"], {"num_fewshot": out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
+        # A fixed exemplar set written into the prompt (GSM8K's) is lm-eval's zero-shot: record its count.
+        return out["metrics"], {"num_fewshot": fixed_shots(benchmark) or out["n_shot"], "n_samples": out["n_samples"], "backend": backend,
                                 "lm_eval_task_hash": out["task_hash"], "lm_eval_seeds": out["seeds"]}, out["items"]
     generator = loaded.code_generator()
     model, tok = loaded.model_and_tokenizer() if generator is None else (None, None)
@@ -306,7 +307,7 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     counts = {"evaluated": 0, "skipped": 0, "failed": 0}
     datas = {b: data_file(b, ev.data_overrides, world_benchmarks) for b in benchmarks}  # bad paths fail first
     gen_toks = {b: effective_max_gen_toks(b, ev.max_gen_toks) for b in benchmarks}
-    hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.num_fewshot,
+    hashes = {b: task_config_hash(b, datas[b], limit=ev.limit, num_fewshot=ev.shots(b),
                                   max_gen_toks=gen_toks[b], backend=ev.backend) for b in benchmarks}
     lock = _claim(layout, run, seed, step, blocking=blocking)
     if lock is None:
@@ -345,7 +346,7 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
                 metrics=metrics, primary_metric=metric, score=score, items=items,
                 provenance=ResultProvenance(
                     checkpoint=str(checkpoint_dir), checkpoint_sha256=ckpt_hash, task_version=tversion,
-                    task_config_hash=thash, num_fewshot=extra.pop("num_fewshot", ev.num_fewshot),
+                    task_config_hash=thash, num_fewshot=extra.pop("num_fewshot", ev.shots(bench)),
                     seed=seed, batch_size=ev.batch_size, limit=ev.limit, max_gen_toks=gen_toks[bench],
                     data_file=str(datas[bench]) if datas[bench] else None,
                     versions=_versions(with_vllm=extra.get("backend") == "vllm"),
@@ -386,7 +387,7 @@ def _is_done(config: ExperimentConfig, layout: Layout, ckpt: tuple[str, int, int
     ckpt_hash = checkpoint_sha256(folder, memo=CheckpointHashMemo.path(layout, run, seed, step))
     for bench in benchmarks:
         data = data_file(bench, ev.data_overrides, world_benchmarks)
-        thash, _ = task_config_hash(bench, data, limit=ev.limit, num_fewshot=ev.num_fewshot,
+        thash, _ = task_config_hash(bench, data, limit=ev.limit, num_fewshot=ev.shots(bench),
                                     max_gen_toks=effective_max_gen_toks(bench, ev.max_gen_toks), backend=ev.backend)
         if not is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
                         need_items=ev.needs_items):

@@ -14,7 +14,6 @@ see exactly the same tokens, and a resumed run needs no data-loader state beyond
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Iterable, Sequence
@@ -22,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from entrodrop_bench.errors import DataError
+from entrodrop_bench.registry import lazy_import
 from entrodrop_bench.regularizer import GENERAL, TARGET
+
+torch = lazy_import("torch")  # the plan (`plan`, `status`) needs none of it; training's batches do
 
 IGNORE_INDEX = -100
 
@@ -57,9 +58,10 @@ class TokenizedCorpus:
         return TokenizedCorpus(tokens.astype(np.int32), offsets)
 
     def content_hash(self) -> str:
-        h = hashlib.sha256(self.tokens.tobytes())
-        h.update(self.offsets.tobytes())
-        return h.hexdigest()[:16]
+        """The corpus's fingerprint (`prepare.fingerprints.corpus_fingerprint`)."""
+        from entrodrop_bench.prepare.fingerprints import corpus_fingerprint
+
+        return corpus_fingerprint(self.tokens, self.offsets)
 
     @classmethod
     def from_docs(cls, docs: Sequence[Sequence[int] | np.ndarray]) -> TokenizedCorpus:

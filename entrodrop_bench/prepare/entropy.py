@@ -20,18 +20,16 @@ Batches are right-padded without an attention mask: with causal attention, real 
 attend to the padding that follows them, so their outputs are exactly those of an unpadded pass.
 
 The cache (`cached_token_signals`) is one safetensors file (no pickle) holding `values` (float32) and
-`offsets` (int64); its metadata stores the key parts (weights, tokenizer and corpus fingerprints,
+`offsets` (int64); its metadata stores the key parts (weights, tokenizer and corpus fingerprints of
+`prepare.fingerprints`,
 seq_len, kind, code version). A file that is unreadable, truncated, or whose metadata or lengths do not
 match is logged and recomputed; a matching file is reused without any forward pass.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import weakref
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from entrodrop_bench.atomic import bytes_sha256, json_sha256
+from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.errors import UserError
+from entrodrop_bench.prepare.fingerprints import docs_fingerprint, tokenizer_fingerprint, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -211,58 +210,6 @@ def _run_pass(model, docs, windows, offsets, values, kind, batch_size, vocab_chu
 # --------------------------------------------------------------------------------------------------
 # Fingerprints and the cache key
 # --------------------------------------------------------------------------------------------------
-_WEIGHTS_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (signature, digest)
-_VOLATILE_CONFIG_KEYS = {"transformers_version", "use_cache", "torch_dtype", "dtype", "architectures"}
-
-
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the state dict (names, dtypes, shapes, bytes) and the architecture-relevant config.
-
-    Memoized per model object while no tensor changes (tensor version counters), so asking twice costs nothing.
-    """
-    state = model.state_dict()
-    signature = tuple((k, v.data_ptr(), v._version, str(v.device)) for k, v in state.items())
-    memo = _WEIGHTS_MEMO.get(model)
-    if memo is not None and memo[0] == signature:
-        return memo[1]
-    h = hashlib.sha256()
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "to_dict"):
-        relevant = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS}
-        h.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    for name, tensor in state.items():
-        t = tensor.detach()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
-    digest = h.hexdigest()
-    _WEIGHTS_MEMO[model] = (signature, digest)
-    return digest
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """sha256 of the tokenizer's full definition (fast tokenizers) or its vocab and special tokens."""
-    if tokenizer is None:
-        return "none"
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        text = backend.to_str()
-    else:
-        text = json.dumps(sorted(tokenizer.get_vocab().items()))
-    specials = json.dumps(sorted(getattr(tokenizer, "all_special_ids", []) or []))
-    return bytes_sha256((text + specials).encode())
-
-
-def corpus_fingerprint(docs: Sequence[Sequence[int]]) -> str:
-    """sha256 of document lengths and token ids (as int64)."""
-    lengths = np.array([len(d) for d in docs], dtype=np.int64)
-    h = hashlib.sha256(lengths.tobytes())
-    for start in range(0, len(docs), 4096):  # bounded memory for big corpora
-        part = [np.asarray(d, dtype=np.int64) for d in docs[start : start + 4096]]
-        if part:
-            h.update(np.concatenate(part).tobytes())
-    return h.hexdigest()
-
-
 def signals_key_parts(
     model: torch.nn.Module, tokenizer: Any, docs: Sequence[Sequence[int]], *, seq_len: int, kind: str
 ) -> dict[str, str]:
@@ -270,7 +217,7 @@ def signals_key_parts(
     return {
         "weights": weights_fingerprint(model),
         "tokenizer": tokenizer_fingerprint(tokenizer),
-        "corpus": corpus_fingerprint(docs),
+        "corpus": docs_fingerprint(docs),
         "seq_len": str(int(seq_len)),
         "kind": kind,
         "code_version": CODE_VERSION,
@@ -352,7 +299,7 @@ def cached_token_signals(
     cache_file = Path(cache_file)
     expected = {
         "weights": weights_fingerprint(model),
-        "corpus": corpus_fingerprint(docs),
+        "corpus": docs_fingerprint(docs),
         "seq_len": str(int(seq_len)),
         "kind": kind,
         "code_version": CODE_VERSION,
@@ -362,15 +309,19 @@ def cached_token_signals(
     expected.update(key_parts or {})
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    if not compute:  # a reader: the writer's file is complete or absent (atomic writes), so no lock to take
+        hit = load_signals(cache_file, expected, offsets)
+        if hit is None:
+            raise UserError(f"signal cache {cache_file} is missing or stale for a process that only reads what the prepare "
+                            "stage wrote: run `entrodrop-bench prepare CONFIG` (every process must see the same "
+                            "output.runs_dir, a shared filesystem)")
+        return hit
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_file) + ".lock"):
         hit = load_signals(cache_file, expected, offsets)
         if hit is not None:
             log.info("signal cache hit: %s", cache_file)
             return hit
-        if not compute:
-            raise UserError(f"signal cache {cache_file} is missing or stale in a process that only reads what the main "
-                            "process prepared; every process must see the same output.runs_dir (a shared filesystem)")
         log.info("computing %s signals of %d documents (%d tokens) -> %s", kind, len(docs), int(offsets[-1]), cache_file)
         values, offsets = token_signals(model, docs, kind=kind, seq_len=seq_len, **pass_kwargs)
         save_signals(cache_file, values, offsets, expected)

@@ -10,13 +10,18 @@ import torch
 from entrodrop_bench.artifacts import GateShare, GateShares, SampleEntropy
 from entrodrop_bench.atomic import json_sha256
 from entrodrop_bench.config import RunSpec
+from entrodrop_bench.errors import DataError
 from entrodrop_bench.prepare.data import TokenizedCorpus
-from entrodrop_bench.prepare.stage import Prepared, tokenizer_hash
+from entrodrop_bench.prepare.fingerprints import tokenizer_fingerprint, weights_fingerprint
+from entrodrop_bench.prepare.stage import Prepared
 from entrodrop_bench.regularizer import declares_masking_rate
 
 
-def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Flat per-token signal values (NaN at each document's first token) and document offsets."""
+def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str = "entropy", model: torch.nn.Module | None = None,
+                       compute: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Flat per-token signal values (NaN at each document's first token) and document offsets. `compute` False (a
+    reader, e.g. training): read from the cache the prepare stage wrote, and raise when it is missing or stale;
+    default: compute and write when this process is the writer."""
     from entrodrop_bench.prepare import entropy
 
     model = model if model is not None else prepared.load_base_model()
@@ -24,7 +29,14 @@ def base_model_signals(prepared: Prepared, corpus: TokenizedCorpus, *, kind: str
     key = entropy.signals_cache_key(model, prepared.tokenizer, docs, seq_len=prepared.plan.seq_len, kind=kind)
     cache_file = prepared.layout.entropy_cache(key)
     return entropy.cached_token_signals(model, docs, cache_file=cache_file, kind=kind, seq_len=prepared.plan.seq_len,
-                                        tokenizer=prepared.tokenizer, compute=prepared.writer)
+                                        tokenizer=prepared.tokenizer, compute=prepared.writer if compute is None else compute)
+
+
+def run_signals(prepared: Prepared, spec: RunSpec, model: torch.nn.Module) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The base-model signals a run's plugin declares, over the target training documents, read from the caches the
+    prepare stage wrote (never computed here): what the trainer hands the plugin in `PrepareContext.signals`."""
+    return {kind: base_model_signals(prepared, prepared.target_train, kind=kind, model=model, compute=False)
+            for kind in sorted(spec.plugin_cls.signals(spec.settings))}
 
 
 def declared_signals(prepared: Prepared) -> list[str]:
@@ -76,22 +88,27 @@ def measure_gate_share(prepared: Prepared, spec: RunSpec, key: str, model: torch
                      gated_fraction=gated / n if n else 1.0)
 
 
-def gate_shares(prepared: Prepared, *, model: torch.nn.Module | None = None) -> dict[str, GateShare]:
-    """Run -> gated share, for every run of a masking method (`expected_masked_fraction`): read from
-    `GateShares` when measured for the same corpus, base model and settings, else measured (and written by the
-    writer process). Grid points with the same gate settings are measured once."""
+def gate_share_keys(prepared: Prepared, weights: str) -> dict[str, str]:
+    """Run -> the key of its gate share, for every run of a masking method (`expected_masked_fraction`): the
+    fingerprints of the target corpus, the tokenizer and the base model's `weights`, the plugin and the settings its
+    gate depends on (`gate_settings`: grid points that differ only in the drop rate share one)."""
+    base = {"corpus": prepared.target_train.content_hash(), "weights": weights,
+            "tokenizer": tokenizer_fingerprint(prepared.tokenizer)}
+    return {run: json_sha256({**base, "plugin": spec.plugin, "settings": spec.plugin_cls.gate_settings(spec.settings)}, length=16)
+            for run, spec in prepared.config.runs.items() if declares_masking_rate(spec.plugin_cls)}
+
+
+def gate_shares(prepared: Prepared, model: torch.nn.Module) -> dict[str, GateShare]:
+    """Run -> gated share, for every run of a masking method: read from `GateShares` when measured for the same
+    key (`gate_share_keys`, so new base weights at the same path are measured again), else measured (and written
+    by the writer process). Grid points with the same gate settings are measured once."""
     layout = prepared.layout
     written = GateShares.read_or_none(GateShares.path(layout))
     have = dict(written.runs) if written else {}
-    base = {"corpus": prepared.target_train.content_hash(), "model": prepared.model_path,
-            "dtype": prepared.config.model.dtype, "tokenizer": tokenizer_hash(prepared.tokenizer)}
     found: dict[str, GateShare] = {}
     measured: dict[str, GateShare] = {}
-    for run, spec in prepared.config.runs.items():
-        if not declares_masking_rate(spec.plugin_cls):
-            continue
-        settings = spec.settings.model_dump(mode="json", exclude={"gamma_max"})  # the gate does not depend on the rate
-        key = json_sha256({**base, "plugin": spec.plugin, "settings": settings}, length=16)
+    for run, key in gate_share_keys(prepared, weights_fingerprint(model)).items():
+        spec = prepared.config.runs[run]
         if run in have and have[run].key == key:
             found[run] = have[run]
             continue
@@ -101,6 +118,19 @@ def gate_shares(prepared: Prepared, *, model: torch.nn.Module | None = None) -> 
     if measured and prepared.writer:
         GateShares(runs={**have, **found}).write(GateShares.path(layout))
     return found
+
+
+def read_gate_shares(prepared: Prepared, weights: str) -> dict[str, GateShare]:
+    """The gate shares `prepare` measured, for a reader that must not measure them (training): each masking run's
+    share, checked against its key for these base `weights`; missing or stale ones raise, naming what to re-run."""
+    path = GateShares.path(prepared.layout)
+    written = GateShares.read_or_none(path)
+    have = dict(written.runs) if written else {}
+    stale = [run for run, key in gate_share_keys(prepared, weights).items() if run not in have or have[run].key != key]
+    if stale:
+        raise DataError(f"{path}: no gate share measured for run(s) {', '.join(stale)} with this corpus, tokenizer and "
+                        "base weights; run `entrodrop-bench prepare CONFIG` first (training reads it, never measures it)")
+    return {run: have[run] for run in gate_share_keys(prepared, weights)}
 
 
 def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:
@@ -115,4 +145,4 @@ def write_sample_entropy(prepared: Prepared, model: torch.nn.Module) -> None:
         tokens=tokens,
         entropy=[None if not np.isfinite(v) else float(v) for v in sig],
         eligible=[bool(e) for e in eligible],
-    ).write(SampleEntropy.path(prepared.layout))
+    ).write_if_changed(SampleEntropy.path(prepared.layout))

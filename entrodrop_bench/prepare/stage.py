@@ -6,7 +6,6 @@ base model's per-token entropies of the validation set (for the Figure 1c/4 loss
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ import torch
 import yaml
 
 from entrodrop_bench.artifacts import CorpusRecord, PreparedRecord
-from entrodrop_bench.atomic import bytes_sha256, file_sha256, json_sha256, write_text
+from entrodrop_bench.atomic import file_sha256, json_sha256, write_text
 from entrodrop_bench.config import CorpusConfig, ExperimentConfig
 from entrodrop_bench.distributed import process_rank
-from entrodrop_bench.errors import DataError, UserError
+from entrodrop_bench.errors import DataError
+from entrodrop_bench.models import load_model, load_tokenizer, resolve_model_path
 from entrodrop_bench.paths import Layout
 from entrodrop_bench.prepare.data import (
     TokenizedCorpus,
@@ -33,6 +33,7 @@ from entrodrop_bench.prepare.data import (
     split_validation,
     tokenize_texts,
 )
+from entrodrop_bench.prepare.fingerprints import tokenizer_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -82,75 +83,6 @@ def build_world(config: ExperimentConfig, layout: Layout, echo: Callable[[str], 
     return build_tiny_world(config.tiny, layout.world_dir, log=echo)
 
 
-def resolve_model_path(config: ExperimentConfig, world) -> str:
-    if config.model.name_or_path == "tiny":
-        return str(world.base_model_dir)
-    return config.model.name_or_path
-
-
-def load_tokenizer(config: ExperimentConfig, model_path: str):
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(model_path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code)
-    except Exception as exc:
-        raise UserError(
-            f"model.name_or_path: could not load a tokenizer from {model_path!r}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}. Without hub access, point model.name_or_path at a local HF folder."
-        ) from None
-    if config.model.pad_token is not None:
-        tok.pad_token = config.model.pad_token
-    if tok.pad_token_id is None:
-        raise UserError(
-            f"tokenizer of {model_path!r} has no pad token; set model.pad_token in the config to an existing "
-            f"token (e.g. a reserved or end-of-text token). Without one, lm-eval silently pads with eos."
-        )
-    return tok
-
-
-def load_causal_lm(path: str | Path, *, dtype: str, revision: str | None = None, trust_remote_code: bool | None = None,
-                   safetensors_only: bool = False, attn_implementation: str | None = None,
-                   device: str | torch.device | None = None) -> torch.nn.Module:
-    """The one loader of an HF causal LM (base model and checkpoints). `dtype` is a torch dtype name; options left
-    None are not passed, so transformers' own defaults apply. On `device` in eval mode when one is given."""
-    from transformers import AutoModelForCausalLM
-
-    options: dict = {"dtype": getattr(torch, dtype)}
-    if revision is not None:
-        options["revision"] = revision
-    if trust_remote_code is not None:
-        options["trust_remote_code"] = trust_remote_code
-    if safetensors_only:
-        options["use_safetensors"] = True
-    if attn_implementation is not None:
-        options["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **options)
-    if device is not None:
-        model.to(device).eval()
-    return model
-
-
-def load_model(config: ExperimentConfig, model_path: str) -> torch.nn.Module:
-    """The base model in `model.dtype`, from safetensors only; remote code only when the config allows it."""
-    if config.model.trust_remote_code:
-        log.warning("model.trust_remote_code is on: code from %s will run", model_path)
-    try:
-        return load_causal_lm(model_path, dtype=config.model.dtype, revision=config.model.revision,
-                              trust_remote_code=config.model.trust_remote_code, safetensors_only=True,
-                              attn_implementation="sdpa")
-    except Exception as exc:
-        raise UserError(
-            f"model: could not load {model_path!r} as a causal LM from safetensors: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300]}"
-        ) from None
-
-
-def tokenizer_hash(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return bytes_sha256(text.encode())[:16]
-
-
 def _corpus_key(corpus: CorpusConfig, tok_hash: str, world_file: Path | None, limit: int | None) -> str:
     ident = {"corpus": corpus.model_dump(), "tokenizer": tok_hash, "limit": limit}
     if world_file is not None:
@@ -173,7 +105,7 @@ def tokenized_corpus(corpus: CorpusConfig, key_path: str, tokenizer, layout: Lay
     )
 
     world_file = world.corpus_file(corpus.source) if world is not None and corpus.source in TINY_SOURCES else None
-    cache = layout.data_cache(_corpus_key(corpus, tokenizer_hash(tokenizer), world_file, max_tokens))
+    cache = layout.data_cache(_corpus_key(corpus, tokenizer_fingerprint(tokenizer), world_file, max_tokens))
     cached = load_corpus(cache)
     if cached is not None:
         return cached
@@ -223,17 +155,19 @@ def prepare(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None
 
 def _write_prepared_record(p: Prepared) -> None:
     layout = p.layout
-    write_text(layout.experiment_config_file, yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False))
+    resolved = yaml.safe_dump(p.config.model_dump(mode="json"), sort_keys=False)
+    if not layout.experiment_config_file.is_file() or layout.experiment_config_file.read_text(encoding="utf-8") != resolved:
+        write_text(layout.experiment_config_file, resolved)  # a re-run over finished work writes nothing
     PreparedRecord(
         config_hash=p.config.config_hash(),
         model_path=p.model_path,
-        tokenizer_hash=tokenizer_hash(p.tokenizer),
+        tokenizer_hash=tokenizer_fingerprint(p.tokenizer),
         target_train=_corpus_record(p.target_train),
         target_val=_corpus_record(p.target_val),
         general=_corpus_record(p.general),
         plan=p.plan.to_json(),
         writer_rank=process_rank(),
-    ).write(PreparedRecord.path(layout))
+    ).write_if_changed(PreparedRecord.path(layout))
 
 
 def _corpus_record(corpus: TokenizedCorpus) -> CorpusRecord:

@@ -7,8 +7,8 @@ and one of this project's own for the online EntroDrop variant (fig5).
 - fig2c: one target-domain sample, tokens coloured by base-model entropy, EntroDrop's masked tokens marked
 - fig3:  hyper-parameter tuning of the baselines: target-domain score of every grid point
 - fig4:  validation loss by entropy group, Baseline vs EntroDrop
-- fig5:  online EntroDrop only (a run whose table role has `online_signal`): share of eligible target tokens whose
-         gate flipped at each refresh vs target epoch, from the runs' train logs; no figure without such a run
+- fig5:  the logged series runs declare (`ReportFields.series`) vs target epoch, from the runs' train logs (online
+         EntroDrop: share of eligible target tokens whose gate flipped at each refresh); no figure without such a run
 
 Missing runs never crash a figure: the series is left out, the figure says so, and `NOTES.md` in the
 figures folder lists what was skipped. Uses matplotlib's Agg canvas directly (no pyplot state, no display).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from matplotlib.colors import Normalize, to_hex
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from entrodrop_bench.artifacts import PreparedRecord, SampleEntropy, TrainLog, ValCurve, ValPoint
+from entrodrop_bench.artifacts import PreparedRecord, SampleEntropy, Selection, TrainLog, ValCurve, ValPoint
 from entrodrop_bench.atomic import atomic_path, write_text
 from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.paths import Layout, figure_file, figure_notes_file
@@ -40,12 +41,20 @@ from entrodrop_bench.report.tables import baseline_method, label, main_methods, 
 
 GROUPS = [("overall", "all tokens"), ("low_entropy", "low-entropy tokens"), ("high_entropy", "high-entropy tokens")]
 TokenSignals = list[tuple[str, float, bool]]
-FlipSeries = dict[int, list[tuple[int, float]]]
-"""Seed -> (optimizer step, share of eligible target tokens whose gate flipped) at each gate refresh."""
-FLIP_KEY = "gate_flip_fraction"
-DRIFT_KEY = "gate_drift_fraction"
-"""Train-log keys of an online gate's refreshes: the share of eligible target tokens whose gate flipped at the
-refresh, and whose gate differs from the base model's (the static gate)."""
+SeedSeries = dict[int, list[tuple[int, float]]]
+"""Seed -> (optimizer step, logged value) at each step that logged it."""
+
+
+@dataclass
+class RunSeries:
+    """One series a run's plugin declares (`ReportFields.series`) with what its seeds logged of it."""
+
+    key: str
+    label: str
+    dashed: bool
+    data: SeedSeries
+
+
 FIG5_TITLE = "Gated set changes over training (online EntroDrop)"
 
 
@@ -73,14 +82,14 @@ def _note_on(ax, notes: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------- curves from the selection
-def score_curve(selection: dict, run: str, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def score_curve(selection: Selection, run: str, domain: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(steps, mean, std) of a domain average across seeds at the steps every seed evaluated."""
-    info = selection["runs"].get(run)
-    if not info or not info["seeds"]:
+    info = selection.runs.get(run)
+    if not info or not info.seeds:
         return None
     per_seed = []
-    for rec in info["seeds"].values():
-        per_seed.append({r["step"]: r["domain_avg"].get(domain) for r in rec["checkpoints"] if r["domain_avg"].get(domain) is not None})
+    for rec in info.seeds.values():
+        per_seed.append({r.step: r.domain_avg.get(domain) for r in rec.checkpoints if r.domain_avg.get(domain) is not None})
     steps = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
     if not steps:
         return None
@@ -88,7 +97,7 @@ def score_curve(selection: dict, run: str, domain: str) -> tuple[np.ndarray, np.
     return np.array(steps), values.mean(axis=0), values.std(axis=0)
 
 
-def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], domain: str) -> list[str]:
+def _plot_score_lines(ax, selection: Selection, runs: list[tuple[str, str | None]], domain: str) -> list[str]:
     notes = []
     for lab, run in runs:
         curve = score_curve(selection, run, domain) if run else None
@@ -108,10 +117,10 @@ def _plot_score_lines(ax, selection: dict, runs: list[tuple[str, str | None]], d
     return notes
 
 
-def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_2a(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Target-domain score vs step for each main-table method at its best grid point."""
-    domain = selection["target_domain"]
-    runs = [(label(m, selection["methods"][m]), selection["methods"][m]["best_run"]) for m in main_methods(selection)]
+    domain = selection.target_domain
+    runs = [(label(m, selection.methods[m]), selection.methods[m].best_run) for m in main_methods(selection)]
     fig = _new_figure()
     ax = fig.add_subplot()
     notes = _plot_score_lines(ax, selection, runs, domain)
@@ -121,69 +130,70 @@ def figure_2a(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
     return save(fig, out_dir, "fig2a_score_vs_step"), [f"fig2a: {n}" for n in notes]
 
 
-def _schedule_runs(selection: dict) -> list[tuple[str, str | None]]:
+def _schedule_runs(selection: Selection) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
-    methods = selection["methods"]
+    methods = selection.methods
     if (base := baseline_method(selection)) is not None:
-        out.append(("Baseline", methods[base]["best_run"]))
+        out.append(("Baseline", methods[base].best_run))
     for name, m in methods.items():
-        if m["role"]["kind"] != "proposed":
+        if m.role.kind != "proposed":
             continue
-        if m["table"] == "main":
-            out.append(("EntroDrop, curriculum (sigmoid) schedule", m["best_run"]))
-        elif m["table"] == "schedule":
-            out.append((f"EntroDrop, static schedule ({name})", m["best_run"]))
+        if m.table == "main":
+            out.append(("EntroDrop, curriculum (sigmoid) schedule", m.best_run))
+        elif m.table == "schedule":
+            out.append((f"EntroDrop, static schedule ({name})", m.best_run))
     return out
 
 
-def figure_2b(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_2b(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Curriculum vs static drop-rate schedule, with the Baseline for reference."""
-    static = [m["best_run"] for m in selection["methods"].values() if m["table"] == "schedule"]
+    static = [m.best_run for m in selection.methods.values() if m.table == "schedule"]
     if not static:
         return [], ["fig2b skipped: no method with table: schedule in this config"]
-    if not any(run and score_curve(selection, run, selection["target_domain"]) for run in static):
+    if not any(run and score_curve(selection, run, selection.target_domain) for run in static):
         return [], ["fig2b skipped: the static-schedule run has no evaluated checkpoints"]
     fig = _new_figure()
     ax = fig.add_subplot()
-    notes = _plot_score_lines(ax, selection, _schedule_runs(selection), selection["target_domain"])
+    notes = _plot_score_lines(ax, selection, _schedule_runs(selection), selection.target_domain)
     ax.set_title("Fig. 2b: static vs curriculum drop-rate schedule")
     if not ax.lines:
         return [], ["fig2b skipped: no evaluated checkpoints for the schedule runs"]
     return save(fig, out_dir, "fig2b_schedule"), [f"fig2b: {n}" for n in notes]
 
 
-def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_3(selection: Selection, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Selected target-domain score of every grid point of each swept method (mean ± std over seeds)."""
-    domain = selection["target_domain"]
-    swept = [n for n, m in selection["methods"].items() if len(m["runs"]) > 1 and m["table"] == "main"]
+    domain = selection.target_domain
+    swept = [n for n, m in selection.methods.items() if len(m.runs) > 1 and m.table == "main"]
     if not swept:
         return [], ["fig3 skipped: no swept (grid) method in the main table"]
-    if not any(selection["runs"][r]["aggregate"] for n in swept for r in selection["methods"][n]["runs"]):
+    if not any(selection.runs[r].aggregate for n in swept for r in selection.methods[n].runs):
         return [], ["fig3 skipped: no grid point of a swept method has a selected checkpoint"]
     fig = _new_figure(width=max(6.5, 3.2 * len(swept) + 1), height=4.0)
     axes = fig.subplots(1, len(swept), squeeze=False)[0]
     notes = []
     plain = _best_run(selection, baseline_method(selection))
-    base = (selection["runs"][plain]["aggregate"] or {}).get("domain_avg", {}).get(domain) if plain else None
+    base_agg = selection.runs[plain].aggregate if plain else None
+    base = base_agg.domain_avg.get(domain) if base_agg else None
     for ax, name in zip(axes, swept):
-        m = selection["methods"][name]
+        m = selection.methods[name]
         labels, means, stds = [], [], []
-        for run in m["runs"]:
-            agg = selection["runs"][run]["aggregate"]
-            params = selection["runs"][run]["params"]
-            labels.append(", ".join(f"{k}={params[k]}" for k in m["grid_keys"]))
-            s = agg and agg["domain_avg"].get(domain)
+        for run in m.runs:
+            agg = selection.runs[run].aggregate
+            params = selection.runs[run].params
+            labels.append(", ".join(f"{k}={params[k]}" for k in m.grid_keys))
+            s = agg and agg.domain_avg.get(domain)
             if not s:
                 notes.append(f"{run}: no selected checkpoint")
-            means.append(s["mean"] if s else math.nan)
-            stds.append(s["std"] if s else 0.0)
-        colors = ["tab:orange" if r == m["best_run"] else "tab:blue" for r in m["runs"]]
+            means.append(s.mean if s else math.nan)
+            stds.append(s.std if s else 0.0)
+        colors = ["tab:orange" if r == m.best_run else "tab:blue" for r in m.runs]
         ax.bar(range(len(labels)), means, yerr=stds, color=colors, capsize=3)
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
         if base:
-            ax.axhline(base["mean"], color="0.3", linestyle="--", linewidth=1, label="Baseline")
+            ax.axhline(base.mean, color="0.3", linestyle="--", linewidth=1, label="Baseline")
             ax.legend(fontsize=8)
-        finite = [x for x in means if math.isfinite(x)] + ([base["mean"]] if base else [])
+        finite = [x for x in means if math.isfinite(x)] + ([base.mean] if base else [])
         if finite:
             ax.set_ylim(min(finite) - 2, max(finite) + 2)
         ax.set_title(label(name, m), fontsize=10)
@@ -194,8 +204,9 @@ def figure_3(selection: dict, out_dir: Path) -> tuple[list[Path], list[str]]:
 
 
 # --------------------------------------------------------------------------- validation-loss curves
-def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | None:
-    """Mean across seeds of val_curve.json points (by step); None when no seed has a curve."""
+def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[ValPoint] | None:
+    """Mean across seeds of val_curve.json points (by step, without per-document losses); None when no seed has a
+    curve."""
     by_step: dict[int, list[ValPoint]] = {}
     for seed in seeds:
         curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
@@ -206,23 +217,23 @@ def read_val_curves(layout: Layout, run: str, seeds: list[int]) -> list[dict] | 
     out = []
     for step in sorted(by_step):
         pts = by_step[step]
-        row = {"step": step, "target_epoch": float(np.mean([p.target_epoch for p in pts]))}
+        means = {}
         for key, _ in GROUPS:
             vals = [getattr(p, key) for p in pts if math.isfinite(getattr(p, key))]
-            row[key] = float(np.mean(vals)) if vals else math.nan
-        out.append(row)
+            means[key] = float(np.mean(vals)) if vals else math.nan
+        out.append(ValPoint(step=step, target_epoch=float(np.mean([p.target_epoch for p in pts])), **means))
     return out
 
 
-def figure_1c(curve: list[dict] | None, out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_1c(curve: list[ValPoint] | None, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Baseline validation loss on all / low-entropy / high-entropy tokens vs target epoch."""
     if not curve:
         return [], ["fig1c skipped: no val_curve.json for the Baseline (plain)"]
     fig = _new_figure()
     ax = fig.add_subplot()
-    epochs = [p["target_epoch"] for p in curve]
+    epochs = [p.target_epoch for p in curve]
     for key, name in GROUPS:
-        ax.plot(epochs, [p[key] for p in curve], marker="o", markersize=3, label=name)
+        ax.plot(epochs, [getattr(p, key) for p in curve], marker="o", markersize=3, label=name)
     ax.set_xlabel("target-domain epoch")
     ax.set_ylabel("held-out validation loss (nats/token)")
     ax.set_title("Fig. 1c: Baseline validation loss by token-entropy group")
@@ -231,7 +242,7 @@ def figure_1c(curve: list[dict] | None, out_dir: Path) -> tuple[list[Path], list
     return save(fig, out_dir, "fig1c_val_loss_by_entropy"), []
 
 
-def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[Path], list[str]]:
+def figure_4(curves: dict[str, list[ValPoint] | None], out_dir: Path) -> tuple[list[Path], list[str]]:
     """Validation loss by entropy group, one panel per group, one line per method (Baseline vs EntroDrop)."""
     present = {k: v for k, v in curves.items() if v}
     notes = [f"fig4: {k}: no val_curve.json" for k, v in curves.items() if not v]
@@ -241,7 +252,7 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
     axes = fig.subplots(1, len(GROUPS))
     for ax, (key, name) in zip(axes, GROUPS):
         for lab, curve in present.items():
-            ax.plot([p["target_epoch"] for p in curve], [p[key] for p in curve], marker="o", markersize=3, label=lab)
+            ax.plot([p.target_epoch for p in curve], [getattr(p, key) for p in curve], marker="o", markersize=3, label=lab)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("target-domain epoch")
         ax.grid(alpha=0.3)
@@ -252,26 +263,26 @@ def figure_4(curves: dict[str, list[dict] | None], out_dir: Path) -> tuple[list[
     return save(fig, out_dir, "fig4_loss_dynamics"), notes
 
 
-# --------------------------------------------------------------------------- Figure 5: online gate refreshes
-def online_runs(selection: dict) -> list[tuple[str, str]]:
-    """(label, run) of every run whose declared table role has an online gate (`online_signal`), in config order;
-    the runs of a method with several grid points are labelled with their setting."""
+# --------------------------------------------------------------------------- Figure 5: logged series (online gate refreshes)
+def series_runs(selection: Selection) -> list[tuple[str, str]]:
+    """(label, run) of every run whose plugin declares series to draw (`ReportFields.series`: online EntroDrop's gate
+    flips), in config order; the runs of a method with several grid points are labelled with their setting."""
     out = []
-    for name, m in selection["methods"].items():
-        for run in m["runs"]:
-            if not selection["runs"][run]["role"].get("online_signal"):
+    for name, m in selection.methods.items():
+        for run in m.runs:
+            if not selection.runs[run].report.series:
                 continue
             lab = label(name, m)
-            if len(m["runs"]) > 1:
-                lab += f" [{setting(selection['runs'][run]['params'], m['grid_keys'])}]"
+            if len(m.runs) > 1:
+                lab += f" [{setting(selection.runs[run].params, m.grid_keys)}]"
             out.append((lab, run))
     return out
 
 
-def read_gate_refreshes(layout: Layout, run: str, seeds: list[int]) -> dict[str, FlipSeries]:
-    """`FLIP_KEY` and `DRIFT_KEY` -> each seed's gate refreshes, from one read of its train log (only refresh steps
-    carry them); a seed without a log, or without that key logged yet, is absent from that key's series."""
-    out: dict[str, FlipSeries] = {FLIP_KEY: {}, DRIFT_KEY: {}}
+def read_log_series(layout: Layout, run: str, seeds: list[int], keys: list[str]) -> dict[str, SeedSeries]:
+    """Each declared key -> each seed's (step, value) where its train log carries it, from one read of each log; a
+    seed without a log, or without that key logged yet, is absent from that key's series."""
+    out: dict[str, SeedSeries] = {key: {} for key in keys}
     for seed in seeds:
         log = TrainLog.read_or_none(TrainLog.path(layout, run, seed))
         for key, series in out.items():
@@ -280,6 +291,13 @@ def read_gate_refreshes(layout: Layout, run: str, seeds: list[int]) -> dict[str,
             if points:
                 series[seed] = points
     return out
+
+
+def declared_series(layout: Layout, selection: Selection, run: str, seeds: list[int]) -> list[RunSeries]:
+    """The series a run's plugin declares, with what its train logs hold of them."""
+    declared = selection.runs[run].report.series
+    data = read_log_series(layout, run, seeds, [d.key for d in declared])
+    return [RunSeries(d.key, d.label, d.dashed, data[d.key]) for d in declared]
 
 
 def training_plan(layout: Layout) -> TrainingPlan | None:
@@ -291,53 +309,68 @@ def training_plan(layout: Layout) -> TrainingPlan | None:
     return TrainingPlan(**{n: prepared.plan[n] for n in names})
 
 
-def _flip_curve(series: FlipSeries) -> tuple[list[int], np.ndarray]:
-    """(steps every seed refreshed at, flipped share in % with one row per seed)."""
-    per_seed = [dict(flips) for flips in series.values()]
+def _series_curve(series: SeedSeries) -> tuple[list[int], np.ndarray]:
+    """(steps every seed logged the value at, the value in % with one row per seed)."""
+    per_seed = [dict(points) for points in series.values()]
     steps = sorted(set.intersection(*(set(p) for p in per_seed)))
     return steps, 100 * np.array([[p[s] for s in steps] for p in per_seed])
 
 
-def figure_5(flips: dict[str, FlipSeries], plan: TrainingPlan | None, seeds: list[int], out_dir: Path,
-             drift: dict[str, FlipSeries] | None = None) -> tuple[list[Path], list[str]]:
-    """Share of eligible target tokens whose gate flipped at each refresh vs target epoch, one line per online
-    run (mean over seeds, min-max band with several); dashed, in the run's colour, the share whose gate differs
-    from the base model's where `drift` has it (flips that undo earlier flips leave it flat)."""
-    if not flips:
-        return [], []  # no online run configured: nothing to draw, nothing to note
+def figure_5(runs: dict[str, list[RunSeries]], plan: TrainingPlan | None, seeds: list[int],
+             out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Each declared series (a share of eligible target tokens, e.g. whose gate flipped at each refresh) vs target
+    epoch, per run (mean over seeds, min-max band with several); a dashed series in the colour of the run's first
+    solid one (online EntroDrop: the share whose gate differs from the base model's)."""
+    if not runs:
+        return [], []  # no run declares a series: nothing to draw, nothing to note
     if plan is None:
-        return [], ["fig5 skipped: no training plan in prepared.json (written by `prepare`) to place the gate refreshes in target epochs"]
+        return [], ["fig5 skipped: no training plan in prepared.json (written by `prepare`) to place the logged values "
+                    "in target epochs"]
     notes = []
     fig = _new_figure()
     ax = fig.add_subplot()
-    for lab, series in flips.items():
-        steps, values = _flip_curve(series) if series else ([], None)
-        if not steps:
-            notes.append(f"{lab}: no gate refresh logged by every seed with a train log" if series else
-                         f"{lab}: no gate refresh logged (no {FLIP_KEY} in its train logs)")
-            continue
-        if len(series) < len(seeds):
-            notes.append(f"{lab}: mean over seed(s) {', '.join(map(str, sorted(series)))} only; the others logged no gate refresh")
-        epochs = [plan.target_epoch(s) for s in steps]
-        (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=lab)
-        if len(series) > 1:
-            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
-        drift_steps, drift_values = _flip_curve(drift[lab]) if drift and drift.get(lab) else ([], None)
-        if drift_steps:
-            ax.plot([plan.target_epoch(s) for s in drift_steps], drift_values.mean(axis=0), linestyle="--",
-                    color=line.get_color(), label=f"{lab}: differs from the base model's gate")
+    for lab, declared in runs.items():
+        color = None
+        for i, s in enumerate(sorted(declared, key=lambda d: d.dashed)):
+            steps, values = _series_curve(s.data) if s.data else ([], None)
+            if not steps:
+                if i == 0:
+                    notes.append(f"{lab}: {s.key} not logged by every seed with a train log" if s.data else
+                                 f"{lab}: no {s.key} logged (nothing in its train logs)")
+                    break
+                continue
+            name = lab if i == 0 else f"{lab}: {s.label}"
+            epochs = [plan.target_epoch(step) for step in steps]
+            if s.dashed:
+                ax.plot(epochs, values.mean(axis=0), linestyle="--", color=color, label=name)
+                continue
+            if len(s.data) < len(seeds):
+                notes.append(f"{lab}: mean over seed(s) {', '.join(map(str, sorted(s.data)))} only; the others logged no {s.key}")
+            (line,) = ax.plot(epochs, values.mean(axis=0), marker="o", markersize=3, label=name, color=color)
+            color = color or line.get_color()
+            if len(s.data) > 1:
+                ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
     if not ax.lines:
-        return [], [f"fig5 skipped: no online run has logged a gate refresh ({'; '.join(notes)})"]
+        return [], [f"fig5 skipped: no run has logged a series it declares ({'; '.join(notes)})"]
     ax.set_xlabel("target-domain epoch")
     ax.set_ylabel("% of eligible target tokens")
-    ax.text(0.99, 0.01, "solid: gates flipped at the refresh; dashed: gates unlike the base model's", transform=ax.transAxes,
-            fontsize=7, color="0.35", ha="right", va="bottom")
+    ax.text(0.99, 0.01, _caption(runs), transform=ax.transAxes, fontsize=7, color="0.35", ha="right", va="bottom")
     ax.set_ylim(bottom=0)  # a share: its zero is meaningful (a gate that has settled)
     ax.set_title(FIG5_TITLE)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _note_on(ax, notes)
     return save(fig, out_dir, "fig5_gate_flips"), [f"fig5: {n}" for n in notes]
+
+
+def _caption(runs: dict[str, list[RunSeries]]) -> str:
+    """`solid: <labels>; dashed: <labels>` from the declared series."""
+    parts = []
+    for dashed, style in ((False, "solid"), (True, "dashed")):
+        labels = list(dict.fromkeys(s.label for declared in runs.values() for s in declared if s.dashed == dashed))
+        if labels:
+            parts.append(f"{style}: {', '.join(labels)}")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- Figure 2c
@@ -427,23 +460,23 @@ def _token_html(signals: TokenSignals, norm: Normalize, cmap, notes: list[str]) 
 
 
 # --------------------------------------------------------------------------- all figures
-def _best_run(selection: dict, method: str | None) -> str | None:
-    return selection["methods"][method]["best_run"] if method else None
+def _best_run(selection: Selection, method: str | None) -> str | None:
+    return selection.methods[method].best_run if method else None
 
 
-def _gate_plugin(config: ExperimentConfig, selection: dict) -> Regularizer | None:
+def _gate_plugin(config: ExperimentConfig, selection: Selection) -> Regularizer | None:
     """The main proposed method's plugin at its selected grid point (its first one before any selection)."""
     method = proposed_method(selection)
     if method is None:
         return None
-    run = selection["methods"][method]["best_run"] or selection["methods"][method]["runs"][0]
+    run = selection.methods[method].best_run or selection.methods[method].runs[0]
     return config.runs[run].build()
 
 
 def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
     """Every figure this experiment has data for, from selection.json (refused when missing or stale), the
     runs' validation curves and (fig5) the online runs' train logs; skipped ones are listed in figures/NOTES.md."""
-    selection = read_selection(config, layout).model_dump()
+    selection = read_selection(config, layout)
     out = layout.figures_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(config.train.seeds)
@@ -457,10 +490,9 @@ def write_figures(config: ExperimentConfig, layout: Layout) -> list[Path]:
         lambda: figure_3(selection, out),
         lambda: figure_4({"Baseline": plain_curve, "EntroDrop": read_val_curves(layout, entro, seeds) if entro else None}, out),
     ]
-    if online := online_runs(selection):  # prepared.json is read only for it: no online run, no fig5 and no note
-        refreshes = {lab: read_gate_refreshes(layout, run, seeds) for lab, run in online}
-        jobs.append(lambda: figure_5({lab: r[FLIP_KEY] for lab, r in refreshes.items()}, training_plan(layout), seeds, out,
-                                     drift={lab: r[DRIFT_KEY] for lab, r in refreshes.items()}))
+    if drawn := series_runs(selection):  # prepared.json is read only for it: no declared series, no fig5 and no note
+        series = {lab: declared_series(layout, selection, run, seeds) for lab, run in drawn}
+        jobs.append(lambda: figure_5(series, training_plan(layout), seeds, out))
     paths: list[Path] = []
     notes: list[str] = []
     for job in jobs:

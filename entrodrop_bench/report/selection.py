@@ -15,12 +15,18 @@ not depend on the training or evaluation code. Rules:
   without per-item outcomes count as missing.
   Ties go to the earliest step.
 - Held-out view (`heldout` fields, every rule but `val_loss`): per seed the held-out pick, its selection-
-  and report-half target averages, and the paper rule's target average; across seeds the optimism, paper
-  rule minus held-out score, which the tables print under `target_avg`.
+  and report-half target averages, the paper rule's target average, and the cross-fitted held-out score
+  (both directions of `CROSSFIT_SPLITS` item splits, averaged); across seeds the optimism, paper rule minus
+  cross-fitted held-out score, which the tables print under `target_avg`.
 - Runs whose status is `diverged` are skipped, with their reason, in `skipped`.
-- Several seeds: one selection per seed, then mean, sample std and a 95% bootstrap CI of the mean. One seed:
-  an item-level bootstrap CI from the results' per-item outcomes, or none without them (never a zero-width one).
-- Paired comparisons of every table's methods against the Baseline (`report.comparisons`), from per-item outcomes.
+- Several seeds: one selection per seed, then mean, sample std and a 95% interval over seeds and items
+  (`report.comparisons.score_interval`). One seed: an item-level interval. Without per-item outcomes, a t
+  interval over seeds, or none (never a zero-width one).
+- Paired comparisons of every table's methods against the Baseline, and Table 3's contrasts
+  (`report.comparisons`), from per-item outcomes.
+- Everything computed from per-item outcomes goes through `item_statistics`, which `tables --from-items`
+  runs again on the committed per-item file (`report.item_outcomes`, `with_item_statistics`), without the runs
+  folder.
 - Table 4's minimum validation loss: an interval over validation documents, and each row minus the Baseline
   paired by document (`report.val_loss`), from the per-document losses of the validation curves.
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
@@ -35,6 +41,7 @@ from has changed, instead of silently reporting an old selection.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -44,11 +51,17 @@ import numpy as np
 from entrodrop_bench.artifacts import (
     ArtifactError,
     CheckpointManifest,
+    CheckpointScores,
+    Comparisons,
     EvalResult,
+    HeldoutPick,
+    HeldoutSummary,
     ItemOutcomes,
+    RunSelection,
     RunStatus,
     Selection,
     SelectionInputs,
+    Summary,
     ValCurve,
     ValPoint,
     stored_results,
@@ -58,17 +71,31 @@ from entrodrop_bench.config import ExperimentConfig
 from entrodrop_bench.cost import cost_of
 from entrodrop_bench.errors import ConfigError
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report.comparisons import TOTAL, comparisons, mean_interval, run_items
-from entrodrop_bench.report.statistics import split_items
+from entrodrop_bench.regularizer import ReportFields
+from entrodrop_bench.report import item_outcomes
+from entrodrop_bench.report.comparisons import (
+    TOTAL,
+    Items,
+    comparisons,
+    run_items,
+    score_interval,
+    seed_interval,
+    store_items,
+)
+from entrodrop_bench.report.rows import SelectionRows
+from entrodrop_bench.report.statistics import (
+    CROSSFIT_SPLITS,
+    CrossedResult,
+    crossfit_select,
+    split_items,
+    split_masks,
+)
 from entrodrop_bench.report.val_loss import add_comparisons as add_val_loss_comparisons
 from entrodrop_bench.report.val_loss import add_intervals as add_val_loss_intervals
 
 Store = dict[tuple[str, int, int], dict[str, EvalResult | ArtifactError | str]]
 NO_ITEMS = ("no per-item outcomes (a result written before they were kept): `entrodrop-bench eval CONFIG` "
             "re-evaluates it under eval.selection: heldout or eval.per_item: true")
-
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
 
 
 # --------------------------------------------------------------------------- reading the store
@@ -118,17 +145,39 @@ def split_store(store: Store, seed: int) -> tuple[Store, Store]:
         for bench, rec in results.items():
             if isinstance(rec, EvalResult) and rec.items is not None:
                 ids.setdefault(bench, set()).update(rec.items.ids)
-    selecting = {}
-    for bench, found in ids.items():
-        ordered = sorted(found)
-        # One item cannot be split: its selection half is empty, so neither half scores that benchmark.
-        selecting[bench] = {i for i, sel in zip(ordered, split_items(ordered, seed)) if sel} if len(ordered) > 1 else set()
+    selecting = _selecting(ids, seed)
     halves: tuple[Store, Store] = ({}, {})
     for key, results in store.items():
         for bench, rec in results.items():
             for half, in_selection in zip(halves, (True, False)):
                 half.setdefault(key, {})[bench] = _half(rec, selecting.get(bench, set()), in_selection)
     return halves
+
+
+def _selecting(ids: dict[str, set[str]], seed: int) -> dict[str, set[str]]:
+    """Benchmark -> the item ids of its selection half, split once over every id held for it."""
+    selecting = {}
+    for bench, found in ids.items():
+        ordered = sorted(found)
+        # One item cannot be split: its selection half is empty, so neither half scores that benchmark.
+        selecting[bench] = {i for i, sel in zip(ordered, split_items(ordered, seed)) if sel} if len(ordered) > 1 else set()
+    return selecting
+
+
+def report_half(items: Items, seed: int) -> Items:
+    """The report half of per-item outcomes, split exactly as `split_store` splits the store they came from."""
+    ids: dict[str, set[str]] = {}
+    for results in items.values():
+        for bench, found in results.items():
+            ids.setdefault(bench, set()).update(found)
+    selecting = _selecting(ids, seed)
+    out: Items = {}
+    for key, results in items.items():
+        for bench, found in results.items():
+            kept = {i: x for i, x in found.items() if i not in selecting[bench]}
+            if kept:
+                out.setdefault(key, {})[bench] = kept
+    return out
 
 
 def _half(rec: EvalResult | ArtifactError | str, selecting: set[str], in_selection: bool) -> EvalResult | ArtifactError | str:
@@ -219,10 +268,17 @@ def choose(rows: list[dict], rule: str, target_domain: str) -> dict | None:
 
 
 # --------------------------------------------------------------------------- one run, one seed
+def _logged(status: RunStatus | None, key: str | None) -> float | None:
+    """A declared log value's run average (None: not declared, or not logged)."""
+    return status.stats.get(key) if status and key else None
+
+
 def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[str, list[str]], rule: str,
-                target_domain: str, halves: tuple[Store, Store] | None = None) -> tuple[dict | None, str | None, list[dict]]:
+                target_domain: str, halves: tuple[Store, Store] | None = None,
+                report: ReportFields | None = None) -> tuple[dict | None, str | None, list[dict]]:
     """(per-seed record, skip reason, missing list) of one training run. `halves` (`split_store`) give the held-out
-    view; under `heldout` the checkpoint rows are scored on the report half."""
+    view; under `heldout` the checkpoint rows are scored on the report half. `report`: what the run's plugin declares
+    it reports (its masked and gated fractions' log keys)."""
     status = RunStatus.read_or_none(RunStatus.path(layout, run, seed))
     state = status.state if status else None
     if status and status.state == "diverged":
@@ -250,7 +306,8 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
         "selected": chosen,
         "checkpoints": rows,
         "val_min": val_minimum(curve),
-        "masked_fraction": status.stats.get("masked_fraction") if status else None,
+        "masked_fraction": _logged(status, report and report.masked_fraction),
+        "gated_fraction": _logged(status, report and report.gated_fraction),
         "resolved": dict(status.resolved) if status else {},
         "heldout": pick,
         "cost": cost_of(status, [r for (r_, k, _), found in store.items() if (r_, k) == (run, seed)
@@ -264,54 +321,39 @@ def select_seed(layout: Layout, store: dict, run: str, seed: int, domains: dict[
 
 
 # --------------------------------------------------------------------------- across seeds
-def bootstrap_ci(values: list[float], level: float = 0.95) -> list[float]:
-    """Percentile bootstrap CI of the mean (fixed RNG, so reruns give the same interval)."""
+def summarize(values: list[float], interval: CrossedResult | None = None) -> dict:
+    """mean, sample std (0 for one seed), 95% interval and n. The interval is `interval`'s (over seeds and items,
+    or items with one seed), centred on the mean of `values` (the harness's own aggregate may differ from the
+    item mean in the last digits); without one, a t interval over seeds, or None (never zero-width)."""
     arr = np.asarray(values, dtype=float)
-    if arr.size < 2:
-        return [float(arr[0]), float(arr[0])] if arr.size else [math.nan, math.nan]
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = arr[rng.integers(0, arr.size, size=(BOOTSTRAP_RESAMPLES, arr.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)]
+    if interval is not None:
+        half = (interval.ci_high - interval.ci_low) / 2
+        ci, over = [float(arr.mean() - half), float(arr.mean() + half)], interval.level
+    else:
+        ci = seed_interval(values)
+        over = "seeds" if ci else None
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "ci95": ci,
+            "n": int(arr.size), "ci_over": over}
 
 
-def summarize(values: list[float], one_seed_ci: list[float] | None = None) -> dict:
-    """mean, sample std (0 for one seed), 95% CI and n. The CI is a bootstrap across seeds; one value has none
-    of its own, so it is `one_seed_ci` (an item-level interval, or None when there is none)."""
-    arr = np.asarray(values, dtype=float)
-    return {
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "ci95": bootstrap_ci(values) if arr.size > 1 else one_seed_ci,
-        "n": int(arr.size),
-    }
-
-
-def aggregate(per_seed: dict[int, dict], domains: dict[str, list[str]] | None = None,
-              items: dict[str, dict[str, float]] | None = None) -> dict | None:
-    """Mean/std/CI across the seeds that have a selected checkpoint. With one seed, `items` (its selected
-    checkpoint's benchmark -> item id -> score) give the scores and averages item-level intervals."""
+def aggregate(per_seed: dict[int, dict]) -> dict | None:
+    """Mean/std/interval across the seeds that have a selected checkpoint; the intervals from per-item outcomes
+    are set by `item_statistics`."""
     chosen = {s: r["selected"] for s, r in sorted(per_seed.items()) if r and r.get("selected")}
     if not chosen:
         return None
     sel = list(chosen.values())
-
-    def one_seed_ci(column: str, value: float) -> list[float] | None:
-        if len(sel) > 1 or not items or domains is None:
-            return None
-        return mean_interval(items, domains, column, value)
-
     out: dict[str, Any] = {
         "seeds": list(chosen),
-        "scores": {b: summarize([r["scores"][b] for r in sel], one_seed_ci(b, sel[0]["scores"][b]))
-                   for b in sel[0]["scores"]},
-        "domain_avg": {d: summarize([r["domain_avg"][d] for r in sel], one_seed_ci(d, sel[0]["domain_avg"][d]))
-                       for d in sel[0]["domain_avg"]},
-        "total_avg": summarize([r["total_avg"] for r in sel], one_seed_ci(TOTAL, sel[0]["total_avg"])),
+        "scores": {b: summarize([r["scores"][b] for r in sel]) for b in sel[0]["scores"]},
+        "domain_avg": {d: summarize([r["domain_avg"][d] for r in sel]) for d in sel[0]["domain_avg"]},
+        "total_avg": summarize([r["total_avg"] for r in sel]),
         "step": [r["step"] for r in sel],
         "target_epoch": [r["target_epoch"] for r in sel],
     }
-    out["heldout"] = _heldout_summary([per_seed[s].get("heldout") for s in chosen])
+    picks = [per_seed[s].get("heldout") for s in chosen]
+    summary = _heldout_summary([None if p is None else HeldoutPick.model_validate(p) for p in picks])
+    out["heldout"] = summary and summary.model_dump()  # the best grid point's rule reads it while assembling
     losses = [r["val_loss"] for r in sel if r["val_loss"] is not None]
     out["val_loss"] = summarize(losses) if len(losses) == len(sel) else None
     mins = [per_seed[s]["val_min"] for s in chosen if per_seed[s].get("val_min")]
@@ -325,12 +367,118 @@ def aggregate(per_seed: dict[int, dict], domains: dict[str, list[str]] | None = 
     return out
 
 
-def _heldout_summary(picks: list[dict | None]) -> dict | None:
-    """Mean over seeds of their held-out picks (artifacts.HeldoutSummary); None unless every seed has one."""
+def _heldout_summary(picks: list[HeldoutPick | None]) -> HeldoutSummary | None:
+    """Mean over seeds of their held-out picks; None unless every seed has one."""
     if not picks or any(p is None for p in picks):
         return None
-    mean = {k: float(np.mean([p[k] for p in picks])) for k in ("selection_avg", "report_avg", "paper_avg")}
-    return {"step": [p["step"] for p in picks], **mean, "optimism": mean["paper_avg"] - mean["report_avg"]}
+    steps = [p.step for p in picks]
+    selection_avg = float(np.mean([p.selection_avg for p in picks]))
+    report_avg = float(np.mean([p.report_avg for p in picks]))
+    paper_avg = float(np.mean([p.paper_avg for p in picks]))
+    if any(p.crossfit_avg is None for p in picks):
+        return HeldoutSummary(step=steps, selection_avg=selection_avg, report_avg=report_avg, paper_avg=paper_avg,
+                              optimism=paper_avg - report_avg)
+    crossfit = float(np.mean([p.crossfit_avg for p in picks]))
+    return HeldoutSummary(step=steps, selection_avg=selection_avg, report_avg=report_avg, paper_avg=paper_avg,
+                          crossfit_avg=crossfit, optimism=paper_avg - crossfit)
+
+
+# --------------------------------------------------------------------------- statistics from per-item outcomes
+def crossfit_view(items: Items, run: str, seed: int, steps: list[int], benchmarks: list[str], heldout_seed: int
+                  ) -> tuple[float, int] | None:
+    """(cross-fitted held-out target average x100, splits) of one (run, seed) over the checkpoints `steps` (those
+    the paper's rule may pick); None when one lacks the target benchmarks' per-item outcomes."""
+    blocks, masks = [], []
+    for bench in benchmarks:
+        found = [items.get((run, seed, step), {}).get(bench) for step in steps]
+        if not steps or any(f is None for f in found):
+            return None
+        common = sorted(set.intersection(*(set(f) for f in found)))
+        if len(common) < 2:
+            return None
+        blocks.append(100.0 * np.array([[f[i] for i in common] for f in found]))
+        masks.append(_split_masks(tuple(common), heldout_seed))
+    fit = crossfit_select(blocks, masks)
+    return fit.heldout, fit.splits
+
+
+@functools.lru_cache(maxsize=64)
+def _split_masks(ids: tuple[str, ...], seed: int) -> np.ndarray:
+    """`split_masks` over CROSSFIT_SPLITS splits, once per benchmark's item ids (every run and seed shares them)."""
+    return split_masks(ids, seed, CROSSFIT_SPLITS)
+
+
+def _with_crossfit(run: str, record: RunSelection, target: list[str], items: Items, heldout_seed: int
+                   ) -> RunSelection:
+    """The run with each seed's held-out view given its cross-fitted score (over the target domain's benchmarks
+    `target`), and its aggregate's optimism recomputed from them."""
+    seeds = {}
+    for seed, rec in record.seeds.items():
+        if rec.heldout is not None:
+            steps = [c.step for c in rec.checkpoints if c.complete]
+            view = crossfit_view(items, run, int(seed), steps, target, heldout_seed)
+            fit = {"crossfit_avg": view and view[0], "crossfit_splits": view and view[1]}
+            rec = rec.model_copy(update={"heldout": rec.heldout.model_copy(update=fit)})
+        seeds[seed] = rec
+    agg = record.aggregate
+    if agg is not None:
+        agg = agg.model_copy(update={"heldout": _heldout_summary([seeds[str(s)].heldout for s in agg.seeds])})
+    return record.model_copy(update={"seeds": seeds, "aggregate": agg})
+
+
+def _with_intervals(run: str, record: RunSelection, domains: dict[str, list[str]], items: Items) -> RunSelection:
+    """The run with every aggregate score and average given its interval over seeds and items (items only with
+    one seed)."""
+    agg = record.aggregate
+    if agg is None:
+        return record
+    benchmarks = [b for bs in domains.values() for b in bs]
+    rows = [record.seeds[str(s)].selected for s in agg.seeds]
+    found, _ = run_items(items, run, {s: r.step for s, r in zip(agg.seeds, rows)}, benchmarks)
+    if len(found) != len(rows):
+        found = {}  # a seed without any per-item outcomes: no interval over seeds and items can be had
+    summaries = {"scores": {c: _column_summary(rows, found, domains, c) for c in agg.scores},
+                 "domain_avg": {c: _column_summary(rows, found, domains, c) for c in agg.domain_avg},
+                 "total_avg": _column_summary(rows, found, domains, TOTAL)}
+    return record.model_copy(update={"aggregate": agg.model_copy(update=summaries)})
+
+
+def _column_summary(rows: list[CheckpointScores], found: dict, domains: dict[str, list[str]], column: str) -> Summary:
+    interval = score_interval(found, domains, column) if found else None
+    return Summary.model_validate(summarize([_column_value(r, column) for r in rows], interval))
+
+
+def _column_value(row: CheckpointScores, column: str) -> float:
+    if column == TOTAL:
+        return row.total_avg
+    return row.domain_avg[column] if column in row.domain_avg else row.scores[column]
+
+
+def item_statistics(rows: SelectionRows, rule: str, domains: dict[str, list[str]], items: Items, heldout_seed: int,
+                    before: Comparisons | None = None) -> tuple[dict[str, RunSelection], Comparisons]:
+    """Everything a selection computes from per-item outcomes: its runs with cross-fitted optimism (on every
+    item) and intervals, and the paired comparisons (both on the report half under `heldout`). Table 4's
+    validation-loss differences (which come from the validation curves, not from items) are kept from `before`,
+    the comparisons being replaced."""
+    shown = report_half(items, heldout_seed) if rule == "heldout" else items
+    target = domains[rows.target_domain]
+    runs = {run: _with_intervals(run, _with_crossfit(run, record, target, items, heldout_seed), domains, shown)
+            for run, record in rows.runs.items()}
+    compared = comparisons(SelectionRows(rows.methods, runs, rows.target_domain), domains, shown)
+    table4 = before.tables.get("table4") if before else None
+    if table4 and "table4" in compared.tables:
+        val = {r.run: r.val_loss for r in table4.rows}
+        for row in compared.tables["table4"].rows:
+            row.val_loss = val.get(row.run)
+    return runs, compared
+
+
+def with_item_statistics(selection: Selection, items: Items, heldout_seed: int) -> Selection:
+    """`selection` with everything that comes from per-item outcomes recomputed from `items` (`item_statistics`)."""
+    rows = SelectionRows(selection.methods, selection.runs, selection.target_domain)
+    runs, compared = item_statistics(rows, selection.rule, selection.domains, items, heldout_seed,
+                                     selection.comparisons)
+    return selection.model_copy(update={"runs": runs, "comparisons": compared})
 
 
 def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> str | None:
@@ -362,6 +510,11 @@ def weak_isolation(store: Store) -> dict[str, list[str]]:
 
 def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
     """The selection (see module docstring), without writing it."""
+    return _compute(config, layout)[0]
+
+
+def _compute(config: ExperimentConfig, layout: Layout) -> tuple[Selection, Items]:
+    """The selection, and the per-item outcomes of the config's runs it was computed from."""
     domains = config.eval.domains
     if not domains:
         raise ConfigError("eval.domains is empty: selection needs domain -> benchmarks (e.g. math: [gsm8k, svamp])")
@@ -369,14 +522,12 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
     inputs = selection_inputs(config, layout)  # before reading: a file changed meanwhile then reads as stale
     store = load_store(layout)
     halves = split_store(store, config.eval.heldout_seed) if rule != "val_loss" else None
-    # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
-    shown = halves[1] if rule == "heldout" else store
     runs: dict[str, dict] = {}
     skipped, missing = [], []
     for run, spec in config.runs.items():
         per_seed: dict[int, dict] = {}
         for seed in config.train.seeds:
-            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target, halves)
+            record, reason, miss = select_seed(layout, store, run, seed, domains, rule, target, halves, spec.report)
             missing += miss
             if reason:
                 skipped.append({"run": run, "seed": seed, "reason": reason})
@@ -387,8 +538,9 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "plugin": spec.plugin,
             "params": spec.params,
             "role": spec.role.as_dict(),  # the plugin's declared table role (label, kind, targets, drop_rate)
+            "report": spec.report.as_dict(),  # what it declares the report shows (log keys, gate share, series)
             "seeds": {str(s): r for s, r in per_seed.items()},
-            "aggregate": aggregate(per_seed, domains, _one_seed_items(shown, run, per_seed, domains)),
+            "aggregate": aggregate(per_seed),
         }
     methods = {}
     for name, mc in config.methods.items():
@@ -402,9 +554,13 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
     doc_losses = add_val_loss_intervals(layout, runs)  # Table 4: intervals over validation documents
-    compared = comparisons({"methods": methods, "runs": runs, "target_domain": target}, domains, shown)
+    rows = SelectionRows.of(methods, runs, target)
+    # Only this config's runs and seeds: a shared runs folder may hold another experiment's results.
+    items = store_items({k: v for k, v in store.items() if k[0] in config.runs and k[1] in config.train.seeds})
+    # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
+    typed_runs, compared = item_statistics(rows, rule, domains, items, config.eval.heldout_seed)
     add_val_loss_comparisons(compared, doc_losses)
-    return Selection.model_validate({
+    selection = Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,
         "rule": rule,
@@ -412,30 +568,21 @@ def compute_selection(config: ExperimentConfig, layout: Layout) -> Selection:
         "domains": {d: list(bs) for d, bs in domains.items()},
         "seeds": list(config.train.seeds),
         "scale": "scores x100; domain average = mean of its benchmarks; total = mean of domain averages",
-        "methods": methods,
-        "runs": runs,
+        "methods": rows.methods,
+        "runs": typed_runs,
         "skipped": skipped,
         "missing": missing,
         "weak_isolation": weak_isolation(store),
         "inputs": inputs,
         "comparisons": compared,
     })
-
-
-def _one_seed_items(store: Store, run: str, per_seed: dict[int, dict], domains: dict[str, list[str]]) -> dict | None:
-    """Benchmark -> item id -> score at the selected checkpoint of a run with exactly one selected seed (what its
-    item-level intervals resample); None otherwise."""
-    chosen = [(s, r["selected"]["step"]) for s, r in per_seed.items() if r and r.get("selected")]
-    if len(chosen) != 1:
-        return None
-    (seed, step), = chosen
-    found, _ = run_items(store, run, {seed: step}, [b for bs in domains.values() for b in bs])
-    return found.get(seed)
+    return selection, items
 
 
 def select(config: ExperimentConfig, layout: Layout) -> Selection:
     """Compute the selection, write it atomically to `layout.selection_file`, and return it."""
-    selection = compute_selection(config, layout)
+    selection, items = _compute(config, layout)
+    item_outcomes.write(layout, items, config.name)
     selection.write(layout.selection_file)
     return selection
 

@@ -4,10 +4,10 @@ each run's validation curve (artifacts.ValCurve, format 2).
 `select` calls these and writes the numbers into selection.json; the tables only render them.
 
 - A run's minimum validation loss (per seed the lowest `overall` point of its curve, the one
-  `selection.val_minimum` picks) gets a 95% bootstrap interval over validation documents at that point:
-  documents are resampled and weighted by their label tokens, so the resampled statistic is the run-level loss
-  (a token-weighted mean). With several seeds: seeds, then documents within each drawn seed; the statistic is
-  the mean over seeds of their minima. The checkpoint of each minimum is held fixed: the interval is for the
+  `selection.val_minimum` picks) gets a 95% interval over seeds and validation documents at that point
+  (`statistics.weighted_crossed`): documents weigh by their label tokens, so the statistic is the run-level
+  loss (a token-weighted mean), and with several seeds the mean over seeds of their minima; the standard
+  error adds the seed term and the document term, valid at 3 seeds. The checkpoint of each minimum is held fixed: the interval is for the
   loss there, not for the choice of epoch (the tables show that choice as a range across seeds).
 - Each Table 4 row's minimum validation loss minus the Baseline's, paired by document id (and training seed k
   with seed k), with a two-sided p-value and Holm's correction across Table 4's rows.
@@ -21,14 +21,12 @@ import numpy as np
 
 from entrodrop_bench.artifacts import Comparisons, PairedDifference, ValCurve
 from entrodrop_bench.paths import Layout
-from entrodrop_bench.report.statistics import BootstrapResult, holm, weighted_bootstrap
+from entrodrop_bench.report.statistics import CrossedResult, holm, weighted_crossed
 
-RESAMPLES = 10_000
-SEED = 0
 TABLE = "table4"
-TEST = ("bootstrap over validation documents (seeds, then documents, with several seeds), each document weighted "
-        "by its label tokens as in the run-level loss, at each seed's minimum-loss checkpoint; differences paired "
-        "by document id and seed, Holm's correction across the rows of Table 4")
+TEST = ("over seeds and validation documents (seed term + document term, each with its own t quantile), each "
+        "document weighted by its label tokens as in the run-level loss, at each seed's minimum-loss checkpoint; "
+        "differences paired by document id and seed, Holm's correction across the rows of Table 4")
 
 # doc id -> (label tokens, mean loss) at one point of one (run, seed)'s curve
 DocLosses = dict[int, tuple[int, float]]
@@ -83,13 +81,14 @@ def add_intervals(layout: Layout, runs: dict[str, dict]) -> dict[str, dict[int, 
             continue
         found[run] = losses
         (x,), weights = arrays
-        res = weighted_bootstrap(x, weights, seed=SEED, n_resamples=RESAMPLES)
+        res = weighted_crossed(x, weights)
         vm["loss"]["ci95"] = [res.ci_low, res.ci_high]
+        vm["loss"]["ci_over"] = "seeds and documents" if x.shape[0] > 1 else "documents only"
         vm["documents"] = int(x.shape[1])
     return found
 
 
-def difference(a: dict[int, DocLosses], b: dict[int, DocLosses]) -> BootstrapResult | None:
+def difference(a: dict[int, DocLosses], b: dict[int, DocLosses]) -> CrossedResult | None:
     """Minimum validation loss of run a minus run b, paired by document and seed; None without a common seed or
     document."""
     seeds = sorted(set(a) & set(b))
@@ -97,7 +96,7 @@ def difference(a: dict[int, DocLosses], b: dict[int, DocLosses]) -> BootstrapRes
     if arrays is None:
         return None
     (x, y), weights = arrays
-    return weighted_bootstrap(x, weights, y, seed=SEED, n_resamples=RESAMPLES)
+    return weighted_crossed(x, weights, y)
 
 
 def add_comparisons(compared: Comparisons, found: dict[str, dict[int, DocLosses]]) -> None:
@@ -113,5 +112,5 @@ def add_comparisons(compared: Comparisons, found: dict[str, dict[int, DocLosses]
     for row in table.rows:
         res = raw[row.run]
         if res is not None:
-            row.val_loss = PairedDifference(difference=res.difference, ci95=[res.ci_low, res.ci_high], p=res.p_value,
-                                            p_holm=float(adjusted[row.run]))
+            row.val_loss = PairedDifference(difference=res.estimate, ci95=[res.ci_low, res.ci_high], p=res.p_value,
+                                            p_holm=float(adjusted[row.run]), se=res.se, mde=res.mde, level=res.level)

@@ -14,6 +14,13 @@ Precision (`train.precision`): under `fp32` and `bf16-mixed` the trainer holds f
 model.dtype, then upcast) and AdamW state, and `bf16-mixed` runs the forward and backward under accelerate's
 bf16 autocast; checkpoints then hold the fp32 weights, and evaluation reads them back in model.dtype. The
 loss never materializes a large micro-batch's full logits (entrodrop_bench/train/loss.py).
+
+Under FSDP (an accelerate config with `distributed_type: FSDP`): the fp32 master weights are sharded, bf16-mixed
+gathers them in bf16 for compute and reduces (and, between synced micro-batches, accumulates) gradients in fp32
+(`fsdp_plugin`); every rank reads the base model once, in model.dtype, and accelerate upcasts only the main
+process's copy before sharding it (the others move to the meta device and receive their shards from it);
+activation checkpointing is applied once (FSDP's when the accelerate config turns it on, else the trainer's);
+checkpoints hold the gathered fp32 weights and the gathered AdamW state, so resumes are exact.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from entrodrop_bench.artifacts import (
-    ArtifactError,
     CheckpointManifest,
     RunStatus,
     TrainCost,
@@ -48,10 +54,12 @@ from entrodrop_bench.config import run_key
 from entrodrop_bench.cost import flops_per_token, model_compute_params, model_shape
 from entrodrop_bench.errors import TrainingDiverged, UserError
 from entrodrop_bench.prepare.data import IGNORE_INDEX, MixedRows, collate, validation_rows
+from entrodrop_bench.prepare.fingerprints import weights_fingerprint
 from entrodrop_bench.prepare.stage import Prepared, percentile_groups
 from entrodrop_bench.provenance import git_commit
-from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta
+from entrodrop_bench.regularizer import PrepareContext, Regularizer, TokenMeta, defines_token_loss
 from entrodrop_bench.train.loss import LOSS_CHUNK_ELEMENTS, forward_losses, step_loss
+from entrodrop_bench.train.status import read_status, run_is_complete  # noqa: F401  (this module's API too)
 
 logger = logging.getLogger(__name__)
 PROGRESS_LOG_S = 60.0
@@ -131,9 +139,11 @@ def forward_micro_batch(model: torch.nn.Module, reg: Regularizer, batch: dict[st
     reg.before_forward(meta)
     method = transformed_embeddings(unwrapped or model, lambda embeds: reg.transform_embeddings(embeds, meta))
     with method:
-        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss.
+        # Liger's fused loss keeps no per-token values: a method that observes them takes the chunked loss. A method
+        # with its own loss (`token_loss`) has it computed in place of the cross-entropy.
         loss_sum, per_token, entropy = forward_losses(model, batch, chunk_elements=chunk_elements, fused=not observes,
-                                                      entropy="entropy" in observes)
+                                                      entropy="entropy" in observes,
+                                                      token_loss=reg.token_loss if defines_token_loss(type(reg)) else None)
     if observes:
         values = {"loss": per_token, "entropy": entropy}
         reg.observe_tokens(meta, {k: token_aligned(values[k], batch["labels"]) for k in observes})
@@ -147,6 +157,13 @@ def _mean_plugin_values(log: list[dict]) -> dict[str, float]:
     """Each value the method logged, averaged over every step of the run (steps before a resume included)."""
     keys = dict.fromkeys(k for record in log for k in record if k not in TRAINER_LOG_KEYS)
     return {k: float(np.mean([r[k] for r in log if k in r])) for k in keys}
+
+
+def untied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict without the tied copies of a weight (the LM head tied to the input embedding): gathered from
+    FSDP's shards they are separate tensors, which `save_pretrained` would store twice; loading re-ties them."""
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    return {k: v for k, v in weights.items() if not (k in tied and tied[k] in weights)}
 
 
 def _check_launch(accelerator) -> None:
@@ -184,21 +201,35 @@ class ValidationSet:
         self._doc_slot = torch.searchsorted(self.doc_ids, label_docs)
         self.doc_tokens = torch.bincount(self._doc_slot, minlength=len(self.doc_ids))
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: FSDP's gathered parameters would become inference tensors, which training
+    # cannot update in place afterwards
     def losses(self, model: torch.nn.Module, device: torch.device, micro_batch: int,
-               chunk_elements: int | None = LOSS_CHUNK_ELEMENTS) -> tuple[dict[str, float], list[float]]:
+               chunk_elements: int | None = LOSS_CHUNK_ELEMENTS, *, world: int = 1,
+               rank: int = 0) -> tuple[dict[str, float], list[float]]:
         """(mean loss of each token group, mean loss of each document in `doc_ids`) from one forward pass.
 
-        Every process runs the whole validation set (it is not sharded across processes), so both are complete
-        and in document order on every process, with nothing to gather; the main process writes them."""
+        Sharded over the `world` processes of a job: process `rank` runs micro-batches rank, rank + world, ...;
+        their per-token losses are then summed into one table on every process (each row is written by exactly one
+        process, the others add zeros, so the sum is exact), and both results are computed from it, complete and
+        in document order, as one process would. Every process runs the same number of forwards (FSDP gathers
+        each layer with all of them): one without a micro-batch left repeats its last, whose losses it drops."""
         was_training = model.training
         model.eval()
-        chunks = []
-        for start in range(0, len(self.rows), micro_batch):
+        starts = list(range(0, len(self.rows), micro_batch))
+        rounds = -(-len(starts) // world)
+        mine = starts[rank::world]
+        labels = self.batch["labels"]
+        per_token = torch.zeros(labels.shape[0], labels.shape[1] - 1, dtype=torch.float32, device=device)
+        for i in range(rounds):
+            start = mine[min(i, len(mine) - 1)] if mine else starts[0]
             b = {k: v[start : start + micro_batch].to(device) for k, v in self.batch.items()}
-            chunks.append(step_loss(model, b, chunk_elements=chunk_elements)[1].cpu())
+            losses = step_loss(model, b, chunk_elements=chunk_elements)[1]
+            if i < len(mine):
+                per_token[start : start + micro_batch] = losses.float()
         model.train(was_training)
-        per_token = torch.cat(chunks)
+        if world > 1:
+            torch.distributed.all_reduce(per_token)  # SUM: each row is non-zero on one process only
+        per_token = per_token.cpu()
         groups = {name: float(per_token[mask].mean()) if mask.any() else math.nan for name, mask in self.groups.items()}
         return groups, self.doc_losses(per_token)
 
@@ -227,16 +258,17 @@ def baseline_min_val_step(prepared: Prepared, seed: int) -> int | None:
     return None
 
 
-def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] | None:
+def rate_match(prepared: Prepared, run: str, seed: int, model: torch.nn.Module) -> tuple[float, float] | None:
     """For a run whose plugin declares a `rate_dependency`: (the matched method's expected masked fraction over this
-    plan's steps, this run's own gated share), both from the gate shares `prepare` measured; None otherwise."""
+    plan's steps, this run's own gated share), both from the gate shares `prepare` measured for the base `model`'s
+    weights (read, never measured here); None otherwise."""
     spec = prepared.config.runs[run]
     if spec.rate_dependency is None:
         return None
-    from entrodrop_bench.prepare.signals import gate_shares
+    from entrodrop_bench.prepare.signals import read_gate_shares
 
     param, method = spec.rate_dependency
-    shares = gate_shares(prepared)
+    shares = read_gate_shares(prepared, weights_fingerprint(model))  # hashed only for a rate-matched run
     target_run = next(r for r, s in prepared.config.runs.items() if s.method == method)  # one run: checked at load
     target = prepared.config.runs[target_run]
     fraction = target.plugin_cls.expected_masked_fraction(
@@ -247,31 +279,6 @@ def rate_match(prepared: Prepared, run: str, seed: int) -> tuple[float, float] |
                         "to match (its plugin's expected_masked_fraction returned None)")
     own = shares[run].gated_fraction if run in shares else 1.0
     return fraction, own
-
-
-def read_status(layout, run: str, seed: int) -> RunStatus | None:
-    """A run's status, or None when it has none (not started). A status this version cannot read raises
-    ArtifactError saying what to do (writes are atomic, so a torn file is not a case)."""
-    return RunStatus.read_or_none(RunStatus.path(layout, run, seed))
-
-
-def run_is_complete(layout, run: str, seed: int) -> bool:
-    """A run is complete when its status says so *and* everything it writes is there: the final checkpoint, the
-    final validation point and every step's log line. A run marked complete with anything missing is not
-    (a re-run repairs it from the final checkpoint without training)."""
-    status = read_status(layout, run, seed)
-    if status is None or status.state != "complete":
-        return False
-    total = status.total_steps
-    ckpts = layout.checkpoints(run, seed)
-    curve = ValCurve.read_or_none(ValCurve.path(layout, run, seed))
-    if not ckpts or ckpts[-1][0] != total or curve is None or curve.last_step() != total:
-        return False
-    try:
-        log = TrainLog.read(TrainLog.path(layout, run, seed))
-    except ArtifactError:
-        return False
-    return len(log.records) == total and log.last_step() == total
 
 
 class Trainer:
@@ -289,7 +296,7 @@ class Trainer:
         self.progress = progress
         self.stop_after_step = stop_after_step  # tests: simulate an interruption
         self.run_dir = self.layout.run_dir(run, seed)
-        self.save_optimizer = True  # turned off under FSDP (see `train`)
+        self.save_optimizer = True  # tests turn it off to act out a checkpoint of an earlier version saved under FSDP
         self.code_commit = git_commit()  # recorded in every checkpoint's manifest
         self.run_key = run_key(self.cfg, run, seed)  # what this run trains; other presets reuse it when theirs matches
         self._chunk_elements = LOSS_CHUNK_ELEMENTS if self.cfg.train.chunked_loss else None
@@ -298,6 +305,11 @@ class Trainer:
         self._resolved: dict = {}  # params the method resolved in `prepare` (Regularizer.resolved_params)
         self._val_docs: tuple[list[int], list[int]] = ([], [])  # validation doc ids and label tokens (`_validation_set`)
         self._meter: _CostMeter | None = None  # what training costs (set up in `train`)
+        self._fsdp = False  # trained under FSDP (set in `_setup`)
+        self._loads_weights = True  # whether this process reads checkpoint weights on resume (`_setup`)
+        self._recompute: str | None = None  # who checkpoints activations (`activation_recompute`)
+        self._val_signals: tuple[np.ndarray, np.ndarray] | None = None  # validation entropies (`_setup`)
+        self._full_optimizer_state: dict | None = None  # a checkpoint's gathered AdamW state, for after prepare
 
     # --- status and bookkeeping -------------------------------------------------------------
     def status(self) -> RunStatus | None:
@@ -324,10 +336,17 @@ class Trainer:
 
     # --- setup ------------------------------------------------------------------------------
     def _setup(self, accelerator):
+        from accelerate import DistributedType
+
+        from entrodrop_bench.prepare.signals import base_model_signals
+
         torch.manual_seed(self.seed)
-        model = self.p.load_base_model()
+        model = self.p.load_base_model()  # in model.dtype; the one copy of the base model this process reads
+        # The validation entropies' cache is keyed by this same copy's weights: no second base model to fingerprint.
+        self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", model=model, compute=False)
         reg = self.spec.build()
-        matched = rate_match(self.p, self.run, self.seed)
+        matched = rate_match(self.p, self.run, self.seed, model)
+        from entrodrop_bench.prepare.signals import run_signals
         reg.prepare(
             PrepareContext(
                 model=model,
@@ -344,20 +363,30 @@ class Trainer:
                 num_processes=accelerator.num_processes,
                 process_index=accelerator.process_index,
                 target_epoch=self.plan.target_epoch,
+                signals=run_signals(self.p, self.spec, model),
             )
         )
         self._resolved = reg.resolved_params()
         t = self.cfg.train
+        self._fsdp = accelerator.distributed_type == DistributedType.FSDP
+        # Under FSDP with cpu_ram_efficient_loading, sharding broadcasts the main process's weights to the others.
+        self._loads_weights = not (self._fsdp and accelerator.state.fsdp_plugin.cpu_ram_efficient_loading
+                                   and not accelerator.is_main_process)
         if t.precision == "bf16-pure":
             logger.warning(PURE_BF16_WARNING, t.lr)
-        else:
+        elif not self._fsdp:
             # fp32 master weights (and so fp32 AdamW state): read in model.dtype, like the entropy pass above,
-            # then upcast, which is exact for weights stored in that dtype.
+            # then upcast, which is exact for weights stored in that dtype. Under FSDP accelerate upcasts when it
+            # shards, and only the copy that is kept (the main process's, with cpu_ram_efficient_loading).
             model.float()
         reg.adjust_model(model)
         model.train()
-        if t.gradient_checkpointing:
+        self._recompute = activation_recompute(accelerator, t.gradient_checkpointing)
+        if self._recompute == "trainer":
             enable_gradient_checkpointing(model)
+        elif self._recompute == "fsdp" and t.gradient_checkpointing:
+            logger.info("activation checkpointing: FSDP's (fsdp_activation_checkpointing), not train.gradient_checkpointing "
+                        "as well, so each layer is recomputed once")
         optimizer = torch.optim.AdamW(reg.param_groups(model), lr=t.lr, betas=(0.9, 0.95), eps=1e-8)
         scheduler = _lr_scheduler(optimizer, t.schedule, int(t.warmup_fraction * self.plan.total_steps), self.plan.total_steps)
         return model, reg, optimizer, scheduler
@@ -370,17 +399,24 @@ class Trainer:
         from safetensors.torch import load_file
 
         try:
-            weights = load_file(str(self.layout.weights_file(path)))
-            state = torch.load(self.layout.trainer_state_file(path), weights_only=True)
+            # Memory-mapped: a process that does not read the (gathered) optimizer state never pages it in.
+            weights = load_file(str(self.layout.weights_file(path))) if self._loads_weights else {}
+            state = torch.load(self.layout.trainer_state_file(path), weights_only=True, mmap=True)
         except Exception as exc:
             raise UserError(f"checkpoint {path} is corrupt ({type(exc).__name__}: {exc}); delete it to resume from the one before") from None
-        model.load_state_dict(weights, strict=False)
-        if model.config.tie_word_embeddings:
-            model.tie_weights()
-        if state["optimizer"] is not None:
+        if self._loads_weights:
+            if self._fsdp:
+                model.float()  # the checkpoint's fp32 master weights go into fp32 parameters (into bf16 ones they would round)
+            model.load_state_dict(weights, strict=False)
+            if model.config.tie_word_embeddings:
+                model.tie_weights()
+        del weights
+        if state.get("optimizer_full") is not None:
+            self._full_optimizer_state = state["optimizer_full"]  # loaded into the sharded optimizer after prepare
+        elif state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
         else:
-            logger.warning("%s holds no optimizer state (saved under FSDP, whose optimizer is sharded): weights, schedule, "
+            logger.warning("%s holds no optimizer state (saved under FSDP by an earlier version): weights, schedule, "
                         "data position and RNG resume exactly, AdamW moments restart from zero", path)
         scheduler.load_state_dict(state["scheduler"])
         reg.load_state_dict(state.get("regularizer") or {})  # checkpoints of earlier versions hold none
@@ -392,11 +428,11 @@ class Trainer:
         """Train to completion (or to `stop_after_step`). Returns the final state."""
         if run_is_complete(self.layout, self.run, self.seed):
             return "complete"
-        from accelerate import Accelerator, DistributedType
+        from accelerate import Accelerator
 
         if self.cfg.train.threads:
             torch.set_num_threads(self.cfg.train.threads)
-        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir)
+        accelerator = _accelerator(Accelerator, self.cfg.train.precision, self.run_dir, self._trackers())
         _check_launch(accelerator)
         # Read before this session's first status write replaces it: the wall time of earlier sessions.
         meter = _CostMeter(self.status(), accelerator, self.plan.tokens_per_step)
@@ -411,8 +447,7 @@ class Trainer:
         accelerator.wait_for_everyone()
         t = self.cfg.train
         rows_per_micro = min(t.micro_batch_size, self.plan.rows_per_step)
-        # Under FSDP each process holds a shard of the optimizer state; the main process's alone cannot resume.
-        self.save_optimizer = self.save_optimizer and accelerator.distributed_type != DistributedType.FSDP
+        self._check_micro_batches(accelerator, rows_per_micro)
         model, reg, optimizer, scheduler = self._setup(accelerator)
         layers, heads, head_dim = model_shape(model.config)
         meter.flops_params = model_compute_params(model)  # before accelerate wraps (or FSDP shards) it
@@ -421,6 +456,7 @@ class Trainer:
         meter.steps = start
         self._meter = meter
         model, optimizer = accelerator.prepare(model, optimizer)
+        self._load_full_optimizer_state(accelerator, model, optimizer)
         accelerator.init_trackers("tb")
         self._write_status("running")
         val = self._validation_set()
@@ -430,9 +466,11 @@ class Trainer:
             self._write_logs(log, val_curve)
 
         device = accelerator.device
+        shard = {"world": accelerator.num_processes, "rank": accelerator.process_index}
         if start == 0 and not val_curve:
-            losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+            losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
             val_curve.append({"step": 0, "target_epoch": 0.0, **losses, "doc_losses": doc_losses})
+            accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=0)
         rows = MixedRows(self.plan, self.p.target_train, self.p.general, self.seed, self.p.special_ids, self.p.tokenizer.pad_token_id)
         ckpt_steps = set(self.plan.checkpoint_steps(t.checkpoint_every_epochs))
         bar = tqdm(total=self.plan.total_steps, initial=start, desc=f"{self.run}/seed{self.seed}", disable=not self.progress, dynamic_ncols=True)
@@ -452,27 +490,109 @@ class Trainer:
             shown = ("loss", "lr", *reg.progress_keys, "tokens_per_s")
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in shown})
             if step + 1 in ckpt_steps:
-                losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements)
+                losses, doc_losses = val.losses(model, device, rows_per_micro, self._chunk_elements, **shard)
                 val_curve.append({"step": step + 1, "target_epoch": self.plan.target_epoch(step + 1), **losses,
                                   "doc_losses": doc_losses})
+                accelerator.log({f"val_{k}": v for k, v in losses.items()}, step=step + 1)
                 accelerator.wait_for_everyone()
-                weights = accelerator.get_state_dict(model)  # every process: under FSDP this gathers the shards
+                weights = untied(accelerator.unwrap_model(model),
+                                 accelerator.get_state_dict(model))  # every process: under FSDP this gathers the shards
+                optimizer_state = self._optimizer_state(model, optimizer)  # every process: under FSDP, a gather too
                 method_state = reg.state_dict()  # every process: a plugin may combine what each process observed
                 if accelerator.is_main_process:
-                    self._save(accelerator.unwrap_model(model), weights, method_state, optimizer, scheduler, step + 1, log,
-                               val_curve, losses)
+                    self._save(accelerator.unwrap_model(model), weights, method_state, optimizer_state, scheduler, step + 1,
+                               log, val_curve, losses)
                     self._write_status("running")  # the cost so far: a kill from here on loses none of it
+                del weights, optimizer_state
                 accelerator.wait_for_everyone()
             if self.stop_after_step is not None and step + 1 >= self.stop_after_step:
                 bar.close()
+                _finish_trackers(accelerator)
                 self._write_status("running")
+                del model, optimizer, scheduler, reg
+                self._release(accelerator)
                 return "running"
         bar.close()
-        # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
-        for tracker in accelerator.trackers:
-            tracker.finish()
+        _finish_trackers(accelerator)
         self._write_status("complete", stats=_mean_plugin_values(log))
+        del model, optimizer, scheduler, reg
+        self._release(accelerator)
         return "complete"
+
+    @staticmethod
+    def _release(accelerator) -> None:
+        """Free this run's model, gradients and optimizer state (the caller dropped its own references) before the
+        next run of the same process: accelerate keeps references to what it prepared, and the wrappers and hooks
+        leave reference cycles that would hold them until some later garbage collection."""
+        import gc
+
+        # free_memory collects garbage before it drops its own lists of prepared objects, and the prepared model
+        # holds itself (its autocast-wrapped `forward`): collect again once nothing else refers to it.
+        accelerator.free_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _check_micro_batches(self, accelerator, rows_per_micro: int) -> None:
+        """Under FSDP every process must run the same number of micro-batches per step: each forward and
+        backward gathers and reduces the shards with all of them (a process with one fewer waits forever)."""
+        from accelerate import DistributedType
+
+        if accelerator.distributed_type != DistributedType.FSDP:
+            return
+        micro = -(-self.plan.rows_per_step // rows_per_micro)
+        world = accelerator.num_processes
+        if micro % world:
+            raise UserError(
+                f"train: {micro} micro-batches per step ({self.plan.rows_per_step} rows of train.global_batch_tokens / "
+                f"data.seq_len, {rows_per_micro} per micro-batch: train.micro_batch_size) do not divide evenly over "
+                f"{world} FSDP processes; under FSDP each process must run the same number. Choose "
+                "train.micro_batch_size or train.global_batch_tokens so that they do.")
+
+    def _optimizer_state(self, model, optimizer) -> dict | None:
+        """The optimizer state a checkpoint holds: AdamW's own `state_dict`, or under FSDP the full state gathered
+        from every shard (on the main process; a collective, so every process calls it). None when not saved."""
+        if not self.save_optimizer:
+            return None
+        if not self._fsdp:
+            return {"optimizer": optimizer.state_dict()}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        full = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return {"optimizer_full": full}
+
+    def _load_full_optimizer_state(self, accelerator, model, optimizer) -> None:
+        """A checkpoint saved under FSDP holds the full AdamW state: into the prepared (sharded) optimizer, read by
+        the main process and broadcast to the others."""
+        state, self._full_optimizer_state = self._full_optimizer_state, None
+        if state is None:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        if self._fsdp:
+            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+            set_optimizer_state_dict(model, optimizer, state if accelerator.is_main_process else {}, options=options)
+        else:
+            set_optimizer_state_dict(accelerator.unwrap_model(model), optimizer, state,
+                                     options=StateDictOptions(full_state_dict=True))
+
+    def _trackers(self) -> list:
+        """accelerate's `log_with` for `output.trackers`. TensorBoard by name (event files under the run folder); W&B
+        as a tracker built here, so that its project, run name, group and folder are the config's (by name,
+        accelerate would name the W&B project after `init_trackers`' folder name)."""
+        out = self.cfg.output
+        found: list = []
+        for name in out.trackers:
+            if name == "wandb":
+                from accelerate.tracking import WandBTracker
+
+                found.append(WandBTracker(out.wandb_project, name=f"{self.cfg.name}/{self.run}/seed{self.seed}",
+                                          group=self.cfg.name, job_type="train", dir=str(self.run_dir),
+                                          config={"experiment": self.cfg.name, "run": self.run, "seed": self.seed,
+                                                  "run_key": self.run_key, "config": self.cfg.model_dump(mode="json")}))
+            else:
+                found.append(name)
+        return found
 
     def _optimizer_step(self, model, reg: Regularizer, optimizer, scheduler, accelerator, step_rows, step: int, rows_per_micro: int) -> float:
         # The loss is a mean over every label token of the step, whichever process or micro-batch holds it.
@@ -506,18 +626,21 @@ class Trainer:
         return total
 
     def _validation_set(self) -> ValidationSet:
-        from entrodrop_bench.prepare.signals import base_model_signals
+        if self._val_signals is None:  # not set up for training (tests): read the base model for its fingerprint
+            from entrodrop_bench.prepare.signals import base_model_signals
 
-        values, offsets = base_model_signals(self.p, self.p.target_val, kind="entropy")
+            self._val_signals = base_model_signals(self.p, self.p.target_val, kind="entropy", compute=False)  # prepare's
+        values, offsets = self._val_signals
         val = ValidationSet(self.p, values, offsets)
         self._val_docs = (val.doc_ids.tolist(), val.doc_tokens.tolist())
         return val
 
     # --- checkpoints ------------------------------------------------------------------------
-    def _save(self, model, weights: dict, method_state: dict, optimizer, scheduler, step: int, log, val_curve, losses: dict) -> None:
+    def _save(self, model, weights: dict, method_state: dict, optimizer_state: dict | None, scheduler, step: int, log, val_curve,
+              losses: dict) -> None:
         path = self.layout.checkpoint_dir(self.run, self.seed, step)
         try:
-            self._write_checkpoint(path, model, weights, method_state, optimizer, scheduler, step, log, val_curve, losses)
+            self._write_checkpoint(path, model, weights, method_state, optimizer_state, scheduler, step, log, val_curve, losses)
         except OSError as exc:  # e.g. ENOSPC: the partial folder is already gone, earlier checkpoints untouched
             done = self.layout.checkpoints(self.run, self.seed)
             resume_from = done[-1][0] if done else 0
@@ -535,13 +658,13 @@ class Trainer:
         TrainLog(records=[TrainLogRecord(**r) for r in log]).write(TrainLog.path(self.layout, self.run, self.seed))
         self._rotate()
 
-    def _write_checkpoint(self, path: Path, model, weights: dict, method_state: dict, optimizer, scheduler, step: int, log,
-                          val_curve, losses: dict) -> None:
+    def _write_checkpoint(self, path: Path, model, weights: dict, method_state: dict, optimizer_state: dict | None, scheduler,
+                          step: int, log, val_curve, losses: dict) -> None:
         with atomic_dir(path) as tmp:
             model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
             self.p.tokenizer.save_pretrained(tmp)
             torch.save(
-                {"optimizer": optimizer.state_dict() if self.save_optimizer else None, "scheduler": scheduler.state_dict(),
+                {"optimizer": None, **(optimizer_state or {}), "scheduler": scheduler.state_dict(),
                  "torch_rng": torch.get_rng_state(), "log": log, "val_curve": val_curve, "step": step,
                  "regularizer": method_state},
                 self.layout.trainer_state_file(tmp),
@@ -632,17 +755,78 @@ class _ProgressLine:
               f"{rate * self.tokens_per_step:,.0f} tokens/s, ETA {eta:,.0f}s", flush=True)
 
 
-def _accelerator(accelerator_cls, precision: str, run_dir: Path):
-    """An Accelerator with train.precision's mixed_precision. accelerate keeps one state per process and refuses
-    to change its precision; a single process that trains runs of several precisions in turn (tests, a
-    notebook) has no process group to keep, so its state is reset first."""
+def fsdp_plugin(precision: str):
+    """The FSDP plugin of a job launched with an FSDP accelerate config (ACCELERATE_USE_FSDP; the rest of its
+    settings accelerate reads from the launch's environment), else None.
+
+    Under bf16-mixed, parameters are gathered in bf16 for compute and gradients are reduced in fp32. accelerate's
+    own policy for `mixed_precision: bf16` reduces in bf16 too, and FSDP2 accumulates the gradients of the
+    micro-batches it does not sync (`no_sync`) in the reduce dtype: 64 micro-batches summed in bf16 at the
+    Llama preset's settings. With fp32 as the reduce dtype both happen in fp32."""
+    from accelerate.utils import FullyShardedDataParallelPlugin, parse_flag_from_env
+
+    if not parse_flag_from_env("ACCELERATE_USE_FSDP"):
+        return None
+    policy = None
+    if MIXED_PRECISION[precision] == "bf16":
+        policy = {"param_dtype": torch.bfloat16, "reduce_dtype": torch.float32}
+        if int(os.environ.get("FSDP_VERSION", "1")) == 1:
+            policy["buffer_dtype"] = torch.float32
+    return FullyShardedDataParallelPlugin(mixed_precision_policy=policy)
+
+
+def _fsdp_on_cpu(accelerator, plugin) -> None:
+    """accelerate sets FSDP up only on accelerators: CPU processes joined over gloo (ACCELERATE_USE_CPU) under an
+    FSDP config come up as MULTI_CPU, i.e. plain data parallel. FSDP2 itself runs on CPU with gloo, so the state is
+    switched to FSDP: the same accelerate code path as on GPUs (fully_shard, the mixed-precision policy, activation
+    checkpointing, state-dict gathering), which is how the tests run it on a machine without GPUs."""
+    from accelerate import DistributedType
+    from accelerate.state import PartialState
+
+    if plugin is None or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return
+    state = accelerator.state
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    state.fsdp_plugin = plugin
+
+
+def _finish_trackers(accelerator) -> None:
+    # Not `end_training()`: it also destroys the process group, which the job's next run still needs.
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
+def _accelerator(accelerator_cls, precision: str, run_dir: Path, trackers: list):
+    """An Accelerator with train.precision's mixed_precision, logging to `trackers` (accelerate's `log_with`).
+    accelerate keeps one state per process and refuses to change its precision; a single process that trains
+    runs of several precisions in turn (tests, a notebook) has no process group to keep, so its state is reset
+    first. Under FSDP, with `fsdp_plugin`'s policy."""
     from accelerate.state import AcceleratorState
+    from accelerate.utils import InitProcessGroupKwargs
+
+    from entrodrop_bench.distributed import process_group_timeout
 
     wanted = MIXED_PRECISION[precision]
     current = AcceleratorState._shared_state.get("_mixed_precision")
     if current is not None and current != wanted and not torch.distributed.is_initialized():
         AcceleratorState._reset_state()
-    return accelerator_cls(mixed_precision=wanted, log_with="tensorboard", project_dir=str(run_dir))
+    plugin = fsdp_plugin(precision)
+    accelerator = accelerator_cls(mixed_precision=wanted, log_with=trackers or None, project_dir=str(run_dir), fsdp_plugin=plugin,
+                                  kwargs_handlers=[InitProcessGroupKwargs(timeout=process_group_timeout())])
+    _fsdp_on_cpu(accelerator, plugin)
+    return accelerator
+
+
+def activation_recompute(accelerator, gradient_checkpointing: bool) -> str | None:
+    """Who checkpoints the decoder layers' activations (each is then recomputed once in the backward): `fsdp`
+    when the FSDP config turns `fsdp_activation_checkpointing` on (the trainer's own is then left off, or every
+    layer would be recomputed twice), `trainer` for `train.gradient_checkpointing`, else None."""
+    from accelerate import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.activation_checkpointing:
+        return "fsdp"
+    return "trainer" if gradient_checkpointing else None
 
 
 def _lr_scheduler(optimizer, kind: str, warmup: int, total: int):

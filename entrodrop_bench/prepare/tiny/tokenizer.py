@@ -33,3 +33,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 
 def save_tokenizer(tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
+
+
+def load_tokenizer(folder: Path):
+    """A tokenizer `save_tokenizer` wrote (pad, eos and left padding come back from its files)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(folder))

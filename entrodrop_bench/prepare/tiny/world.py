@@ -30,6 +30,7 @@ from entrodrop_bench.prepare.tiny.corpora import (
     town_products,
     world_entities,
 )
+from entrodrop_bench.prepare.tiny.prebuilt import PREBUILT_ENV, SHIPPED_STATS, copy_prebuilt, find_prebuilt
 
 # Bump whenever a generator changes what it writes: worlds built by an older version are rebuilt.
 GENERATOR_VERSION = 2
@@ -80,9 +81,10 @@ def build_world(cfg: TinyWorldConfig, root: Path, *, log: Callable[[str], None] 
         return world
     log(f"tiny world: building {root} (seed {cfg.seed}, target {cfg.target_domain})")
     tic = time.perf_counter()
+    shipped = find_prebuilt(key, log)
     with atomic_dir(root) as tmp:
         building = TinyWorld(tmp)
-        stats = _build_into(building, cfg, log)
+        stats = _build_into(building, cfg, log, shipped)
         stats["build_seconds"] = round(time.perf_counter() - tic, 1)
         write_json(building.marker_file, {"world_hash": key, "generator_version": GENERATOR_VERSION, "config": cfg.model_dump(mode="json"), **stats})
     log(f"tiny world: built in {time.perf_counter() - tic:.0f}s")
@@ -112,7 +114,10 @@ def _unique(make: Callable[[], object], key: Callable[[object], str], n: int, ex
     raise DataError(f"tiny world: the generator ran out of distinct items ({len(out)} of {n}); lower the requested count")
 
 
-def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], None]) -> dict:
+def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], None],
+                shipped: tuple[WorldPaths, dict] | None = None) -> dict:
+    """Every file of the world; with `shipped` (`prebuilt.find_prebuilt`), its tokenizer and base model are copied
+    from there instead of trained (the rest is generated either way, and uses that tokenizer)."""
     entities = world_entities(cfg.seed)
     towns = town_products(cfg.seed, entities)
 
@@ -130,7 +135,13 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
     replayed, held_back = split_entities(entities)
     general_docs = [general_doc(r, replayed, towns) for _ in range(cfg.n_general_docs)]
 
-    tokenizer = _tokenizer(world, cfg, math_docs, code_docs, general_docs)
+    if shipped is not None:
+        copy_prebuilt(shipped[0], world)
+        from entrodrop_bench.prepare.tiny.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(world.tokenizer_dir)
+    else:
+        tokenizer = _tokenizer(world, cfg, math_docs, code_docs, general_docs)
     pretrain_texts = _pretrain_texts(cfg, tokenizer, entities, towns, bench_questions | {p.question for p in math_docs},
                                      bench_prompts | {f.prompt for f in code_docs})
 
@@ -146,7 +157,12 @@ def _build_into(world: TinyWorld, cfg: TinyWorldConfig, log: Callable[[str], Non
     _write_jsonl(world.benchmark_file("tiny_code"), code_bench)
     _write_jsonl(world.benchmark_file("tiny_general"), general_bench)
 
-    stats = _base_model(world, cfg, tokenizer, pretrain_texts, log)
+    if shipped is not None:
+        log(f"tiny world: base model and tokenizer from the shipped copy ({shipped[0].root.name}, built on {shipped[1].get('built_on')}); "
+            f"{PREBUILT_ENV}=0 pre-trains them here instead")
+        stats = {k: shipped[1].get(k) for k in SHIPPED_STATS} | {"base_model": "shipped", "shipped_built_on": shipped[1].get("built_on")}
+    else:
+        stats = _base_model(world, cfg, tokenizer, pretrain_texts, log)
     stats["entities"] = len(entities)
     return stats
 
