@@ -288,10 +288,12 @@ def preflight(config: ExperimentConfig, *, evaluates_here: bool = True) -> None:
     """Everything checkable before the first step: benchmark names and files, the generation backend, and a
     reachable source for every input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`,
     `train` and `eval` call it; `launch` with `evaluates_here` False (see `check_eval_config`)."""
+    from entrodrop_bench.config import check_seq_len_fits_model
     from entrodrop_bench.sources import check_sources
 
     check_eval_config(config, evaluates_here=evaluates_here)
     check_sources(config)
+    check_seq_len_fits_model(config)
 
 
 def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print,

@@ -287,7 +287,9 @@ def _claim(layout: Layout, run: str, seed: int, step: int, *, blocking: bool) ->
     """The checkpoint's store lock, held; None when another process holds it and `blocking` is False."""
     path = layout.store_lock(run, seed, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=-1 if blocking else 0)
+    # 0600: a generated program running under the weak fallback as an unprivileged uid cannot open (so cannot
+    # flock) another checkpoint's claim; under bubblewrap the store is not visible to it at all.
+    lock = FileLock(str(path), timeout=-1 if blocking else 0, mode=0o600)
     try:
         lock.acquire()
     except Timeout:
