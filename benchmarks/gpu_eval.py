@@ -4,6 +4,7 @@ Qwen3-0.6B-shaped model.
     python benchmarks/gpu_eval.py                          # CUDA + the vllm extra; JSON in benchmarks/gpu/ (or $OUT)
     python benchmarks/gpu_eval.py --tiny-checkpoint runs/tiny/train/plain/seed0/checkpoint-2340
     python benchmarks/gpu_eval.py --dry-run                # CPU: the same workload and JSON at a tiny shape, HF only
+    .venv-vllm/bin/python benchmarks/gpu_eval.py --small   # vLLM's CPU build (make test-vllm): both engines, tiny shape
 
 Models: `tiny_preset` is `--tiny-checkpoint`, else the tiny preset's base model (every run's starting point,
 built by `prepare` from configs/tiny.yaml into a temporary folder); `qwen3_0.6b_shape` is benchmarks/gpu_check.py's
@@ -21,7 +22,8 @@ generation hours of one checkpoint of the paper's grid (issue 15: about 10,600 g
 1,024 tokens; an upper bound, since most answers stop earlier). `agreement`: the share of prompts whose
 greedy tokens are identical under both engines, and the mean share of positions before they first differ.
 `--dry-run` (no GPU): both models at gpu_check's tiny shape, 4 prompts x 8 tokens, HF only; vLLM is listed as
-skipped with the reason. Written as `<gpu>_eval_backends.json` (`cpu_eval_backends_dry_run.json`).
+skipped with the reason. `--small`: the same shapes and sizes with vLLM measured too (its CPU build here, in
+.venv-vllm). Written as `<gpu>_eval_backends.json` (`cpu_eval_backends_dry_run.json`, `..._small.json`).
 """
 
 from __future__ import annotations
@@ -67,14 +69,19 @@ def tiny_preset_model(root: Path, checkpoint: Path | None) -> tuple[Path, list[s
     return world.base_model_dir, prompts, "tiny preset base model (step 0 of every run), configs/tiny.yaml"
 
 
-def shaped_model(root: Path, shape_name: str) -> tuple[Path, list[str], str]:
-    """gpu_check's random-init model of `shape_name`, and prompts from its local corpus."""
+SMALL_VLLM_SHAPE = {"hidden_size": 128, "intermediate_size": 256, "head_dim": 32}
+"""`--small` changes to gpu_check's tiny shape: vLLM's CPU attention has no kernel for its head_dim 16 (32 is
+the tiny preset's)."""
+
+
+def shaped_model(root: Path, shape_name: str, changes: dict | None = None) -> tuple[Path, list[str], str]:
+    """gpu_check's random-init model of `shape_name` (with `changes`), and prompts from its local corpus."""
     import gpu_check
 
-    shape = gpu_check.SHAPES[shape_name]
+    shape = {**gpu_check.SHAPES[shape_name], **(changes or {})}
     model_dir = gpu_check.build_world(root, shape, general_tokens=20_000)
     docs = [json.loads(line)["text"] for line in (root / "target.jsonl").read_text().splitlines()]
-    return model_dir, docs, f"random-init Qwen3, gpu_check shape {shape_name!r}"
+    return model_dir, docs, f"random-init Qwen3, gpu_check shape {shape_name!r}" + (f" with {changes}" if changes else "")
 
 
 def workload(model_dir: Path, texts: list[str], n_prompts: int, prompt_tokens: int) -> list[list[int]]:
@@ -116,14 +123,15 @@ def hf_generate(model_dir: Path, prompts: list[list[int]], *, new_tokens: int, b
 
 
 def vllm_generate(model_dir: Path, prompts: list[list[int]], *, new_tokens: int, dtype: str,
-                  gpu_memory_utilization: float) -> dict:
-    """The vLLM engine as `eval.backend: vllm` builds it per checkpoint, then all prompts in one call."""
+                  gpu_memory_utilization: float, cpu_kvcache_gib: float) -> dict:
+    """The vLLM engine as `eval.backend: vllm` starts it (on a GPU, or vLLM's CPU build), then all prompts in one call."""
     from vllm import LLM, SamplingParams
 
-    from entrodrop_bench.evaluate.vllm_backend import VLLM_SEED, release
+    from entrodrop_bench.evaluate.vllm_backend import VLLM_SEED, engine_memory_args, release
 
     tic = time.perf_counter()
-    llm = LLM(model=str(model_dir), dtype=dtype, seed=VLLM_SEED, gpu_memory_utilization=gpu_memory_utilization)
+    llm = LLM(model=str(model_dir), dtype=dtype, seed=VLLM_SEED,
+              **engine_memory_args(gpu_memory_utilization, cpu_kvcache_gib))
     load_s = time.perf_counter() - tic
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True,
                             detokenize=False, seed=VLLM_SEED)
@@ -172,7 +180,7 @@ def measure(model_dir: Path, texts: list[str], what: str, args, vllm_reason: str
         entry["vllm"] = {"skipped": vllm_reason}
         return entry
     vl = vllm_generate(model_dir, prompts, new_tokens=new_tokens, dtype=dtype,
-                       gpu_memory_utilization=args.gpu_memory_utilization)
+                       gpu_memory_utilization=args.gpu_memory_utilization, cpu_kvcache_gib=args.cpu_kvcache_gib)
     entry["vllm"] = summarize(vl, len(prompts), new_tokens)
     entry["hf_over_vllm"] = {"generate": hf["generate_s"] / vl["generate_s"],
                              "load_plus_generate": (hf["load_s"] + hf["generate_s"]) / (vl["load_s"] + vl["generate_s"])}
@@ -188,12 +196,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="HF batch size (eval.batch_size)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="eval.vllm_gpu_memory_utilization")
     parser.add_argument("--tiny-checkpoint", type=Path, help="a trained tiny-preset checkpoint (default: its base model)")
+    parser.add_argument("--cpu-kvcache-gib", type=float, default=1.0, help="eval.vllm_cpu_kvcache_gib (vLLM's CPU build)")
     parser.add_argument("--dry-run", action="store_true", help="CPU: tiny shapes, 4 prompts x 8 tokens, HF only")
+    parser.add_argument("--small", action="store_true",
+                        help="the dry run's shapes and sizes with vLLM measured too (vLLM's CPU build: make test-vllm)")
     parser.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if "OUT" in os.environ else REPO / "benchmarks" / "gpu")
     args = parser.parse_args(argv)
     from entrodrop_bench.evaluate.vllm_backend import backend_problem
 
-    if args.dry_run:
+    small = args.dry_run or args.small
+    if small:
         args.prompts, args.new_tokens, args.prompt_tokens, args.batch_size = 4, 8, 16, 2
     reason = "dry run" if args.dry_run else backend_problem()
     if reason is not None and not args.dry_run:
@@ -205,17 +217,18 @@ def main(argv: list[str] | None = None) -> dict:
                                             "max_new_tokens": PAPER_MAX_NEW_TOKENS}, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        if args.dry_run:  # the tiny world takes minutes to pre-train on CPU: a shaped stand-in, named as such
-            model, texts, what = shaped_model(root / "tiny", "tiny")
-            what = "dry run stand-in for the tiny preset: " + what
+        changes = SMALL_VLLM_SHAPE if args.small else None
+        if small:  # the tiny world takes minutes to pre-train on CPU: a shaped stand-in, named as such
+            model, texts, what = shaped_model(root / "tiny", "tiny", changes)
+            what = "small-run stand-in for the tiny preset: " + what
         else:
             model, texts, what = tiny_preset_model(root / "tiny", args.tiny_checkpoint)
         result["models"]["tiny_preset"] = measure(model, texts, what, args, reason)
-        model, texts, what = shaped_model(root / "qwen", "tiny" if args.dry_run else "qwen3-0.6b")
+        model, texts, what = shaped_model(root / "qwen", "tiny" if small else "qwen3-0.6b", changes)
         result["models"]["qwen3_0.6b_shape"] = measure(model, texts, what, args, reason)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = device.replace("NVIDIA ", "").split()[0].lower() if device != "cpu" else "cpu"
-    name = f"{tag}_eval_backends{'_dry_run' if args.dry_run else ''}.json"
+    name = f"{tag}_eval_backends{'_dry_run' if args.dry_run else '_small' if args.small else ''}.json"
     (args.out / name).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return result

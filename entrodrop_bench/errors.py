@@ -20,3 +20,19 @@ class DataError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became non-finite; the message names the step and the method."""
+
+
+SHOWN_CHARS = 160
+"""The most characters of a value that an error message shows."""
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` cut to a readable length (every error that echoes a value uses this): a 50 MB value or a
+    YAML alias bomb never turns into an error message of the same size."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError, MemoryError):
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

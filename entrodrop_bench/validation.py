@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from entrodrop_bench.errors import ConfigError
+from entrodrop_bench.errors import ConfigError, shown
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,5 +49,5 @@ def validate_model(cls: type[M], data: Any, *, key_path: str = "") -> M:
             elif err["type"] == "missing":
                 lines.append(f"{where}: required key is missing")
             else:
-                lines.append(f"{where}: {err['msg']} (got {value!r})")
+                lines.append(f"{where}: {err['msg'][:200]} (got {shown(value)})")
         raise ConfigError("Invalid config:\n  " + "\n  ".join(lines)) from None

@@ -328,7 +328,7 @@ def test_the_content_hashes_keep_their_values(tmp_path):
     assert checkpoint_sha256(checkpoint) == "9ec0cdbf409d290232d4880f3811897c2575ea24bc891a672ba9b1e4b6e9d9f5"
     # These follow configs/tiny.yaml and the config schema: a deliberate change there changes them too.
     config = load_config(REPO / "configs" / "tiny.yaml")
-    assert config.config_hash() == "43a0057440d49679"  # the data: half the target corpus; label_smoothing joined the methods
+    assert config.config_hash() == "268b0c69b8af08f4"  # eval.vllm_cpu_kvcache_gib and eval.vllm_reuse_engine joined the schema
     assert run_key(config, "entrodrop", 0) == "2ee1793a72371999"
     assert run_key(config, "entrodrop_gamma@gamma_max=0.05", 0) == "ef58a008c545fe8b"
     assert world_hash(config.tiny) == "c9c8eff5ea845e64"

@@ -296,6 +296,62 @@ CASES: dict[str, Case] = {
 }
 
 
+ALIAS_BOMB = ("name: tiny\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+              "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+              "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+              "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]\n")
+
+
+def _short_model(tmp: Path, mini_config) -> list[str]:
+    """A local model whose config.json allows fewer positions than data.seq_len (64)."""
+    import shutil
+
+    model = tmp / "model"
+    shutil.copytree(mini_config().model.name_or_path, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["max_position_embeddings"] = 32
+    (model / "config.json").write_text(json.dumps(cfg))
+    return _mini(tmp, mini_config, lambda d: d["model"].update(name_or_path=str(model)))
+
+
+BOUNDED_CASES: dict[str, Case] = {
+    "yaml alias bomb": Case(_file(ALIAS_BOMB.encode()), r"c\.yaml is not valid YAML: its aliases \(\*anchor\) expand to more than 100000 values"),
+    "config over 1 MiB": Case(_file(b"name: tiny\n" + b"#" * (2 << 20) + b"\n"), r"c\.yaml is \d+ bytes, over the limit of 1048576"),
+    "huge value echoed": Case(_override("name=" + "a" * 900_000), r"name: 'a{100,160}\.\.\. \(900002 characters\) is not a valid name"),
+    "huge override value echoed": Case(_override("train.lr=" + "z" * 500_000), r"train\.lr: .*\(got 'z{100,160}\.\.\. \(500002 characters\)\)"),
+    "huge override that is not YAML": Case(_override("train.lr=[" + "1," * 200_000), r"override 'train\.lr=\[1,1,.*\.\.\. \(\d+ characters\)"),
+    "results_dir is runs_dir": Case(lambda t, m: ["prepare", TINY, f"output.runs_dir={t / 'out'}", f"output.results_dir={t / 'out'}"],
+                                    r"output\.results_dir: '.*/out' is the same folder as output\.runs_dir"),
+    "results_dir inside runs_dir/train": Case(lambda t, m: ["prepare", TINY, f"output.runs_dir={t / 'runs'}",
+                                                           f"output.results_dir={t / 'runs' / 'train' / 'r'}"],
+                                              r"output\.results_dir: '.*/runs/train/r' overlaps output\.runs_dir"),
+    "runs_dir inside results_dir": Case(lambda t, m: ["prepare", TINY, f"output.runs_dir={t / 'results' / 'runs'}",
+                                                     f"output.results_dir={t / 'results'}"],
+                                        r"output\.results_dir: '.*/results' overlaps output\.runs_dir"),
+    "seq_len beyond the tiny model": Case(_override("data.seq_len=2048", "train.global_batch_tokens=4096", "train.micro_batch_size=1"),
+                                          r"data\.seq_len: 2048 is more than the tiny model's 1024 positions"),
+    "seq_len beyond a hub model": Case(_short_model, r"data\.seq_len: 64 is more than '.*/model''s 32 positions \(max_position_embeddings"),
+    "absurd eval batch size": Case(_override("eval.batch_size=100000000"), r"eval\.batch_size: .*less than or equal to 4096 \(got 100000000\)"),
+}
+CASES.update(BOUNDED_CASES)
+
+
+@pytest.mark.parametrize("name", list(BOUNDED_CASES))
+def test_bounded_inputs_are_refused_quickly_with_a_short_message(name, tmp_path, mini_config, capsys):
+    """Size, alias expansion, echoed values, model positions, overlapping folders: refused before compute,
+    within a few seconds, in a message of a few lines that names the field."""
+    import time
+
+    argv = BOUNDED_CASES[name].setup(tmp_path, mini_config)
+    capsys.readouterr()
+    tic = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - tic < 20
+    err = capsys.readouterr().err
+    assert len(err) < 600, err[:2000]
+
+
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file and folder under `root`: path -> content hash (folders: 'dir')."""
     out = {}

@@ -385,6 +385,8 @@ def test_the_per_item_file_rebuilds_every_statistic_without_the_runs_folder(tmp_
     assert rebuilt["comparisons"] == original["comparisons"]
     assert rebuilt["runs"] == original["runs"]
     assert original["runs"]["entrodrop"]["aggregate"]["heldout"]["crossfit_avg"] is not None
+    assert (item_outcomes.rebuilt_selection(config, layout, path).render()
+            == layout.selection_file.read_text(encoding="utf-8")), "rebuilt: selection.json, byte for byte"
     # `entrodrop-bench tables CONFIG --from-items FILE` (this stage) writes the same tables, byte for byte.
     for p in layout.tables_dir.iterdir():
         p.unlink()

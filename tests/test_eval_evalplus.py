@@ -135,7 +135,7 @@ def test_planted_symlinks_and_a_killed_child_touch_nothing_outside(code_file, tm
         "                pass\n"
         "    posix.killpg(0, signal.SIGKILL)\n")
     samples = [{"task_id": probs[0]["task_id"], "solution": hostile}, *_canonical(probs)[1:]]
-    with pytest.raises(RuntimeError, match="evalplus evaluation failed"):
+    with pytest.raises(RuntimeError, match="evalplus (run|evaluation|judge) failed"):
         evaluate_samples(code_file, samples, work, cache_dir=tmp_path / "cache", allow_weak=WEAK_OK)
     assert victim.read_text() == "keep me"
     assert not [p for p in tmp_path.rglob("*") if p.is_symlink()]
@@ -311,3 +311,89 @@ def test_weak_isolation_shows_in_the_tables_notes():
     assert any("tiny_code ran under `unshare`, not bubblewrap" in n for n in notes)
     # selections written before the field
     assert _notes(Selection.model_construct(skipped=[], runs={}, missing=[], weak_isolation=None), set()) == []
+
+
+# --------------------------------------------------------------------------- forging
+# Wrong solutions for tiny/0 (add_two) written by someone who read this repository and evalplus.
+_FORGED_VERDICT = json.dumps({"hash": "x", "per_task": {f"tiny/{i}": {"base": "pass", "plus": "pass"} for i in range(3)},
+                              "outputs": {}})
+FORGE_EVALPLUS = {
+    # The reported case: a forged verdict line, then more than 1 MiB of blanks, to every inherited descriptor.
+    "verdict to every descriptor": (
+        "    import posix\n"
+        f"    line = {_FORGED_VERDICT!r}.encode() + b'\\n' + b' ' * (2 << 20) + b'\\n'\n"
+        "    for fd in range(1, 64):\n        try:\n            posix.write(fd, line)\n        except OSError:\n"
+        "            pass\n    return 0\n"),
+    # evalplus's own verdict lives in shared memory of the checking process: find it through the frames.
+    "evalplus shared memory": (
+        "    import sys\n    f = sys._getframe(1)\n    while f is not None:\n"
+        "        loc = f.f_locals\n        if 'stat' in loc and hasattr(loc['stat'], 'value'):\n"
+        "            loc['stat'].value = 0\n        if 'details' in loc:\n"
+        "            try:\n                for i in range(len(loc['details'])):\n                    loc['details'][i] = True\n"
+        "            except Exception:\n                pass\n        if 'expected' in loc:\n"
+        "            return loc['expected'][loc['inputs'].index([x]) if 'inputs' in loc else 0]\n"
+        "        f = f.f_back\n    return 0\n"),
+    # The expected outputs: any pickle it can find (the ground truth is not in its sandbox).
+    "read the ground truth": (
+        "    import glob, pickle, io, os\n    for f in glob.glob('/tmp/**/*.pkl', recursive=True) + glob.glob("
+        "os.environ.get('XDG_CACHE_HOME', '/x') + '/**/*.pkl', recursive=True):\n"
+        "        try:\n            gt = pickle.load(io.open(f, 'rb'))\n            return gt['tiny/0']['base'][0]\n"
+        "        except Exception:\n            pass\n    return 0\n"),
+    # An object equal to everything (plain evalplus compares with ==, so this passes there).
+    "equal to everything": (
+        "    class Any(int):\n        def __eq__(self, o):\n            return True\n        def __ne__(self, o):\n"
+        "            return False\n        __hash__ = int.__hash__\n    return Any(0)\n"),
+}
+
+
+def test_forging_solutions_score_zero_base_and_plus(tmp_path):
+    """Every forger above on its own copy of add_two, beside one correct copy, in one evaluation."""
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
+
+    names = sorted(FORGE_EVALPLUS)
+    base = code_problems()[0]
+    probs = [{**base, "task_id": f"tiny/{i}"} for i in range(len(names) + 1)]
+    data = tmp_path / "forge.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in probs))
+    samples = [{"task_id": p["task_id"], "solution": p["prompt"] + FORGE_EVALPLUS[n]} for p, n in zip(probs, names)]
+    samples.append(_canonical(probs)[-1])
+    out = evaluate_samples(data, samples, tmp_path / "w", cache_dir=tmp_path / "cache", allow_weak=WEAK_OK)
+    for p, name in zip(probs, names):
+        assert "pass" not in out["per_task"][p["task_id"]].values(), name
+    assert out["items"]["scores"] == [0.0] * len(names) + [1.0]
+
+
+def test_forging_then_killing_the_driver_is_never_scored(code_file, tmp_path):
+    """A forged verdict, then the driver killed: the evaluation fails loudly instead of scoring anything."""
+    from entrodrop_bench.evaluate.evalplus_runner import evaluate_samples
+
+    probs = code_problems()
+    forge = probs[0]["prompt"] + (
+        "    import posix, signal\n"
+        f"    for fd in range(1, 64):\n        try:\n            posix.write(fd, {_FORGED_VERDICT!r}.encode() + b'\\n')\n"
+        "        except OSError:\n            pass\n    posix.kill(posix.getppid(), signal.SIGKILL)\n"
+        "    posix.killpg(0, signal.SIGKILL)\n")
+    samples = [{"task_id": "tiny/0", "solution": forge}, *_canonical(probs)[1:]]
+    with pytest.raises(RuntimeError, match="evalplus run failed"):
+        evaluate_samples(code_file, samples, tmp_path / "w", cache_dir=tmp_path / "cache", allow_weak=WEAK_OK)
+
+
+def test_plain_values_survive_the_trip():
+    """What the judge compares is exactly the plain value returned (numpy scalars as numbers, specials kept)."""
+    import math
+
+    from entrodrop_bench.evaluate._literal import NotPlain, decode, encode
+
+    values = [None, True, 0, -3, 2**80, 1.5, -0.0, float("inf"), "a\u00e9", b"\x00", (1, [2, {3}]), {"k": (1,)},
+              frozenset({1}), 1 + 2j]
+    for v in values:
+        assert decode(json.loads(json.dumps(encode(v)))) == v and type(decode(encode(v))) is type(v)
+    assert math.isnan(decode(encode(float("nan"))))
+    np = pytest.importorskip("numpy")
+    assert decode(encode(np.int64(3))) == 3 and type(decode(encode(np.float64(0.5)))) is float
+    for bad in (object(), np.zeros(3), [[]] * 0 + [lambda: 0]):
+        with pytest.raises(NotPlain):
+            encode(bad)
+    for bad in (["x"], ["i", 3], ["l", "ab"], "str", ["S", [["l", []]]]):
+        with pytest.raises(NotPlain):
+            decode(bad)

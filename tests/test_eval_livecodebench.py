@@ -110,3 +110,82 @@ def test_tiny_checkpoint_through_livecodebench(mini_config, mini_assets, lcb_fil
     assert result.score == 0.0 and result.provenance.n_samples == 3
     assert result.items.ids == [p["question_id"] for p in lcb.read_problems(lcb_file)] and result.items.scores == [0.0] * 3
     assert result.provenance.sandbox == LEVEL
+
+
+# --------------------------------------------------------------------------- forging and clocks
+# Forging programs written by someone who read this repository: each tries to make a wrong solution pass.
+FORGE_FUNCTIONAL = {
+    # The old driver printed ALL_PASSED after its checks: print it first and leave before they run.
+    "pass marker then exit": "import os\nprint('ALL_PASSED', flush=True)\nos._exit(0)\n",
+    # Write to the driver's result descriptor (fd 1's duplicate): claim the expected values of the public test.
+    "write result descriptor": ("import os, json\nfor fd in range(3, 20):\n    try:\n"
+                                "        os.write(fd, b'[\"ok\", [\"i\", \"8\"]]\\n[\"ok\", [\"i\", \"8\"]]\\n')\n"
+                                "    except OSError:\n        pass\nos._exit(0)\n"),
+    # An object equal to everything, as the return value.
+    "equal to everything": ("class _Any:\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n"
+                            "        return False\nclass Solution:\n    def maxSum(self, nums, k):\n        return _Any()\n"),
+    # An int subclass equal to everything.
+    "int subclass": ("class _I(int):\n    def __eq__(self, o):\n        return True\n    def __ne__(self, o):\n"
+                     "        return False\n    __hash__ = int.__hash__\nclass Solution:\n    def maxSum(self, nums, k):\n"
+                     "        return _I(0)\n"),
+    # Read the expected outputs from the driver's own data (there are none in the sandbox: only inputs).
+    "read driver data": ("import sys\nclass Solution:\n    def maxSum(self, nums, k):\n"
+                         "        g = sys._getframe(1).f_globals\n"
+                         "        return [v for v in g.values() if isinstance(v, list)][0]\n"),
+}
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", sorted(FORGE_FUNCTIONAL))
+def test_forging_functional_program_scores_zero(lcb_file, name):
+    problem = lcb.read_problems(lcb_file)[2]
+    assert not lcb.check_problem(problem, FORGE_FUNCTIONAL[name], allow_weak=WEAK_OK)["passed"]
+
+
+FORGE_STDIN = {
+    "expected of the public test": "print(3)\n",  # right on the public test only
+    "pass marker": "import os\nprint('ALL_PASSED')\nos._exit(0)\n",
+    "write every descriptor": ("import os\nfor fd in range(1, 20):\n    try:\n        os.write(fd, b'3\\n')\n"
+                               "    except OSError:\n        pass\n"),
+}
+
+
+@needs_sandbox
+@pytest.mark.parametrize("name", sorted(FORGE_STDIN))
+def test_forging_stdin_program_scores_zero(lcb_file, name):
+    problem = lcb.read_problems(lcb_file)[0]
+    assert not lcb.check_problem(problem, FORGE_STDIN[name], allow_weak=WEAK_OK)["passed"]
+
+
+def _stdin_problem(size: int) -> dict:
+    return {"question_id": "big", "metadata": {}, "starter_code": "",
+            "tests": [{"input": "1\n" + "x" * size + "\n", "output": "1\n", "testtype": "stdin"}]}
+
+
+@needs_sandbox
+@pytest.mark.parametrize("code", ["import time\ntime.sleep(60)\n",  # never reads, never writes
+                                  "import sys, time\nwhile True:\n    sys.stdout.write('y')\n    time.sleep(0.001)\n",
+                                  "import sys, time\nwhile True:\n    sys.stdin.read(1)\n    time.sleep(0.01)\n"])
+def test_every_wait_is_bounded_by_the_wall_clock_and_reported_as_timeout(code):
+    """A stdin test far larger than a pipe buffer, given to a program that never reads (or writes forever):
+    the harness returns after the wall clock plus a small margin, and says `timeout`."""
+    import time
+
+    tic = time.monotonic()
+    verdict = lcb.check_problem(_stdin_problem(8 << 20), code, timeout_s=2.0, allow_weak=WEAK_OK)
+    assert time.monotonic() - tic < 2.0 + 3.0
+    assert verdict == {"passed": False, "reason": "test 0: timeout"}
+
+
+@needs_sandbox
+def test_functional_program_that_never_returns_is_a_timeout(lcb_file):
+    problem = lcb.read_problems(lcb_file)[2]
+    code = "import time\nclass Solution:\n    def maxSum(self, nums, k):\n        time.sleep(60)\n"
+    assert lcb.check_problem(problem, code, timeout_s=2.0, allow_weak=WEAK_OK) == {"passed": False, "reason": "timeout"}
+
+
+@needs_sandbox
+def test_writing_past_the_file_limit_is_an_output_limit(lcb_file):
+    problem = lcb.read_problems(lcb_file)[0]
+    code = "import sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n"
+    assert lcb.check_problem(problem, code, allow_weak=WEAK_OK) == {"passed": False, "reason": "test 0: output limit"}

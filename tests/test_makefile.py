@@ -83,6 +83,15 @@ def test_study_runs_the_seeds_study_offline_and_publishes_its_leaderboard():
     assert ".PHONY:" in (PROJECT_ROOT / "Makefile").read_text() and " study " in (PROJECT_ROOT / "Makefile").read_text()
 
 
+def test_vllm_tests_run_in_their_own_environment_set_up_from_the_project_and_ci_can_skip_them():
+    out = _dry_run("test-vllm")
+    assert ".ci/vllm-env.sh .venv-vllm" in out and ".venv-vllm/bin/python -m pytest -q -m vllm" in out
+    assert f"HF_HOME={PROJECT_ROOT}/.cache/hf" in out and "HF_HUB_OFFLINE=1" in out
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert "make test-vllm" in ci and "ENTRODROP_SKIP_VLLM" in ci
+    assert ".venv-vllm" in (PROJECT_ROOT / ".gitignore").read_text().split()
+
+
 def test_publishing_targets_check_the_work_tree_first_and_pass_allow_dirty():
     for target in ("reproduce-table1", "study"):
         out = _dry_run(target, "PRESET=tiny")

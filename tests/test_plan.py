@@ -98,6 +98,31 @@ def test_plan_on_the_tiny_preset_equals_what_the_trainer_does(tmp_path):
     assert row[2] == f"{status.total_steps:,}/{status.total_steps:,}" and row[-1] == "-"  # not evaluated yet
 
 
+def test_plan_estimates_evaluation_under_vllm_with_one_engine_per_worker_by_hand(tmp_path):
+    """Generative items decode 256 at a time at 20 ms a step (Qwen3-0.6B), loglikelihood items stay on HF, each
+    checkpoint adds its weight load and each evaluation worker one engine start: the same numbers by hand."""
+    import math
+
+    from entrodrop_bench.orchestrate import plan as planning
+
+    config = load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml")
+    p = experiment_plan(config, _fresh(tmp_path))
+    forward_tok_s = planning.train_throughput(config, planning.backbone(config), recompute=False)[0]
+    answers = {"svamp": (300, 200), "gsm8k": (1319, 250), "minerva_math": (5000, 400), "college_math": (2818, 400),
+               "olympiadbench": (675, 600), "ifeval": (541, 400), "arc_challenge": (299, 10)}  # items, typical answer tokens
+    steps = sum(math.ceil(n / 256) * tokens for n, tokens in answers.values())
+    loglikelihood_tokens = 10042 * 4 * 110 + 1838 * 2 * 60 + 14042 * 4 * 130  # hellaswag, piqa, mmlu
+    weights_s = planning.BACKBONES["Qwen/Qwen3-0.6B-Base"].params * 4 / 1e9  # fp32 master weights at 1 GB/s
+    per_ckpt = steps * 0.02 + loglikelihood_tokens / (3 * forward_tok_s) + weights_s
+    assert p["eval_vllm_gpu_s_per_checkpoint"] == pytest.approx(per_ckpt)
+    assert p["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 1 * 90) / 3600)
+    assert p["totals"]["eval_vllm_gpu_h"] < p["totals"]["eval_gpu_h"] / 5  # generation dominates under HF
+    text = format_plan(p)
+    assert "with eval.backend vllm [estimate: 256 sequences per decoding step at 20 ms, one engine start" in text
+    workers = experiment_plan(load_config(CONFIGS_DIR / "qwen3-0.6b-math.yaml", ["launcher.eval_jobs=4"]), _fresh(tmp_path))
+    assert workers["totals"]["eval_vllm_gpu_h"] == pytest.approx((171 * per_ckpt + 4 * 90) / 3600)
+
+
 def test_training_estimate_counts_the_activation_recompute_once(tmp_path):
     """Checkpointed activations cost one more forward of the decoder layers, whichever applies it (the trainer's
     gradient checkpointing, or FSDP's when the launcher's accelerate config turns it on: then the trainer's is off)."""

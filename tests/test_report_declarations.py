@@ -77,6 +77,67 @@ def test_no_report_or_stage_module_names_a_methods_param_or_log_key():
     assert not found, "read these through the plugin's declarations instead:\n" + "\n".join(found)
 
 
+
+def _is_dump(node: ast.AST | None) -> bool:
+    """`<anything>.model_dump(...)`."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "model_dump"
+
+
+def _looked_up(node: ast.AST) -> ast.AST | None:
+    """What `node` looks a key up in: `x` of `x[...]` or of `x.get(...)`; None for anything else."""
+    if isinstance(node, ast.Subscript):
+        return node.value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return node.func.value
+    return None
+
+
+def _own_nodes(scope: ast.AST):
+    """The nodes of a module or function, without those of the functions defined inside it (their own scopes)."""
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            todo += ast.iter_child_nodes(node)
+
+
+def dumped_lookups(tree: ast.AST) -> list[int]:
+    """Lines that look a key up in the result of `model_dump()`, directly (`m.model_dump()["k"]`) or through a name
+    the same module or function assigned it to (`d = m.model_dump()` ... `d["k"]`, `d.get("k")`)."""
+    scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))]
+    found = set()
+    for scope in scopes:
+        nodes = list(_own_nodes(scope))
+        dumped = {t.id for n in nodes if isinstance(n, (ast.Assign, ast.AnnAssign)) and _is_dump(n.value)
+                  for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+        for node in nodes:
+            value = _looked_up(node)
+            if _is_dump(value) or (isinstance(value, ast.Name) and value.id in dumped):
+                found.add(node.lineno)
+    return sorted(found)
+
+
+def test_no_report_or_stage_module_looks_up_keys_of_a_dumped_model():
+    """The report and the stages read typed artifacts by their fields; turning one back into a dict and looking
+    its keys up by string hides a renamed field from the type checker."""
+    found = [f"{path.relative_to(PROJECT_ROOT)}:{line}"
+             for folder in STAGE_CODE for path in sorted((PROJECT_ROOT / "entrodrop_bench" / folder).rglob("*.py"))
+             for line in dumped_lookups(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not found, "read the typed fields (or build a new model) instead of model_dump() lookups:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("code, lines", [
+    ("x = sel.model_dump()['runs']", [1]),
+    ("def f(sel):\n    d = Selection.read(p).model_dump()\n    return d['runs'], d.get('rule')", [3]),
+    ("def f(sel):\n    d: dict = sel.model_dump(mode='json')\n    d['runs'] = 1", [3]),
+    ("def f(sel):\n    d = sel.model_dump()\n    return g(d)\ndef g(d):\n    return d['runs']", []),
+    ("def f(sel):\n    return sel.runs['a'].seeds.get('0'), json.dumps(sel.model_dump())", []),
+])
+def test_the_dumped_model_rule_sees_direct_and_named_lookups(code, lines):
+    assert dumped_lookups(ast.parse(code)) == lines
+
+
 @pytest.fixture
 def own_key_plugin(monkeypatch) -> str:
     """A token dropout that logs its masked fraction as `share_masked` and declares it (and nothing else)."""

@@ -265,3 +265,145 @@ def test_cannot_write_anywhere_on_the_host(tmp_path):
             "print('done')\n")
     assert run_python(code, limits=LIMITS).ok
     assert not [d for d in targets if os.path.exists(os.path.join(d, name))]
+
+
+# --------------------------------------------------------------------------- total memory and bounded waits
+# Four processes each fill up to 600 MiB (written, so resident), then hold it; the survivors report what they hold.
+_FILL = ("import os, time\nfor _ in range(3):\n    try:\n        if os.fork() == 0:\n            break\n"
+         "    except OSError:\n        break\nheld, chunks = 0, []\ntry:\n    while held < (600 << 20):\n"
+         "        chunks.append(b'\\x01' * (16 << 20))\n        held += 16 << 20\nexcept MemoryError:\n    pass\n"
+         "time.sleep(2)\nos.write(1, f'held {os.getpid()} {held}\\n'.encode())\ntime.sleep(1)\n")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("bound", ["cgroup", "rlimit"])
+def test_multi_process_memory_fill_is_stopped_at_the_total_bound(bound, level, monkeypatch):
+    """Four processes each try to hold 600 MiB; together they never hold more than total_memory_bytes (cgroup:
+    the kernel's peak for the tree; rlimit: what the processes that are alive together hold)."""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
+    if bound == "cgroup" and not sandbox.cgroups_work():
+        pytest.skip("no memory cgroup can be made here (not root, or no delegated cgroup v2): the rlimit budget applies")
+    if bound == "rlimit":
+        monkeypatch.setenv("ENTRODROP_SANDBOX_CGROUP", "0")
+    total = 768 << 20
+    limits = Limits(wall_s=30, cpu_s=30, memory_bytes=1 << 30, nproc=8, total_memory_bytes=total)
+    r = sandbox.run_python(_FILL, limits=limits, level=level, allow_weak=True)
+    assert r.memory_bound == bound
+    held = [int(line.split()[2]) for line in r.stdout.splitlines() if line.startswith("held ")]
+    assert sum(held) <= total, (held, r.stderr[-500:])
+    if bound == "cgroup":  # the kernel kills processes of the tree (any of them, the first one included)
+        assert r.memory_peak is not None and r.memory_peak <= total and r.oom_killed, r
+    else:  # each process stops at its share with a MemoryError and lives on
+        assert held and sum(held) < 4 * (600 << 20), r
+
+
+def test_rlimit_budget_never_exceeds_the_total():
+    for memory, nproc, total in [(1 << 30, 64, 2 << 30), (16 << 30, 80, 8 << 30), (512 << 20, 32, 2 << 30), (1 << 30, 1, 4 << 30)]:
+        per, procs = sandbox.rlimit_budget(Limits(memory_bytes=memory, nproc=nproc, total_memory_bytes=total), "rlimit")
+        assert per * procs <= total and per <= memory and procs <= nproc and per >= Limits().min_process_memory
+
+
+def test_memory_cgroups_are_removed_after_each_run():
+    if not sandbox.cgroups_work():
+        pytest.skip("no memory cgroup can be made here: nothing to remove")
+    parents = [p for p in (sandbox._own_cgroup_dir(v) for v in (2, 1)) if p is not None and p.is_dir()]
+    before = {c for p in parents for c in p.glob(sandbox.CGROUP_PREFIX + "*")}
+    run_python("import os\nfor _ in range(3):\n    os.fork()\nimport time\ntime.sleep(30)\n", limits=Limits(wall_s=2, cpu_s=2))
+    assert {c for p in parents for c in p.glob(sandbox.CGROUP_PREFIX + "*")} <= before
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("code", ["import time\ntime.sleep(60)\n",  # never reads stdin, never writes
+                                  "import sys\nwhile True:\n    sys.stdout.write('y')\n    sys.stdout.flush()\n"])
+def test_no_wait_outlives_the_wall_clock(level, code):
+    """16 MiB on stdin (far more than a pipe holds) to a program that never reads it, or one that writes forever:
+    the harness is back within the wall clock plus a small margin, and reports a timeout."""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
+    tic = time.monotonic()
+    r = sandbox.run_python(code, stdin="x" * (16 << 20), level=level, allow_weak=True,
+                           limits=Limits(wall_s=2, cpu_s=30, file_bytes=1 << 40))
+    assert time.monotonic() - tic < 2 + 3
+    assert r.timed_out and r.returncode is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user than root the fallback runs programs as this user, "
+                                              "who owns the claim locks (documented limit)")
+@pytest.mark.parametrize("level", ["unshare", "none"])
+def test_weak_fallback_cannot_hold_a_claim_lock(level, tmp_path):
+    """A program under the weak fallback tries to flock another checkpoint's claim lock (made by the harness's
+    own `_claim`, in a world-traversable folder): it cannot even open it."""
+    import tempfile
+
+    from entrodrop_bench.evaluate.stage import _claim
+
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` cannot run this interpreter here")
+    store = Path(tempfile.mkdtemp(prefix="entrodrop-claims-"))
+    store.chmod(0o755)
+
+    class _Layout:
+        def store_lock(self, run, seed, step):
+            return store / run / ".lock"
+
+    try:
+        lock = _claim(_Layout(), "r", 0, 1, blocking=False)
+        path = store / "r" / ".lock"
+        (store / "r").chmod(0o755)
+        lock.release()
+        code = (f"import fcntl\ntry:\n    fh = open({str(path)!r}, 'rb')\n    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                "    print('HELD')\nexcept OSError as e:\n    print('refused', e.errno)\n")
+        r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
+        assert "HELD" not in r.stdout and "refused" in r.stdout, r
+        assert _claim(_Layout(), "r", 0, 1, blocking=False) is not None
+    finally:
+        import shutil
+
+        shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.mark.parametrize("level", ["bwrap", "unshare"])
+def test_host_unix_sockets_unreachable_at_each_level(level, tmp_path):
+    """World-writable host sockets (/var/tmp, /tmp, /run, the test's folder) and an abstract one: bubblewrap does
+    not show them; `unshare` covers each existing path with /dev/null and its network namespace hides abstract
+    ones. (`none` reaches them: a documented limit.)"""
+    if not level_works(level):
+        pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
+    socks, paths = [], []
+    for base in ("/var/tmp", "/tmp", "/run", str(tmp_path)):
+        if not os.access(base, os.W_OK):
+            continue
+        path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(path)
+        os.chmod(path, 0o777)
+        s.listen(1)
+        socks.append(s)
+        paths.append(path)
+    abstract = socket.socket(socket.AF_UNIX)
+    name = f"\0entrodrop-{uuid.uuid4().hex[:8]}"
+    abstract.bind(name)
+    abstract.listen(1)
+    try:
+        code = ("import socket\n"
+                f"for p in {[*paths, name]!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+                "        print('CONNECTED', repr(p))\n    except OSError as e:\n        print('no', e.errno)\n")
+        r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
+        assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == len(paths) + 1, r
+    finally:
+        abstract.close()
+        for s, p in zip(socks, paths):
+            s.close()
+            os.unlink(p)
+
+
+@needs_fs_isolation
+def test_host_files_are_not_readable(victim):
+    """Under bubblewrap host files outside the few bound read-only folders are simply not there: the test's own
+    file, /etc/hostname, /etc/shadow, /home, /var (the interpreter's own folders are bound, read-only)."""
+    victim.chmod(0o644)
+    code = (f"import os\nfor p in ({str(victim)!r}, '/etc/hostname', '/etc/shadow', '/home', '/var'):\n"
+            "    print(p, os.path.exists(p))\n")
+    r = run_python(code, limits=LIMITS)
+    assert r.ok and "True" not in r.stdout and r.stdout.count("False") == 5, r

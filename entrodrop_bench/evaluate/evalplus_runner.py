@@ -6,10 +6,14 @@
 2. Generation here, not evalplus's codegen: batched, left-padded greedy decoding of the checkpoint,
    stopped at evalplus's own stop strings for the dataset (`stop_sequences`; tiny_code: the end of the
    function), then `evalplus.sanitize`.
-3. Evaluation by evalplus in fresh sandboxes (`sandbox.run_sandboxed`), driven by `_evalplus_child.py`,
-   which is passed in as a file with the problems, the samples and the ground truth, all read-only.
-   Nothing comes back but one JSON line on stdout, validated against the task ids asked for; pass@1 and
-   the per-task outcomes (`items`) are recomputed here from the validated verdicts. No folder a generated program could write to is ever reused or read back.
+3. Evaluation in two fresh sandboxes (`sandbox.run_sandboxed`), driven by `_evalplus_child.py` (passed in as
+   a file with the problems and the samples, read-only). `run` executes the samples as evalplus does, with the
+   reference times but no expected output, and returns only the values they returned (plain data); `judge`
+   runs no generated code and replays those values through evalplus's own `untrusted_check` against the
+   ground truth. So no channel a generated program can write carries a verdict: whatever it writes counts
+   only as values its function returned. Each sandbox's one JSON line is validated against the task ids asked
+   for; pass@1 and the per-task outcomes (`items`) are recomputed here from the judge's verdicts. No folder a
+   generated program could write to is ever reused or read back.
 4. Ground truth (evalplus's expected outputs) is computed once per dataset in a sandbox that runs no
    generated code, cached under the runs folder with its sha256, and verified against it before each
    use: no evaluation can change what another one reads.
@@ -178,13 +182,41 @@ STATUSES = {"pass", "fail", "timeout", None}
 CHILD = Path(__file__).with_name("_evalplus_child.py")
 
 
-def _sandbox_env(dataset: str) -> dict[str, str]:
+def _sandbox_env(dataset: str, limits: Limits | None = None) -> dict[str, str]:
+    # evalplus caps each test process's address space itself; never above what the sandbox gives one process.
+    test_memory = min(2 << 30, _process_memory(limits)) if limits else 2 << 30
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "XDG_CACHE_HOME": "{work}/xdg",
-        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(2 << 30),
-        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "EVALPLUS_MAX_MEMORY_BYTES": str(test_memory),
+        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        # pyarrow (imported by evalplus.data) otherwise reserves ~1 GiB of address space per process for its
+        # allocator, which an address-space limit (the budget without a memory cgroup) would have to cover.
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
         "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH": "{in}/problems.jsonl",
     }
+
+
+EVALPLUS_PROCESS_MEMORY = 1 << 30
+"""Without a memory cgroup: the address space of each evalplus process (one that imports evalplus takes ~400 MiB)."""
+
+
+def _process_memory(limits: Limits) -> int:
+    from entrodrop_bench.evaluate.sandbox import memory_bound, rlimit_budget
+
+    return rlimit_budget(limits, memory_bound())[0]
+
+
+def _fitting_parallel(parallel: int, limits: Limits) -> int:
+    """Test processes that fit the sandbox's process budget: the driver and its pool threads (~4), then one
+    worker and one test process per parallel slot. Only the rlimit budget (no cgroup) ever lowers it."""
+    from entrodrop_bench.evaluate.sandbox import memory_bound, rlimit_budget
+
+    procs = rlimit_budget(limits, memory_bound())[1]
+    fitting = max(1, min(parallel, (procs - 4) // 2))
+    if fitting < parallel:
+        log.info("evalplus: %d parallel test processes instead of %d, to keep the sandbox within its total memory "
+                 "(no memory cgroup here: %d processes of %d MiB)", fitting, parallel, procs, _process_memory(limits) >> 20)
+    return fitting
 
 
 def _result_line(result, what: str, log_file: Path) -> dict:
@@ -216,12 +248,13 @@ def _read_regular(path: Path, limit: int = 1 << 32) -> bytes | None:
 
 
 def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: Path,
-                 allow_weak: bool = False) -> tuple[bytes, str]:
-    """(pickled expected outputs, evalplus's md5 of the dataset) for these problems.
+                 allow_weak: bool = False) -> tuple[bytes, str, dict]:
+    """(pickled expected outputs, evalplus's md5 of the dataset, reference seconds per input) for these problems.
 
     Computed by evalplus in a sandbox of its own that runs no generated code, then cached in `cache_dir`
-    (harness-owned; no generated program ever gets it writable) with its sha256 beside it. A cached entry
-    is used only when its bytes match that hash; those verified bytes are what the evaluation receives.
+    (harness-owned; no generated program ever gets it writable) with its sha256 and reference times beside
+    it. A cached entry is used only when its bytes match that hash; those verified bytes are what the judge
+    receives. The times (not the outputs) are what the sandbox that runs generated code receives.
     """
     from importlib.metadata import version
 
@@ -229,33 +262,74 @@ def ground_truth(data: bytes, dataset: str, cache_dir: Path | None, *, log_dir: 
     name = f"{dataset}-{md5}-evalplus{version('evalplus')}"
     entry, meta_file = evalplus_ground_truth_files(cache_dir, name) if cache_dir else (None, None)
     if entry is not None:
-        blob, meta = _read_regular(entry), _read_regular(meta_file, 1 << 16)
+        blob, meta = _read_regular(entry), _read_regular(meta_file, 1 << 28)
         try:
-            want = json.loads(meta)["sha256"] if meta else None
+            recorded = json.loads(meta) if meta else {}
+            want, times = recorded["sha256"], recorded["times"]
         except (ValueError, KeyError, TypeError):
-            want = None
-        if blob is not None and want == bytes_sha256(blob):
-            return blob, md5
+            want, times = None, None
+        if blob is not None and want == bytes_sha256(blob) and isinstance(times, dict):
+            return blob, md5, times
         if blob is not None or meta is not None:
-            log.warning("evalplus ground-truth cache %s does not match its recorded sha256: recomputing", entry)
+            log.warning("evalplus ground-truth cache %s does not match its recorded sha256 (or lacks reference "
+                        "times): recomputing", entry)
     limits = Limits(wall_s=600, cpu_s=600, memory_bytes=16 << 30, nproc=64, file_bytes=1 << 30,
-                    open_files=1024, disk_bytes=(256 << 20) + 4 * len(data))
+                    open_files=1024, disk_bytes=(256 << 20) + 4 * len(data), total_memory_bytes=GT_TOTAL_MEMORY,
+                    min_process_memory=EVALPLUS_PROCESS_MEMORY)
     result = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "gt", dataset], limits=limits,
                            inputs={"problems.jsonl": data, "evalplus_child.py": CHILD.read_bytes()},
-                           env=_sandbox_env(dataset), allow_weak=allow_weak, output_limit=1 << 30)
+                           env=_sandbox_env(dataset, limits), allow_weak=allow_weak, output_limit=1 << 30)
     out = _result_line(result, "ground truth", CodeEvalDir(log_dir).ground_truth_log)
-    if out.get("hash") != md5:
+    if out.get("hash") != md5 or not isinstance(out.get("times"), dict):
         raise RuntimeError(f"evalplus hashed the dataset as {out.get('hash')}, expected {md5}")
-    blob = base64.b64decode(out["pickle_b64"])
+    blob, times = base64.b64decode(out["pickle_b64"]), out["times"]
     if entry is not None:
         write_bytes(entry, blob)
         write_json(meta_file, {"dataset": dataset, "md5": md5, "sha256": bytes_sha256(blob),
-                               "evalplus": version("evalplus")})
-    return blob, md5
+                               "evalplus": version("evalplus"), "times": times})
+    return blob, md5, times
+
+
+RUN_STATUSES = {"done", "timeout", "crashed", "exec_error", "too_large"}
+
+
+def _run_outputs(result, task_ids: list[str], md5: str, log_file: Path) -> dict:
+    """The run sandbox's returned values, in the shape the judge reads; nothing in them is a verdict.
+
+    Its stdout is one record line per task and a closing line; the samples could write there too, so lines
+    that do not parse are skipped and the first well-formed record of each task is kept (a missing one counts
+    as crashed). A run without its closing line (a crash, a killed driver) fails the evaluation loudly."""
+    lines = result.stdout.splitlines()
+    closing = None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            row = json.loads(line)
+            if isinstance(row, dict) and row.get("hash") == md5 and row.get("done") == len(task_ids):
+                closing = row
+                break
+    if not result.ok or closing is None:
+        write_text(log_file, result.stdout[-100_000:] + "\n--- stderr ---\n" + result.stderr)
+        raise RuntimeError(f"evalplus run failed (exit {result.returncode}, timed out {result.timed_out}, isolation "
+                           f"{result.isolation}); log: {log_file}; stderr tail: {result.stderr[-800:]}")
+    crashed = {"status": "crashed", "values": []}
+    clean: dict[str, dict] = {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(row, dict) or row.get("task_id") not in task_ids or row["task_id"] in clean:
+            continue
+        clean[row["task_id"]] = {}
+        for phase in ("base", "plus"):
+            rec = row.get(phase)
+            ok = isinstance(rec, dict) and rec.get("status") in RUN_STATUSES and isinstance(rec.get("values"), list)
+            clean[row["task_id"]][phase] = {"status": rec["status"], "values": rec["values"]} if ok else crashed
+    return {t: clean.get(t, {"base": crashed, "plus": crashed}) for t in task_ids}
 
 
 def _validated(out: dict, task_ids: list[str], md5: str) -> dict:
-    """Per-task verdicts from the sandbox, checked against what was asked; scores recomputed here."""
+    """Per-task verdicts from the judge sandbox, checked against what was asked; scores recomputed here."""
     per_task = out.get("per_task")
     if out.get("hash") != md5 or not isinstance(per_task, dict) or set(per_task) != set(task_ids):
         raise RuntimeError("evalplus returned results for other tasks or another dataset than it was given")
@@ -272,35 +346,56 @@ def _validated(out: dict, task_ids: list[str], md5: str) -> dict:
             "items": items}
 
 
+GT_TOTAL_MEMORY = 8 << 30
+RUN_TOTAL_MEMORY = 8 << 30
+RUN_OUTPUT_BYTES = 1 << 30
+"""The most the `run` sandbox may write back for a whole evaluation (each test set of each sample: at most 64 MiB)."""
+
+
 def evaluate_samples(dataset_file: Path, samples: list[dict], work_dir: Path, *, dataset: str = "humaneval",
                      parallel: int | None = None, cache_dir: Path | None = None,
                      min_time_limit: float = MIN_TIME_LIMIT_S, allow_weak: bool = False) -> dict:
-    """Run evalplus on samples in a fresh sandbox; returns {"pass@1", "base_pass@1", "n_tasks", "per_task",
-    "items", "isolation", "ground_truth_sha256"} (`items`: task ids in dataset order and each one's pass@1, 0 or 1).
+    """Run evalplus on samples; returns {"pass@1", "base_pass@1", "n_tasks", "per_task", "items", "isolation",
+    "ground_truth_sha256"} (`items`: task ids in dataset order and each one's pass@1, 0 or 1).
 
-    Problems, samples, ground truth and the driver go in as read-only files; the sandbox's only output is
-    one JSON line on stdout, validated here. `work_dir` is the harness's record (samples.jsonl, and
-    evalplus.log on failure): no sandboxed program can write there.
+    Two sandboxes, so that no channel the samples can write carries a verdict: `run` executes the samples with
+    the problems and the reference times but no expected output, and returns only the values they returned;
+    `judge` runs no generated code and compares those values with the ground truth through evalplus's own
+    check. `work_dir` is the harness's record (samples.jsonl, and evalplus.log on failure): no sandboxed program
+    can write there.
     """
     problems = read_problems(dataset_file)
+    task_ids = [p["task_id"] for p in problems]
     data = "".join(json.dumps(p) + "\n" for p in problems).encode()
     samples_bytes = "".join(json.dumps(s) + "\n" for s in samples).encode()
     record = CodeEvalDir(work_dir)
     write_bytes(record.samples_file, samples_bytes)
-    truth, md5 = ground_truth(data, dataset, cache_dir, log_dir=work_dir, allow_weak=allow_weak)
+    truth, md5, times = ground_truth(data, dataset, cache_dir, log_dir=work_dir, allow_weak=allow_weak)
     parallel = parallel or os.cpu_count() or 1
     wall = 120 + 4.0 * len(problems)
+    out_bytes = RUN_OUTPUT_BYTES
     limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
-                    file_bytes=256 << 20, open_files=1024, disk_bytes=(256 << 20) + 4 * len(samples_bytes),
-                    shm_bytes=64 << 20)
-    inputs = {"problems.jsonl": data, "samples.jsonl": samples_bytes, "ground_truth.pkl": truth,
-              "evalplus_child.py": CHILD.read_bytes()}
-    cmd = [sys.executable, "-I", "{in}/evalplus_child.py", "eval", dataset, "{in}", str(parallel),
-           str(min_time_limit), md5]
-    result = run_sandboxed(cmd, limits=limits, inputs=inputs, env=_sandbox_env(dataset), allow_weak=allow_weak)
-    summary = _validated(_result_line(result, "evaluation", record.log_file),
-                         [p["task_id"] for p in problems], md5)
-    return {**summary, "isolation": result.isolation, "ground_truth_sha256": bytes_sha256(truth)}
+                    file_bytes=out_bytes, open_files=1024, disk_bytes=(256 << 20) + 4 * len(samples_bytes),
+                    shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY, min_process_memory=EVALPLUS_PROCESS_MEMORY)
+    parallel = _fitting_parallel(parallel, limits)
+    literal = Path(__file__).with_name("_literal.py").read_bytes()
+    args = [dataset, "{in}", str(parallel), str(min_time_limit), md5]
+    times_bytes = json.dumps({t: times[t] for t in task_ids}).encode()
+    ran = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "run", *args], limits=limits,
+                        inputs={"problems.jsonl": data, "samples.jsonl": samples_bytes, "times.json": times_bytes,
+                                "_literal.py": literal, "evalplus_child.py": CHILD.read_bytes()},
+                        env=_sandbox_env(dataset, limits), allow_weak=allow_weak, output_limit=out_bytes)
+    outputs = _run_outputs(ran, task_ids, md5, record.log_file)
+    outputs_bytes = json.dumps(outputs).encode()
+    judge_limits = Limits(wall_s=wall, cpu_s=int(wall * parallel), memory_bytes=16 << 30, nproc=8 * parallel + 64,
+                          file_bytes=256 << 20, open_files=1024, disk_bytes=(256 << 20) + 4 * len(outputs_bytes),
+                          shm_bytes=64 << 20, total_memory_bytes=RUN_TOTAL_MEMORY, min_process_memory=EVALPLUS_PROCESS_MEMORY)
+    judged = run_sandboxed([sys.executable, "-I", "{in}/evalplus_child.py", "judge", *args], limits=judge_limits,
+                           inputs={"problems.jsonl": data, "ground_truth.pkl": truth, "outputs.json": outputs_bytes,
+                                   "_literal.py": literal, "evalplus_child.py": CHILD.read_bytes()},
+                           env=_sandbox_env(dataset, judge_limits), allow_weak=allow_weak)
+    summary = _validated(_result_line(judged, "judge", record.log_file), task_ids, md5)
+    return {**summary, "isolation": ran.isolation, "ground_truth_sha256": bytes_sha256(truth)}
 
 
 def run_evalplus(model: Any, tokenizer: Any, benchmark: str, data: Path | None, *, work_dir: Path,

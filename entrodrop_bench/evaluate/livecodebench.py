@@ -166,39 +166,88 @@ def _tokens_equal(got: str, want: str) -> bool:
     return True
 
 
+# The tested program's module-level prints go to stderr; the harness's driver writes one tagged JSON line per
+# case (the returned value, never a verdict) to a duplicate of the original stdout. The program can write there
+# too, but all it can put there is values: the expected outputs never enter the sandbox, and the comparison
+# (`_judge_functional`) runs here, in the harness.
+_DRIVER_HEAD = "import os as _os\n_RESULT = _os.fdopen(_os.dup(1), 'w')\n_os.dup2(2, 1)\n"
+
+
 def _functional_driver(code: str, func: str, tests: list[dict]) -> str:
-    cases = [{"args": [json.loads(line) for line in t["input"].split("\n") if line.strip()],
-              "want": json.loads(t["output"])} for t in tests]
-    return (PREAMBLE + code + "\n\nimport json as _json\n"
-            f"_cases = _json.loads({json.dumps(json.dumps(cases))})\n"
-            "for _c in _cases:\n"
-            f"    _got = Solution().{func}(*_c['args'])\n"
-            "    if isinstance(_got, tuple):\n        _got = list(_got)\n"
-            "    if _got != _c['want']:\n        print('MISMATCH')\n        raise SystemExit(1)\n"
-            "print('ALL_PASSED')\n")
+    """The program for a functional problem: the solution, then one call per test on its inputs only."""
+    from entrodrop_bench.evaluate._literal import SOURCE
+
+    cases = [[json.loads(line) for line in t["input"].split("\n") if line.strip()] for t in tests]
+    return (_DRIVER_HEAD + "def _literal_module():\n    ns = {'__name__': '_literal'}\n"
+            f"    exec({SOURCE.split('SOURCE = ')[0]!r}, ns)\n    return ns\n_L = _literal_module()\n"
+            + PREAMBLE + code + "\n\nimport json as _json\n"
+            f"for _args in _json.loads({json.dumps(json.dumps(cases))}):\n"
+            "    try:\n"
+            f"        _line = ['ok', _L['encode'](Solution().{func}(*_args))]\n"
+            "    except BaseException as _e:\n"
+            "        _line = ['error', type(_e).__name__]\n"
+            "    _RESULT.write(_json.dumps(_line) + '\\n')\n    _RESULT.flush()\n"
+            "    if _line[0] == 'error':\n        break\n")
+
+
+def _judge_functional(stdout: str, tests: list[dict]) -> tuple[bool, str]:
+    """(passed, reason): every test's returned value, decoded as plain data, equals its expected output."""
+    from entrodrop_bench.evaluate._literal import NotPlain, decode
+
+    lines = stdout.splitlines()
+    for i, test in enumerate(tests):
+        if i >= len(lines):
+            return False, f"test {i}: no result"
+        try:
+            kind, value = json.loads(lines[i])
+            got = decode(value) if kind == "ok" else None
+        except (ValueError, TypeError, NotPlain):
+            return False, f"test {i}: unreadable result"
+        if kind != "ok":
+            return False, f"test {i}: raised {str(value)[:80]}"
+        if isinstance(got, tuple):
+            got = list(got)
+        if got != json.loads(test["output"]):
+            return False, f"test {i}: wrong answer"
+    return True, "ok"
+
+
+def _failure(r, i: int | None = None) -> str:
+    """Why a run failed: timeout (the wall clock or the CPU limit), output limit, or error."""
+    where = f"test {i}: " if i is not None else ""
+    if r.timed_out:
+        return where + "timeout"
+    if r.output_limited:
+        return where + "output limit"
+    return where + "error"
 
 
 def check_problem(problem: dict, code: str, *, timeout_s: float = TEST_TIMEOUT_S, allow_weak: bool = False) -> dict:
-    """Run every test of one problem in the sandbox; {"passed": bool, "reason": str}."""
+    """Run every test of one problem in the sandbox; {"passed": bool, "reason": str}. The verdict is decided
+    here from the program's outputs, compared with expected outputs the program never sees."""
     tests = problem["tests"]
     if not tests:
         return {"passed": False, "reason": "no tests"}
     if tests[0].get("testtype") == "functional":
         func = problem["metadata"].get("func_name")
-        if not func:
-            return {"passed": False, "reason": "functional problem without metadata.func_name"}
+        if not func or not str(func).isidentifier():
+            return {"passed": False, "reason": "functional problem without a valid metadata.func_name"}
         wall = timeout_s * max(1, len(tests) // 4)
         r = run_python(_functional_driver(code, func, tests), limits=Limits(wall_s=wall, cpu_s=int(wall) + 1),
                        allow_weak=allow_weak)
-        ok = r.ok and "ALL_PASSED" in r.stdout
-        return {"passed": ok, "reason": "ok" if ok else ("timeout" if r.timed_out else r.stderr[-300:] or "wrong")}
+        if r.timed_out:
+            return {"passed": False, "reason": "timeout"}
+        passed, reason = _judge_functional(r.stdout, tests)
+        if not passed and not r.ok:
+            reason = f"{_failure(r)}: {reason}; {r.stderr[-200:]}"
+        return {"passed": passed, "reason": reason}
     for i, test in enumerate(tests):
         r = run_python(PREAMBLE + code, stdin=test["input"], limits=Limits(wall_s=timeout_s, cpu_s=int(timeout_s) + 1),
                        allow_weak=allow_weak)
-        if r.timed_out:
-            return {"passed": False, "reason": f"test {i}: timeout"}
-        if not r.ok or not _tokens_equal(r.stdout, test["output"]):
-            return {"passed": False, "reason": f"test {i}: {'error' if not r.ok else 'wrong answer'}"}
+        if not r.ok:
+            return {"passed": False, "reason": _failure(r, i)}
+        if not _tokens_equal(r.stdout, test["output"]):
+            return {"passed": False, "reason": f"test {i}: wrong answer"}
     return {"passed": True, "reason": "ok"}
 
 

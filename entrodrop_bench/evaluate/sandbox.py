@@ -21,14 +21,16 @@ evalplus's `reliability_guard` only nulls a few Python functions; generated code
      another at /dev/shm, no /run, /var, /home or host /tmp (so no host unix socket is reachable), and
      `--die-with-parent`. When the harness runs as root the program runs as an unprivileged uid (setpriv).
    - `unshare` (util-linux): no network, its own pid and mount namespaces, a size-limited tmpfs over
-     its working folder and a private /dev/shm, but the host file system is otherwise visible with the
+     its working folder and a private /dev/shm, /dev/null bound over every host unix socket path that
+     exists when it starts, but the host file system is otherwise visible with the
      permissions of the user the program runs as (as root: dropped to an unprivileged uid first).
    - `none`: resource limits and the private folder only (as root: dropped to an unprivileged uid).
    The weak levels run only when the caller passes `allow_weak=True` (a config sets
    `eval.allow_weak_isolation`); otherwise `WeakIsolationError` says how to install bubblewrap.
    `ENTRODROP_SANDBOX=bwrap|unshare|none` forces a level (tests use it to exercise the fallbacks and the
    machine without bubblewrap).
-4. **Lifetime**: a wall-clock timeout kills the whole process group; the child gets
+4. **Lifetime**: the harness never writes to or reads from a running program (stdin is a read-only file,
+   stdout/stderr are files), so its only wait is for the exit, bounded by the wall clock; a wall-clock timeout kills the whole process group; the child gets
    PR_SET_PDEATHSIG(SIGKILL) so it dies with the harness, and the pid namespace takes every descendant
    down with it. The program never runs as a pid namespace's init (which ignores SIGXCPU).
 """
@@ -86,6 +88,12 @@ class Limits:
     """Size of the program's private tmpfs (its inputs and working folder)."""
     shm_bytes: int = 16 << 20
     """Size of its private /dev/shm."""
+    total_memory_bytes: int = 2 << 30
+    """Memory of the whole process tree together (see `memory_bound`): a memory cgroup where the machine gives
+    one, else the per-process limit is lowered so that `nproc` processes cannot hold more than this together."""
+    min_process_memory: int = 256 << 20
+    """Without a cgroup, no process gets less address space than this (a bare Python needs ~30 MiB, one that
+    imports evalplus ~400 MiB); the process limit is lowered instead."""
 
 
 @dataclass
@@ -98,6 +106,14 @@ class SandboxResult:
     isolation: str
     signal: int | None = None
     notes: list[str] = field(default_factory=list)
+    memory_bound: str = ""
+    """How the tree's total memory was bounded: `cgroup` or `rlimit` (see `memory_bound`)."""
+    oom_killed: bool = False
+    """The memory cgroup killed a process of the tree (its total reached `Limits.total_memory_bytes`)."""
+    memory_peak: int | None = None
+    """The tree's peak memory as its cgroup counted it (None without a cgroup)."""
+    output_limited: bool = False
+    """stdout or stderr reached `Limits.file_bytes` (measured on the harness's own descriptors)."""
 
     @property
     def ok(self) -> bool:
@@ -296,6 +312,34 @@ _UNSHARE_INIT = ('mount -t tmpfs -o "size=$1,mode=0777" tmpfs "$3" && mount -t t
                  'tmpfs /dev/shm || exit 125; cd "$3" || exit 125; shift 3; "$@"; exit $?')
 
 
+def _host_socket_paths(limit: int = 4096) -> list[str]:
+    """Unix sockets bound to a path on the host (from /proc/net/unix, as the harness sees it): the `unshare`
+    level covers each with /dev/null in its mount namespace, so a program cannot connect to them (sockets
+    bound after the program starts are not covered; abstract sockets are out of reach through the network
+    namespace)."""
+    import stat as stat_
+
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split(None, 7)
+            path = fields[7] if len(fields) == 8 else ""
+            if path.startswith("/") and path not in found:
+                with contextlib.suppress(OSError):
+                    if stat_.S_ISSOCK(os.lstat(path).st_mode):
+                        found.append(path)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def _cover_sockets() -> str:
+    """Shell lines that bind /dev/null over every host socket path (failures ignored: a path may be gone)."""
+    import shlex
+
+    return "".join(f"mount --bind /dev/null {shlex.quote(p)} 2>/dev/null; " for p in _host_socket_paths())
+
+
 def _hidden_tops(paths: list[str]) -> dict[str, list[str]]:
     """Folder an unprivileged uid cannot cross -> the interpreter paths below it (e.g. /root -> [pyenv prefix])."""
     tops: dict[str, list[str]] = {}
@@ -320,7 +364,7 @@ def _root_init(stage: Path, uid: int) -> str:
         for j, path in enumerate(paths):
             lines += [f"mkdir -p '{path}'", f"mount --bind '{stage}/b{i}_{j}' '{path}'",
                       f"mount -o remount,bind,ro '{path}'"]
-    lines += ['set +e', 'cd "$3" || exit 125', 'shift 3',
+    lines += ['set +e', _cover_sockets(), 'cd "$3" || exit 125', 'shift 3',
               f'setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@"', 'exit $?']
     return "\n".join(lines)
 
@@ -330,8 +374,146 @@ def _unshare_prefix(limits: Limits, work: str, stage: Path, uid: int) -> list[st
         head, script = ["unshare", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child",
                         "--propagation", "private"], _root_init(stage, uid)
     else:
-        head, script = ["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"], _UNSHARE_INIT
+        head, script = (["unshare", "-r", "-m", "-n", "-p", "-f", "--mount-proc", "--kill-child"],
+                        _cover_sockets() + _UNSHARE_INIT)
     return [*head, "--", "/bin/sh", "-c", script, "sh", str(limits.disk_bytes), str(limits.shm_bytes), work]
+
+
+# --------------------------------------------------------------------------- total memory
+CGROUP_PREFIX = "entrodrop-sandbox-"
+
+
+def _own_cgroup_dir(version: int) -> Path | None:
+    """This process's memory cgroup folder on the host: cgroup v2 (the unified hierarchy) or v1 (the memory one)."""
+    mounts: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            left, _, right = line.partition(" - ")
+            fstype, _, opts = (right.split(" ") + ["", "", ""])[:3]
+            point = left.split(" ")[4]
+            if fstype == "cgroup2":
+                mounts.setdefault("v2", point)
+            elif fstype == "cgroup" and "memory" in opts.split(","):
+                mounts.setdefault("v1", point)
+    mount = mounts.get(f"v{version}")
+    if mount is None:
+        return None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if (version == 2 and controllers == "") or (version == 1 and "memory" in controllers.split(",")):
+                return Path(mount) / path.lstrip("/")
+    return None
+
+
+class MemoryCgroup:
+    """A fresh memory cgroup (v2 where its memory controller is delegated here, else v1) for one sandbox's tree.
+
+    The sandbox's first process joins it before exec, so every descendant is charged to it; the kernel's OOM
+    killer ends processes of the tree when their total reaches the limit. Only root (or a user the cgroup
+    was delegated to) can create one; `create` returns None where the machine does not allow it."""
+
+    def __init__(self, path: Path, version: int):
+        self.path, self.version = path, version
+
+    @classmethod
+    def create(cls, limit: int) -> MemoryCgroup | None:
+        if os.environ.get("ENTRODROP_SANDBOX_CGROUP") == "0":  # tests act out a machine without cgroups
+            return None
+        for version in (2, 1):
+            parent = _own_cgroup_dir(version)
+            if parent is None or not parent.is_dir():
+                continue
+            if version == 2 and "memory" not in _read(parent / "cgroup.subtree_control").split():
+                continue  # v2 without the memory controller delegated below this process's cgroup
+            path = parent / f"{CGROUP_PREFIX}{secrets.token_hex(6)}"
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            group = cls(path, version)
+            try:
+                if version == 2:
+                    (path / "memory.max").write_text(str(limit))
+                    with contextlib.suppress(OSError):
+                        (path / "memory.swap.max").write_text("0")
+                else:
+                    (path / "memory.limit_in_bytes").write_text(str(limit))
+                    with contextlib.suppress(OSError):  # absent without swap accounting
+                        (path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+                return group
+            except OSError as exc:
+                log.debug("memory cgroup %s unusable: %s", path, exc)
+                group.close()
+        return None
+
+    @property
+    def procs_file(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for this cgroup's limit."""
+        text = _read(self.path / ("memory.events" if self.version == 2 else "memory.oom_control"))
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value or 0)
+        return 0
+
+    def peak(self) -> int | None:
+        """The most memory the tree held at once, as the kernel counted it."""
+        text = _read(self.path / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")).strip()
+        return int(text) if text.isdigit() else None
+
+    def close(self) -> None:
+        """Kill whatever of the tree is still in it, then remove it (bounded: a few seconds at most)."""
+        deadline = time.monotonic() + 5
+        while True:
+            pids = [int(p) for p in _read(self.path / "cgroup.procs").split()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                log.warning("memory cgroup %s still holds %s after 5 s", self.path, pids)
+                return
+            time.sleep(0.02)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+@cache
+def cgroups_work() -> bool:
+    """Whether a memory cgroup can be made here (probed once per process)."""
+    group = MemoryCgroup.create(64 << 20)
+    if group is None:
+        return False
+    group.close()
+    return True
+
+
+def memory_bound() -> str:
+    """`cgroup`: the tree's total memory is one memory cgroup's limit; `rlimit`: no cgroup can be made here (not
+    root, no delegated cgroup v2), so the per-process address-space limit and the process limit are both cut
+    (`rlimit_budget`) until their product is at most `Limits.total_memory_bytes`."""
+    return "cgroup" if os.environ.get("ENTRODROP_SANDBOX_CGROUP") != "0" and cgroups_work() else "rlimit"
+
+
+def rlimit_budget(limits: Limits, bound: str) -> tuple[int, int]:
+    """(address space per process, processes): as configured under a cgroup; without one, each process gets
+    `total // nproc` (never less than `Limits.min_process_memory`) and only as many processes as fit the total."""
+    if bound == "cgroup":
+        return limits.memory_bytes, limits.nproc
+    memory = min(limits.memory_bytes, max(limits.min_process_memory, limits.total_memory_bytes // max(1, limits.nproc)))
+    return memory, max(1, min(limits.nproc, limits.total_memory_bytes // memory))
 
 
 # --------------------------------------------------------------------------- running
@@ -345,15 +527,18 @@ def _user_processes() -> int:
     return n
 
 
-def _preexec(limits: Limits, nproc: int, drop_to: int | None):
+def _preexec(limits: Limits, nproc: int, drop_to: int | None, memory: int, cgroup_procs: str | None):
     def apply() -> None:
         # Die with the harness even if it is SIGKILLed (no chance to clean up).
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if cgroup_procs is not None:  # before exec: everything the program starts is charged to the cgroup
+            with open(cgroup_procs, "w") as fh:
+                fh.write(str(os.getpid()))
         cpu = max(1, int(limits.cpu_s))
         for rlim, value in (
             (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-            (resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes)),
+            (resource.RLIMIT_AS, (memory, memory)),
             (resource.RLIMIT_NPROC, (nproc, nproc)),
             (resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes)),
             (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
@@ -423,42 +608,58 @@ def run_sandboxed(
             cwd, drop = str(work), stage.uid if level == "none" else None
         run_env = {k: _fill(v, mapping) for k, v in {**run_env, "HOME": "{work}", "TMPDIR": "{work}"}.items()}
         full = [*wrapped_prefix, *(_fill(c, mapping) for c in cmd)]
+        # stdin is a read-only file, not a pipe: the harness never writes to the program, so a program that never
+        # reads cannot hold the harness beyond its wall clock.
+        if data is not None:
+            (stage.root / "stdin").write_bytes(data)
+        stdin_fd = os.open(stage.root / "stdin" if data is not None else os.devnull, os.O_RDONLY)
+        stage.fds.append(stdin_fd)  # closed with the staging folder
+        group = MemoryCgroup.create(limits.total_memory_bytes) if memory_bound() == "cgroup" else None
+        bound = "cgroup" if group is not None else "rlimit"
+        memory, procs = rlimit_budget(limits, bound)
         # As an unprivileged uid the count starts near zero; as this user it includes everything the user already runs.
-        nproc = limits.nproc if os.geteuid() == 0 else _user_processes() + limits.nproc
+        nproc = procs if os.geteuid() == 0 else _user_processes() + procs
         tic = time.perf_counter()
         timed_out = False
-        with open(stage.root / "out", "w+b") as out, open(stage.root / "err", "w+b") as err:
-            os.chmod(stage.root / "out", 0o600)
-            proc = subprocess.Popen(
-                full, cwd=cwd, env=run_env, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=out, stderr=err, preexec_fn=_preexec(limits, nproc, drop), start_new_session=True,
-                close_fds=True, pass_fds=tuple(stage.fds),
-            )
-            try:
-                if data is not None:
-                    with contextlib.suppress(BrokenPipeError, OSError):
-                        proc.stdin.write(data)
-                        proc.stdin.close()
-                proc.wait(timeout=limits.wall_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                # Always take the whole group down: a finished parent may have left children behind.
-                _kill_group(proc)
-                proc.wait()
-            rc = proc.returncode
-            # RLIMIT_CPU ends a spinning program with SIGXCPU, often a moment before the wall clock would: that is
-            # a timeout too (bwrap and sh report a child's death by signal N as exit status 128 + N).
-            timed_out = timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
-            return SandboxResult(
-                returncode=None if timed_out else rc,
-                stdout=_read_head(out, output_limit),
-                stderr=_read_head(err, output_limit),
-                timed_out=timed_out,
-                wall_s=time.perf_counter() - tic,
-                isolation=level,
-                signal=-rc if rc is not None and rc < 0 else None,
-            )
+        try:
+            with open(stage.root / "out", "w+b") as out, open(stage.root / "err", "w+b") as err:
+                os.chmod(stage.root / "out", 0o600)
+                proc = subprocess.Popen(
+                    full, cwd=cwd, env=run_env, stdin=stdin_fd, stdout=out, stderr=err, start_new_session=True,
+                    preexec_fn=_preexec(limits, nproc, drop, memory,
+                                        group.procs_file if group else None),
+                    close_fds=True, pass_fds=tuple(stage.fds),
+                )
+                try:
+                    proc.wait(timeout=limits.wall_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                finally:
+                    # Always take the whole group down: a finished parent may have left children behind.
+                    _kill_group(proc)
+                    proc.wait()
+                rc = proc.returncode
+                # RLIMIT_CPU ends a spinning program with SIGXCPU, often a moment before the wall clock would: that
+                # is a timeout too (bwrap and sh report a child's death by signal N as exit status 128 + N).
+                timed_out = timed_out or rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+                oom = bool(group and group.oom_kills())
+                return SandboxResult(
+                    returncode=None if timed_out else rc,
+                    stdout=_read_head(out, output_limit),
+                    stderr=_read_head(err, output_limit),
+                    timed_out=timed_out,
+                    wall_s=time.perf_counter() - tic,
+                    isolation=level,
+                    signal=-rc if rc is not None and rc < 0 else None,
+                    notes=[f"memory cgroup killed a process: the tree reached {limits.total_memory_bytes} bytes"] if oom else [],
+                    memory_bound=bound,
+                    oom_killed=oom,
+                    memory_peak=group.peak() if group else None,
+                    output_limited=max(os.fstat(out.fileno()).st_size, os.fstat(err.fileno()).st_size) >= limits.file_bytes,
+                )
+        finally:
+            if group is not None:
+                group.close()
 
 
 def run_python(code: str, *, limits: Limits | None = None, stdin: str | None = None, python: str | None = None,

@@ -14,9 +14,11 @@
   twice, and a process returns only once every checkpoint is evaluated (by it or by another).
 - The model is loaded once per checkpoint, and only when something is left to evaluate; all of that
   checkpoint's benchmarks run before the worker moves on.
-- `eval.backend: vllm` (`vllm_backend`): one vLLM engine per checkpoint generates for every generating
-  benchmark (run first), then is released before the HF model loads for the loglikelihood ones, and the
-  checkpoint's engines are released before the next checkpoint. Each result records its `backend`.
+- `eval.backend: vllm` (`vllm_backend`): one vLLM engine per worker (`WorkerEngine`), started on the worker's
+  first checkpoint; each later checkpoint's weights are loaded into it in place. It generates for every
+  generating benchmark of a checkpoint (run first); then, on a GPU, it sleeps (weights and KV cache freed)
+  while the HF model scores the loglikelihood ones. It is released when the worker ends (with
+  `eval.vllm_reuse_engine: false`, after each checkpoint). Each result records its `backend`.
 """
 
 from __future__ import annotations
@@ -84,12 +86,16 @@ def eval_threads(config: ExperimentConfig) -> int | None:
 
 class _Loaded:
     """Lazily loaded checkpoint: HF model, tokenizer and (for lm-eval) the HFLM wrapper; under `eval.backend:
-    vllm` also the vLLM engine (lm-eval's vLLM model, whose `LLM` also generates code). At most one of the HF
-    model and the vLLM engine is resident: asking for one releases the other (`_run_order` keeps switches
-    to one per checkpoint), and `close` releases both before the next checkpoint."""
+    vllm` also the worker's vLLM engine holding this checkpoint's weights (lm-eval's vLLM model, whose `LLM`
+    also generates code). At most one of the HF model and an awake vLLM engine holds the device: asking for
+    one releases (HF) or suspends (vLLM) the other (`_run_order` keeps switches to one per checkpoint), and
+    `close` releases the HF model; the engine outlives the checkpoint unless reuse is off."""
 
-    def __init__(self, checkpoint_dir: Path, config: ExperimentConfig):
+    def __init__(self, checkpoint_dir: Path, config: ExperimentConfig, *, engine: Any = None,
+                 weights_id: str | None = None):
         self.dir, self.config = checkpoint_dir, config
+        self.engine, self.weights_id = engine, weights_id
+        """The worker's `vllm_backend.WorkerEngine` (under `vllm`) and this checkpoint's content hash."""
         self._model = self._tok = self._lm = self._vllm = self._routed = None
 
     def model_and_tokenizer(self) -> tuple[Any, Any]:
@@ -144,12 +150,10 @@ class _Loaded:
         return self._routed
 
     def vllm_lm(self) -> Any:
-        """lm-eval's vLLM model on this checkpoint: the one vLLM engine of the checkpoint."""
+        """lm-eval's vLLM model holding this checkpoint's weights: the worker's engine."""
         if self._vllm is None:
-            from entrodrop_bench.evaluate.vllm_backend import lm_eval_vllm_args, lm_eval_vllm_class
-
             self._release_hf()
-            self._vllm = lm_eval_vllm_class()(**lm_eval_vllm_args(self.config, self.dir))
+            self._vllm = self.engine.lm(self.dir, self.weights_id or str(self.dir))
         return self._vllm
 
     def code_generator(self) -> Any:
@@ -178,13 +182,13 @@ class _Loaded:
 
     def _release_vllm(self) -> None:
         if self._vllm is not None:
-            from entrodrop_bench.evaluate.vllm_backend import release
-
-            engine, self._vllm = self._vllm, None
-            release(engine)
+            self._vllm = None
+            self.engine.suspend()
 
     def close(self) -> None:
-        self._release_vllm()
+        self._vllm = None
+        if self.engine is not None and not self.engine.reuse:
+            self.engine.close()
         self._release_hf()
 
 
@@ -283,7 +287,9 @@ def _claim(layout: Layout, run: str, seed: int, step: int, *, blocking: bool) ->
     """The checkpoint's store lock, held; None when another process holds it and `blocking` is False."""
     path = layout.store_lock(run, seed, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=-1 if blocking else 0)
+    # 0600: a generated program running under the weak fallback as an unprivileged uid cannot open (so cannot
+    # flock) another checkpoint's claim; under bubblewrap the store is not visible to it at all.
+    lock = FileLock(str(path), timeout=-1 if blocking else 0, mode=0o600)
     try:
         lock.acquire()
     except Timeout:
@@ -293,13 +299,14 @@ def _claim(layout: Layout, run: str, seed: int, step: int, *, blocking: bool) ->
 
 def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed: int, step: int,
                         checkpoint_dir: Path, benchmarks: list[str], *, world_benchmarks: dict[str, Path] | None = None,
-                        on_pair: Any = None, blocking: bool = True) -> dict[str, int] | None:
+                        on_pair: Any = None, blocking: bool = True, engine: Any = None) -> dict[str, int] | None:
     """Evaluate the benchmarks of one checkpoint that have no valid stored result.
 
     Holds the checkpoint's store lock throughout, re-checking validity after acquiring it, so another eval
     process never does the same pair. `blocking` False: when another process holds the lock, return None at
     once (the checkpoint is claimed) instead of waiting for it. `on_pair(benchmark, status)` is called once per
-    benchmark (for progress bars). Returns counts: evaluated, skipped, failed.
+    benchmark (for progress bars). `engine`: the worker's vLLM engine under `eval.backend: vllm` (None: one is
+    started for this checkpoint and released at its end). Returns counts: evaluated, skipped, failed.
     """
     ev = config.eval
     counts = {"evaluated": 0, "skipped": 0, "failed": 0}
@@ -311,12 +318,17 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
     if lock is None:
         return None
     loaded = None
+    own_engine = engine is None and ev.backend == "vllm"
+    if own_engine:
+        from entrodrop_bench.evaluate.vllm_backend import WorkerEngine
+
+        engine = WorkerEngine(config)
     try:
         remove_partials(layout.store_dir(run, seed, step))  # left by a process killed mid-write; we hold the lock
         work = layout.eval_work_dir(run, seed, step)
         ckpt_hash = checkpoint_sha256(checkpoint_dir, memo=CheckpointHashMemo.path(layout, run, seed, step))
         manifest = _manifest(checkpoint_dir)
-        loaded = _Loaded(checkpoint_dir, config)
+        loaded = _Loaded(checkpoint_dir, config, engine=engine, weights_id=ckpt_hash)
         for bench in _run_order(benchmarks, ev.backend):
             thash, tversion = hashes[bench]
             if is_valid(read_result(layout, run, seed, step, bench), checkpoint_hash=ckpt_hash, task_config_hash=thash,
@@ -357,7 +369,9 @@ def evaluate_checkpoint(config: ExperimentConfig, layout: Layout, run: str, seed
             on_pair and on_pair(bench, "evaluated")
     finally:
         if loaded is not None:
-            loaded.close()  # the vLLM engine (or HF model) of this checkpoint leaves the GPU before the next loads
+            loaded.close()  # the HF model (and an engine not reused) leaves the device before the next checkpoint
+        if own_engine:
+            engine.close()
         lock.release()
     return counts
 
@@ -399,40 +413,58 @@ CLAIM_POLL_S = 0.5
 
 def claim_and_evaluate(config: ExperimentConfig, layout: Layout, ckpts: list[tuple[str, int, int, Path]],
                        benchmarks: list[str], *, world_benchmarks: dict[str, Path] | None = None,
-                       on_pair: Any = None) -> dict[str, int]:
+                       on_pair: Any = None, engine: Any = None) -> dict[str, int]:
     """One worker: claim each checkpoint that no other process holds and evaluate its pending benchmarks; then
     retry the held ones until each is claimed (it is then found done, or finished here when its holder died).
 
     `on_pair(run, seed, step, benchmark, status)` is called once per (checkpoint, benchmark) handled here.
-    Returns counts: evaluated, skipped, failed.
+    Under `eval.backend: vllm` the worker keeps one vLLM engine for all the checkpoints it claims: `engine` (a
+    `vllm_backend.WorkerEngine` the caller keeps across calls, e.g. a launch eval job that polls for new
+    checkpoints), else one started here and closed on return.
+    Returns counts: evaluated, skipped, failed (and under vllm: vllm_engine_starts, vllm_weight_loads, this call's).
     """
     counts = {"evaluated": 0, "skipped": 0, "failed": 0}
+    own_engine = engine is None and config.eval.backend == "vllm"
+    if own_engine:
+        from entrodrop_bench.evaluate.vllm_backend import WorkerEngine
+
+        engine = WorkerEngine(config)
+    starts, reloads = (engine.starts, engine.reloads) if engine is not None else (0, 0)
     pending = list(ckpts)
-    while pending:
-        held = []
-        for run, seed, step, folder in pending:
-            tick = on_pair and (lambda bench, status, _c=(run, seed, step): on_pair(*_c, bench, status))
-            done = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
-                                       world_benchmarks=world_benchmarks, on_pair=tick, blocking=False)
-            if done is None:
-                held.append((run, seed, step, folder))
-                continue
-            for key, n in done.items():
-                counts[key] += n
-        if held and len(held) == len(pending):
-            time.sleep(CLAIM_POLL_S)  # every remaining checkpoint is held elsewhere: wait for one to free
-        pending = held
+    try:
+        while pending:
+            held = []
+            for run, seed, step, folder in pending:
+                tick = on_pair and (lambda bench, status, _c=(run, seed, step): on_pair(*_c, bench, status))
+                done = evaluate_checkpoint(config, layout, run, seed, step, folder, benchmarks,
+                                           world_benchmarks=world_benchmarks, on_pair=tick, blocking=False,
+                                           engine=engine)
+                if done is None:
+                    held.append((run, seed, step, folder))
+                    continue
+                for key, n in done.items():
+                    counts[key] += n
+            if held and len(held) == len(pending):
+                time.sleep(CLAIM_POLL_S)  # every remaining checkpoint is held elsewhere: wait for one to free
+            pending = held
+    finally:
+        if own_engine:
+            engine.close()
+    if engine is not None:
+        counts.update(vllm_engine_starts=engine.starts - starts, vllm_weight_loads=engine.reloads - reloads)
     return counts
 
 
 def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_benchmarks: dict[str, Path] | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, engine: Any = None) -> dict:
     """Evaluate every complete checkpoint on every configured benchmark; only missing pairs do work.
 
     With `eval.workers` > 1, that many local worker processes claim the checkpoints with pending work (see
     `claim_and_evaluate`); otherwise this process is the one worker. Returns {"checkpoints", "evaluated",
     "skipped", "failed", "wall_s", "failures", "workers"}: `workers` is how many worked (0 when nothing was left),
-    and `failures` says, one line per failed (checkpoint, benchmark), what failed and where its traceback is.
+    and `failures` says, one line per failed (checkpoint, benchmark), what failed and where its traceback is;
+    under `eval.backend: vllm`, also `vllm_engine_starts` and `vllm_weight_loads`. `engine`: this process's vLLM
+    engine, kept by the caller across calls (used when this process is the one worker).
     """
     from tqdm.auto import tqdm
 
@@ -470,9 +502,10 @@ def evaluate_experiment(config: ExperimentConfig, layout: Layout, *, world_bench
             # every pair of `todo` that no worker evaluated or failed was found done.
             counts["skipped"] = len(todo) * len(benchmarks) - counts["evaluated"] - counts["failed"]
         else:
-            counts = claim_and_evaluate(config, layout, todo, benchmarks, world_benchmarks=world_benchmarks, on_pair=tick)
+            counts = claim_and_evaluate(config, layout, todo, benchmarks, world_benchmarks=world_benchmarks, on_pair=tick,
+                                        engine=engine)
     for key, n in counts.items():
-        summary[key] += n
+        summary[key] = summary.get(key, 0) + n
     return {**summary, "wall_s": round(time.perf_counter() - tic, 1), "failures": failures, "workers": workers}
 
 
@@ -504,7 +537,7 @@ def _run_workers(config: ExperimentConfig, layout: Layout, ckpts: list, benchmar
 
     ctx = mp.get_context("spawn")
     payload = config.model_dump_json()
-    counts = {"evaluated": 0, "skipped": 0, "failed": 0}
+    counts: dict[str, int] = {"evaluated": 0, "skipped": 0, "failed": 0}
     starts = [i * len(ckpts) // workers for i in range(workers)]
     with ctx.Manager() as manager:
         ticks = manager.Queue()
@@ -521,7 +554,7 @@ def _run_workers(config: ExperimentConfig, layout: Layout, ckpts: list, benchmar
                                        world_benchmarks, ticks) for k in starts]
                 for future in futures:
                     for key, n in future.result().items():
-                        counts[key] += n
+                        counts[key] = counts.get(key, 0) + n
         finally:
             ticks.put(None)
             relay_thread.join()

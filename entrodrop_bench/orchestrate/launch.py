@@ -144,16 +144,25 @@ def eval_worker(config: ExperimentConfig, layout: Layout, *, echo: Echo = print)
 
     seen: set | None = None
     summary: dict = {}
-    while True:
-        over, incomplete = _training_over(config, layout)  # before listing: a checkpoint written before is seen
-        now = _checkpoint_set(layout)
-        if now != seen:
-            summary = pipeline.stage_eval(config, layout, progress=False, echo=echo)
-            seen = now
-            continue
-        if over:
-            break
-        time.sleep(config.launcher.eval_poll_seconds)
+    engine = None  # under eval.backend vllm: one engine for the job, whichever poll finds its checkpoints
+    if config.eval.backend == "vllm" and config.eval.workers == 1:
+        from entrodrop_bench.evaluate.vllm_backend import WorkerEngine
+
+        engine = WorkerEngine(config)
+    try:
+        while True:
+            over, incomplete = _training_over(config, layout)  # before listing: a checkpoint written before is seen
+            now = _checkpoint_set(layout)
+            if now != seen:
+                summary = pipeline.stage_eval(config, layout, progress=False, echo=echo, engine=engine)
+                seen = now
+                continue
+            if over:
+                break
+            time.sleep(config.launcher.eval_poll_seconds)
+    finally:
+        if engine is not None:
+            engine.close()
     problems = pipeline.eval_failures(summary)
     if incomplete:
         problems.append(f"training did not complete for {', '.join(incomplete)} (see `entrodrop-bench status CONFIG`)")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from entrodrop_bench.artifacts import Selection
 from entrodrop_bench.config import ExperimentConfig, run_names
@@ -287,13 +288,17 @@ def preflight(config: ExperimentConfig, *, evaluates_here: bool = True) -> None:
     """Everything checkable before the first step: benchmark names and files, the generation backend, and a
     reachable source for every input (model, corpora, benchmarks; a token for gated repos). `run`, `prepare`,
     `train` and `eval` call it; `launch` with `evaluates_here` False (see `check_eval_config`)."""
+    from entrodrop_bench.config import check_seq_len_fits_model
     from entrodrop_bench.orchestrate.sources import check_sources
 
     check_eval_config(config, evaluates_here=evaluates_here)
     check_sources(config)
+    check_seq_len_fits_model(config)
 
 
-def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print) -> dict:
+def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = True, echo: Echo = print,
+               engine: Any = None) -> dict:
+    """Evaluate every checkpoint (`evaluate_experiment`; `engine`: a vLLM engine the caller keeps across calls)."""
     from entrodrop_bench.evaluate.stage import evaluate_experiment
     from entrodrop_bench.prepare.stage import build_world
 
@@ -303,7 +308,7 @@ def stage_eval(config: ExperimentConfig, layout: Layout, *, progress: bool = Tru
     if world is not None:
         names = [b for b in config.eval.lm_eval_tasks + config.eval.evalplus_datasets if b.startswith("tiny_")]
         benchmarks = {b: world.benchmark_file(b) for b in names}
-    summary = evaluate_experiment(config, layout, world_benchmarks=benchmarks, progress=progress)
+    summary = evaluate_experiment(config, layout, world_benchmarks=benchmarks, progress=progress, engine=engine)
     failures = summary.pop("failures", [])
     echo(f"eval: {summary}")
     summary["failures"] = failures

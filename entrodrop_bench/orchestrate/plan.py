@@ -19,10 +19,17 @@ Throughput (`train_throughput`), per H100 (bf16 dense peak 989 TFLOP/s):
   checkpointed (`train.gradient_checkpointing`, or `fsdp_activation_checkpointing` in the launcher's accelerate
   config; the trainer applies one of them, once), the recomputed forward of the decoder layers: 2 x non-embedding
   params + 4 x layers x heads x head_dim x seq_len more (about a third of the count without it).
-Evaluation (`eval_seconds`), estimate with lm-eval's HF backend: a generative item costs its decoded tokens
-(min(max_gen_toks, typical answer length)) at batch_size tokens per decoding step, one step taking
-`DECODE_STEP_S`; a log-likelihood item costs choices x context tokens at 3x the training tokens/s (forward only).
-Code benchmarks' sandboxed test runs are CPU time and not counted.
+Evaluation (`eval_seconds`), estimates for both generation backends (`eval.backend`), on one H100 each:
+- `hf` (lm-eval's HF model, batched `generate`): a generative item costs its decoded tokens (min(max_gen_toks,
+  typical answer length)) at batch_size sequences per decoding step, one step taking `DECODE_STEP_S`;
+- `vllm` (one engine per evaluation worker, each checkpoint's weights loaded into it): a benchmark's items go to
+  vLLM's scheduler at once and decode `VLLM_MAX_NUM_SEQS` at a time (its default on GPUs; the KV cache of the
+  presets' models at 0.85 of an H100 holds that many answers of their lengths), one step taking
+  `VLLM_DECODE_STEP_S`; each checkpoint adds its weight load (checkpoint weights at `WEIGHT_LOAD_BYTES_PER_S`),
+  and each evaluation worker one engine start (`VLLM_ENGINE_START_S`), spread over the checkpoints it evaluates;
+- under both, prefill is not counted (short prompts, batched), a log-likelihood item (HF under both backends)
+  costs choices x context tokens at 3x the training tokens/s (forward only), and code benchmarks' sandboxed test
+  runs are CPU time and not counted.
 
 Measured cost: once a run has trained (or been evaluated), its row carries what it cost (`cost.run_cost`: tokens
 trained, training wall and device hours from its status, evaluation wall from the results store), and `plan`
@@ -84,6 +91,17 @@ BACKBONES["meta-llama/Llama-3.1-8B-Instruct"] = BACKBONES["meta-llama/Llama-3.1-
 
 DECODE_STEP_S = {2e9: 0.03, 1e12: 0.05}
 """Seconds per batched decoding step of HF generate by model size (upper bound -> seconds); estimate."""
+VLLM_MAX_NUM_SEQS = 256
+"""Sequences one vLLM engine decodes together (its `max_num_seqs` default on GPUs); assumption."""
+VLLM_DECODE_STEP_S = {2e9: 0.02, 1e12: 0.04}
+"""Seconds per vLLM decoding step of up to `VLLM_MAX_NUM_SEQS` sequences (CUDA graphs, paged attention), by model
+size (upper bound -> seconds); estimate: memory-bound steps that read the weights and every sequence's KV cache."""
+VLLM_ENGINE_START_S = 90.0
+"""One vLLM engine start on a GPU (weights, torch.compile, CUDA graph capture), once per evaluation worker;
+estimate (measured with vLLM's CPU build on a 2-core machine: ~60 s for the tiny preset's model, `make bench`
+row 14; 241 s at the Qwen3-0.6B shape)."""
+WEIGHT_LOAD_BYTES_PER_S = 1e9
+"""Checkpoint weights read from local disk into a running engine, bytes/s; estimate."""
 
 # benchmark: (items, "gen" | "ll", choices, context tokens per choice, typical generated tokens, subtasks)
 BENCHMARKS: dict[str, tuple[int, str, int, int, int, int]] = {
@@ -246,8 +264,15 @@ def benchmark_items(config: ExperimentConfig, bench: str) -> int | None:
     return n if limit is None else min(n, limit * subtasks)
 
 
-def eval_seconds(config: ExperimentConfig, bench: str, items: int, bb: Backbone | None, train_tok_s: float | None) -> float | None:
-    """GPU seconds to evaluate one checkpoint on one benchmark (estimate)."""
+def _vllm_decode_step_s(bb: Backbone | None) -> float:
+    size = bb.params if bb else 1e9
+    return next(s for limit, s in sorted(VLLM_DECODE_STEP_S.items()) if size <= limit)
+
+
+def eval_seconds(config: ExperimentConfig, bench: str, items: int, bb: Backbone | None, train_tok_s: float | None,
+                 backend: str = "hf") -> float | None:
+    """GPU seconds to evaluate one checkpoint on one benchmark under `backend` (estimate; engine starts and
+    weight loads are counted per checkpoint by `experiment_plan`)."""
     ev = config.eval
     if bench.startswith("tiny_"):
         kind, choices, ctx, typical = ("ll", 4, 40, 0) if bench == "tiny_general" else ("gen", 1, 0, ev.max_gen_toks)
@@ -256,6 +281,8 @@ def eval_seconds(config: ExperimentConfig, bench: str, items: int, bb: Backbone 
     else:
         return None
     if kind == "gen":
+        if backend == "vllm":
+            return math.ceil(items / VLLM_MAX_NUM_SEQS) * min(ev.max_gen_toks, typical) * _vllm_decode_step_s(bb)
         steps = math.ceil(items / ev.batch_size) * min(ev.max_gen_toks, typical)
         return steps * _decode_step_s(bb)
     if not train_tok_s:
@@ -334,11 +361,14 @@ def experiment_plan(config: ExperimentConfig, layout: Layout | None = None) -> d
     ckpt_bytes, ckpt_source = checkpoint_bytes(config, bb)
     benches = config.eval.lm_eval_tasks + config.eval.evalplus_datasets
     per_bench = {b: benchmark_items(config, b) for b in benches}
-    eval_s_per_ckpt = None
+    eval_s_per_ckpt = vllm_s_per_ckpt = None
     if all(v is not None for v in per_bench.values()):
         forward_tok_s = train_throughput(config, bb, recompute=False)[0]
-        parts = [eval_seconds(config, b, n, bb, forward_tok_s) for b, n in per_bench.items()]
-        eval_s_per_ckpt = sum(parts) if all(p is not None for p in parts) else None
+        eval_s_per_ckpt = _eval_s_per_checkpoint(config, per_bench, bb, forward_tok_s, "hf")
+        vllm_s_per_ckpt = _eval_s_per_checkpoint(config, per_bench, bb, forward_tok_s, "vllm")
+    if vllm_s_per_ckpt is not None and ckpt_bytes:
+        vllm_s_per_ckpt += ckpt_bytes / 3 / WEIGHT_LOAD_BYTES_PER_S  # the weights (not the AdamW moments) loaded
+    eval_workers = config.eval.workers * config.launcher.eval_jobs
     keep = config.train.keep_checkpoints
     runs = []
     for run in run_names(config):
@@ -353,9 +383,13 @@ def experiment_plan(config: ExperimentConfig, layout: Layout | None = None) -> d
                 "disk_bytes": ckpt_bytes * min(n_ckpt, keep or n_ckpt) if ckpt_bytes and n_ckpt else None,
                 "train_gpu_h": plan.total_steps * plan.tokens_per_step / tok_s / 3600 if tok_s else None,
                 "eval_gpu_h": n_ckpt * eval_s_per_ckpt / 3600 if eval_s_per_ckpt is not None and n_ckpt is not None else None,
+                "eval_vllm_gpu_h": n_ckpt * vllm_s_per_ckpt / 3600 if vllm_s_per_ckpt is not None and n_ckpt is not None else None,
                 "measured": measured(layout, run, seed),
             })
     epochs = plan.target_epoch(plan.total_steps) if known else None
+    totals = _totals(runs)
+    if totals["eval_vllm_gpu_h"] is not None:  # each worker's one engine start, counted once for the experiment
+        totals["eval_vllm_gpu_h"] += eval_workers * VLLM_ENGINE_START_S / 3600
     return {
         "experiment": config.name, "preset": config.preset,
         "backbone": None if bb is None else {"name": bb.name, "params": bb.params, "non_embedding": bb.non_embedding,
@@ -364,10 +398,27 @@ def experiment_plan(config: ExperimentConfig, layout: Layout | None = None) -> d
         "target_share": data.mix_ratio[0], "target_train_tokens": tokens, "target_train_tokens_source": tokens_source,
         "target_epochs": epochs, "checkpoint_every_epochs": config.train.checkpoint_every_epochs,
         "benchmarks": per_bench, "train_tokens_per_s": tok_s, "train_tokens_per_s_source": tok_s_source,
-        "eval_gpu_s_per_checkpoint": eval_s_per_ckpt, "checkpoint_bytes": ckpt_bytes, "checkpoint_bytes_source": ckpt_source,
-        "runs": runs, "totals": _totals(runs), "paper_reach": paper_reach(config, epochs),
+        "eval_gpu_s_per_checkpoint": eval_s_per_ckpt, "eval_vllm_gpu_s_per_checkpoint": vllm_s_per_ckpt,
+        "eval_workers": eval_workers, "vllm_assumptions": vllm_assumptions(bb),
+        "checkpoint_bytes": ckpt_bytes, "checkpoint_bytes_source": ckpt_source,
+        "runs": runs, "totals": totals, "paper_reach": paper_reach(config, epochs),
         "n_grid_points": sum(len(expand_grid(m)) for m in config.methods.values()),
     }
+
+
+def _eval_s_per_checkpoint(config: ExperimentConfig, per_bench: dict[str, int | None], bb: Backbone | None,
+                           tok_s: float | None, backend: str) -> float | None:
+    if any(v is None for v in per_bench.values()):
+        return None
+    parts = [eval_seconds(config, b, n, bb, tok_s, backend) for b, n in per_bench.items()]
+    return sum(parts) if all(p is not None for p in parts) else None
+
+
+def vllm_assumptions(bb: Backbone | None) -> str:
+    """The `eval.backend: vllm` estimate's assumptions, in one line (printed by `plan`)."""
+    return (f"{VLLM_MAX_NUM_SEQS} sequences per decoding step at {_vllm_decode_step_s(bb) * 1000:.0f} ms, one engine "
+            f"start ({VLLM_ENGINE_START_S:.0f} s) per evaluation worker, each checkpoint's weights loaded into it at "
+            f"{WEIGHT_LOAD_BYTES_PER_S / 1e9:g} GB/s; loglikelihood tasks on HF as under hf")
 
 
 def _totals(runs: list[dict]) -> dict:
@@ -375,7 +426,8 @@ def _totals(runs: list[dict]) -> dict:
         values = [r[key] for r in runs]
         return None if any(v is None for v in values) else sum(values)
 
-    return {k: total(k) for k in ("token_budget", "steps", "checkpoints", "evaluations", "eval_items", "disk_bytes", "train_gpu_h", "eval_gpu_h")}
+    return {k: total(k) for k in ("token_budget", "steps", "checkpoints", "evaluations", "eval_items", "disk_bytes",
+                                  "train_gpu_h", "eval_gpu_h", "eval_vllm_gpu_h")}
 
 
 # ------------------------------------------------------------------------------------------------ printing
@@ -396,20 +448,25 @@ def format_plan(p: dict) -> str:
     lines.append(f"  benchmarks (items per checkpoint): {items}")
     lines.append(f"  training throughput: {_n(p['train_tokens_per_s'])} tokens/s per H100 [{p['train_tokens_per_s_source']}]")
     lines.append(f"  evaluation: {_n(p['eval_gpu_s_per_checkpoint'] and p['eval_gpu_s_per_checkpoint'] / 60, '.1f')} GPU-minutes per "
-                 f"checkpoint [estimate: HF backend, see entrodrop_bench/orchestrate/plan.py]")
+                 f"checkpoint with eval.backend hf [estimate, see entrodrop_bench/orchestrate/plan.py]; "
+                 f"{_n(p['eval_vllm_gpu_s_per_checkpoint'] and p['eval_vllm_gpu_s_per_checkpoint'] / 60, '.1f')} with "
+                 f"eval.backend vllm [estimate: {p['vllm_assumptions']}]")
     lines.append(f"  checkpoint size: {_n(p['checkpoint_bytes'] and p['checkpoint_bytes'] / 1e9, '.2f')} GB [{p['checkpoint_bytes_source']}]")
-    header = ["run", "seed", "tokens", "steps", "epochs", "ckpts", "evals", "eval items", "disk GB", "train GPU-h*", "eval GPU-h*"]
+    header = ["run", "seed", "tokens", "steps", "epochs", "ckpts", "evals", "eval items", "disk GB", "train GPU-h*", "eval GPU-h* hf",
+              "vllm"]
     rows = [[r["run"], str(r["seed"]), _n(r["token_budget"]), _n(r["steps"]), _n(r["target_epochs"], ".1f"), _n(r["checkpoints"]), _n(r["evaluations"]),
              _n(r["eval_items"]), _n(r["disk_bytes"] and r["disk_bytes"] / 1e9, ".1f"), _n(r["train_gpu_h"], ".1f"),
-             _n(r["eval_gpu_h"], ".1f")] for r in p["runs"]]
+             _n(r["eval_gpu_h"], ".1f"), _n(r["eval_vllm_gpu_h"], ".1f")] for r in p["runs"]]
     t = p["totals"]
     rows.append(["total", "", _n(t["token_budget"]), _n(t["steps"]), "", _n(t["checkpoints"]), _n(t["evaluations"]), _n(t["eval_items"]),
-                 _n(t["disk_bytes"] and t["disk_bytes"] / 1e9, ".1f"), _n(t["train_gpu_h"], ".1f"), _n(t["eval_gpu_h"], ".1f")])
+                 _n(t["disk_bytes"] and t["disk_bytes"] / 1e9, ".1f"), _n(t["train_gpu_h"], ".1f"), _n(t["eval_gpu_h"], ".1f"),
+                 _n(t["eval_vllm_gpu_h"], ".1f")])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines.append("")
     for row in [header, *rows]:
         lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    lines.append("  * GPU hours on H100s: an estimate unless the throughput above says measured.")
+    lines.append("  * GPU hours on H100s: an estimate unless the throughput above says measured. Evaluation under eval.backend hf "
+                 f"and vllm; the vllm total adds one engine start per evaluation worker ({p['eval_workers']}).")
     lines += _format_measured(p)
     if p["paper_reach"]:
         lines.append("")
@@ -455,6 +512,9 @@ def plan_header(p: dict, config_file: str) -> str:
         f"{_n(t['disk_bytes'] and t['disk_bytes'] / 1e9)} GB of checkpoints",
         f"  training ~{_n(t['train_gpu_h'])} GPU-h ({_n(p['train_tokens_per_s'])} tokens/s per GPU), "
         f"evaluation ~{_n(t['eval_gpu_h'])} GPU-h ({_n(p['eval_gpu_s_per_checkpoint'] and p['eval_gpu_s_per_checkpoint'] / 60)} min per checkpoint)",
+        f"  evaluation with eval.backend vllm ~{_n(t['eval_vllm_gpu_h'])} GPU-h "
+        f"({_n(p['eval_vllm_gpu_s_per_checkpoint'] and p['eval_vllm_gpu_s_per_checkpoint'] / 60, '.1f')} min per checkpoint, "
+        f"one engine per evaluation worker; assumptions in `plan`)",
     ]
     if p["paper_reach"]:
         lines.append(f"  WARNING: short of the epochs the paper reports for {len(p['paper_reach'])} gamma_max value(s); see `plan`")

@@ -33,6 +33,7 @@ from entrodrop_bench.artifacts import (
     LeaderboardComparison,
     PairedDifference,
     RowComparison,
+    RunSelection,
     TableComparisons,
 )
 from entrodrop_bench.errors import DataError
@@ -204,12 +205,11 @@ def _contrasts(selection: SelectionRows, domains: dict[str, list[str]], items_of
             for n, ma, ra, mb, rb, seeds, res in found]
 
 
-def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) -> Comparisons:
-    """Every table's rows against the Baseline, and Table 3's contrasts (see the module docstring). `selection` is
-    the selection being computed, as a dict with `methods`, `runs` and `target_domain`."""
-    rows_of = SelectionRows.of(selection["methods"], selection["runs"], selection["target_domain"])
-    base_method = baseline_method(rows_of)
-    base_run = selection["methods"][base_method]["best_run"] if base_method else None
+def comparisons(selection: SelectionRows, domains: dict[str, list[str]], items: Items) -> Comparisons:
+    """Every table's rows against the Baseline, and Table 3's contrasts (see the module docstring), of the methods
+    and runs of the selection being computed."""
+    base_method = baseline_method(selection)
+    base_run = selection.methods[base_method].best_run if base_method else None
     common = {"test": TEST, "alpha": ALPHA, "mde_power": MDE_POWER, "baseline": base_method}
     if base_run is None:
         why = "no method with the `baseline` table role" if base_method is None else f"the Baseline ({base_method}) has no selected checkpoint"
@@ -221,14 +221,14 @@ def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) ->
 
     def items_of(run: str) -> tuple[RunItems, list[str]]:
         if run not in cache:
-            cache[run] = run_items(items, run, selected_steps(selection, run), benchmarks)
+            cache[run] = run_items(items, run, selected_steps(selection.runs[run]), benchmarks)
         return cache[run]
 
     base_items, _ = items_of(base_run)
     raw: dict[str, dict[str, CrossedResult | None]] = {}
     tables: dict[str, TableComparisons] = {}
-    for table, rows in table_rows(rows_of).items():
-        rows = [(m, r) for m, r in rows if r != base_run and selection["runs"][r]["aggregate"]]
+    for table, rows in table_rows(selection).items():
+        rows = [(m, r) for m, r in rows if r != base_run and selection.runs[r].aggregate is not None]
         for _, run in rows:
             raw.setdefault(run, compare(items_of(run)[0], base_items, domains))
         adjusted = _holm_columns({run: raw[run] for _, run in rows}, columns)
@@ -238,7 +238,7 @@ def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) ->
                                    for c in columns})
             for method, run in rows])
     if "table3" in tables:
-        tables["table3"].contrasts = _contrasts(rows_of, domains, items_of)
+        tables["table3"].contrasts = _contrasts(selection, domains, items_of)
     lacking = sorted({label for run in cache for label in items_of(run)[1]})
     notes = []
     if lacking:
@@ -248,9 +248,9 @@ def comparisons(selection: dict, domains: dict[str, list[str]], items: Items) ->
     return Comparisons(**common, baseline_run=base_run, tables=tables, lacking_items=lacking, notes=notes)
 
 
-def selected_steps(selection: dict, run: str) -> dict[int, int]:
+def selected_steps(run: RunSelection) -> dict[int, int]:
     """Seed -> the step of its selected checkpoint, for the seeds of a run that have one."""
-    return {int(s): r["selected"]["step"] for s, r in selection["runs"][run]["seeds"].items() if r and r["selected"]}
+    return {int(s): r.selected.step for s, r in run.seeds.items() if r.selected is not None}
 
 
 def significant(diff: PairedDifference | LeaderboardComparison | None) -> bool:

@@ -94,13 +94,12 @@ def _line(path: Path, lines: list[str], index: int) -> dict:
 
 def rebuilt_selection(config: ExperimentConfig, layout: Layout, path: Path) -> Selection:
     """selection.json (as `select` wrote it, read without its runs folder) with everything that comes from per-item
-    outcomes recomputed from the file at `path` (`selection.add_item_statistics`)."""
-    from entrodrop_bench.report.selection import add_item_statistics
+    outcomes recomputed from the file at `path` (`selection.with_item_statistics`)."""
+    from entrodrop_bench.report.selection import with_item_statistics
 
     experiment, items = read(path)
-    selection = Selection.read(layout.selection_file).model_dump()
-    if experiment != selection["experiment"] or selection["experiment"] != config.name:
+    selection = Selection.read(layout.selection_file)
+    if experiment != selection.experiment or selection.experiment != config.name:
         raise ArtifactError(f"{path} holds the outcomes of experiment {experiment!r}, but {layout.selection_file} is "
-                            f"{selection['experiment']!r} and the config {config.name!r}")
-    add_item_statistics(selection, selection["domains"], items, config.eval.heldout_seed)
-    return Selection.model_validate(selection)
+                            f"{selection.experiment!r} and the config {config.name!r}")
+    return with_item_statistics(selection, items, config.eval.heldout_seed)

@@ -24,8 +24,9 @@ not depend on the training or evaluation code. Rules:
   interval over seeds, or none (never a zero-width one).
 - Paired comparisons of every table's methods against the Baseline, and Table 3's contrasts
   (`report.comparisons`), from per-item outcomes.
-- Everything computed from per-item outcomes goes through `add_item_statistics`, which `tables --from-items`
-  runs again on the committed per-item file (`report.item_outcomes`), without the runs folder.
+- Everything computed from per-item outcomes goes through `item_statistics`, which `tables --from-items`
+  runs again on the committed per-item file (`report.item_outcomes`, `with_item_statistics`), without the runs
+  folder.
 - Table 4's minimum validation loss: an interval over validation documents, and each row minus the Baseline
   paired by document (`report.val_loss`), from the per-document losses of the validation curves.
 - Sweeps: every grid point is aggregated; the method is represented by its best grid point
@@ -50,12 +51,17 @@ import numpy as np
 from entrodrop_bench.artifacts import (
     ArtifactError,
     CheckpointManifest,
+    CheckpointScores,
+    Comparisons,
     EvalResult,
+    HeldoutPick,
+    HeldoutSummary,
     ItemOutcomes,
-    PairedDifference,
+    RunSelection,
     RunStatus,
     Selection,
     SelectionInputs,
+    Summary,
     ValCurve,
     ValPoint,
     stored_results,
@@ -76,6 +82,7 @@ from entrodrop_bench.report.comparisons import (
     seed_interval,
     store_items,
 )
+from entrodrop_bench.report.rows import SelectionRows
 from entrodrop_bench.report.statistics import (
     CROSSFIT_SPLITS,
     CrossedResult,
@@ -331,7 +338,7 @@ def summarize(values: list[float], interval: CrossedResult | None = None) -> dic
 
 def aggregate(per_seed: dict[int, dict]) -> dict | None:
     """Mean/std/interval across the seeds that have a selected checkpoint; the intervals from per-item outcomes
-    are set by `add_item_statistics`."""
+    are set by `item_statistics`."""
     chosen = {s: r["selected"] for s, r in sorted(per_seed.items()) if r and r.get("selected")}
     if not chosen:
         return None
@@ -344,7 +351,9 @@ def aggregate(per_seed: dict[int, dict]) -> dict | None:
         "step": [r["step"] for r in sel],
         "target_epoch": [r["target_epoch"] for r in sel],
     }
-    out["heldout"] = _heldout_summary([per_seed[s].get("heldout") for s in chosen])
+    picks = [per_seed[s].get("heldout") for s in chosen]
+    summary = _heldout_summary([None if p is None else HeldoutPick.model_validate(p) for p in picks])
+    out["heldout"] = summary and summary.model_dump()  # the best grid point's rule reads it while assembling
     losses = [r["val_loss"] for r in sel if r["val_loss"] is not None]
     out["val_loss"] = summarize(losses) if len(losses) == len(sel) else None
     mins = [per_seed[s]["val_min"] for s in chosen if per_seed[s].get("val_min")]
@@ -358,16 +367,20 @@ def aggregate(per_seed: dict[int, dict]) -> dict | None:
     return out
 
 
-def _heldout_summary(picks: list[dict | None]) -> dict | None:
-    """Mean over seeds of their held-out picks (artifacts.HeldoutSummary); None unless every seed has one."""
+def _heldout_summary(picks: list[HeldoutPick | None]) -> HeldoutSummary | None:
+    """Mean over seeds of their held-out picks; None unless every seed has one."""
     if not picks or any(p is None for p in picks):
         return None
-    mean = {k: float(np.mean([p[k] for p in picks])) for k in ("selection_avg", "report_avg", "paper_avg")}
-    if any(p.get("crossfit_avg") is None for p in picks):
-        return {"step": [p["step"] for p in picks], **mean, "optimism": mean["paper_avg"] - mean["report_avg"]}
-    crossfit = float(np.mean([p["crossfit_avg"] for p in picks]))
-    return {"step": [p["step"] for p in picks], **mean, "crossfit_avg": crossfit,
-            "optimism": mean["paper_avg"] - crossfit}
+    steps = [p.step for p in picks]
+    selection_avg = float(np.mean([p.selection_avg for p in picks]))
+    report_avg = float(np.mean([p.report_avg for p in picks]))
+    paper_avg = float(np.mean([p.paper_avg for p in picks]))
+    if any(p.crossfit_avg is None for p in picks):
+        return HeldoutSummary(step=steps, selection_avg=selection_avg, report_avg=report_avg, paper_avg=paper_avg,
+                              optimism=paper_avg - report_avg)
+    crossfit = float(np.mean([p.crossfit_avg for p in picks]))
+    return HeldoutSummary(step=steps, selection_avg=selection_avg, report_avg=report_avg, paper_avg=paper_avg,
+                          crossfit_avg=crossfit, optimism=paper_avg - crossfit)
 
 
 # --------------------------------------------------------------------------- statistics from per-item outcomes
@@ -395,62 +408,77 @@ def _split_masks(ids: tuple[str, ...], seed: int) -> np.ndarray:
     return split_masks(ids, seed, CROSSFIT_SPLITS)
 
 
-def _add_crossfit(runs: dict[str, dict], domains: dict[str, list[str]], target: str, items: Items,
-                  heldout_seed: int) -> None:
-    """Each seed's held-out view gets its cross-fitted score, and each aggregate's optimism is recomputed from it."""
-    for run, record in runs.items():
-        for seed, rec in record["seeds"].items():
-            if rec and rec.get("heldout"):
-                steps = [c["step"] for c in rec["checkpoints"] if c["complete"]]
-                view = crossfit_view(items, run, int(seed), steps, domains[target], heldout_seed)
-                rec["heldout"].update(crossfit_avg=view and view[0], crossfit_splits=view and view[1])
-        agg = record["aggregate"]
-        if agg:
-            agg["heldout"] = _heldout_summary([record["seeds"][str(s)].get("heldout") for s in agg["seeds"]])
+def _with_crossfit(run: str, record: RunSelection, target: list[str], items: Items, heldout_seed: int
+                   ) -> RunSelection:
+    """The run with each seed's held-out view given its cross-fitted score (over the target domain's benchmarks
+    `target`), and its aggregate's optimism recomputed from them."""
+    seeds = {}
+    for seed, rec in record.seeds.items():
+        if rec.heldout is not None:
+            steps = [c.step for c in rec.checkpoints if c.complete]
+            view = crossfit_view(items, run, int(seed), steps, target, heldout_seed)
+            fit = {"crossfit_avg": view and view[0], "crossfit_splits": view and view[1]}
+            rec = rec.model_copy(update={"heldout": rec.heldout.model_copy(update=fit)})
+        seeds[seed] = rec
+    agg = record.aggregate
+    if agg is not None:
+        agg = agg.model_copy(update={"heldout": _heldout_summary([seeds[str(s)].heldout for s in agg.seeds])})
+    return record.model_copy(update={"seeds": seeds, "aggregate": agg})
 
 
-def _add_intervals(runs: dict[str, dict], domains: dict[str, list[str]], items: Items) -> None:
-    """Every aggregate score and average gets its interval over seeds and items (items only with one seed)."""
+def _with_intervals(run: str, record: RunSelection, domains: dict[str, list[str]], items: Items) -> RunSelection:
+    """The run with every aggregate score and average given its interval over seeds and items (items only with
+    one seed)."""
+    agg = record.aggregate
+    if agg is None:
+        return record
     benchmarks = [b for bs in domains.values() for b in bs]
-    for run, record in runs.items():
-        agg = record["aggregate"]
-        if not agg:
-            continue
-        rows = [record["seeds"][str(s)]["selected"] for s in agg["seeds"]]
-        found, _ = run_items(items, run, {s: r["step"] for s, r in zip(agg["seeds"], rows)}, benchmarks)
-        if len(found) != len(rows):
-            found = {}  # a seed without any per-item outcomes: no interval over seeds and items can be had
-        for key, columns in (("scores", list(agg["scores"])), ("domain_avg", list(agg["domain_avg"]))):
-            agg[key] = {c: _column_summary(rows, found, domains, c) for c in columns}
-        agg["total_avg"] = _column_summary(rows, found, domains, TOTAL)
+    rows = [record.seeds[str(s)].selected for s in agg.seeds]
+    found, _ = run_items(items, run, {s: r.step for s, r in zip(agg.seeds, rows)}, benchmarks)
+    if len(found) != len(rows):
+        found = {}  # a seed without any per-item outcomes: no interval over seeds and items can be had
+    summaries = {"scores": {c: _column_summary(rows, found, domains, c) for c in agg.scores},
+                 "domain_avg": {c: _column_summary(rows, found, domains, c) for c in agg.domain_avg},
+                 "total_avg": _column_summary(rows, found, domains, TOTAL)}
+    return record.model_copy(update={"aggregate": agg.model_copy(update=summaries)})
 
 
-def _column_summary(rows: list[dict], found: dict, domains: dict[str, list[str]], column: str) -> dict:
+def _column_summary(rows: list[CheckpointScores], found: dict, domains: dict[str, list[str]], column: str) -> Summary:
     interval = score_interval(found, domains, column) if found else None
-    return summarize([_column_value(r, column) for r in rows], interval)
+    return Summary.model_validate(summarize([_column_value(r, column) for r in rows], interval))
 
 
-def _column_value(row: dict, column: str) -> float:
+def _column_value(row: CheckpointScores, column: str) -> float:
     if column == TOTAL:
-        return row["total_avg"]
-    return row["domain_avg"][column] if column in row["domain_avg"] else row["scores"][column]
+        return row.total_avg
+    return row.domain_avg[column] if column in row.domain_avg else row.scores[column]
 
 
-def add_item_statistics(selection: dict, domains: dict[str, list[str]], items: Items, heldout_seed: int) -> None:
-    """Everything a selection computes from per-item outcomes, in place: cross-fitted optimism (on every item),
-    intervals and paired comparisons (on the report half under `heldout`). `selection` holds `rule`,
-    `target_domain`, `methods` and `runs`; its `comparisons` are replaced, keeping Table 4's validation-loss
-    differences (which come from the validation curves, not from items)."""
-    shown = report_half(items, heldout_seed) if selection["rule"] == "heldout" else items
-    _add_crossfit(selection["runs"], domains, selection["target_domain"], items, heldout_seed)
-    _add_intervals(selection["runs"], domains, shown)
-    compared = comparisons(selection, domains, shown)
-    before = (selection.get("comparisons") or {}).get("tables", {}).get("table4")
-    if before and "table4" in compared.tables:
-        val = {r["run"]: r.get("val_loss") for r in before["rows"]}
+def item_statistics(rows: SelectionRows, rule: str, domains: dict[str, list[str]], items: Items, heldout_seed: int,
+                    before: Comparisons | None = None) -> tuple[dict[str, RunSelection], Comparisons]:
+    """Everything a selection computes from per-item outcomes: its runs with cross-fitted optimism (on every
+    item) and intervals, and the paired comparisons (both on the report half under `heldout`). Table 4's
+    validation-loss differences (which come from the validation curves, not from items) are kept from `before`,
+    the comparisons being replaced."""
+    shown = report_half(items, heldout_seed) if rule == "heldout" else items
+    target = domains[rows.target_domain]
+    runs = {run: _with_intervals(run, _with_crossfit(run, record, target, items, heldout_seed), domains, shown)
+            for run, record in rows.runs.items()}
+    compared = comparisons(SelectionRows(rows.methods, runs, rows.target_domain), domains, shown)
+    table4 = before.tables.get("table4") if before else None
+    if table4 and "table4" in compared.tables:
+        val = {r.run: r.val_loss for r in table4.rows}
         for row in compared.tables["table4"].rows:
-            row.val_loss = None if val.get(row.run) is None else PairedDifference.model_validate(val[row.run])
-    selection["comparisons"] = compared
+            row.val_loss = val.get(row.run)
+    return runs, compared
+
+
+def with_item_statistics(selection: Selection, items: Items, heldout_seed: int) -> Selection:
+    """`selection` with everything that comes from per-item outcomes recomputed from `items` (`item_statistics`)."""
+    rows = SelectionRows(selection.methods, selection.runs, selection.target_domain)
+    runs, compared = item_statistics(rows, selection.rule, selection.domains, items, heldout_seed,
+                                     selection.comparisons)
+    return selection.model_copy(update={"runs": runs, "comparisons": compared})
 
 
 def _best_grid_point(runs: dict[str, dict], rule: str, target_domain: str) -> str | None:
@@ -526,12 +554,12 @@ def _compute(config: ExperimentConfig, layout: Layout) -> tuple[Selection, Items
             "best_run": _best_grid_point({r: runs[r] for r in grid}, rule, target),
         }
     doc_losses = add_val_loss_intervals(layout, runs)  # Table 4: intervals over validation documents
-    # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
-    found = {"rule": rule, "target_domain": target, "methods": methods, "runs": runs}
+    rows = SelectionRows.of(methods, runs, target)
     # Only this config's runs and seeds: a shared runs folder may hold another experiment's results.
     items = store_items({k: v for k, v in store.items() if k[0] in config.runs and k[1] in config.train.seeds})
-    add_item_statistics(found, domains, items, config.eval.heldout_seed)
-    add_val_loss_comparisons(found["comparisons"], doc_losses)
+    # Under `heldout` every reported number (intervals and paired comparisons too) is on the report half.
+    typed_runs, compared = item_statistics(rows, rule, domains, items, config.eval.heldout_seed)
+    add_val_loss_comparisons(compared, doc_losses)
     selection = Selection.model_validate({
         "experiment": config.name,
         "preset": config.preset,
@@ -540,13 +568,13 @@ def _compute(config: ExperimentConfig, layout: Layout) -> tuple[Selection, Items
         "domains": {d: list(bs) for d, bs in domains.items()},
         "seeds": list(config.train.seeds),
         "scale": "scores x100; domain average = mean of its benchmarks; total = mean of domain averages",
-        "methods": methods,
-        "runs": runs,
+        "methods": rows.methods,
+        "runs": typed_runs,
         "skipped": skipped,
         "missing": missing,
         "weak_isolation": weak_isolation(store),
         "inputs": inputs,
-        "comparisons": found["comparisons"],
+        "comparisons": compared,
     })
     return selection, items
 

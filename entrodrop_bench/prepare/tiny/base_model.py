@@ -9,12 +9,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from entrodrop_bench.config import TINY_MAX_POSITIONS
+
 PRETRAIN_SEQ_LEN = 128
 # Small batches: the copy-and-compute skill of the math format appears only after ~2k optimizer steps.
 PRETRAIN_BATCH = 4
 PRETRAIN_LR = 2e-3
 PRETRAIN_WARMUP = 0.03
-MAX_POSITIONS = 1024
+MAX_POSITIONS = TINY_MAX_POSITIONS
 
 
 def make_model(tokenizer, hidden_size: int, num_layers: int, num_heads: int, seed: int):
