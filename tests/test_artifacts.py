@@ -249,6 +249,10 @@ NON_RESULT_PATHS = {
     # the sandbox's private temporary root, removed after each program
     "entrodrop_bench/evaluate/sandbox.py:_Staging.host_dirs",
     "entrodrop_bench/evaluate/sandbox.py:run_sandboxed",
+    # the kernel's cgroup files of each sandbox's memory cgroup (under /sys/fs/cgroup), removed after each run
+    "entrodrop_bench/evaluate/sandbox.py:MemoryCgroup.close",
+    "entrodrop_bench/evaluate/sandbox.py:MemoryCgroup.create",
+    "entrodrop_bench/evaluate/sandbox.py:MemoryCgroup.procs_file",
     # the checked-in GPU measurement the planner reads, and a model folder's config.json (inputs)
     "entrodrop_bench/orchestrate/plan.py:<module>",
     "entrodrop_bench/orchestrate/plan.py:backbone",
