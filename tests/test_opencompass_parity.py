@@ -2,7 +2,8 @@
 
 - The comparison (tests/opencompass/parity.py) against the oracle's output (.ci/opencompass_oracle.py, run in
   `.venv-opencompass` by `make test-opencompass`) must reproduce tasks/opencompass_parity.json exactly, and agree
-  on every GSM8K, SVAMP and IFEval score; skipped, saying why, when the oracle's output or the real data is absent.
+  on every GSM8K, SVAMP and IFEval score, and cover every benchmark of the real presets (code extraction
+  included); skipped, saying why, when the oracle's output or the real data is absent.
 - tasks/README.md's table must be the one generated from tasks/opencompass_parity.json.
 - MATH from a local file keeps its four Minerva exemplars (the offline prompt is rendered and searched).
 """
@@ -42,6 +43,13 @@ def test_harness_agrees_with_opencompass_oracle(tmp_path):
     for name in ("gsm8k", "svamp", "ifeval"):
         assert rows[name]["scores_agree"] == rows[name]["generations"], rows[name]["disagreements"]
     assert rows["gsm8k"]["prompts_equal"] == rows["gsm8k"]["items"]
+    # Every benchmark of the real presets is compared (CollegeMath: OpenCompass has no config to compare with),
+    # and the code benchmarks' extraction is scored, not only their prompts.
+    assert set(rows) == {"gsm8k", "svamp", "minerva_math", "olympiadbench", "ifeval", "arc_challenge", "piqa", "mmlu",
+                         "hellaswag", "humaneval", "mbpp", "livecodebench"}
+    assert summary["college_math_configs"] == [], "OpenCompass now has a CollegeMath config: compare with it"
+    for name in ("humaneval", "mbpp", "livecodebench"):
+        assert rows[name]["generations"] > 0 and set(parity.NOTES) >= set(rows)
 
 
 def test_offline_math_prompt_holds_the_four_minerva_exemplars(tmp_path):

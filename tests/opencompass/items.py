@@ -275,3 +275,145 @@ MMLU_TEST = [
     _mmlu("The smallest bones of the body are in the", ["hand", "ear", "foot", "nose"], 1),
     _mmlu("Which vessel carries blood away from the heart?", ["vein", "venule", "capillary", "artery"], 3),
 ]
+
+
+# Code benchmarks: which program each side extracts from one generation (execution is not needed for that). A
+# program's key is its entry point's last top-level definition, unparsed (None: unparsable or missing); an
+# extraction is "right" when its key is the gold program's.
+N_HUMANEVAL_SCORED = 8  # the first N real HumanEval items get the generation set
+
+# MBPP items in evalplus's MBPP+ schema (task_id, prompt, entry_point, canonical_solution) with the original
+# test_list OpenCompass's sanitized MBPP prompt shows, written for this comparison.
+MBPP_ITEMS = [
+    {"task_id": "Mbpp/9001", "entry_point": "shared_elements", "text": "Write a function to find the shared "
+     "elements from the given two lists.",
+     "test_list": ["assert set(shared_elements((3, 4, 5, 6), (5, 7, 4, 10))) == set((4, 5))",
+                   "assert set(shared_elements((1, 2, 3, 4), (5, 4, 3, 7))) == set((3, 4))"],
+     "canonical_solution": "def shared_elements(a, b):\n    return tuple(set(a) & set(b))\n"},
+    {"task_id": "Mbpp/9002", "entry_point": "is_not_prime", "text": "Write a python function to identify "
+     "non-prime numbers.", "test_list": ["assert is_not_prime(2) == False", "assert is_not_prime(10) == True"],
+     "canonical_solution": "import math\n\n\ndef is_not_prime(n):\n    if n < 2:\n        return True\n"
+                           "    for i in range(2, int(math.sqrt(n)) + 1):\n        if n % i == 0:\n"
+                           "            return True\n    return False\n"},
+    {"task_id": "Mbpp/9003", "entry_point": "square_sum", "text": "Write a function that returns the sum of the "
+     "squares of a list of numbers.", "test_list": ["assert square_sum([1, 2, 3]) == 14"],
+     "canonical_solution": "def _square(x):\n    return x * x\n\n\ndef square_sum(xs):\n"
+                           "    return sum(_square(x) for x in xs)\n"},
+]
+
+
+def mbpp_prompt(item: dict) -> str:
+    """evalplus's MBPP+ prompt: the task and one test in a docstring."""
+    return f'"""\n{item["text"]}\n{item["test_list"][0]}\n"""\n'
+
+
+# LiveCodeBench code_generation_lite items (one functional, with starter code; one stdin), written for this
+# comparison; `solution` is the gold program.
+LCB_ITEMS = [
+    {"question_id": "lcb-9001", "question_title": "Fixed points", "platform": "leetcode",
+     "question_content": "Given a list nums, return how many indices i have nums[i] == i.",
+     "starter_code": "class Solution:\n    def fixedPoints(self, nums: List[int]) -> int:\n        ",
+     "solution": "class Solution:\n\n    def fixedPoints(self, nums: List[int]) -> int:\n"
+                 "        return sum((1 for i, x in enumerate(nums) if x == i))"},
+    {"question_id": "lcb-9002", "question_title": "Sum of two", "platform": "atcoder",
+     "question_content": "Read two integers A and B from standard input and print A + B.", "starter_code": "",
+     "solution": "a, b = map(int, input().split())\nprint(a + b)"},
+]
+
+
+def program_key(code: str | None, entry_point: str | None) -> str | None:
+    """The entry point's last top-level definition (what a test would call), or the whole module when there is
+    no entry point (stdin programs), unparsed; None when the code does not parse or lacks the definition."""
+    import ast
+
+    if code is None:
+        return None
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    if entry_point is None:
+        return ast.unparse(tree) or None
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == entry_point]
+    return ast.unparse(defs[-1]) if defs else None
+
+
+def _fence(code: str) -> str:
+    return f"```python\n{code.rstrip()}\n```"
+
+
+def code_generations(full: str, body: str | None, wrong: str, usage: str) -> dict[str, str]:
+    """The fixed generation set of a code item: `full` the whole gold program, `body` the gold function body a
+    base model writes after the prompt (None: not a completion benchmark), `wrong` another program, `usage` a
+    call of the entry point."""
+    gens = {
+        "fenced": _fence(full) + "\n",
+        "prose_around_fenced": f"Here is the solution:\n\n{_fence(full)}\n\nIt returns the required value.",
+        "several_fenced_gold_first": f"{_fence(full)}\n\nUsage:\n\n{_fence(usage)}\n",
+        "several_fenced_gold_last": f"A first try:\n\n{_fence(wrong)}\n\nFixed:\n\n{_fence(full)}\n",
+        "no_fence_program": full,
+        "wrong_fenced": _fence(wrong) + "\n",
+    }
+    if body is not None:
+        gens["indented_body"] = body
+        gens["indented_body_then_test"] = body.rstrip("\n") + f"\n\n\n{usage}\n"
+    return gens
+
+
+# HellaSwag items in the Rowan/hellaswag schema, written for this comparison: 11 train items (OpenCompass's
+# 10-shot exemplars are the first 10) and 3 validation items.
+def _hs(i: int, activity: str, ctx_a: str, ctx_b: str, endings: list[str], label: int) -> dict:
+    return {"ind": i, "activity_label": activity, "ctx_a": ctx_a, "ctx_b": ctx_b, "ctx": f"{ctx_a} {ctx_b}",
+            "endings": endings, "source_id": f"x-{i}", "split": "val", "split_type": "indomain", "label": str(label)}
+
+
+HELLASWAG_TRAIN = [
+    _hs(100 + i, act, a, b, ends, lab) for i, (act, a, b, ends, lab) in enumerate([
+        ("Baking cookies", "A woman mixes flour and sugar in a bowl.", "she",
+         ["adds eggs and stirs.", "throws the bowl away.", "paints the wall.", "drives to work."], 0),
+        ("Washing a car", "A man sprays the car with a hose.", "he",
+         ["eats the sponge.", "scrubs the door with soap.", "sings on stage.", "reads a book."], 1),
+        ("Playing guitar", "A boy holds a guitar on his lap.", "he",
+         ["feeds the cat.", "mows the lawn.", "strums a few chords.", "closes the window."], 2),
+        ("Running a marathon", "Runners line up at the start.", "the gun",
+         ["is painted blue.", "melts in the sun.", "sings loudly.", "fires and they start running."], 3),
+        ("Making tea", "A kettle boils on the stove.", "the man",
+         ["pours the water over a tea bag.", "plants a tree.", "repairs a bike.", "climbs the roof."], 0),
+        ("Skateboarding", "A girl rides a skateboard down a ramp.", "she",
+         ["knits a scarf.", "jumps and lands a trick.", "bakes bread.", "writes a letter."], 1),
+        ("Cleaning windows", "A man sprays cleaner on a window.", "he",
+         ["eats the spray.", "calls a taxi.", "wipes the glass with a cloth.", "swims across."], 2),
+        ("Cutting hair", "A barber holds scissors over a customer.", "he",
+         ["drinks the shampoo.", "leaves the shop.", "paints the chair.", "trims the hair at the back."], 3),
+        ("Painting a fence", "A man dips a brush into paint.", "he",
+         ["brushes paint onto the fence.", "throws the fence.", "eats lunch in the can.", "sleeps."], 0),
+        ("Walking the dog", "A woman clips a leash to her dog.", "they",
+         ["fly to the moon.", "walk down the street.", "cook dinner.", "watch a film on the dog."], 1),
+        # An 11th: lm-eval draws n + 1 exemplars when a task names no test split (hellaswag), then drops one.
+        ("Reading a book", "A man opens a book on his desk.", "he",
+         ["eats the pages.", "throws the desk.", "turns the page and reads.", "paints the lamp."], 2),
+    ])]
+HELLASWAG_VAL = [
+    _hs(1, "Ironing clothes", "A man lays a shirt on an ironing board.", "he",
+        ["throws the iron.", "presses the iron over the sleeves.", "eats the shirt.", "plays piano."], 1),
+    _hs(2, "Brushing teeth", "A child squeezes toothpaste onto a brush.", "the child",
+        ["paints a picture.", "goes swimming.", "brushes the teeth.", "rides a horse."], 2),
+    _hs(3, "Planting flowers", "A gardener digs a small hole.", "she",
+        ["places a seedling in it and covers the roots.", "fills it with soup.", "sings to the moon.",
+         "drives away."], 0),
+]
+
+
+def hellaswag_preprocess(text: str) -> str:
+    """lm-eval's (and OpenCompass's hellaswag files') text cleaning: bracketed notes out, double spaces merged."""
+    import re
+
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub("\\[.*?\\]", "", text).replace("  ", " ")
+
+
+def hellaswag_query_record(item: dict) -> dict:
+    """An item as OpenCompass's hellaswag files hold it (lm-eval's preprocessed query, choices and gold)."""
+    ctx = item["ctx_a"] + " " + item["ctx_b"].capitalize()
+    return {"query": hellaswag_preprocess(item["activity_label"] + ": " + ctx),
+            "choices": [hellaswag_preprocess(e) for e in item["endings"]], "gold": int(item["label"])}

@@ -68,22 +68,56 @@ NOTES: dict[str, list[str]] = {
              "differs only by a double space in OpenCompass's subject line (\"about  anatomy\"). OpenCompass picks the "
              "letter whose whole text has the lowest perplexity; the options' texts share everything but the final "
              "letter, so that is the letter with the highest log-likelihood, lm-eval's `acc`."],
+    "hellaswag": ["Perplexity-scored on both sides, so there is no generation to compare: OpenCompass's chosen "
+                  "config (`hellaswag_10shot_ppl`) scores hint + context + lettered options + the letter; lm-eval "
+                  "scores each ending after the bare context (acc_norm). Exemplars: OpenCompass's first 10 items of "
+                  "its own 25-item sample of the train split (not part of HellaSwag's release), lm-eval 10 random "
+                  "train items. The paper's Llama HellaSwag (73.1) fits OpenCompass's generative 10-shot config "
+                  "(about 73-74 for a Llama-3-8B-Instruct in its README, about 51 under ppl), whose exemplars are "
+                  "that same unreleased sample, so that prompt cannot be rebuilt: HellaSwag stays lm-eval's "
+                  "log-likelihood task. Its absolute numbers are therefore not comparable with the paper's; the "
+                  "comparison between methods under one protocol is."],
     "humaneval": ["Prompt: evalplus's base-model prompt (the problem stripped, plus a newline) instead of "
                   "OpenCompass's \"Complete the following python code:\" prefix; scored by evalplus (base + plus "
-                  "tests) instead of the original tests."],
+                  "tests) instead of the original tests.",
+                  "Scores here are code extraction, not execution: a generation counts right when the program each "
+                  "side would run defines the entry point exactly as the gold program does (its AST; "
+                  "`items.program_key`). The harness is a direct-completion protocol: the model continues the "
+                  "prompt, generation stops at evalplus's stop strings (\"\\ndef \", \"\\nimport \", "
+                  "\"\\nfrom \", ...) and evalplus's sanitize keeps the entry point. So a generation that restates "
+                  "the whole function (fenced, with prose, or bare) is cut before the function and counts wrong "
+                  "here, right in OpenCompass, whose `humaneval_postprocess_v2` takes the first fenced block and "
+                  "appends it to the prompt. The other way round, the base model's own continuation, an indented "
+                  "body, counts wrong in OpenCompass: `humaneval_postprocess_v2` left-strips it, which takes the "
+                  "first body line out of the function, so the program no longer parses."],
+    "mbpp": ["Prompt: evalplus's MBPP+ docstring prompt (zero-shot) instead of OpenCompass's 3-shot "
+             "`[BEGIN]`/`[DONE]` prompt; scored by evalplus (MBPP+, base + plus tests) instead of the 3 original "
+             "asserts.",
+             "Extraction (judged as for humaneval): OpenCompass's `MBPPEvaluator._process_answer` takes the "
+             "`[BEGIN]`/`[DONE]` or first fenced block. The harness appends the generation to its docstring prompt "
+             "and evalplus's sanitize keeps the longest run of lines that parses: for a fenced or `[BEGIN]` answer "
+             "shorter than the prompt's docstring that run is the docstring, so the program is lost (2 of the 3 "
+             "items: right there, wrong here); a longer program survives. With a wrong first block and the right "
+             "last one, OpenCompass takes the first, sanitize the longer, right one."],
+    "livecodebench": ["Prompt: LiveCodeBench's own base-model template (one solved example, `### Answer`), instead "
+                      "of OpenCompass's instruction prompt that asks for a fenced answer (`### Format:` ... "
+                      "`### Answer: (use the provided format with backticks)`).",
+                      "Extraction (judged as for humaneval, on the whole program): OpenCompass's default "
+                      "`extract_code_generation` (v1, chat models) takes the text between the first two fence "
+                      "lines and nothing when there is no fence; the harness takes the completion up to \"###\", "
+                      "stripped (LiveCodeBench's base-model rule). So a fenced answer is right there and wrong here "
+                      "(the fence stays in the program), and a bare program, also one followed by a new "
+                      "\"### Question\", is right here and wrong there. Each side reads the format its own prompt "
+                      "asks for."],
 }
 NOT_COMPARED = {
-    "college_math": "OpenCompass ships no CollegeMath config; the harness follows MWPBench's zero-shot boxed prompt.",
-    "hellaswag, generative or perplexity": "The paper's Llama HellaSwag (73.1) fits OpenCompass's generative "
-                        "10-shot config (about 73-74 for a Llama-3-8B-Instruct in its README, about 51 under ppl). Its "
-                        "exemplars are the first 10 items of OpenCompass's own sample of the train split, which is not "
-                        "part of HellaSwag's release, so that prompt cannot be rebuilt: HellaSwag stays lm-eval's "
-                        "log-likelihood task, 10-shot (random train items). Its absolute numbers are therefore not "
-                        "comparable with the paper's; the comparison between methods under one protocol is.",
-    "mbpp / livecodebench": "Not compared: evalplus (MBPP+) and LiveCodeBench's own base-model prompt and rule by "
-                            "design; OpenCompass's LiveCodeBench takes the first fenced block.",
+    "college_math": "OpenCompass ships no CollegeMath config: no config file whose name matches college_math or "
+                    "MWPBench, and none that mentions them, in the installed package ({found}, searched by "
+                    "`.ci/opencompass_oracle.py`), nor any file in open-compass/opencompass at a5acc4b (2026-08-19) "
+                    "that mentions college_math, CollegeMath, MWPBench or College_Math_Test; its only college-level maths configs are "
+                    "MMLU-family `college_mathematics` subjects, multiple choice. The harness follows MWPBench's "
+                    "zero-shot boxed prompt and scores with math_verify, as for olympiadbench.",
 }
-
 
 class _Recorder:
     """An lm-eval LM that records each prompt and answers with a fixed text (prompts are what is compared)."""
@@ -196,11 +230,49 @@ def ours(oracle: dict, work: Path) -> dict[str, dict]:
         _write_jsonl(work / "mmlu" / f"mmlu_{I.MMLU_SUBJECT}_{split}.jsonl", I.MMLU_DEV)
     out["mmlu"] = {"prompts": our_gold_texts(f"mmlu_{I.MMLU_SUBJECT}", data, work / "mmlu-run", lambda d: d["answer"],
                                              shots=5)}
-    # HumanEval: the evalplus runner's prompt.
-    from entrodrop_bench.evaluate.evalplus_runner import model_prompt
-
-    out["humaneval"] = {"prompts": [model_prompt("humaneval", p) for p in I.humaneval_items()]}
+    # HellaSwag, 10-shot as the real presets run it: the text scored for the gold ending, exemplars from the
+    # train file beside the evaluated file (named *_test so that the runner finds its *_train sibling).
+    (work / "hellaswag").mkdir()
+    data = _write_jsonl(work / "hellaswag" / "hellaswag_test.jsonl", I.HELLASWAG_VAL)  # the sibling: *_train
+    _write_jsonl(work / "hellaswag" / "hellaswag_train.jsonl", I.HELLASWAG_TRAIN)
+    out["hellaswag"] = {"prompts": our_gold_texts("hellaswag", data, work / "hellaswag-run", lambda d: int(d["label"]),
+                                                  shots=10)}
+    out.update(code_benchmarks(oracle))
     return out
+
+
+def code_benchmarks(oracle: dict) -> dict[str, dict]:
+    """HumanEval, MBPP (evalplus runner) and LiveCodeBench: the prompt, and for each of the oracle's generations
+    whether the program this harness extracts is the gold one (items.program_key), as the oracle's side is judged.
+    A generation is what the model returns, cut at the stop strings this harness generates with."""
+    from entrodrop_bench.evaluate import livecodebench as L
+    from entrodrop_bench.evaluate.evalplus_runner import _truncate, make_samples, model_prompt, stop_sequences
+
+    def evalplus_right(bench: str, problem: dict, gold_code: str, generation: str) -> bool:
+        prompt = model_prompt(bench, problem)
+        code = make_samples([problem], [_truncate(generation, stop_sequences(bench))], [prompt])[0]["solution"]
+        key = I.program_key(code, problem["entry_point"])
+        return key is not None and key == I.program_key(gold_code, problem["entry_point"])
+
+    he = I.humaneval_items()
+    mbpp = [{**r, "prompt": I.mbpp_prompt(r)} for r in I.MBPP_ITEMS]
+    lcb_gold = [I.program_key(r["solution"], None) for r in I.LCB_ITEMS]
+
+    def lcb_right(i: int, generation: str) -> bool:
+        key = I.program_key(L.extract_code(I.LCB_ITEMS[i], generation), None)
+        return key is not None and key == lcb_gold[i]
+
+    return {
+        "humaneval": {"prompts": [model_prompt("humaneval", p) for p in he],
+                      "correct": [evalplus_right("humaneval", he[s["item"]], he[s["item"]]["prompt"]
+                                                 + he[s["item"]]["canonical_solution"], s["generation"])
+                                  for s in oracle["humaneval"]["scores"]]},
+        "mbpp": {"prompts": [model_prompt("mbpp", p) for p in mbpp],
+                 "correct": [evalplus_right("mbpp", mbpp[s["item"]], mbpp[s["item"]]["canonical_solution"],
+                                            s["generation"]) for s in oracle["mbpp"]["scores"]]},
+        "livecodebench": {"prompts": [L.prompt(r) for r in I.LCB_ITEMS],
+                          "correct": [lcb_right(s["item"], s["generation"]) for s in oracle["livecodebench"]["scores"]]},
+    }
 
 
 class _Docs(list):
@@ -214,7 +286,8 @@ class _Docs(list):
 
 
 def compare(oracle: dict, mine: dict) -> dict:
-    summary: dict = {"opencompass": oracle.get("_opencompass_version"), "benchmarks": {}}
+    summary: dict = {"opencompass": oracle.get("_opencompass_version"), "benchmarks": {},
+                     "college_math_configs": oracle.get("_college_math_configs")}
     for name, theirs in oracle.items():
         if name.startswith("_"):
             continue
@@ -237,7 +310,10 @@ def table(summary: dict) -> str:
              f"Measured by running OpenCompass {summary['opencompass']}'s own code (`make test-opencompass`): prompts "
              "rendered by its PromptTemplate for a base model, and one fixed set of generations per item (gold in "
              "the prompt's format, perturbed, wrong, thousands separators, boxed and unboxed, several answers; "
-             "`tests/opencompass/items.py`) scored by its postprocessors and evaluators and by this harness.", "",
+             "`tests/opencompass/items.py`) scored by its postprocessors and evaluators and by this harness. For the "
+             "code benchmarks (humaneval, mbpp, livecodebench) the generations are code answers (fenced, several "
+             "fenced blocks, bare, prose around, an indented body) and a score is whether the extracted program is "
+             "the gold one; perplexity-scored benchmarks compare the text scored for the gold answer.", "",
              "| benchmark | OpenCompass config | items | prompts identical | generations | scores agree | "
              "disagreements (generation kind: count) |",
              "|---|---|---|---|---|---|---|"]
@@ -250,8 +326,9 @@ def table(summary: dict) -> str:
     lines += ["", "Differences that remain, and why:", ""]
     for name, notes in NOTES.items():
         lines += [f"- **{name}**: " + " ".join(notes)]
+    found = ", ".join(summary.get("college_math_configs") or []) or "none found"
     for name, why in NOT_COMPARED.items():
-        lines += [f"- **{name}**: {why}"]
+        lines += [f"- **{name}**: {why.format(found=found)}"]
     return "\n".join(lines + ["", END])
 
 
