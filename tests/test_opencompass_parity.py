@@ -30,12 +30,25 @@ def test_parity_table_is_generated_from_the_committed_comparison():
                                            "`.venv/bin/python tests/opencompass/parity.py --write` (make test-opencompass)")
 
 
+def _oracle_inputs_sha256() -> str:
+    """The same digest .ci/opencompass_oracle.py records (it runs in its own environment, so it is not imported)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in (parity.REPO / ".ci" / "opencompass_oracle.py", parity.REPO / "tests" / "opencompass" / "items.py"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 @needs_shared
 def test_harness_agrees_with_opencompass_oracle(tmp_path):
     if not ORACLE.is_file():
         pytest.skip(f"no OpenCompass oracle output at {ORACLE}: `make test-opencompass` builds .venv-opencompass and "
                     "runs .ci/opencompass_oracle.py")
     oracle = json.loads(ORACLE.read_text())
+    if oracle.get("_inputs_sha256") != _oracle_inputs_sha256():
+        pytest.skip(f"the OpenCompass oracle output at {ORACLE} was made from another oracle script or item set: "
+                    "`make test-opencompass` remakes it")
     summary = parity.compare(oracle, parity.ours(oracle, tmp_path))
     assert summary == json.loads(parity.SUMMARY.read_text()), (
         "the comparison changed: rerun `.venv/bin/python tests/opencompass/parity.py --write` and review the table")
