@@ -241,9 +241,6 @@ def mmlu(out: dict) -> None:
     import csv
     import tempfile
 
-    from opencompass.models.base import LMTemplateParser
-    from opencompass.openicl.icl_prompt_template import PromptTemplate
-
     cfgs = _all_configs(CONFIGS["mmlu"])
     cfg = next(c for c in cfgs if c["name"] == I.MMLU_SUBJECT)
     root = Path(tempfile.mkdtemp())
@@ -252,6 +249,16 @@ def mmlu(out: dict) -> None:
         with open(root / split / f"{I.MMLU_SUBJECT}_{split}.csv", "w", newline="") as f:
             csv.writer(f).writerows([[r["question"], *r["choices"], "ABCD"[r["answer"]]] for r in rows])
     dataset = cfg["type"](path=str(root), name=I.MMLU_SUBJECT, reader_cfg=cfg["reader_cfg"], abbr=cfg["abbr"])
+    prompts = _ppl_prompts(cfg, dataset, ["ABCD"[row["answer"]] for row in I.MMLU_TEST])
+    out["mmlu"] = {"config": CONFIGS["mmlu"] + f" ({I.MMLU_SUBJECT})", "prompts": prompts}
+
+
+def _ppl_prompts(cfg, dataset, labels: list[str]) -> list:
+    """A perplexity config's prompt for each test item scored with its gold label, through OpenCompass's own
+    retriever (in-context examples) and templates, as its PPL inferencer renders them."""
+    from opencompass.models.base import LMTemplateParser
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+
     infer = cfg["infer_cfg"]
     retr = dict(infer["retriever"])
     retriever = retr.pop("type")(dataset, **retr)
@@ -260,12 +267,12 @@ def mmlu(out: dict) -> None:
     ice_idx = retriever.retrieve()
     parser = LMTemplateParser()
     prompts = []
-    for idx, row in enumerate(I.MMLU_TEST):
+    for idx, label in enumerate(labels):
         ice = retriever.generate_ice(ice_idx[idx], ice_template=ice_t)
-        prompt = retriever.generate_label_prompt(idx=idx, ice=ice, label="ABCD"[row["answer"]], ice_template=ice_t,
+        prompt = retriever.generate_label_prompt(idx=idx, ice=ice, label=label, ice_template=ice_t,
                                                  prompt_template=prompt_t, remain_sep=False)
         prompts.append(parser.parse_template(prompt, mode="ppl"))
-    out["mmlu"] = {"config": CONFIGS["mmlu"] + f" ({I.MMLU_SUBJECT})", "prompts": prompts}
+    return prompts
 
 
 def _all_configs(rel: str) -> list:
@@ -349,27 +356,12 @@ def hellaswag(out: dict) -> None:
     10 train items) and PPLInferencer's prompt building, for each item's gold letter."""
     import tempfile
 
-    from opencompass.models.base import LMTemplateParser
-    from opencompass.openicl.icl_prompt_template import PromptTemplate
-
     cfg = load_config(CONFIGS["hellaswag"])
     root = Path(tempfile.mkdtemp())
     for name, rows in (("hellaswag_train_sampled25.jsonl", I.HELLASWAG_TRAIN), ("hellaswag.jsonl", I.HELLASWAG_VAL)):
         (root / name).write_text("".join(json.dumps(I.hellaswag_query_record(r)) + "\n" for r in rows))
     dataset = cfg["type"](path=str(root), reader_cfg=cfg["reader_cfg"], abbr=cfg["abbr"])
-    infer = cfg["infer_cfg"]
-    retr = dict(infer["retriever"])
-    retriever = retr.pop("type")(dataset, **retr)
-    ice_t, prompt_t = (PromptTemplate(**{k: v for k, v in dict(infer[key]).items() if k != "type"})
-                       for key in ("ice_template", "prompt_template"))
-    ice_idx = retriever.retrieve()
-    parser = LMTemplateParser()
-    prompts = []
-    for idx, row in enumerate(I.HELLASWAG_VAL):
-        ice = retriever.generate_ice(ice_idx[idx], ice_template=ice_t)
-        prompt = retriever.generate_label_prompt(idx=idx, ice=ice, label="ABCD"[int(row["label"])],
-                                                 ice_template=ice_t, prompt_template=prompt_t, remain_sep=False)
-        prompts.append(parser.parse_template(prompt, mode="ppl"))
+    prompts = _ppl_prompts(cfg, dataset, ["ABCD"[int(row["label"])] for row in I.HELLASWAG_VAL])
     out["hellaswag"] = {"config": CONFIGS["hellaswag"], "prompts": prompts}
 
 
