@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -227,28 +228,48 @@ def test_disk_is_bounded_and_dev_shm_private(level):
     assert not Path(f"/dev/shm/{marker}").exists()
 
 
+@contextlib.contextmanager
+def _host_sockets(bases, abstract: bool = False):
+    """World-writable unix sockets listening on the host, one in each folder of `bases` (and, with `abstract`, one
+    in the abstract namespace, last): their addresses, removed afterwards."""
+    socks, paths = [], []
+    try:
+        for base in bases:
+            path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
+            s = socket.socket(socket.AF_UNIX)
+            socks.append(s)
+            s.bind(path)
+            paths.append(path)
+            os.chmod(path, 0o777)
+            s.listen(1)
+        names = []
+        if abstract:
+            s = socket.socket(socket.AF_UNIX)
+            socks.append(s)
+            names.append(f"\0entrodrop-{uuid.uuid4().hex[:8]}")
+            s.bind(names[0])
+            s.listen(1)
+        yield [*paths, *names]
+    finally:
+        for s in socks:
+            s.close()
+        for p in paths:
+            os.unlink(p)
+
+
+def _connect_code(addresses) -> str:
+    """A program that tries each unix socket address and prints CONNECTED, or `no` with the errno."""
+    return ("import socket\n"
+            f"for p in {list(addresses)!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+            "        print('CONNECTED', repr(p))\n    except OSError as e:\n        print('no', e.errno)\n")
+
+
 @needs_fs_isolation
 def test_no_path_to_host_unix_sockets(tmp_path):
     """World-writable unix sockets on the host (here in /var/tmp, /tmp and the test's folder) are not reachable."""
-    socks, paths = [], []
-    for base in ("/var/tmp", "/tmp", str(tmp_path)):
-        path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(path)
-        os.chmod(path, 0o777)
-        s.listen(1)
-        socks.append(s)
-        paths.append(path)
-    try:
-        code = ("import socket\n"
-                f"for p in {paths!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
-                "        print('CONNECTED', p)\n    except OSError as e:\n        print('no', p, e.errno)\n")
-        r = run_python(code, limits=LIMITS)
-        assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == 3, r
-    finally:
-        for s, p in zip(socks, paths):
-            s.close()
-            os.unlink(p)
+    with _host_sockets(("/var/tmp", "/tmp", str(tmp_path))) as paths:
+        r = run_python(_connect_code(paths), limits=LIMITS)
+    assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == 3, r
 
 
 @needs_fs_isolation
@@ -381,32 +402,10 @@ def test_host_unix_sockets_unreachable_at_each_level(level, tmp_path):
     ones. (`none` reaches them: a documented limit.)"""
     if not level_works(level):
         pytest.skip(f"sandbox level `{level}` unusable here" + (" (apt-get install bubblewrap)" if level == "bwrap" else ""))
-    socks, paths = [], []
-    for base in ("/var/tmp", "/tmp", "/run", str(tmp_path)):
-        if not os.access(base, os.W_OK):
-            continue
-        path = os.path.join(base, f"entrodrop-{uuid.uuid4().hex[:8]}.sock")
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(path)
-        os.chmod(path, 0o777)
-        s.listen(1)
-        socks.append(s)
-        paths.append(path)
-    abstract = socket.socket(socket.AF_UNIX)
-    name = f"\0entrodrop-{uuid.uuid4().hex[:8]}"
-    abstract.bind(name)
-    abstract.listen(1)
-    try:
-        code = ("import socket\n"
-                f"for p in {[*paths, name]!r}:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
-                "        print('CONNECTED', repr(p))\n    except OSError as e:\n        print('no', e.errno)\n")
-        r = sandbox.run_python(code, level=level, allow_weak=True, limits=LIMITS)
-        assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == len(paths) + 1, r
-    finally:
-        abstract.close()
-        for s, p in zip(socks, paths):
-            s.close()
-            os.unlink(p)
+    bases = [b for b in ("/var/tmp", "/tmp", "/run", str(tmp_path)) if os.access(b, os.W_OK)]
+    with _host_sockets(bases, abstract=True) as paths:
+        r = sandbox.run_python(_connect_code(paths), level=level, allow_weak=True, limits=LIMITS)
+    assert r.ok and "CONNECTED" not in r.stdout and r.stdout.count("no ") == len(paths), r
 
 
 @needs_fs_isolation
