@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_loss import _model, _packed_batch
+from test_loss import _model, _packed_batch, head_case
 
 from entrodrop_bench.artifacts import RunStatus, TrainLog, ValCurve
 from entrodrop_bench.config import load_config
@@ -55,13 +55,7 @@ def test_token_loss_is_the_smoothed_cross_entropy():
 
 @pytest.mark.parametrize("chunk_elements", [97 * 7, 97 * 1000])
 def test_chunked_losses_and_gradients_match_the_hand_computed_smoothed_loss(chunk_elements):
-    g = torch.Generator().manual_seed(0)
-    hidden = torch.randn(3, 50, 16, generator=g, requires_grad=True)
-    weight = (torch.randn(97, 16, generator=g) * 0.3).requires_grad_()
-    bias = torch.randn(97, generator=g).requires_grad_()
-    labels = torch.randint(0, 97, (3, 50), generator=g)
-    labels[:, ::7] = IGNORE_INDEX
-    grads_out = torch.rand(3, 49, generator=g)
+    hidden, weight, bias, labels, grads_out = head_case()
     logits = torch.nn.functional.linear(hidden, weight, bias)[:, :-1].reshape(-1, 97)
     ref = smoothed_ce(logits, labels[:, 1:].reshape(-1), EPS).view(3, 49)
     (ref * grads_out).sum().backward()

@@ -40,15 +40,22 @@ def _packed_batch(vocab: int = 97, seq_len: int = 48, rows: int = 6) -> dict[str
     return batch
 
 
-@pytest.mark.parametrize("chunk_elements", [97 * 7, 97 * 64, 1000])
-def test_chunked_losses_and_gradients_match_the_full_logits(chunk_elements):
+def head_case():
+    """An LM head's inputs for the chunked-loss tests: hidden states, weight and bias (all requiring grad), labels
+    with ignored positions, and per-token weights for the backward (every token's gradient, not only the sum's)."""
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(3, 50, 16, generator=g, requires_grad=True)
     weight = (torch.randn(97, 16, generator=g) * 0.3).requires_grad_()
     bias = torch.randn(97, generator=g).requires_grad_()
     labels = torch.randint(0, 97, (3, 50), generator=g)
     labels[:, ::7] = IGNORE_INDEX
-    grads_out = torch.rand(3, 49, generator=g)  # per-token weights: every token's gradient, not only the sum's
+    grads_out = torch.rand(3, 49, generator=g)
+    return hidden, weight, bias, labels, grads_out
+
+
+@pytest.mark.parametrize("chunk_elements", [97 * 7, 97 * 64, 1000])
+def test_chunked_losses_and_gradients_match_the_full_logits(chunk_elements):
+    hidden, weight, bias, labels, grads_out = head_case()
 
     ref = naive_token_losses(torch.nn.functional.linear(hidden, weight, bias), labels)
     (ref * grads_out).sum().backward()
